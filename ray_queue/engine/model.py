@@ -1,0 +1,258 @@
+"""The engine's value types: workloads, admissions, decisions.
+
+Everything the engine takes in or hands out is one of these frozen dataclasses, so the
+adapters (Ray, gRPC, store) convert at the edge and never leak their own types inward.
+Resource amounts are integers in *milli-units* (1 CPU == 1000), like Kubernetes
+quantities, so quota arithmetic is exact and replays are bit-for-bit deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NewType
+
+WorkloadId = NewType("WorkloadId", str)
+
+#: A resource amount in milli-units (1 CPU == 1000, 1 byte of memory == 1000).
+Milli = int
+#: A resource name as Ray spells it ("CPU", "GPU", "TPU", "memory", custom names).
+ResourceName = str
+FlavorName = str
+#: (flavor, resource): the unit in which quota is granted and used.
+FlavorResource = tuple[FlavorName, ResourceName]
+Resources = Mapping[ResourceName, Milli]
+Usage = Mapping[FlavorResource, Milli]
+
+MILLI: Milli = 1000
+
+
+def to_milli(amount: float) -> Milli:
+    """Convert a user-facing amount (1.5 CPUs) to milli-units, rounding up.
+
+    Rounding up means a request is never admitted against less quota than it will use.
+    """
+    scaled = amount * MILLI
+    as_int = int(scaled)
+    return as_int if as_int >= scaled else as_int + 1
+
+
+class WorkloadKind(str, Enum):
+    PLACEMENT_GROUP = "placement_group"
+    TASK = "task"
+    ACTOR = "actor"
+    JOB = "job"
+
+
+class PlacementStrategy(str, Enum):
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
+class WorkloadState(str, Enum):
+    PENDING = "PENDING"
+    QUOTA_RESERVED = "QUOTA_RESERVED"
+    ADMITTED = "ADMITTED"
+    EVICTED = "EVICTED"
+    FINISHED = "FINISHED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_STATES
+
+    @property
+    def holds_quota(self) -> bool:
+        return self in (WorkloadState.QUOTA_RESERVED, WorkloadState.ADMITTED)
+
+
+_TERMINAL_STATES = frozenset(
+    {
+        WorkloadState.FINISHED,
+        WorkloadState.REJECTED,
+        WorkloadState.FAILED,
+        WorkloadState.CANCELLED,
+    }
+)
+
+
+class CheckState(str, Enum):
+    """State of one admission check on one workload (Kueue's CheckState)."""
+
+    PENDING = "Pending"
+    READY = "Ready"
+    RETRY = "Retry"
+    REJECTED = "Rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class BundleGroup:
+    """``count`` identical bundles, each needing ``resources``."""
+
+    resources: Resources
+    count: int = 1
+
+    def total(self, count: int | None = None) -> dict[ResourceName, Milli]:
+        n = self.count if count is None else count
+        return {name: amount * n for name, amount in self.resources.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """What a client asks for. Immutable once submitted."""
+
+    id: WorkloadId
+    queue: str
+    bundle_groups: tuple[BundleGroup, ...]
+    created_at: float
+    kind: WorkloadKind = WorkloadKind.PLACEMENT_GROUP
+    strategy: PlacementStrategy = PlacementStrategy.PACK
+    #: Name of a PriorityClass; ``None`` takes the global default (or 0).
+    priority_class: str | None = None
+    #: Who submitted it (a Ray job id, a driver id); cancelled together when it dies.
+    owner: str = ""
+    #: Partial admission: the first bundle group may be admitted with as few as this
+    #: many bundles when the full count does not fit. ``None`` means all or nothing.
+    min_count: int | None = None
+    #: Free-form name shown to people; not used for scheduling.
+    name: str = ""
+
+    def total_request(self) -> dict[ResourceName, Milli]:
+        totals: dict[ResourceName, Milli] = {}
+        for group in self.bundle_groups:
+            for name, amount in group.total().items():
+                totals[name] = totals.get(name, 0) + amount
+        return totals
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAdmission:
+    """How one bundle group was admitted: the flavor for each resource, and how many."""
+
+    flavors: Mapping[ResourceName, FlavorName]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    cluster_queue: str
+    groups: tuple[GroupAdmission, ...]
+    usage: Usage
+
+    def flavors(self) -> frozenset[FlavorName]:
+        return frozenset(f for g in self.groups for f in g.flavors.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: float
+    from_state: WorkloadState
+    to_state: WorkloadState
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStatus:
+    """A read-only view of a workload, as clients and the store see it."""
+
+    spec: WorkloadSpec
+    state: WorkloadState
+    priority: int
+    cluster_queue: str
+    admission: Admission | None
+    checks: Mapping[str, CheckState]
+    #: Why it is where it is, for a person ("pending: insufficient quota for GPU ...").
+    reason: str
+    message: str
+    requeue_count: int
+    requeue_at: float | None
+    placed: bool
+    history: tuple[Transition, ...] = field(default=())
+
+
+class DecisionKind(str, Enum):
+    #: Quota reserved; the workload waits for its admission checks.
+    RESERVE = "reserve"
+    #: Admitted: the adapter creates the placement group / runs the task or job.
+    ADMIT = "admit"
+    #: Evicted to make room for ``preemptor``; already requeued by the engine.
+    PREEMPT = "preempt"
+    #: Evicted for another reason (check retry, placement timeout, capacity revoked,
+    #: HoldAndDrain); already requeued (or rejected) by the engine.
+    EVICT = "evict"
+    #: Terminally rejected (admission check rejected, back-off limit reached).
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One thing the adapter must carry out. The engine's state already reflects it."""
+
+    kind: DecisionKind
+    workload: WorkloadId
+    reason: str
+    message: str
+    admission: Admission | None = None
+    preemptor: WorkloadId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPosition:
+    """A pending workload's place in line (Kueue's visibility API)."""
+
+    workload: WorkloadId
+    queue: str
+    cluster_queue: str
+    priority: int
+    position_in_queue: int
+    position_in_cluster_queue: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceStatus:
+    flavor: FlavorName
+    resource: ResourceName
+    nominal: Milli
+    borrowing_limit: Milli | None
+    lending_limit: Milli | None
+    usage: Milli
+    #: Usage above nominal quota (taken from the cohort).
+    borrowed: Milli
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterQueueStatus:
+    name: str
+    cohort: str | None
+    pending: int
+    reserving: int
+    admitted: int
+    resources: tuple[ResourceStatus, ...]
+    weighted_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class CohortStatus:
+    name: str
+    parent: str | None
+    resources: tuple[ResourceStatus, ...]
+    weighted_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class GangDemand:
+    """A workload holding quota whose bundles are not placed on nodes yet."""
+
+    workload: WorkloadId
+    flavor: FlavorName
+    bundles: tuple[Resources, ...]
+    strategy: PlacementStrategy
+    all_at_once: bool
+    state: WorkloadState
