@@ -10,21 +10,70 @@ always yields the same decisions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 
+from ray_queue.engine import lifecycle, views
 from ray_queue.engine.clock import Clock
-from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.config import (
+    ClusterQueue,
+    QueueConfig,
+    QueueingStrategy,
+    ReclaimWithinCohort,
+    StopPolicy,
+)
+from ray_queue.engine.errors import (
+    ConfigError,
+    ConfigProblem,
+    DuplicateWorkloadError,
+    InvalidTransitionError,
+    InvalidWorkloadError,
+    UnknownPriorityClassError,
+    UnknownQueueError,
+    UnknownWorkloadError,
+    WorkloadRejected,
+)
+from ray_queue.engine.fair_share import admission_penalty, decay, dominant_resource_share
+from ray_queue.engine.flavor_assignment import Assignment, Mode, assign_flavors
 from ray_queue.engine.model import (
+    Admission,
     CheckState,
     ClusterQueueStatus,
     CohortStatus,
     Decision,
+    DecisionKind,
     GangDemand,
     PendingPosition,
+    Transition,
     WorkloadId,
     WorkloadSpec,
+    WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.engine.preemption import (
+    Candidate,
+    Preemptor,
+    classical_victims,
+    fair_victims,
+    reclaim_allows,
+    within_cluster_queue_allows,
+)
+from ray_queue.engine.queues import ClusterQueuePending, order_key
+from ray_queue.engine.quota import QuotaNode, QuotaTree
+from ray_queue.engine.record import Record
+
+S = WorkloadState
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A head being considered in one scheduling round."""
+
+    record: Record
+    cq: ClusterQueue
+    node: QuotaNode
+    assignment: Assignment
 
 
 class Engine:
@@ -35,19 +84,57 @@ class Engine:
     """
 
     def __init__(self, config: QueueConfig, clock: Clock) -> None:
-        raise NotImplementedError
+        self._clock = clock
+        self._config = config
+        self._tree = QuotaTree(config)
+        self._records: dict[WorkloadId, Record] = {}
+        self._by_owner: dict[str, set[WorkloadId]] = {}
+        self._pending: dict[str, ClusterQueuePending] = {
+            name: ClusterQueuePending() for name in config.cluster_queues
+        }
+        self._holding: dict[str, dict[WorkloadId, None]] = {n: {} for n in config.cluster_queues}
+        self._backoff: list[tuple[float, WorkloadId]] = []
+        self._placement_deadlines: list[tuple[float, int, WorkloadId]] = []
+        #: ClusterQueues whose head may have changed since the last cycle.
+        self._dirty: set[str] = set()
+        #: Queue → (decayed usage score, when it was last updated).
+        self._queue_usage: dict[str, tuple[float, float]] = {}
+        self._seq = 0
 
     # -- events ---------------------------------------------------------------------
 
     def apply_config(self, config: QueueConfig) -> list[Decision]:
         """Switch to a new validated config.
 
-        Raises ``ConfigError`` (and changes nothing) if a Queue or ClusterQueue that still
-        holds pending or admitted workloads would disappear. Admitted workloads keep their
-        admissions even if quotas shrink (Kueue does not preempt on quota decrease);
-        parked workloads are retried. Returns evictions caused by a new HoldAndDrain.
+        Raises ``ConfigError`` (and changes nothing) if a Queue, ClusterQueue or
+        PriorityClass that live workloads still use would disappear. Admitted workloads
+        keep their admissions even if quotas shrink (Kueue does not preempt on quota
+        decrease); set-aside workloads are retried. Returns evictions caused by a new
+        HoldAndDrain.
         """
-        raise NotImplementedError
+        self._check_config_keeps_live_workloads(config)
+        self._config = config
+        self._tree = QuotaTree(config)
+        self._pending = {name: ClusterQueuePending() for name in config.cluster_queues}
+        holding: dict[str, dict[WorkloadId, None]] = {n: {} for n in config.cluster_queues}
+        live = sorted(
+            (r for r in self._records.values() if not r.state.is_terminal),
+            key=lambda r: (r.admitted_seq, r.spec.id),
+        )
+        for record in live:
+            record.priority = self._priority(record.spec.priority_class)
+            if record.state.holds_quota and record.admission is not None:
+                cq = record.admission.cluster_queue
+                self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
+                holding[cq][record.spec.id] = None
+            elif record.state is S.PENDING:
+                record.cluster_queue = config.queues[record.spec.queue].cluster_queue
+                self._enqueue(record)
+            elif record.state is S.EVICTED:
+                record.cluster_queue = config.queues[record.spec.queue].cluster_queue
+        self._holding = holding
+        self._dirty = set(config.cluster_queues)
+        return self._drain_stopped()
 
     def submit(self, spec: WorkloadSpec) -> WorkloadStatus:
         """Queue a new workload (state PENDING).
@@ -57,25 +144,84 @@ class Engine:
         no flavor of its ClusterQueue could ever hold it, even with the whole cohort
         lent to it. Admission happens in ``schedule``.
         """
-        raise NotImplementedError
+        _validate_spec(spec)
+        if spec.id in self._records:
+            raise DuplicateWorkloadError(f"workload {spec.id!r} was already submitted")
+        queue = self._config.queues.get(spec.queue)
+        if queue is None:
+            known = ", ".join(sorted(self._config.queues)) or "none"
+            raise UnknownQueueError(
+                f"queue {spec.queue!r} does not exist (known queues: {known}); "
+                "submit to one of those or apply a config that defines it"
+            )
+        priority = self._priority(spec.priority_class)
+        cq = self._config.cluster_queues[queue.cluster_queue]
+        node = self._tree.cluster_queues[cq.name]
+        ever = assign_flavors(spec, cq, node, self._tree, first_group_count=spec.min_count)
+        if ever.mode is Mode.NO_FIT:
+            raise WorkloadRejected(
+                f"workload {spec.id!r} can never be admitted to ClusterQueue {cq.name}: "
+                f"{ever.reason}. Ask for less, or raise the quota."
+            )
+        record = Record(spec=spec, priority=priority, cluster_queue=cq.name)
+        record.history.append(
+            Transition(
+                self._clock.now(), S.PENDING, S.PENDING, "Created", f"queued in {spec.queue}"
+            )
+        )
+        self._records[spec.id] = record
+        if spec.owner:
+            self._by_owner.setdefault(spec.owner, set()).add(spec.id)
+        self._enqueue(record)
+        return self._status(record)
 
     def submit_many(self, specs: Iterable[WorkloadSpec]) -> list[WorkloadStatus | Exception]:
         """Submit a batch; one bad workload does not stop the others."""
-        raise NotImplementedError
+        results: list[WorkloadStatus | Exception] = []
+        for spec in specs:
+            try:
+                results.append(self.submit(spec))
+            except (
+                InvalidWorkloadError,
+                DuplicateWorkloadError,
+                LookupError,
+                WorkloadRejected,
+            ) as e:
+                results.append(e)
+        return results
 
     def finish(self, workload: WorkloadId, *, failed: bool = False, message: str = "") -> None:
         """The admitted workload ended (FINISHED, or FAILED when ``failed``); frees quota."""
-        raise NotImplementedError
+        record = self._get(workload)
+        if record.state is not S.ADMITTED:
+            raise InvalidTransitionError(
+                f"workload {workload!r} is {record.state.value}; only an admitted one can finish"
+            )
+        self._release(record)
+        self._transition(record, S.FAILED if failed else S.FINISHED, message=message)
 
     def cancel(self, workload: WorkloadId, *, reason: str = "Cancelled", message: str = "") -> bool:
         """Cancel a non-terminal workload, freeing any quota. Returns whether it held quota
         (the adapter must then tear down whatever it created). Idempotent on terminal ones
         (returns False)."""
-        raise NotImplementedError
+        record = self._get(workload)
+        if record.state.is_terminal:
+            return False
+        held = record.state.holds_quota
+        if held:
+            self._release(record)
+        elif record.state is S.PENDING:
+            self._pending[record.cluster_queue].remove(workload)
+        self._transition(record, S.CANCELLED, reason=reason, message=message)
+        return held
 
     def cancel_owner(self, owner: str, *, message: str = "") -> list[WorkloadId]:
         """Cancel every live workload of a dead driver/job; returns those that held quota."""
-        raise NotImplementedError
+        held = []
+        for workload in sorted(self._by_owner.get(owner, ())):
+            if self.cancel(workload, reason="OwnerDied", message=message or f"{owner} died"):
+                held.append(workload)
+        return held
 
     def set_check_state(
         self, workload: WorkloadId, check: str, state: CheckState, message: str = ""
@@ -87,61 +233,593 @@ class Engine:
         workloads no longer waiting on that check are ignored (returns []), so a retried
         report is harmless.
         """
-        raise NotImplementedError
+        record = self._get(workload)
+        if record.state is not S.QUOTA_RESERVED or check not in record.checks:
+            return []
+        if state is CheckState.REJECTED:
+            self._release(record)
+            reason = f"admission check {check} rejected the workload"
+            self._transition(record, S.REJECTED, reason="AdmissionCheckRejected", message=message)
+            return [
+                Decision(DecisionKind.REJECT, workload, "AdmissionCheckRejected", message or reason)
+            ]
+        if state is CheckState.RETRY:
+            return [
+                self._evict(record, "AdmissionCheckRetry", message or f"{check} asked to retry")
+            ]
+        record.checks[check] = state
+        if any(s is not CheckState.READY for s in record.checks.values()):
+            return []
+        self._transition(record, S.ADMITTED, message="all admission checks are Ready")
+        self._start_placement_clock(record)
+        return [self._admit_decision(record, "AdmissionChecksReady")]
 
-    def mark_placed(self, workload: WorkloadId) -> None:
+    def mark_placed(self, workload: WorkloadId) -> bool:
         """The admitted workload's bundles are on nodes (its placement group is ready);
-        stops its placement timeout and removes it from autoscaler demand."""
-        raise NotImplementedError
+        stops its placement timeout and removes it from autoscaler demand. Returns False
+        if it is no longer admitted (a placement racing an eviction is not an error)."""
+        record = self._get(workload)
+        if record.state is not S.ADMITTED:
+            return False
+        record.placed = True
+        return True
 
     def evict(self, workload: WorkloadId, *, reason: str, message: str) -> list[Decision]:
         """Evict a workload holding quota (e.g. capacity revoked) and requeue it with
         back-off, or reject it past the back-off limit."""
-        raise NotImplementedError
+        record = self._get(workload)
+        if not record.state.holds_quota:
+            raise InvalidTransitionError(
+                f"workload {workload!r} is {record.state.value}; only one holding quota can be "
+                "evicted"
+            )
+        return [self._evict(record, reason, message)]
 
     def schedule(self) -> list[Decision]:
-        """Run scheduling at ``clock.now()``: release expired back-offs, enforce placement
-        timeouts and HoldAndDrain, then admit (and preempt) until nothing more fits."""
-        raise NotImplementedError
+        """Run scheduling at ``clock.now()``.
+
+        0. release expired back-offs and evict work that missed its placement deadline;
+        then, in rounds until a round admits nothing:
+        1. heads: the next eligible workload of each ClusterQueue that changed;
+        2. flavor assignment for each head;
+        3. order heads (fair share, or non-borrowing first; then priority, age);
+        4. admit what fits; preempt for what fits only by preempting;
+        5. set aside what cannot be admitted (BestEffortFIFO) or block (StrictFIFO).
+        """
+        now = self._clock.now()
+        decisions: list[Decision] = []
+        self._release_backoffs(now)
+        decisions.extend(self._enforce_placement_deadlines(now))
+        changed, self._dirty = self._dirty, set()
+        while changed:
+            changed = self._round(changed, decisions)
+            changed |= self._dirty
+            self._dirty = set()
+        return decisions
+
+    # -- the cycle ----------------------------------------------------------------------
+
+    def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
+        heads = [e for name in sorted(cluster_queues) if (e := self._head(name)) is not None]
+        heads.sort(key=self._entry_order)
+        next_round: set[str] = set()
+        touched_roots: set[str] = set()
+        for entry in heads:
+            root = entry.node.root().name
+            if root in touched_roots:
+                entry.assignment = self._assign(entry.record, entry.cq, entry.node)
+            if entry.assignment.mode is Mode.PREEMPT:
+                victims = self._find_victims(entry)
+                if victims:
+                    for victim in victims:
+                        decisions.append(self._preempt(victim, entry.record))
+                    entry.assignment = self._assign(entry.record, entry.cq, entry.node)
+            if entry.assignment.mode is Mode.FIT:
+                decisions.append(self._reserve(entry))
+                touched_roots.add(root)
+            else:
+                self._set_aside(entry)
+            next_round.add(entry.cq.name)
+        return next_round
+
+    def _head(self, cq_name: str) -> _Entry | None:
+        cq = self._config.cluster_queues[cq_name]
+        if cq.stop_policy is not StopPolicy.NONE:
+            return None
+        pending = self._pending[cq_name]
+        score = self._queue_score if cq.usage_based_fair_sharing else None
+        workload = pending.head(skip_queue=self._queue_held, queue_score=score)
+        if workload is None:
+            return None
+        record = self._records[workload]
+        node = self._tree.cluster_queues[cq_name]
+        return _Entry(record, cq, node, self._assign(record, cq, node))
+
+    def _assign(self, record: Record, cq: ClusterQueue, node: QuotaNode) -> Assignment:
+        spec = record.spec
+        full = assign_flavors(spec, cq, node, self._tree)
+        if full.mode is Mode.FIT or spec.min_count is None:
+            return full
+        # Partial admission: the largest count of the first group that fits (Kueue
+        # searches the same way, since fitting is monotone in the count).
+        low, high = spec.min_count, spec.bundle_groups[0].count - 1
+        best: Assignment | None = None
+        while low <= high:
+            mid = (low + high) // 2
+            attempt = assign_flavors(spec, cq, node, self._tree, first_group_count=mid)
+            if attempt.mode is Mode.FIT:
+                best, low = attempt, mid + 1
+            else:
+                high = mid - 1
+        return best or full
+
+    def _entry_order(self, entry: _Entry) -> tuple[object, ...]:
+        spec = entry.record.spec
+        tail = (-entry.record.priority, spec.created_at, spec.id)
+        if self._config.settings.fair_sharing.enable:
+            # Compare cohorts top-down, then the ClusterQueue as if the head were admitted.
+            ancestors = [a for a in entry.node.ancestors() if a.parent is not None]
+            shares = tuple(dominant_resource_share(a) for a in reversed(ancestors))
+            own = dominant_resource_share(entry.node, entry.assignment.usage)
+            return (*shares, own, *tail)
+        return (entry.assignment.borrows, *tail)
+
+    def _find_victims(self, entry: _Entry) -> list[Candidate] | None:
+        preemptor = Preemptor(
+            priority=entry.record.priority,
+            created_at=entry.record.spec.created_at,
+            cq=entry.cq,
+            node=entry.node,
+            usage=entry.assignment.usage,
+            needs=entry.assignment.needs_preemption,
+        )
+        candidates = [
+            c
+            for c in self._candidates(entry.cq.name, preemptor.needs)
+            if within_cluster_queue_allows(preemptor, c)
+        ]
+        reclaim = entry.cq.preemption.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
+        if reclaim and entry.node.parent is not None:
+            for other in self._tree.cluster_queues_under(entry.node.root()):
+                if other is entry.node or not self._tree.is_borrowing(other, iter(preemptor.needs)):
+                    continue
+                candidates.extend(
+                    c
+                    for c in self._candidates(other.name, preemptor.needs)
+                    if reclaim_allows(preemptor, c)
+                )
+        if not candidates:
+            return None
+        fair = self._config.settings.fair_sharing
+        if fair.enable:
+            return fair_victims(preemptor, self._tree, candidates, fair.preemption_strategies)
+        return classical_victims(preemptor, self._tree, candidates)
+
+    def _candidates(self, cq_name: str, needs: frozenset[tuple[str, str]]) -> Iterable[Candidate]:
+        for workload in self._holding[cq_name]:
+            record = self._records[workload]
+            admission = record.admission
+            if admission is None or needs.isdisjoint(admission.usage):
+                continue
+            yield Candidate(
+                workload=workload,
+                cluster_queue=cq_name,
+                priority=record.priority,
+                created_at=record.spec.created_at,
+                admitted_seq=record.admitted_seq,
+                usage=admission.usage,
+            )
+
+    def _reserve(self, entry: _Entry) -> Decision:
+        record, cq, assignment = entry.record, entry.cq, entry.assignment
+        workload = record.spec.id
+        self._pending[cq.name].remove(workload)
+        self._tree.add_usage(entry.node, assignment.usage)
+        self._holding[cq.name][workload] = None
+        record.admission = Admission(cq.name, assignment.groups, assignment.usage)
+        record.cluster_queue = cq.name
+        self._seq += 1
+        record.admitted_seq = self._seq
+        record.placed = False
+        if cq.usage_based_fair_sharing:
+            self._charge_queue(record.spec.queue, assignment, entry.node)
+        flavors = record.admission.flavors()
+        checks = [
+            c.name
+            for c in cq.admission_checks
+            if not c.on_flavors or not flavors.isdisjoint(c.on_flavors)
+        ]
+        if checks:
+            record.checks = {name: CheckState.PENDING for name in checks}
+            self._transition(
+                record,
+                S.QUOTA_RESERVED,
+                message=f"quota reserved in {cq.name}; waiting for {', '.join(checks)}",
+            )
+            return Decision(
+                DecisionKind.RESERVE, workload, "QuotaReserved", record.message, record.admission
+            )
+        record.checks = {}
+        self._transition(record, S.ADMITTED, message=f"admitted by ClusterQueue {cq.name}")
+        self._start_placement_clock(record)
+        return self._admit_decision(record, "Admitted")
+
+    def _admit_decision(self, record: Record, reason: str) -> Decision:
+        return Decision(
+            DecisionKind.ADMIT, record.spec.id, reason, record.message, record.admission
+        )
+
+    def _preempt(self, victim: Candidate, preemptor: Record) -> Decision:
+        record = self._records[victim.workload]
+        where = (
+            "within ClusterQueue" if victim.cluster_queue == preemptor.cluster_queue else "reclaim"
+        )
+        message = (
+            f"preempted ({where}) to admit {preemptor.spec.id} "
+            f"(priority {preemptor.priority}) in ClusterQueue {preemptor.cluster_queue}"
+        )
+        # Kueue requeues preempted work at once, keeping its place in line.
+        return self._evict(
+            record,
+            "Preempted",
+            message,
+            backoff=False,
+            kind=DecisionKind.PREEMPT,
+            preemptor=preemptor.spec.id,
+        )
+
+    def _set_aside(self, entry: _Entry) -> None:
+        assignment = entry.assignment
+        reason = assignment.reason or "does not fit"
+        if assignment.mode is Mode.PREEMPT:
+            reason += "; no workload may be preempted to make room"
+        record = entry.record
+        record.message = f"waiting: {reason}"
+        strict = entry.cq.queueing_strategy is QueueingStrategy.STRICT_FIFO
+        self._pending[entry.cq.name].block(record.spec.id, record.message, whole_queue=strict)
+
+    # -- phase 0: time-driven events -------------------------------------------------------
+
+    def _release_backoffs(self, now: float) -> None:
+        while self._backoff and self._backoff[0][0] <= now:
+            due, workload = heapq.heappop(self._backoff)
+            record = self._records.get(workload)
+            if record is None or record.state is not S.EVICTED or record.requeue_at != due:
+                continue
+            record.requeue_at = None
+            self._transition(record, S.PENDING, message="back-off expired")
+            self._enqueue(record)
+
+    def _enforce_placement_deadlines(self, now: float) -> list[Decision]:
+        decisions = []
+        while self._placement_deadlines and self._placement_deadlines[0][0] <= now:
+            _, seq, workload = heapq.heappop(self._placement_deadlines)
+            record = self._records.get(workload)
+            if record is None or record.state is not S.ADMITTED or record.placed:
+                continue
+            if record.admitted_seq != seq:
+                continue
+            timeout = self._config.settings.wait_for_placement.timeout_s
+            decisions.append(
+                self._evict(record, "PlacementTimeout", f"not placed on nodes within {timeout:g}s")
+            )
+        return decisions
+
+    def _start_placement_clock(self, record: Record) -> None:
+        wait = self._config.settings.wait_for_placement
+        if wait.enable:
+            deadline = self._clock.now() + wait.timeout_s
+            heapq.heappush(
+                self._placement_deadlines, (deadline, record.admitted_seq, record.spec.id)
+            )
+
+    def _drain_stopped(self) -> list[Decision]:
+        decisions = []
+        for cq_name, holding in self._holding.items():
+            cq_drains = (
+                self._config.cluster_queues[cq_name].stop_policy is StopPolicy.HOLD_AND_DRAIN
+            )
+            for workload in list(holding):
+                record = self._records[workload]
+                queue = self._config.queues.get(record.spec.queue)
+                queue_drains = queue is not None and queue.stop_policy is StopPolicy.HOLD_AND_DRAIN
+                if cq_drains or queue_drains:
+                    decisions.append(
+                        self._evict(
+                            record, "Stopped", "its queue is stopped (HoldAndDrain)", backoff=False
+                        )
+                    )
+        return decisions
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _evict(
+        self,
+        record: Record,
+        reason: str,
+        message: str,
+        *,
+        backoff: bool = True,
+        kind: DecisionKind = DecisionKind.EVICT,
+        preemptor: WorkloadId | None = None,
+    ) -> Decision:
+        workload = record.spec.id
+        requeuing = self._config.settings.requeuing
+        if backoff:
+            limit = requeuing.backoff_limit_count
+            if limit is not None and record.requeue_count >= limit:
+                self._release(record)
+                final = f"{message}; gave up after {record.requeue_count} requeue(s)"
+                self._transition(record, S.REJECTED, reason=reason, message=final)
+                return Decision(DecisionKind.REJECT, workload, reason, final)
+        self._release(record)
+        self._transition(record, S.EVICTED, reason=reason, message=message)
+        if backoff:
+            record.requeue_count += 1
+            delay = min(
+                requeuing.backoff_base_s * 2 ** (record.requeue_count - 1), requeuing.backoff_max_s
+            )
+            record.requeue_at = self._clock.now() + delay
+            heapq.heappush(self._backoff, (record.requeue_at, workload))
+        else:
+            self._transition(record, S.PENDING, message="requeued at its original position")
+            self._enqueue(record)
+        return Decision(kind, workload, reason, message, preemptor=preemptor)
+
+    def _release(self, record: Record) -> None:
+        admission = record.admission
+        if admission is None:
+            return
+        node = self._tree.cluster_queues[admission.cluster_queue]
+        self._tree.remove_usage(node, admission.usage)
+        self._holding[admission.cluster_queue].pop(record.spec.id, None)
+        record.admission = None
+        record.checks = {}
+        record.placed = False
+        # Freed quota may let set-aside work in the whole cohort tree in.
+        for cq_node in self._tree.cluster_queues_under(node.root()):
+            if self._pending[cq_node.name].unblock_all():
+                self._dirty.add(cq_node.name)
+
+    def _enqueue(self, record: Record) -> None:
+        spec = record.spec
+        bucket = (spec.queue, record.priority, _shape(spec))
+        key = order_key(record.priority, spec.created_at, spec.id)
+        self._pending[record.cluster_queue].push(spec.id, bucket, key)
+        self._dirty.add(record.cluster_queue)
+
+    def _transition(
+        self, record: Record, to: WorkloadState, *, reason: str | None = None, message: str = ""
+    ) -> None:
+        default = lifecycle.check(record.state, to)
+        now = self._clock.now()
+        record.history.append(Transition(now, record.state, to, reason or default, message))
+        record.state = to
+        record.reason = reason or default
+        record.message = message
+        if to.is_terminal:
+            record.ended_at = now
+            owned = self._by_owner.get(record.spec.owner)
+            if owned is not None:
+                owned.discard(record.spec.id)
+                if not owned:
+                    del self._by_owner[record.spec.owner]
+
+    def _priority(self, priority_class: str | None) -> int:
+        if priority_class is None:
+            return self._config.default_priority()
+        pc = self._config.priority_classes.get(priority_class)
+        if pc is None:
+            known = ", ".join(sorted(self._config.priority_classes)) or "none"
+            raise UnknownPriorityClassError(
+                f"priority class {priority_class!r} does not exist (known: {known}); "
+                "use one of those, omit it for the default, or define it in the config"
+            )
+        return pc.value
+
+    def _queue_held(self, queue: str) -> bool:
+        q = self._config.queues.get(queue)
+        return q is None or q.stop_policy is not StopPolicy.NONE
+
+    def _queue_score(self, queue: str) -> float:
+        score, at = self._queue_usage.get(queue, (0.0, 0.0))
+        half_life = self._config.settings.admission_fair_sharing.usage_half_life_s
+        decayed = decay(score, self._clock.now() - at, half_life)
+        weight = self._config.queues[queue].fair_sharing_weight
+        # A zero-weight Queue goes after every other Queue that has any usage.
+        return decayed / weight if weight > 0 else (float("inf") if decayed > 0 else 0.0)
+
+    def _charge_queue(self, queue: str, assignment: Assignment, node: QuotaNode) -> None:
+        now = self._clock.now()
+        score, at = self._queue_usage.get(queue, (0.0, now))
+        half_life = self._config.settings.admission_fair_sharing.usage_half_life_s
+        penalty = admission_penalty(assignment.usage, node.nominal)
+        self._queue_usage[queue] = (decay(score, now - at, half_life) + penalty, now)
+
+    def _check_config_keeps_live_workloads(self, config: QueueConfig) -> None:
+        problems: list[ConfigProblem] = []
+        seen: set[tuple[str, str]] = set()
+        for record in self._records.values():
+            if record.state.is_terminal:
+                continue
+            spec = record.spec
+            needs = [("Queue", spec.queue, spec.queue in config.queues)]
+            if spec.priority_class is not None:
+                needs.append(
+                    (
+                        "PriorityClass",
+                        spec.priority_class,
+                        spec.priority_class in config.priority_classes,
+                    )
+                )
+            if record.admission is not None:
+                cq = record.admission.cluster_queue
+                needs.append(("ClusterQueue", cq, cq in config.cluster_queues))
+            for kind, name, present in needs:
+                if not present and (kind, name) not in seen:
+                    seen.add((kind, name))
+                    problems.append(
+                        ConfigProblem(
+                            f"{kind}/{name}",
+                            "",
+                            "is still used by queued or running workloads; cancel or let them "
+                            "finish before removing it",
+                        )
+                    )
+        if problems:
+            raise ConfigError(problems)
+
+    def _get(self, workload: WorkloadId) -> Record:
+        record = self._records.get(workload)
+        if record is None:
+            raise UnknownWorkloadError(f"no workload with id {workload!r}")
+        return record
+
+    def _status(self, record: Record) -> WorkloadStatus:
+        blocked = None
+        if record.state is S.PENDING:
+            blocked = self._pending[record.cluster_queue].blocked_reason_for(record.spec.id)
+        return views.status(record, blocked)
+
+    # -- restore -------------------------------------------------------------------------
 
     @classmethod
     def restore(
         cls, config: QueueConfig, clock: Clock, records: Iterable[WorkloadStatus]
     ) -> Engine:
-        """Rebuild an engine from persisted workload records (see ``codec``): quota held by
-        reserved/admitted records is re-added, pending ones re-queued in order."""
-        raise NotImplementedError
+        """Rebuild an engine from persisted workload records (``workloads()`` output):
+        quota held by reserved/admitted records is re-added, pending ones re-queued."""
+        engine = cls(config, clock)
+        statuses = list(records)
+        holding_order = sorted(
+            (s for s in statuses if s.state.holds_quota),
+            key=lambda s: (views.admitted_at(s), s.spec.id),
+        )
+        seq = {s.spec.id: i + 1 for i, s in enumerate(holding_order)}
+        engine._seq = len(holding_order)
+        for status in statuses:
+            record = views.record_from_status(status, seq.get(status.spec.id, 0))
+            engine._adopt(record)
+        return engine
 
-    # -- queries ----------------------------------------------------------------------
+    def _adopt(self, record: Record) -> None:
+        workload = record.spec.id
+        self._records[workload] = record
+        if record.state.is_terminal:
+            return
+        if record.spec.owner:
+            self._by_owner.setdefault(record.spec.owner, set()).add(workload)
+        if record.state.holds_quota and record.admission is not None:
+            cq = record.admission.cluster_queue
+            self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
+            self._holding[cq][workload] = None
+            if record.state is S.ADMITTED and not record.placed:
+                self._start_placement_clock(record)
+        elif record.state is S.PENDING:
+            self._enqueue(record)
+        elif record.state is S.EVICTED and record.requeue_at is not None:
+            heapq.heappush(self._backoff, (record.requeue_at, workload))
+
+    # -- queries ---------------------------------------------------------------------------
 
     @property
     def config(self) -> QueueConfig:
-        raise NotImplementedError
+        return self._config
+
+    @property
+    def tree(self) -> QuotaTree:
+        """The live quota tree (read-only by convention; for status and invariant checks)."""
+        return self._tree
 
     def workload(self, workload: WorkloadId) -> WorkloadStatus:
         """Raises ``UnknownWorkloadError``."""
-        raise NotImplementedError
+        return self._status(self._get(workload))
 
     def workloads(self) -> list[WorkloadStatus]:
         """Every workload the engine remembers, in submission order."""
-        raise NotImplementedError
+        return [self._status(r) for r in self._records.values()]
 
     def pending(
         self, *, queue: str | None = None, cluster_queue: str | None = None
     ) -> list[PendingPosition]:
         """Pending workloads in the order they would be considered, with positions."""
-        raise NotImplementedError
+        names = [cluster_queue] if cluster_queue is not None else sorted(self._pending)
+        out: list[PendingPosition] = []
+        for name in names:
+            pending = self._pending.get(name)
+            if pending is None:
+                continue
+            cq = self._config.cluster_queues[name]
+            score = self._queue_score if cq.usage_based_fair_sharing else None
+            per_queue: dict[str, int] = {}
+            for index, (workload, q) in enumerate(pending.ordered(score)):
+                position_in_queue = per_queue.get(q, 0)
+                per_queue[q] = position_in_queue + 1
+                if queue is not None and q != queue:
+                    continue
+                record = self._records[workload]
+                reason = (
+                    pending.blocked_reason_for(workload) or record.message or "waiting for its turn"
+                )
+                out.append(
+                    PendingPosition(
+                        workload, q, name, record.priority, position_in_queue, index, reason
+                    )
+                )
+        return out
 
     def cluster_queue_status(self) -> list[ClusterQueueStatus]:
-        raise NotImplementedError
+        return views.cluster_queue_status(self._config, self._tree, self._records.values())
 
     def cohort_status(self) -> list[CohortStatus]:
-        raise NotImplementedError
+        return views.cohort_status(self._config, self._tree)
 
     def demand(self) -> list[GangDemand]:
         """Workloads holding quota whose bundles are not yet placed, per flavor."""
-        raise NotImplementedError
+        holders = (self._records[w] for h in self._holding.values() for w in h)
+        return views.demand(self._config, holders)
 
     def forget_finished(self, *, older_than: float) -> int:
         """Drop terminal workloads that ended before ``older_than``; returns how many."""
-        raise NotImplementedError
+        old = [
+            w
+            for w, r in self._records.items()
+            if r.state.is_terminal and r.ended_at is not None and r.ended_at < older_than
+        ]
+        for workload in old:
+            del self._records[workload]
+        return len(old)
+
+
+def _validate_spec(spec: WorkloadSpec) -> None:
+    if not spec.id:
+        raise InvalidWorkloadError("a workload needs a non-empty id")
+    if not spec.bundle_groups:
+        raise InvalidWorkloadError(f"workload {spec.id!r} has no bundles; give at least one")
+    for index, group in enumerate(spec.bundle_groups):
+        if group.count < 1:
+            raise InvalidWorkloadError(
+                f"workload {spec.id!r}: bundle group {index} has count {group.count}; use >= 1"
+            )
+        if not group.resources:
+            raise InvalidWorkloadError(
+                f"workload {spec.id!r}: bundle group {index} asks for no resources; "
+                "give each bundle at least one resource, e.g. {'CPU': 1}"
+            )
+        for name, amount in group.resources.items():
+            if amount < 0:
+                raise InvalidWorkloadError(
+                    f"workload {spec.id!r}: {name} = {amount / 1000:g} is negative; "
+                    "resource amounts must be >= 0"
+                )
+    if spec.min_count is not None and not 1 <= spec.min_count <= spec.bundle_groups[0].count:
+        raise InvalidWorkloadError(
+            f"workload {spec.id!r}: min_count {spec.min_count} must be between 1 and the first "
+            f"group's count ({spec.bundle_groups[0].count})"
+        )
+
+
+def _shape(spec: WorkloadSpec) -> Hashable:
+    """Workloads with equal shapes (and priority and Queue) succeed or fail together."""
+    groups = tuple((tuple(sorted(g.resources.items())), g.count) for g in spec.bundle_groups)
+    return (groups, spec.min_count)

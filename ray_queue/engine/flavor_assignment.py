@@ -1,0 +1,178 @@
+"""Choosing a flavor for each bundle group: flavors in order, with flavorFungibility.
+
+Pure function of (workload, ClusterQueue config, quota tree). It never changes usage; it
+only reports whether the workload *fits*, *could fit by preempting*, or *cannot fit*, and
+on which flavors, so the cycle and the preemption search agree on one assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ray_queue.engine.config import ClusterQueue, ResourceGroup, WhenCanBorrow, WhenCanPreempt
+from ray_queue.engine.model import (
+    FlavorName,
+    FlavorResource,
+    GroupAdmission,
+    Milli,
+    ResourceName,
+    WorkloadSpec,
+)
+from ray_queue.engine.quota import QuotaNode, QuotaTree
+
+
+class Mode(IntEnum):
+    NO_FIT = 0
+    PREEMPT = 1
+    FIT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    mode: Mode
+    groups: tuple[GroupAdmission, ...]
+    usage: dict[FlavorResource, Milli]
+    borrows: bool
+    #: Flavor-resources where the request exceeds what is available now.
+    needs_preemption: frozenset[FlavorResource]
+    #: Why it does not fit, for a person; empty when it fits.
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _FlavorOption:
+    mode: Mode
+    borrows: bool
+    flavor: FlavorName
+    short: frozenset[FlavorResource]
+    reason: str
+
+    def rank(self) -> tuple[int, int]:
+        return (int(self.mode), 0 if self.borrows else 1)
+
+
+def assign_flavors(
+    spec: WorkloadSpec,
+    cq: ClusterQueue,
+    node: QuotaNode,
+    tree: QuotaTree,
+    *,
+    first_group_count: int | None = None,
+) -> Assignment:
+    """Assign a flavor per (bundle group, resource group); report the worst mode over all."""
+    usage: dict[FlavorResource, Milli] = {}
+    groups: list[GroupAdmission] = []
+    mode = Mode.FIT
+    borrows = False
+    short: set[FlavorResource] = set()
+    reasons: list[str] = []
+    for index, group in enumerate(spec.bundle_groups):
+        count = first_group_count if (index == 0 and first_group_count is not None) else group.count
+        request = {r: a for r, a in group.total(count).items() if a > 0}
+        flavors: dict[ResourceName, FlavorName] = {}
+        for rg, resources in _by_resource_group(cq, request):
+            if rg is None:
+                names = ", ".join(sorted(resources))
+                return _no_fit(f"ClusterQueue {cq.name} has no quota for {names}")
+            option = _choose_flavor(cq, rg, resources, usage, node, tree)
+            mode = min(mode, option.mode)
+            borrows = borrows or option.borrows
+            short |= option.short
+            if option.reason:
+                reasons.append(option.reason)
+            for resource, amount in resources.items():
+                flavors[resource] = option.flavor
+                fr = (option.flavor, resource)
+                usage[fr] = usage.get(fr, 0) + amount
+        groups.append(GroupAdmission(flavors=flavors, count=count))
+    return Assignment(
+        mode=mode,
+        groups=tuple(groups),
+        usage=usage,
+        borrows=borrows,
+        needs_preemption=frozenset(short),
+        reason="; ".join(reasons) if mode is not Mode.FIT else "",
+    )
+
+
+def _no_fit(reason: str) -> Assignment:
+    return Assignment(Mode.NO_FIT, (), {}, False, frozenset(), reason)
+
+
+def _by_resource_group(
+    cq: ClusterQueue, request: dict[ResourceName, Milli]
+) -> list[tuple[ResourceGroup | None, dict[ResourceName, Milli]]]:
+    out: list[tuple[ResourceGroup | None, dict[ResourceName, Milli]]] = []
+    remaining = dict(request)
+    for rg in cq.resource_groups:
+        part = {r: remaining.pop(r) for r in rg.covered_resources if r in remaining}
+        if part:
+            out.append((rg, part))
+    if remaining:
+        out.append((None, remaining))
+    return out
+
+
+def _choose_flavor(
+    cq: ClusterQueue,
+    rg: ResourceGroup,
+    resources: dict[ResourceName, Milli],
+    pending_usage: dict[FlavorResource, Milli],
+    node: QuotaNode,
+    tree: QuotaTree,
+) -> _FlavorOption:
+    fungibility = cq.flavor_fungibility
+    best: _FlavorOption | None = None
+    for flavor_quotas in rg.flavors:
+        option = _try_flavor(flavor_quotas.flavor, resources, pending_usage, node, tree)
+        if option.mode is Mode.FIT and (
+            not option.borrows or fungibility.when_can_borrow is WhenCanBorrow.BORROW
+        ):
+            return option
+        if option.mode is Mode.PREEMPT and fungibility.when_can_preempt is WhenCanPreempt.PREEMPT:
+            return option
+        if best is None or option.rank() > best.rank():
+            best = option
+    assert best is not None, "a resource group always has at least one flavor (validated)"
+    return best
+
+
+def _try_flavor(
+    flavor: FlavorName,
+    resources: dict[ResourceName, Milli],
+    pending_usage: dict[FlavorResource, Milli],
+    node: QuotaNode,
+    tree: QuotaTree,
+) -> _FlavorOption:
+    mode = Mode.FIT
+    borrows = False
+    short: set[FlavorResource] = set()
+    reasons: list[str] = []
+    for resource, amount in resources.items():
+        fr = (flavor, resource)
+        wanted = pending_usage.get(fr, 0) + amount
+        available = tree.available(node, fr)
+        if wanted <= available:
+            if node.usage.get(fr, 0) + wanted > node.nominal.get(fr, 0):
+                borrows = True
+            continue
+        short.add(fr)
+        if wanted <= tree.potential_available(node, fr):
+            mode = min(mode, Mode.PREEMPT)
+            reasons.append(
+                f"insufficient unused quota for {resource} in flavor {flavor}: "
+                f"request {_fmt(wanted)}, available {_fmt(max(0, available))}"
+            )
+        else:
+            mode = Mode.NO_FIT
+            reasons.append(
+                f"{resource} in flavor {flavor}: request {_fmt(wanted)} exceeds the most the "
+                f"ClusterQueue can ever get ({_fmt(tree.potential_available(node, fr))})"
+            )
+    return _FlavorOption(mode, borrows, flavor, frozenset(short), "; ".join(reasons))
+
+
+def _fmt(amount: Milli) -> str:
+    whole, frac = divmod(amount, 1000)
+    return str(whole) if frac == 0 else f"{amount / 1000:g}"

@@ -1,0 +1,249 @@
+"""Choosing victims: Kueue's classical and fair-sharing preemption, as pure searches.
+
+Both searches take a preemptor whose flavor assignment came back ``PREEMPT`` and the
+admitted candidates it may legally take, and return the smallest set of victims that
+makes the preemptor fit, or ``None``. They mutate the quota tree only as a what-if and
+always restore it before returning; carrying out the evictions is the caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ray_queue.engine.config import (
+    BorrowWithinCohortPolicy,
+    ClusterQueue,
+    FairSharingStrategy,
+    ReclaimWithinCohort,
+    WithinClusterQueue,
+)
+from ray_queue.engine.fair_share import dominant_resource_share, strategy_allows
+from ray_queue.engine.model import FlavorResource, Milli, WorkloadId
+from ray_queue.engine.quota import QuotaNode, QuotaTree
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An admitted workload that might be evicted."""
+
+    workload: WorkloadId
+    cluster_queue: str
+    priority: int
+    created_at: float
+    #: Admission order; higher means admitted more recently.
+    admitted_seq: int
+    usage: Mapping[FlavorResource, Milli]
+
+
+@dataclass(frozen=True, slots=True)
+class Preemptor:
+    priority: int
+    created_at: float
+    cq: ClusterQueue
+    node: QuotaNode
+    usage: Mapping[FlavorResource, Milli]
+    needs: frozenset[FlavorResource]
+
+
+# -- who may be a candidate ------------------------------------------------------------
+
+
+def within_cluster_queue_allows(preemptor: Preemptor, victim: Candidate) -> bool:
+    policy = preemptor.cq.preemption.within_cluster_queue
+    if policy is WithinClusterQueue.LOWER_PRIORITY:
+        return victim.priority < preemptor.priority
+    if policy is WithinClusterQueue.LOWER_OR_NEWER_EQUAL_PRIORITY:
+        return victim.priority < preemptor.priority or (
+            victim.priority == preemptor.priority and victim.created_at > preemptor.created_at
+        )
+    return False
+
+
+def reclaim_allows(preemptor: Preemptor, victim: Candidate) -> bool:
+    reclaim = preemptor.cq.preemption.reclaim_within_cohort
+    if reclaim is ReclaimWithinCohort.ANY:
+        return True
+    if reclaim is ReclaimWithinCohort.LOWER_PRIORITY:
+        return victim.priority < preemptor.priority
+    return False
+
+
+def _borrow_within_cohort_allows(preemptor: Preemptor, victim: Candidate) -> bool:
+    bwc = preemptor.cq.preemption.borrow_within_cohort
+    if bwc.policy is not BorrowWithinCohortPolicy.LOWER_PRIORITY:
+        return False
+    threshold = bwc.max_priority_threshold
+    return victim.priority < preemptor.priority and (
+        threshold is None or victim.priority <= threshold
+    )
+
+
+def candidate_order(candidate: Candidate, own_cq: str) -> tuple[int, int, int, str]:
+    """Other queues' borrowed work first, then lowest priority, then newest admission."""
+    return (
+        0 if candidate.cluster_queue != own_cq else 1,
+        candidate.priority,
+        -candidate.admitted_seq,
+        candidate.workload,
+    )
+
+
+# -- classical preemption -------------------------------------------------------------
+
+
+def classical_victims(
+    preemptor: Preemptor, tree: QuotaTree, candidates: Sequence[Candidate]
+) -> list[Candidate] | None:
+    """Kueue's ``getTargets``: a minimal victim set, trying the least disruptive rule first."""
+    own = preemptor.cq.name
+    ordered = sorted(candidates, key=lambda c: candidate_order(c, own))
+    same_queue = [c for c in ordered if c.cluster_queue == own]
+    if len(same_queue) == len(ordered):
+        return _minimal(preemptor, tree, ordered, allow_borrowing=True)
+    if (
+        preemptor.cq.preemption.borrow_within_cohort.policy
+        is BorrowWithinCohortPolicy.LOWER_PRIORITY
+    ):
+        if not _under_nominal(preemptor):
+            ordered = [
+                c
+                for c in ordered
+                if c.cluster_queue == own or _borrow_within_cohort_allows(preemptor, c)
+            ]
+        return _minimal(preemptor, tree, ordered, allow_borrowing=True)
+    # Reclaiming from the cohort is only allowed while not borrowing ourselves; that
+    # is what keeps two queues from taking the same quota back and forth.
+    if _under_nominal(preemptor):
+        victims = _minimal(preemptor, tree, ordered, allow_borrowing=False)
+        if victims:
+            return victims
+    return _minimal(preemptor, tree, same_queue, allow_borrowing=True)
+
+
+def _under_nominal(preemptor: Preemptor) -> bool:
+    node = preemptor.node
+    return all(node.usage.get(fr, 0) < node.nominal.get(fr, 0) for fr in preemptor.needs)
+
+
+def _minimal(
+    preemptor: Preemptor,
+    tree: QuotaTree,
+    ordered: Sequence[Candidate],
+    *,
+    allow_borrowing: bool,
+) -> list[Candidate] | None:
+    own = preemptor.cq.name
+
+    def still_borrowing(c: Candidate) -> bool:
+        node = tree.cluster_queues[c.cluster_queue]
+        return c.cluster_queue == own or tree.is_borrowing(node, iter(preemptor.needs))
+
+    def fits() -> bool:
+        return tree.fits(preemptor.node, preemptor.usage, allow_borrowing=allow_borrowing)
+
+    return _take_until_fits(tree, ordered, still_borrowing, fits)
+
+
+def _take_until_fits(
+    tree: QuotaTree,
+    ordered: Sequence[Candidate],
+    eligible: Callable[[Candidate], bool],
+    fits: Callable[[], bool],
+) -> list[Candidate] | None:
+    """Remove candidates in order until ``fits``; then give back the unneeded ones."""
+    taken: list[Candidate] = []
+    for candidate in ordered:
+        if not eligible(candidate):
+            continue
+        tree.remove_usage(tree.cluster_queues[candidate.cluster_queue], candidate.usage)
+        taken.append(candidate)
+        if fits():
+            return _fill_back_and_restore(tree, taken, fits)
+    _restore(tree, taken)
+    return None
+
+
+def _fill_back_and_restore(
+    tree: QuotaTree, taken: list[Candidate], fits: Callable[[], bool]
+) -> list[Candidate]:
+    # The last one taken made it fit, so it is needed; earlier ones may not be.
+    victims = [taken[-1]]
+    for candidate in reversed(taken[:-1]):
+        node = tree.cluster_queues[candidate.cluster_queue]
+        tree.add_usage(node, candidate.usage)
+        if fits():
+            continue
+        tree.remove_usage(node, candidate.usage)
+        victims.append(candidate)
+    _restore(tree, victims)
+    victims.reverse()
+    return victims
+
+
+def _restore(tree: QuotaTree, removed: Sequence[Candidate]) -> None:
+    for candidate in removed:
+        tree.add_usage(tree.cluster_queues[candidate.cluster_queue], candidate.usage)
+
+
+# -- fair-sharing preemption ----------------------------------------------------------
+
+
+def fair_victims(
+    preemptor: Preemptor,
+    tree: QuotaTree,
+    candidates: Sequence[Candidate],
+    strategies: Sequence[FairSharingStrategy],
+) -> list[Candidate] | None:
+    """Take from the queue with the highest share first, while the strategy allows it."""
+    for strategy in strategies:
+        victims = _fair_attempt(preemptor, tree, candidates, strategy)
+        if victims is not None:
+            return victims
+    return None
+
+
+def _fair_attempt(
+    preemptor: Preemptor,
+    tree: QuotaTree,
+    candidates: Sequence[Candidate],
+    strategy: FairSharingStrategy,
+) -> list[Candidate] | None:
+    own = preemptor.cq.name
+    pools: dict[str, list[Candidate]] = {}
+    for candidate in sorted(candidates, key=lambda c: (c.priority, -c.admitted_seq, c.workload)):
+        pools.setdefault(candidate.cluster_queue, []).append(candidate)
+
+    def fits() -> bool:
+        return tree.fits(preemptor.node, preemptor.usage, allow_borrowing=True)
+
+    taken: list[Candidate] = []
+    while pools:
+        target = max(
+            pools, key=lambda n: (dominant_resource_share(tree.cluster_queues[n]), n == own, n)
+        )
+        node = tree.cluster_queues[target]
+        candidate = pools[target].pop(0)
+        if not pools[target]:
+            del pools[target]
+        before = dominant_resource_share(node)
+        tree.remove_usage(node, candidate.usage)
+        if target != own:
+            allowed = before > 0 and strategy_allows(
+                strategy,
+                preemptor_share_with_workload=dominant_resource_share(
+                    preemptor.node, preemptor.usage
+                ),
+                target_share_before=before,
+                target_share_after=dominant_resource_share(node),
+            )
+            if not allowed:
+                # This queue is not above its fair share relative to us: leave it alone.
+                tree.add_usage(node, candidate.usage)
+                pools.pop(target, None)
+                continue
+        taken.append(candidate)
+        if fits():
+            return _fill_back_and_restore(tree, taken, fits)
+    _restore(tree, taken)
+    return None

@@ -1,0 +1,214 @@
+"""The quota tree: ClusterQueues as leaves, cohorts as inner nodes, usage flowing upward.
+
+This is Kueue's hierarchical resource-node model. Each node keeps, per
+(flavor, resource), its nominal quota, optional borrowing and lending limits, the
+``subtree_quota`` it contributes upward and its current ``usage``. The part of a node's
+quota it does not lend (its *guaranteed* quota) is used first; anything above it is
+stored in the parent. That single rule makes cohort borrowing, lending limits and
+nested cohorts all fall out of two recursive formulas (``available`` and
+``potential_available``), which is why the rest of the engine only ever asks the tree
+"how much could this ClusterQueue take of (flavor, resource) right now?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from ray_queue.engine.config import QueueConfig, ResourceQuota
+from ray_queue.engine.model import FlavorResource, Milli
+
+
+class QuotaNode:
+    """One ClusterQueue or cohort. Mutable: the engine keeps exactly one tree."""
+
+    __slots__ = (
+        "borrowing_limit",
+        "children",
+        "is_cluster_queue",
+        "lending_limit",
+        "name",
+        "nominal",
+        "parent",
+        "subtree_quota",
+        "usage",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        is_cluster_queue: bool,
+        quotas: Mapping[FlavorResource, ResourceQuota],
+        weight: float,
+    ) -> None:
+        self.name = name
+        self.is_cluster_queue = is_cluster_queue
+        self.parent: QuotaNode | None = None
+        self.children: list[QuotaNode] = []
+        self.weight = weight
+        self.nominal: dict[FlavorResource, Milli] = {fr: q.nominal for fr, q in quotas.items()}
+        self.borrowing_limit: dict[FlavorResource, Milli] = {
+            fr: q.borrowing_limit for fr, q in quotas.items() if q.borrowing_limit is not None
+        }
+        self.lending_limit: dict[FlavorResource, Milli] = {
+            fr: q.lending_limit for fr, q in quotas.items() if q.lending_limit is not None
+        }
+        self.subtree_quota: dict[FlavorResource, Milli] = dict(self.nominal)
+        self.usage: dict[FlavorResource, Milli] = {}
+
+    def __repr__(self) -> str:
+        kind = "ClusterQueue" if self.is_cluster_queue else "Cohort"
+        return f"<{kind} {self.name}>"
+
+    def guaranteed(self, fr: FlavorResource) -> Milli:
+        """Quota this node keeps for itself: everything it may not lend."""
+        limit = self.lending_limit.get(fr)
+        if limit is None:
+            return 0
+        return max(0, self.subtree_quota.get(fr, 0) - limit)
+
+    def root(self) -> QuotaNode:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    def ancestors(self) -> Iterator[QuotaNode]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def borrowed(self, fr: FlavorResource) -> Milli:
+        return max(0, self.usage.get(fr, 0) - self.subtree_quota.get(fr, 0))
+
+
+class QuotaTree:
+    """All ClusterQueues and cohorts of one config, with live usage."""
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.cluster_queues: dict[str, QuotaNode] = {}
+        self.cohorts: dict[str, QuotaNode] = {}
+        for cohort in config.cohorts.values():
+            self.cohorts[cohort.name] = QuotaNode(
+                cohort.name,
+                is_cluster_queue=False,
+                quotas=cohort.quotas(),
+                weight=cohort.fair_sharing_weight,
+            )
+        for cq in config.cluster_queues.values():
+            self.cluster_queues[cq.name] = QuotaNode(
+                cq.name, is_cluster_queue=True, quotas=cq.quotas(), weight=cq.fair_sharing_weight
+            )
+        # Kueue creates cohorts implicitly when something names them.
+        for cohort in config.cohorts.values():
+            if cohort.parent is not None:
+                self._link(self.cohorts[cohort.name], self._cohort(cohort.parent))
+        for cq in config.cluster_queues.values():
+            if cq.cohort is not None:
+                self._link(self.cluster_queues[cq.name], self._cohort(cq.cohort))
+        for root in self.roots():
+            _compute_subtree_quota(root)
+
+    def _cohort(self, name: str) -> QuotaNode:
+        node = self.cohorts.get(name)
+        if node is None:
+            node = QuotaNode(name, is_cluster_queue=False, quotas={}, weight=1.0)
+            self.cohorts[name] = node
+        return node
+
+    @staticmethod
+    def _link(child: QuotaNode, parent: QuotaNode) -> None:
+        child.parent = parent
+        parent.children.append(child)
+
+    def roots(self) -> list[QuotaNode]:
+        nodes = [*self.cohorts.values(), *self.cluster_queues.values()]
+        return [n for n in nodes if n.parent is None]
+
+    def cluster_queues_under(self, node: QuotaNode) -> Iterator[QuotaNode]:
+        if node.is_cluster_queue:
+            yield node
+            return
+        for child in node.children:
+            yield from self.cluster_queues_under(child)
+
+    # -- usage --------------------------------------------------------------------------
+
+    def add_usage(self, node: QuotaNode, usage: Mapping[FlavorResource, Milli]) -> None:
+        for fr, amount in usage.items():
+            _add(node, fr, amount)
+
+    def remove_usage(self, node: QuotaNode, usage: Mapping[FlavorResource, Milli]) -> None:
+        for fr, amount in usage.items():
+            _remove(node, fr, amount)
+
+    # -- capacity questions ---------------------------------------------------------------
+
+    def available(self, node: QuotaNode, fr: FlavorResource) -> Milli:
+        """What ``node`` could take of ``fr`` right now without preempting anything."""
+        guaranteed = node.guaranteed(fr)
+        usage = node.usage.get(fr, 0)
+        if node.parent is None:
+            return node.subtree_quota.get(fr, 0) - usage
+        local = max(0, guaranteed - usage)
+        from_parent = self.available(node.parent, fr)
+        limit = node.borrowing_limit.get(fr)
+        if limit is not None:
+            stored_in_parent = node.subtree_quota.get(fr, 0) - guaranteed
+            used_in_parent = max(0, usage - guaranteed)
+            from_parent = min(from_parent, stored_in_parent - used_in_parent + limit)
+        return local + from_parent
+
+    def potential_available(self, node: QuotaNode, fr: FlavorResource) -> Milli:
+        """The most ``node`` could ever hold of ``fr``, if everything else were preempted."""
+        guaranteed = node.guaranteed(fr)
+        if node.parent is None:
+            return node.subtree_quota.get(fr, 0)
+        from_parent = self.potential_available(node.parent, fr)
+        limit = node.borrowing_limit.get(fr)
+        if limit is not None:
+            from_parent = min(from_parent, node.subtree_quota.get(fr, 0) - guaranteed + limit)
+        return guaranteed + from_parent
+
+    def fits(
+        self, node: QuotaNode, usage: Mapping[FlavorResource, Milli], *, allow_borrowing: bool
+    ) -> bool:
+        for fr, amount in usage.items():
+            if amount > self.available(node, fr):
+                return False
+            if not allow_borrowing and node.usage.get(fr, 0) + amount > node.nominal.get(fr, 0):
+                return False
+        return True
+
+    def is_borrowing(self, node: QuotaNode, frs: Iterator[FlavorResource] | None = None) -> bool:
+        keys = node.usage.keys() if frs is None else frs
+        return any(node.usage.get(fr, 0) > node.subtree_quota.get(fr, 0) for fr in keys)
+
+
+def _compute_subtree_quota(node: QuotaNode) -> None:
+    for child in node.children:
+        _compute_subtree_quota(child)
+        for fr, quota in child.subtree_quota.items():
+            lendable = quota - child.guaranteed(fr)
+            node.subtree_quota[fr] = node.subtree_quota.get(fr, 0) + lendable
+
+
+def _add(node: QuotaNode, fr: FlavorResource, amount: Milli) -> None:
+    # Usage fills the node's guaranteed quota first; only the rest lands in the parent.
+    local_available = max(0, node.guaranteed(fr) - node.usage.get(fr, 0))
+    node.usage[fr] = node.usage.get(fr, 0) + amount
+    if node.parent is not None and amount > local_available:
+        _add(node.parent, fr, amount - local_available)
+
+
+def _remove(node: QuotaNode, fr: FlavorResource, amount: Milli) -> None:
+    stored_in_parent = node.usage.get(fr, 0) - node.guaranteed(fr)
+    remaining = node.usage.get(fr, 0) - amount
+    if remaining:
+        node.usage[fr] = remaining
+    else:
+        node.usage.pop(fr, None)
+    if node.parent is not None and stored_in_parent > 0:
+        _remove(node.parent, fr, min(amount, stored_in_parent))
