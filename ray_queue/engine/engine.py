@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ray_queue.engine import lifecycle, views
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import (
+    BorrowWithinCohortPolicy,
     ClusterQueue,
     QueueConfig,
     QueueingStrategy,
@@ -43,6 +44,7 @@ from ray_queue.engine.model import (
     CohortStatus,
     Decision,
     DecisionKind,
+    FlavorResource,
     GangDemand,
     PendingPosition,
     Transition,
@@ -57,6 +59,7 @@ from ray_queue.engine.preemption import (
     classical_victims,
     fair_victims,
     reclaim_allows,
+    under_nominal,
     within_cluster_queue_allows,
 )
 from ray_queue.engine.queues import ClusterQueuePending, order_key
@@ -92,7 +95,10 @@ class Engine:
         self._pending: dict[str, ClusterQueuePending] = {
             name: ClusterQueuePending() for name in config.cluster_queues
         }
-        self._holding: dict[str, dict[WorkloadId, None]] = {n: {} for n in config.cluster_queues}
+        #: Per ClusterQueue, the workloads holding its quota, as ready-made victim candidates.
+        self._holding: dict[str, dict[WorkloadId, Candidate]] = {
+            n: {} for n in config.cluster_queues
+        }
         self._backoff: list[tuple[float, WorkloadId]] = []
         self._placement_deadlines: list[tuple[float, int, WorkloadId]] = []
         #: ClusterQueues whose head may have changed since the last cycle.
@@ -100,6 +106,9 @@ class Engine:
         #: Queue → (decayed usage score, when it was last updated).
         self._queue_usage: dict[str, tuple[float, float]] = {}
         self._seq = 0
+        self._borrowed_memo: dict[
+            tuple[str, frozenset[FlavorResource]], tuple[int, list[Candidate]]
+        ] = {}
 
     # -- events ---------------------------------------------------------------------
 
@@ -115,8 +124,9 @@ class Engine:
         self._check_config_keeps_live_workloads(config)
         self._config = config
         self._tree = QuotaTree(config)
+        self._borrowed_memo.clear()
         self._pending = {name: ClusterQueuePending() for name in config.cluster_queues}
-        holding: dict[str, dict[WorkloadId, None]] = {n: {} for n in config.cluster_queues}
+        holding: dict[str, dict[WorkloadId, Candidate]] = {n: {} for n in config.cluster_queues}
         live = sorted(
             (r for r in self._records.values() if not r.state.is_terminal),
             key=lambda r: (r.admitted_seq, r.spec.id),
@@ -126,7 +136,7 @@ class Engine:
             if record.state.holds_quota and record.admission is not None:
                 cq = record.admission.cluster_queue
                 self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
-                holding[cq][record.spec.id] = None
+                holding[cq][record.spec.id] = _candidate(record)
             elif record.state is S.PENDING:
                 record.cluster_queue = config.queues[record.spec.queue].cluster_queue
                 self._enqueue(record)
@@ -305,7 +315,7 @@ class Engine:
         next_round: set[str] = set()
         touched_roots: set[str] = set()
         for entry in heads:
-            root = entry.node.root().name
+            root = entry.node.tree_root.name
             if root in touched_roots:
                 entry.assignment = self._assign(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.PREEMPT:
@@ -378,16 +388,12 @@ class Engine:
             for c in self._candidates(entry.cq.name, preemptor.needs)
             if within_cluster_queue_allows(preemptor, c)
         ]
-        reclaim = entry.cq.preemption.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
-        if reclaim and entry.node.parent is not None:
-            for other in self._tree.cluster_queues_under(entry.node.root()):
-                if other is entry.node or not self._tree.is_borrowing(other, iter(preemptor.needs)):
-                    continue
-                candidates.extend(
-                    c
-                    for c in self._candidates(other.name, preemptor.needs)
-                    if reclaim_allows(preemptor, c)
-                )
+        if self._may_take_from_cohort(entry, preemptor):
+            candidates.extend(
+                c
+                for c in self._borrowed_candidates(entry.node, preemptor.needs)
+                if c.cluster_queue != entry.cq.name and reclaim_allows(preemptor, c)
+            )
         if not candidates:
             return None
         fair = self._config.settings.fair_sharing
@@ -395,31 +401,60 @@ class Engine:
             return fair_victims(preemptor, self._tree, candidates, fair.preemption_strategies)
         return classical_victims(preemptor, self._tree, candidates)
 
-    def _candidates(self, cq_name: str, needs: frozenset[tuple[str, str]]) -> Iterable[Candidate]:
-        for workload in self._holding[cq_name]:
-            record = self._records[workload]
-            admission = record.admission
-            if admission is None or needs.isdisjoint(admission.usage):
-                continue
-            yield Candidate(
-                workload=workload,
-                cluster_queue=cq_name,
-                priority=record.priority,
-                created_at=record.spec.created_at,
-                admitted_seq=record.admitted_seq,
-                usage=admission.usage,
-            )
+    def _may_take_from_cohort(self, entry: _Entry, preemptor: Preemptor) -> bool:
+        """Whether other ClusterQueues' workloads can be victims at all.
+
+        Classical preemption only reclaims while the preemptor's queue is under nominal
+        quota, unless borrowWithinCohort allows it; skipping the cohort scan otherwise
+        keeps a blocked head cheap in cohorts with hundreds of queues.
+        """
+        preemption = entry.cq.preemption
+        if (
+            preemption.reclaim_within_cohort is ReclaimWithinCohort.NEVER
+            or entry.node.parent is None
+        ):
+            return False
+        if self._config.settings.fair_sharing.enable:
+            return True
+        if preemption.borrow_within_cohort.policy is BorrowWithinCohortPolicy.LOWER_PRIORITY:
+            return True
+        return under_nominal(preemptor)
+
+    def _borrowed_candidates(
+        self, node: QuotaNode, needs: frozenset[FlavorResource]
+    ) -> list[Candidate]:
+        """Workloads of queues in ``node``'s tree that borrow what ``needs`` names.
+
+        Cached per quota-tree state: after a release, every blocked head of a cohort is
+        retried against the same state, and rescanning hundreds of queues each time
+        would dominate the cycle.
+        """
+        key = (node.tree_root.name, needs)
+        cached = self._borrowed_memo.get(key)
+        if cached is not None and cached[0] == self._tree.version:
+            return cached[1]
+        found = [
+            c
+            for other in self._tree.same_tree(node)
+            if self._tree.is_borrowing(other, iter(needs))
+            for c in self._candidates(other.name, needs)
+        ]
+        self._borrowed_memo[key] = (self._tree.version, found)
+        return found
+
+    def _candidates(self, cq_name: str, needs: frozenset[FlavorResource]) -> Iterable[Candidate]:
+        return (c for c in self._holding[cq_name].values() if not needs.isdisjoint(c.usage))
 
     def _reserve(self, entry: _Entry) -> Decision:
         record, cq, assignment = entry.record, entry.cq, entry.assignment
         workload = record.spec.id
         self._pending[cq.name].remove(workload)
         self._tree.add_usage(entry.node, assignment.usage)
-        self._holding[cq.name][workload] = None
         record.admission = Admission(cq.name, assignment.groups, assignment.usage)
         record.cluster_queue = cq.name
         self._seq += 1
         record.admitted_seq = self._seq
+        self._holding[cq.name][workload] = _candidate(record)
         record.placed = False
         if cq.usage_based_fair_sharing:
             self._charge_queue(record.spec.queue, assignment, entry.node)
@@ -577,7 +612,7 @@ class Engine:
         record.checks = {}
         record.placed = False
         # Freed quota may let set-aside work in the whole cohort tree in.
-        for cq_node in self._tree.cluster_queues_under(node.root()):
+        for cq_node in self._tree.same_tree(node):
             if self._pending[cq_node.name].unblock_all():
                 self._dirty.add(cq_node.name)
 
@@ -712,7 +747,7 @@ class Engine:
         if record.state.holds_quota and record.admission is not None:
             cq = record.admission.cluster_queue
             self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
-            self._holding[cq][workload] = None
+            self._holding[cq][workload] = _candidate(record)
             if record.state is S.ADMITTED and not record.placed:
                 self._start_placement_clock(record)
         elif record.state is S.PENDING:
@@ -817,6 +852,18 @@ def _validate_spec(spec: WorkloadSpec) -> None:
             f"workload {spec.id!r}: min_count {spec.min_count} must be between 1 and the first "
             f"group's count ({spec.bundle_groups[0].count})"
         )
+
+
+def _candidate(record: Record) -> Candidate:
+    assert record.admission is not None
+    return Candidate(
+        workload=record.spec.id,
+        cluster_queue=record.admission.cluster_queue,
+        priority=record.priority,
+        created_at=record.spec.created_at,
+        admitted_seq=record.admitted_seq,
+        usage=record.admission.usage,
+    )
 
 
 def _shape(spec: WorkloadSpec) -> Hashable:

@@ -105,7 +105,7 @@ def classical_victims(
         preemptor.cq.preemption.borrow_within_cohort.policy
         is BorrowWithinCohortPolicy.LOWER_PRIORITY
     ):
-        if not _under_nominal(preemptor):
+        if not under_nominal(preemptor):
             ordered = [
                 c
                 for c in ordered
@@ -114,14 +114,15 @@ def classical_victims(
         return _minimal(preemptor, tree, ordered, allow_borrowing=True)
     # Reclaiming from the cohort is only allowed while not borrowing ourselves; that
     # is what keeps two queues from taking the same quota back and forth.
-    if _under_nominal(preemptor):
+    if under_nominal(preemptor):
         victims = _minimal(preemptor, tree, ordered, allow_borrowing=False)
         if victims:
             return victims
     return _minimal(preemptor, tree, same_queue, allow_borrowing=True)
 
 
-def _under_nominal(preemptor: Preemptor) -> bool:
+def under_nominal(preemptor: Preemptor) -> bool:
+    """Whether the preemptor's queue is below nominal on every resource it is short of."""
     node = preemptor.node
     return all(node.usage.get(fr, 0) < node.nominal.get(fr, 0) for fr in preemptor.needs)
 
@@ -142,7 +143,37 @@ def _minimal(
     def fits() -> bool:
         return tree.fits(preemptor.node, preemptor.usage, allow_borrowing=allow_borrowing)
 
+    if not could_make_room(preemptor, tree, ordered, allow_borrowing=allow_borrowing):
+        return None
     return _take_until_fits(tree, ordered, still_borrowing, fits)
+
+
+def could_make_room(
+    preemptor: Preemptor,
+    tree: QuotaTree,
+    candidates: Sequence[Candidate],
+    *,
+    allow_borrowing: bool,
+) -> bool:
+    """A cheap upper bound checked before any what-if: evicting every candidate frees at
+    most their usage, and only the preemptor's own queue's victims lower its own usage
+    (which is what matters when it may not borrow). Most blocked heads stop here."""
+    node = preemptor.node
+    own = preemptor.cq.name
+    for fr, amount in preemptor.usage.items():
+        freed = own_freed = 0
+        for candidate in candidates:
+            used = candidate.usage.get(fr, 0)
+            freed += used
+            if candidate.cluster_queue == own:
+                own_freed += used
+        if tree.available(node, fr) + freed < amount:
+            return False
+        if not allow_borrowing and node.usage.get(fr, 0) - own_freed + amount > node.nominal.get(
+            fr, 0
+        ):
+            return False
+    return bool(candidates)
 
 
 def _take_until_fits(
@@ -217,6 +248,8 @@ def _fair_attempt(
     def fits() -> bool:
         return tree.fits(preemptor.node, preemptor.usage, allow_borrowing=True)
 
+    if not could_make_room(preemptor, tree, candidates, allow_borrowing=True):
+        return None
     taken: list[Candidate] = []
     while pools:
         target = max(

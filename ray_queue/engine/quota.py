@@ -30,6 +30,7 @@ class QuotaNode:
         "nominal",
         "parent",
         "subtree_quota",
+        "tree_root",
         "usage",
         "weight",
     )
@@ -56,6 +57,8 @@ class QuotaNode:
         }
         self.subtree_quota: dict[FlavorResource, Milli] = dict(self.nominal)
         self.usage: dict[FlavorResource, Milli] = {}
+        #: The root of this node's tree; set once the tree is linked.
+        self.tree_root: QuotaNode = self
 
     def __repr__(self) -> str:
         kind = "ClusterQueue" if self.is_cluster_queue else "Cohort"
@@ -67,12 +70,6 @@ class QuotaNode:
         if limit is None:
             return 0
         return max(0, self.subtree_quota.get(fr, 0) - limit)
-
-    def root(self) -> QuotaNode:
-        node = self
-        while node.parent is not None:
-            node = node.parent
-        return node
 
     def ancestors(self) -> Iterator[QuotaNode]:
         node = self.parent
@@ -89,6 +86,8 @@ class QuotaTree:
 
     def __init__(self, config: QueueConfig) -> None:
         self.cluster_queues: dict[str, QuotaNode] = {}
+        #: Bumped on every usage change, so callers can cache what-ifs per state.
+        self.version = 0
         self.cohorts: dict[str, QuotaNode] = {}
         for cohort in config.cohorts.values():
             self.cohorts[cohort.name] = QuotaNode(
@@ -108,8 +107,15 @@ class QuotaTree:
         for cq in config.cluster_queues.values():
             if cq.cohort is not None:
                 self._link(self.cluster_queues[cq.name], self._cohort(cq.cohort))
+        #: Every ClusterQueue sharing a root, by root name: the scope of borrowing.
+        self._members: dict[str, list[QuotaNode]] = {}
         for root in self.roots():
             _compute_subtree_quota(root)
+            self._members[root.name] = list(_leaves(root))
+            for member in self._members[root.name]:
+                member.tree_root = root
+                for ancestor in member.ancestors():
+                    ancestor.tree_root = root
 
     def _cohort(self, name: str) -> QuotaNode:
         node = self.cohorts.get(name)
@@ -127,20 +133,19 @@ class QuotaTree:
         nodes = [*self.cohorts.values(), *self.cluster_queues.values()]
         return [n for n in nodes if n.parent is None]
 
-    def cluster_queues_under(self, node: QuotaNode) -> Iterator[QuotaNode]:
-        if node.is_cluster_queue:
-            yield node
-            return
-        for child in node.children:
-            yield from self.cluster_queues_under(child)
+    def same_tree(self, node: QuotaNode) -> list[QuotaNode]:
+        """Every ClusterQueue that can borrow from or lend to ``node`` (its whole tree)."""
+        return self._members[node.tree_root.name]
 
     # -- usage --------------------------------------------------------------------------
 
     def add_usage(self, node: QuotaNode, usage: Mapping[FlavorResource, Milli]) -> None:
+        self.version += 1
         for fr, amount in usage.items():
             _add(node, fr, amount)
 
     def remove_usage(self, node: QuotaNode, usage: Mapping[FlavorResource, Milli]) -> None:
+        self.version += 1
         for fr, amount in usage.items():
             _remove(node, fr, amount)
 
@@ -185,6 +190,14 @@ class QuotaTree:
     def is_borrowing(self, node: QuotaNode, frs: Iterator[FlavorResource] | None = None) -> bool:
         keys = node.usage.keys() if frs is None else frs
         return any(node.usage.get(fr, 0) > node.subtree_quota.get(fr, 0) for fr in keys)
+
+
+def _leaves(node: QuotaNode) -> Iterator[QuotaNode]:
+    if node.is_cluster_queue:
+        yield node
+        return
+    for child in node.children:
+        yield from _leaves(child)
 
 
 def _compute_subtree_quota(node: QuotaNode) -> None:
