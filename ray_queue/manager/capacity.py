@@ -1,0 +1,87 @@
+"""Node shapes per flavor, for refusing at submission what no node could ever run.
+
+Quota says whether a workload may run; nodes say whether it *can*. A bundle larger than
+every node of every flavor its ClusterQueue may use would be admitted and then sit
+unplaced forever, holding quota. So the manager keeps the alive nodes' shapes (from Ray,
+following joins and leaves) and refuses such a bundle up front — unless the flavor is
+autoscaled (bigger nodes may come) or no node of it has been seen yet (it may join).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.model import MILLI, WorkloadSpec
+from ray_queue.manager.types import NodeShape
+
+
+class Capacity:
+    """Alive node shapes, and which flavor each node belongs to."""
+
+    def __init__(self) -> None:
+        self._nodes: tuple[NodeShape, ...] = ()
+        self._known = False
+
+    def set_nodes(self, nodes: Sequence[NodeShape], config: QueueConfig) -> None:
+        self._nodes = tuple(nodes)
+        self._known = True
+
+    @property
+    def nodes(self) -> tuple[NodeShape, ...]:
+        return self._nodes
+
+    def nodes_of(self, labels: Mapping[str, str]) -> list[NodeShape]:
+        """Nodes carrying every one of ``labels`` (a flavor with no labels matches all)."""
+        return [n for n in self._nodes if all(n.labels.get(k) == v for k, v in labels.items())]
+
+    def why_never_fits(self, spec: WorkloadSpec, config: QueueConfig) -> str | None:
+        """A reason if some bundle fits no node of any usable flavor; ``None`` if it may."""
+        queue = config.queues.get(spec.queue)
+        if not self._known or queue is None:
+            return None  # unknown queue: the engine raises its own typed error
+        cq = config.cluster_queues.get(queue.cluster_queue)
+        if cq is None:
+            return None
+        for group in spec.bundle_groups:
+            wanted = {r for r, a in group.resources.items() if a > 0}
+            flavors = {
+                fq.flavor
+                for rg in cq.resource_groups
+                if wanted & set(rg.covered_resources)
+                for fq in rg.flavors
+            }
+            if not flavors or self._fits_some_flavor(group.resources, flavors, config):
+                continue
+            largest = sorted(
+                {_fmt(n.resources, group.resources.keys()) for n in self._nodes}, reverse=True
+            )[:3]
+            return (
+                f"a bundle {_fmt(group.resources, group.resources.keys())} is larger than every "
+                f"node of flavors {sorted(flavors)} (largest: {', '.join(largest) or 'none'}); "
+                "ask for less per bundle, or add bigger nodes"
+            )
+        return None
+
+    def _fits_some_flavor(
+        self, request: Mapping[str, int], flavors: set[str], config: QueueConfig
+    ) -> bool:
+        for name in flavors:
+            flavor = config.flavors.get(name)
+            if flavor is None or flavor.worker_group is not None:
+                return True  # autoscaled (or undeclared): bigger nodes may come
+            nodes = self.nodes_of(flavor.node_labels)
+            if not nodes:
+                return True  # no node seen yet: it may still join
+            if any(
+                all(n.resources.get(r, 0) >= a for r, a in request.items() if a > 0)
+                for n in nodes
+            ):
+                return True
+        return False
+
+
+def _fmt(resources: Mapping[str, int], names: Iterable[str]) -> str:
+    wanted = set(names)
+    keys = sorted(k for k in resources if k in wanted)
+    return "{" + ", ".join(f"{k}: {resources[k] / MILLI:g}" for k in keys) + "}"

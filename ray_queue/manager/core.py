@@ -1,0 +1,613 @@
+"""``ManagerCore``: the engine, its store and its Ray actions behind one typed front.
+
+Every request follows the same path, one at a time (the caller serialises calls; the
+actor does it by running them on one event loop): engine event → ``schedule()`` →
+persist the changed workloads (write-ahead) → carry the decisions out in Ray, in order →
+tell owners. Persisting before acting means a crash leaves the store at most *ahead* of
+Ray, and ``recover`` reconciles Ray to it. Nothing here imports Ray: the actor and the
+future gRPC server both wrap this class, and unit tests drive it with a recording fake.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from ray_queue.engine.clock import Clock
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.engine import Engine
+from ray_queue.engine.errors import (
+    InvalidTransitionError,
+    RayQueueError,
+    UnknownWorkloadError,
+    WorkloadRejected,
+)
+from ray_queue.engine.model import (
+    MILLI,
+    CheckState,
+    Decision,
+    DecisionKind,
+    GangDemand,
+    PendingPosition,
+    WorkloadId,
+    WorkloadKind,
+    WorkloadSpec,
+    WorkloadState,
+    WorkloadStatus,
+)
+from ray_queue.manager.capacity import Capacity
+from ray_queue.manager.types import (
+    ClientEvent,
+    EventBatch,
+    JobRun,
+    ManagerStatus,
+    NodeShape,
+    RayActions,
+    SubmitRequest,
+    SubmitResult,
+)
+from ray_queue.store.base import Payload, Store
+
+logger = logging.getLogger(__name__)
+
+#: Kinds whose admission is a placement group the manager creates and owns.
+_PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
+#: Events kept per owner; a client that falls further behind gets a resync snapshot.
+_EVENTS_PER_OWNER = 50_000
+#: Ray job states after which a job will not run again.
+_JOB_DONE = {"SUCCEEDED": False, "FAILED": True, "STOPPED": True}
+
+
+class ManagerCore:
+    """The queue manager without Ray. Not thread-safe: call it from one thread/loop."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        actions: RayActions,
+        clock: Clock,
+        *,
+        payloads: Mapping[WorkloadId, Payload] | None = None,
+        on_events: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._actions = actions
+        self._clock = clock
+        self._payloads: dict[WorkloadId, Payload] = dict(payloads or {})
+        self._on_events = on_events
+        self.epoch = uuid.uuid4().hex[:12]
+        self._seq = 0
+        self._events: dict[str, deque[ClientEvent]] = {}
+        self._owned: dict[str, set[WorkloadId]] = {}
+        self._pgs: dict[WorkloadId, str] = {}
+        self._jobs: dict[WorkloadId, str] = {}
+        self._capacity = Capacity()
+        self._last_created = 0.0
+        self.admissions = 0
+        self.preemptions = 0
+        for status in engine.workloads():
+            self._own(status.spec)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def recover(
+        cls,
+        store: Store,
+        actions: RayActions,
+        clock: Clock,
+        *,
+        default_config: Callable[[], QueueConfig],
+        on_events: Callable[[], None] | None = None,
+    ) -> ManagerCore:
+        """Start from the store (or ``default_config()`` on first start) and reconcile Ray
+        to it: re-adopt placement groups and jobs that belong to live admissions, create
+        those missing, remove or stop those that belong to none."""
+        state = store.load()
+        if state.config is None:
+            config = default_config()
+            engine = Engine(config, clock)
+            store.write(config=config)
+        else:
+            engine = Engine.restore(state.config, clock, state.workloads)
+        core = cls(engine, store, actions, clock, payloads=state.payloads, on_events=on_events)
+        core._reconcile()
+        return core
+
+    def _reconcile(self) -> None:
+        live_pgs = dict(self._actions.placement_groups())
+        live_jobs = dict(self._actions.jobs())
+        wanted_jobs: set[str] = set()
+        adopted = created = 0
+        for status in self._engine.workloads():
+            if status.state is not WorkloadState.ADMITTED:
+                continue
+            workload = status.spec.id
+            if status.spec.kind in _PG_KINDS:
+                if workload in live_pgs:
+                    self._pgs[workload] = live_pgs.pop(workload)
+                    adopted += 1
+                else:
+                    self._create_pg(status)
+                    created += 1
+            elif status.spec.kind is WorkloadKind.JOB:
+                run = JobRun(workload, _submission_id(status))
+                wanted_jobs.add(run.submission_id)
+                self._jobs[workload] = run.submission_id
+                if run.submission_id not in live_jobs:
+                    self._submit_job(status, run)
+        for workload in live_pgs:
+            self._actions.remove_placement_group(workload)
+        for submission_id, state in live_jobs.items():
+            if submission_id not in wanted_jobs and state not in _JOB_DONE:
+                self._actions.stop_job(submission_id)
+        logger.info(
+            "recovered %d workloads: %d placement groups re-adopted, %d recreated, %d removed",
+            len(self._engine.workloads()),
+            adopted,
+            created,
+            len(live_pgs),
+        )
+
+    # -- requests -------------------------------------------------------------------------
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        """Queue a batch; each refused item gets its typed error, the rest are queued."""
+        specs: list[WorkloadSpec | RayQueueError] = []
+        for request in requests:
+            built = self._spec(request)
+            problem = self._capacity.why_never_fits(built, self._engine.config)
+            specs.append(WorkloadRejected(problem) if problem else built)
+        accepted = [s for s in specs if isinstance(s, WorkloadSpec)]
+        outcomes = iter(self._engine.submit_many(accepted))
+        results: list[SubmitResult] = []
+        touched: set[WorkloadId] = set()
+        payloads: dict[WorkloadId, Payload] = {}
+        for request, spec in zip(requests, specs, strict=True):
+            outcome: WorkloadStatus | Exception = (
+                next(outcomes) if isinstance(spec, WorkloadSpec) else spec
+            )
+            if isinstance(outcome, WorkloadStatus):
+                touched.add(request.id)
+                self._own(outcome.spec)
+                if request.payload:
+                    payloads[request.id] = dict(request.payload)
+                results.append(SubmitResult(request.id, outcome))
+            else:
+                error = outcome if isinstance(outcome, RayQueueError) else RayQueueError(outcome)
+                results.append(SubmitResult(request.id, error=error))
+        self._payloads.update(payloads)
+        self._commit(touched, [], payloads=payloads)
+        # The status after this batch's scheduling, so callers see immediate admissions.
+        return [
+            SubmitResult(r.workload, self._engine.workload(r.workload)) if r.error is None else r
+            for r in results
+        ]
+
+    def cancel(self, workloads: Iterable[WorkloadId], *, message: str = "") -> list[bool]:
+        """Cancel workloads (unknown or finished ones are skipped); returns which were live."""
+        touched: set[WorkloadId] = set()
+        out = []
+        for workload in workloads:
+            try:
+                before = self._engine.workload(workload)
+            except UnknownWorkloadError:
+                out.append(False)
+                continue
+            live = not before.state.is_terminal
+            if self._engine.cancel(workload, message=message or "cancelled by its owner"):
+                self._teardown(before)
+            touched.add(workload)
+            out.append(live)
+        self._commit(touched, [])
+        return out
+
+    def cancel_owner(self, owner: str, *, message: str = "") -> int:
+        """Cancel every live workload of a dead driver or job; returns how many."""
+        owned = self._owned.pop(owner, set())
+        before = {w: self._engine.workload(w) for w in owned if self._known(w)}
+        live = {w for w, s in before.items() if not s.state.is_terminal}
+        held = set(self._engine.cancel_owner(owner, message=message or f"owner {owner} died"))
+        for workload in held:
+            self._teardown(before[workload])
+        self._commit(live, [])
+        if live:
+            logger.info("owner %s is gone: cancelled %d workload(s)", owner, len(live))
+        return len(live)
+
+    def report(
+        self,
+        *,
+        started: Iterable[WorkloadId] = (),
+        finished: Iterable[tuple[WorkloadId, bool, str]] = (),
+    ) -> None:
+        """Client reports, batched: work launched on nodes, and work that ended.
+
+        Reports that no longer apply (the workload was preempted or cancelled meanwhile)
+        are ignored: the client and the manager race by design.
+        """
+        touched: set[WorkloadId] = set()
+        for workload in started:
+            if self._known(workload) and self._engine.mark_placed(workload):
+                touched.add(workload)
+        for workload, failed, message in finished:
+            touched |= self._finish(workload, failed=failed, message=message)
+        self._commit(touched, [])
+
+    def mark_placed(self, workload: WorkloadId, pg_id: str | None = None) -> None:
+        """A placement group the manager created is ready (ignored if it was replaced)."""
+        if pg_id is not None and self._pgs.get(workload) != pg_id:
+            return
+        if self._known(workload) and self._engine.mark_placed(workload):
+            self._commit({workload}, [])
+
+    def job_states(self, states: Mapping[str, str]) -> None:
+        """Ray's view of the jobs it runs for us (submission id → JobStatus name)."""
+        touched: set[WorkloadId] = set()
+        for workload, submission_id in list(self._jobs.items()):
+            state = states.get(submission_id)
+            if state == "RUNNING":
+                if self._engine.mark_placed(workload):
+                    touched.add(workload)
+            elif state in _JOB_DONE:
+                failed = _JOB_DONE[state]
+                touched |= self._finish(workload, failed=failed, message=f"Ray job {state}")
+        self._commit(touched, [])
+
+    def apply_config(self, config: QueueConfig) -> list[Decision]:
+        """Switch config live (raises ``ConfigError`` and changes nothing if refused)."""
+        decisions = self._engine.apply_config(config)
+        for decision in decisions:
+            self._teardown_decision(decision)
+        self._commit(set(), decisions, config=config, acted=True)
+        return decisions
+
+    def set_check_state(
+        self, workload: WorkloadId, check: str, state: CheckState, message: str = ""
+    ) -> None:
+        decisions = self._engine.set_check_state(workload, check, state, message)
+        self._commit({workload}, decisions)
+
+    def evict(self, workload: WorkloadId, *, reason: str, message: str) -> None:
+        """Capacity revoked (autoscaler) or an operator's eviction."""
+        before = self._engine.workload(workload)
+        decisions = self._engine.evict(workload, reason=reason, message=message)
+        self._teardown(before)
+        self._commit({workload}, decisions, acted=True)
+
+    def set_nodes(self, nodes: Sequence[NodeShape]) -> None:
+        """The alive Ray nodes (joins and leaves); drives capacity checks at submission."""
+        self._capacity.set_nodes(nodes, self._engine.config)
+
+    def tick(self) -> None:
+        """Periodic: release back-offs, enforce placement timeouts, admit what now fits."""
+        self._commit(set(), [])
+
+    def forget_finished(self, *, older_than_s: float) -> int:
+        """Drop workloads that ended more than ``older_than_s`` ago (memory and store)."""
+        before = {s.spec.id for s in self._engine.workloads()}
+        dropped = self._engine.forget_finished(older_than=self._clock.now() - older_than_s)
+        if dropped:
+            gone = before - {s.spec.id for s in self._engine.workloads()}
+            for workload in gone:
+                self._payloads.pop(workload, None)
+            for owned in self._owned.values():
+                owned -= gone
+            self._store.write(forget=gone)
+        return dropped
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> QueueConfig:
+        return self._engine.config
+
+    def status(self) -> ManagerStatus:
+        states: dict[str, int] = {}
+        for status in self._engine.workloads():
+            states[status.state.value] = states.get(status.state.value, 0) + 1
+        return ManagerStatus(
+            cluster_queues=tuple(self._engine.cluster_queue_status()),
+            cohorts=tuple(self._engine.cohort_status()),
+            states=states,
+            preemptions=self.preemptions,
+            admissions=self.admissions,
+            epoch=self.epoch,
+        )
+
+    def workload(self, workload: WorkloadId) -> WorkloadStatus:
+        return self._engine.workload(workload)
+
+    def workloads(
+        self, *, owner: str | None = None, ids: Iterable[WorkloadId] | None = None
+    ) -> list[WorkloadStatus]:
+        if ids is not None:
+            return [self._engine.workload(w) for w in ids if self._known(w)]
+        statuses = self._engine.workloads()
+        return statuses if owner is None else [s for s in statuses if s.spec.owner == owner]
+
+    def pending(
+        self, *, queue: str | None = None, cluster_queue: str | None = None
+    ) -> list[PendingPosition]:
+        return self._engine.pending(queue=queue, cluster_queue=cluster_queue)
+
+    def demand(self) -> list[GangDemand]:
+        return self._engine.demand()
+
+    def owners(self) -> set[str]:
+        """Owners with live workloads (the ones owner-death tracking must watch)."""
+        return {owner for owner, owned in self._owned.items() if owned}
+
+    def unplaced_placement_groups(self) -> dict[WorkloadId, str]:
+        """Admitted placement groups not yet known to be ready, by workload."""
+        out = {}
+        for workload, pg_id in self._pgs.items():
+            status = self._engine.workload(workload)
+            if status.state is WorkloadState.ADMITTED and not status.placed:
+                out[workload] = pg_id
+        return out
+
+    def events(self, owner: str, *, after_seq: int, epoch: str | None) -> EventBatch:
+        """Events for ``owner`` after ``after_seq``; a snapshot if the client is lost."""
+        queue = self._events.get(owner, deque())
+        dropped = bool(queue) and queue[0].seq > after_seq + 1 and after_seq > 0
+        if epoch != self.epoch or dropped or after_seq > self._seq:
+            return EventBatch(self.epoch, self._seq, self._snapshot(owner), resync=True)
+        events = tuple(e for e in queue if e.seq > after_seq)
+        return EventBatch(self.epoch, self._seq, events)
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _commit(
+        self,
+        touched: set[WorkloadId],
+        decisions: list[Decision],
+        *,
+        config: QueueConfig | None = None,
+        payloads: Mapping[WorkloadId, Payload] | None = None,
+        acted: bool = False,
+    ) -> None:
+        """Schedule, persist (write-ahead), act, notify: one cycle, logged with timings.
+
+        ``decisions`` came from the event itself; when ``acted`` their teardown is already
+        done (an eviction's teardown must see the workload's state before the event).
+        """
+        t0 = time.perf_counter()
+        scheduled = self._engine.schedule()
+        t1 = time.perf_counter()
+        ids = touched | {d.workload for d in decisions} | {d.workload for d in scheduled}
+        statuses = [self._engine.workload(w) for w in ids if self._known(w)]
+        if statuses or config is not None:
+            self._store.write(config=config, workloads=statuses, payloads=payloads)
+        t2 = time.perf_counter()
+        notified: set[WorkloadId] = set()
+        for decision in decisions:
+            if not acted:
+                self._carry_out(decision)
+            self._notify(decision)
+            notified.add(decision.workload)
+        for decision in scheduled:
+            self._carry_out(decision)
+            self._notify(decision)
+            notified.add(decision.workload)
+        for status in statuses:
+            if status.spec.id not in notified and status.state.is_terminal:
+                self._notify_state(status)
+        t3 = time.perf_counter()
+        if scheduled or decisions:
+            logger.info(
+                "cycle: %d decision(s), %d persisted; schedule %.1f ms, persist %.1f ms, "
+                "act %.1f ms",
+                len(scheduled) + len(decisions),
+                len(statuses),
+                (t1 - t0) * 1e3,
+                (t2 - t1) * 1e3,
+                (t3 - t2) * 1e3,
+            )
+        if self._on_events is not None and (notified or statuses):
+            self._on_events()
+
+    def _carry_out(self, decision: Decision) -> None:
+        status = self._engine.workload(decision.workload)
+        if decision.kind is DecisionKind.ADMIT:
+            self.admissions += 1
+            if status.spec.kind in _PG_KINDS:
+                self._create_pg(status)
+            elif status.spec.kind is WorkloadKind.JOB:
+                run = JobRun(status.spec.id, _submission_id(status))
+                self._jobs[status.spec.id] = run.submission_id
+                self._submit_job(status, run)
+        elif decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT):
+            self._teardown_decision(decision)
+
+    def _teardown_decision(self, decision: Decision) -> None:
+        if decision.kind is DecisionKind.PREEMPT:
+            self.preemptions += 1
+        if decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT):
+            self._teardown(self._engine.workload(decision.workload))
+
+    def _teardown(self, status: WorkloadStatus) -> None:
+        """Remove whatever Ray objects the manager holds for the workload (idempotent)."""
+        workload = status.spec.id
+        if self._pgs.pop(workload, None) is not None:
+            self._actions.remove_placement_group(workload)
+        submission_id = self._jobs.pop(workload, None)
+        if submission_id is not None:
+            self._actions.stop_job(submission_id)
+
+    def _create_pg(self, status: WorkloadStatus) -> None:
+        bundles, selectors = self._bundles(status)
+        pg_id = self._actions.create_placement_group(
+            status.spec.id, bundles, status.spec.strategy, selectors
+        )
+        self._pgs[status.spec.id] = pg_id
+
+    def _submit_job(self, status: WorkloadStatus, run: JobRun) -> None:
+        self._actions.submit_job(
+            run, self._payloads.get(status.spec.id, {}), self._label_selector(status)
+        )
+
+    def _finish(self, workload: WorkloadId, *, failed: bool, message: str) -> set[WorkloadId]:
+        if not self._known(workload):
+            return set()
+        before = self._engine.workload(workload)
+        try:
+            self._engine.finish(workload, failed=failed, message=message)
+        except InvalidTransitionError:
+            return set()
+        # A job that ended by itself needs no stop; a PG is removed with its work done.
+        self._jobs.pop(workload, None)
+        self._teardown(before)
+        return {workload}
+
+    # -- events for owners ---------------------------------------------------------------------
+
+    def _notify(self, decision: Decision) -> None:
+        status = self._engine.workload(decision.workload)
+        label_selector: Mapping[str, str] = {}
+        bundles: tuple[Mapping[str, float], ...] = ()
+        if decision.kind is DecisionKind.ADMIT:
+            label_selector = self._label_selector(status)
+            bundles = tuple(self._bundles(status)[0])
+        self._emit(
+            status,
+            decision=decision.kind.value,
+            reason=decision.reason,
+            message=decision.message,
+            label_selector=label_selector,
+            bundles=bundles,
+        )
+
+    def _notify_state(self, status: WorkloadStatus) -> None:
+        self._emit(status, decision="state", reason=status.reason, message=status.message)
+
+    def _emit(
+        self,
+        status: WorkloadStatus,
+        *,
+        decision: str,
+        reason: str,
+        message: str,
+        label_selector: Mapping[str, str] | None = None,
+        bundles: tuple[Mapping[str, float], ...] = (),
+    ) -> None:
+        owner = status.spec.owner
+        self._seq += 1
+        event = ClientEvent(
+            seq=self._seq,
+            workload=status.spec.id,
+            kind=status.spec.kind,
+            state=status.state,
+            decision=decision,
+            reason=reason,
+            message=message,
+            label_selector=dict(label_selector or {}),
+            placement_group_id=self._pgs.get(status.spec.id),
+            bundles=bundles,
+        )
+        self._events.setdefault(owner, deque(maxlen=_EVENTS_PER_OWNER)).append(event)
+
+    def _snapshot(self, owner: str) -> tuple[ClientEvent, ...]:
+        out = []
+        for status in self.workloads(owner=owner):
+            admitted = status.state is WorkloadState.ADMITTED
+            out.append(
+                ClientEvent(
+                    seq=self._seq,
+                    workload=status.spec.id,
+                    kind=status.spec.kind,
+                    state=status.state,
+                    decision="admit" if admitted else "state",
+                    reason=status.reason,
+                    message=status.message,
+                    label_selector=self._label_selector(status) if admitted else {},
+                    placement_group_id=self._pgs.get(status.spec.id),
+                    bundles=tuple(self._bundles(status)[0]) if admitted else (),
+                )
+            )
+        return tuple(out)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _spec(self, request: SubmitRequest) -> WorkloadSpec:
+        # Strictly increasing creation times keep a batch in submission order (FIFO).
+        created = max(self._clock.now(), self._last_created + 1e-6)
+        self._last_created = created
+        return WorkloadSpec(
+            id=request.id,
+            queue=request.queue,
+            bundle_groups=request.bundle_groups,
+            created_at=created,
+            kind=request.kind,
+            strategy=request.strategy,
+            priority_class=request.priority_class,
+            owner=request.owner,
+            min_count=request.min_count,
+            name=request.name,
+        )
+
+    def _own(self, spec: WorkloadSpec) -> None:
+        if spec.owner:
+            self._owned.setdefault(spec.owner, set()).add(spec.id)
+
+    def _known(self, workload: WorkloadId) -> bool:
+        try:
+            self._engine.workload(workload)
+        except UnknownWorkloadError:
+            return False
+        return True
+
+    def _flavor_labels(self, flavors: Iterable[str]) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for name in sorted(set(flavors)):
+            flavor = self._engine.config.flavors.get(name)
+            if flavor is not None:
+                labels.update(flavor.node_labels)
+        return labels
+
+    def _label_selector(self, status: WorkloadStatus) -> dict[str, str]:
+        if status.admission is None:
+            return {}
+        return self._flavor_labels(status.admission.flavors())
+
+    def _bundles(
+        self, status: WorkloadStatus
+    ) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
+        """The admitted bundles in Ray units, and each bundle's label selector: the user's
+        own selector, overridden by the labels of the flavor the quota was charged to."""
+        admission = status.admission
+        if admission is None:
+            return [], []
+        user: list[Mapping[str, str]] = list(
+            self._payloads.get(status.spec.id, {}).get("bundle_label_selector") or []
+        )
+        bundles: list[dict[str, float]] = []
+        selectors: list[dict[str, str]] = []
+        index = 0
+        for group, assigned in zip(status.spec.bundle_groups, admission.groups, strict=True):
+            flavor_labels = self._flavor_labels(assigned.flavors.values())
+            for n in range(group.count):
+                if n < assigned.count:
+                    bundles.append(_to_ray(group.resources))
+                    selector = dict(user[index]) if index < len(user) else {}
+                    selector.update(flavor_labels)
+                    selectors.append(selector)
+                index += 1
+        return bundles, selectors
+
+
+def _to_ray(resources: Mapping[str, int]) -> dict[str, float]:
+    """Milli-units back to Ray's units; zero amounts are dropped (Ray rejects them in PGs)."""
+    return {name: amount / MILLI for name, amount in resources.items() if amount > 0}
+
+
+def _submission_id(status: WorkloadStatus) -> str:
+    """Deterministic per admission, so a restarted manager finds the job it submitted."""
+    attempt = sum(1 for t in status.history if t.to_state is WorkloadState.ADMITTED)
+    return f"rq-{status.spec.id}-{attempt}"
+

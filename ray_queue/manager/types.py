@@ -1,0 +1,149 @@
+"""The manager's request, result and event values, and the ``RayActions`` seam.
+
+They cross the Ray actor boundary (pickled) and will cross the gRPC boundary (converted),
+so they are plain frozen dataclasses of engine values and builtins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ray_queue.engine.errors import RayQueueError
+from ray_queue.engine.model import (
+    BundleGroup,
+    ClusterQueueStatus,
+    CohortStatus,
+    PlacementStrategy,
+    WorkloadId,
+    WorkloadKind,
+    WorkloadState,
+    WorkloadStatus,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """One workload as a client asks for it; the manager stamps its creation time."""
+
+    id: WorkloadId
+    queue: str
+    bundle_groups: tuple[BundleGroup, ...]
+    kind: WorkloadKind = WorkloadKind.PLACEMENT_GROUP
+    strategy: PlacementStrategy = PlacementStrategy.PACK
+    priority_class: str | None = None
+    owner: str = ""
+    name: str = ""
+    min_count: int | None = None
+    #: Adapter data the engine does not model: ``bundle_label_selector`` (one dict per
+    #: bundle), and for jobs ``entrypoint``, ``runtime_env``, ``metadata``,
+    #: ``entrypoint_resources`` (Ray units). JSON-compatible.
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    workload: WorkloadId
+    status: WorkloadStatus | None = None
+    #: Why the workload was refused; nothing was queued for it.
+    error: RayQueueError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """Something a workload's owner must react to (launch, cancel, give up)."""
+
+    seq: int
+    workload: WorkloadId
+    kind: WorkloadKind
+    state: WorkloadState
+    #: The engine decision behind the event ("admit", "preempt", …) or "state".
+    decision: str
+    reason: str
+    message: str
+    #: Node labels of the admitted flavor(s): where a task or actor must run.
+    label_selector: Mapping[str, str] = field(default_factory=dict)
+    #: Hex id of the placement group the manager created (placement groups, actors).
+    placement_group_id: str | None = None
+    #: The bundles admitted, in Ray units (partial admission may give fewer).
+    bundles: tuple[Mapping[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    #: Changes whenever the manager restarts; a client seeing a new epoch resyncs.
+    epoch: str
+    #: The highest seq included; pass it back as ``after_seq``.
+    seq: int
+    events: tuple[ClientEvent, ...]
+    #: True when the events are a full snapshot of the owner's workloads (new epoch or
+    #: events dropped), not a delta.
+    resync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeShape:
+    """One alive Ray node as the manager sees it (resources in milli-units)."""
+
+    node_id: str
+    labels: Mapping[str, str]
+    resources: Mapping[str, int]
+    is_head: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStatus:
+    cluster_queues: tuple[ClusterQueueStatus, ...]
+    cohorts: tuple[CohortStatus, ...]
+    #: Workloads per state, over every workload the manager remembers.
+    states: Mapping[str, int]
+    #: Preemptions carried out since the manager (re)started.
+    preemptions: int
+    admissions: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """A Ray job the manager submitted for an admitted JOB workload."""
+
+    workload: WorkloadId
+    submission_id: str
+
+
+class RayActions(Protocol):
+    """What the manager does to Ray. Implemented by ``ray_adapter``; faked in unit tests.
+
+    Contract: every method is idempotent (creating what exists or removing what is gone
+    is a no-op), so recovery may replay them. Called from the manager's single thread.
+    """
+
+    def create_placement_group(
+        self,
+        workload: WorkloadId,
+        bundles: Sequence[Mapping[str, float]],
+        strategy: PlacementStrategy,
+        label_selectors: Sequence[Mapping[str, str]],
+    ) -> str:
+        """Create (or find) the workload's placement group; return its hex id."""
+        ...
+
+    def remove_placement_group(self, workload: WorkloadId) -> None: ...
+
+    def placement_groups(self) -> Mapping[WorkloadId, str]:
+        """Every live placement group this manager created, by workload (for re-adoption)."""
+        ...
+
+    def submit_job(
+        self,
+        run: JobRun,
+        payload: Mapping[str, Any],
+        label_selector: Mapping[str, str],
+    ) -> None: ...
+
+    def stop_job(self, submission_id: str) -> None: ...
+
+    def jobs(self) -> Mapping[str, str]:
+        """Status (Ray's JobStatus name) of every job this manager submitted, by submission id."""
+        ...

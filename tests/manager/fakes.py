@@ -1,0 +1,55 @@
+"""A recording fake of ``RayActions``: what the manager asked Ray to do, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray_queue.engine.model import PlacementStrategy, WorkloadId
+from ray_queue.manager.types import JobRun
+
+
+class RecordingActions:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.pgs: dict[WorkloadId, str] = {}
+        self.pg_specs: dict[WorkloadId, tuple[list[dict[str, float]], list[dict[str, str]]]] = {}
+        self.job_state: dict[str, str] = {}
+        self.job_payloads: dict[str, Mapping[str, Any]] = {}
+        self._next = 0
+
+    def create_placement_group(
+        self,
+        workload: WorkloadId,
+        bundles: Sequence[Mapping[str, float]],
+        strategy: PlacementStrategy,
+        label_selectors: Sequence[Mapping[str, str]],
+    ) -> str:
+        self.calls.append(("create_pg", workload))
+        if workload not in self.pgs:
+            self._next += 1
+            self.pgs[workload] = f"{self._next:04x}"
+        self.pg_specs[workload] = ([dict(b) for b in bundles], [dict(s) for s in label_selectors])
+        return self.pgs[workload]
+
+    def remove_placement_group(self, workload: WorkloadId) -> None:
+        self.calls.append(("remove_pg", workload))
+        self.pgs.pop(workload, None)
+
+    def placement_groups(self) -> Mapping[WorkloadId, str]:
+        return dict(self.pgs)
+
+    def submit_job(
+        self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]
+    ) -> None:
+        self.calls.append(("submit_job", run.submission_id))
+        self.job_state.setdefault(run.submission_id, "PENDING")
+        self.job_payloads[run.submission_id] = payload
+
+    def stop_job(self, submission_id: str) -> None:
+        self.calls.append(("stop_job", submission_id))
+        if self.job_state.get(submission_id) in ("PENDING", "RUNNING"):
+            self.job_state[submission_id] = "STOPPED"
+
+    def jobs(self) -> Mapping[str, str]:
+        return dict(self.job_state)
