@@ -626,11 +626,13 @@ class Engine:
     def _transition(
         self, record: Record, to: WorkloadState, *, reason: str | None = None, message: str = ""
     ) -> None:
-        default = lifecycle.check(record.state, to)
+        default_reason, default_message = lifecycle.check(record.state, to)
         now = self._clock.now()
-        record.history.append(Transition(now, record.state, to, reason or default, message))
+        reason = reason or default_reason
+        message = message or default_message
+        record.history.append(Transition(now, record.state, to, reason, message))
         record.state = to
-        record.reason = reason or default
+        record.reason = reason
         record.message = message
         if to.is_terminal:
             record.ended_at = now
@@ -735,6 +737,11 @@ class Engine:
         for status in statuses:
             record = views.record_from_status(status, seq.get(status.spec.id, 0))
             engine._adopt(record)
+        for status in statuses:
+            if status.set_aside and status.state is S.PENDING:
+                cq = engine._config.cluster_queues[status.cluster_queue]
+                strict = cq.queueing_strategy is QueueingStrategy.STRICT_FIFO
+                engine._pending[cq.name].block(status.spec.id, status.message, whole_queue=strict)
         return engine
 
     def _adopt(self, record: Record) -> None:

@@ -174,6 +174,8 @@ class WorkloadStatus:
     requeue_at: float | None
     placed: bool
     history: tuple[Transition, ...] = field(default=())
+    #: Pending but set aside until quota is released (Kueue's "inadmissible").
+    set_aside: bool = False
 
 
 class DecisionKind(str, Enum):

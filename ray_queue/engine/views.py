@@ -42,6 +42,7 @@ def status(record: Record, blocked_reason: str | None) -> WorkloadStatus:
         requeue_at=record.requeue_at,
         placed=record.placed,
         history=tuple(record.history),
+        set_aside=blocked_reason is not None,
     )
 
 
