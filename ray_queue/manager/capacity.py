@@ -74,8 +74,7 @@ class Capacity:
             if not nodes:
                 return True  # no node seen yet: it may still join
             if any(
-                all(n.resources.get(r, 0) >= a for r, a in request.items() if a > 0)
-                for n in nodes
+                all(n.resources.get(r, 0) >= a for r, a in request.items() if a > 0) for n in nodes
             ):
                 return True
         return False

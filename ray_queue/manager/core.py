@@ -88,6 +88,7 @@ class ManagerCore:
         self._jobs: dict[WorkloadId, str] = {}
         self._capacity = Capacity()
         self._last_created = 0.0
+        self._action_failures: list[tuple[WorkloadId, str]] = []
         self.admissions = 0
         self.preemptions = 0
         for status in engine.workloads():
@@ -159,7 +160,13 @@ class ManagerCore:
     def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
         """Queue a batch; each refused item gets its typed error, the rest are queued."""
         specs: list[WorkloadSpec | RayQueueError] = []
+        retried: dict[WorkloadId, WorkloadStatus] = {}
         for request in requests:
+            if self._known(request.id):
+                # A retried call after a manager restart: the first attempt was persisted.
+                existing = self._engine.workload(request.id)
+                if existing.spec.owner == request.owner and existing.spec.queue == request.queue:
+                    retried[request.id] = existing
             built = self._spec(request)
             problem = self._capacity.why_never_fits(built, self._engine.config)
             specs.append(WorkloadRejected(problem) if problem else built)
@@ -172,6 +179,8 @@ class ManagerCore:
             outcome: WorkloadStatus | Exception = (
                 next(outcomes) if isinstance(spec, WorkloadSpec) else spec
             )
+            if request.id in retried:
+                outcome = retried[request.id]
             if isinstance(outcome, WorkloadStatus):
                 touched.add(request.id)
                 self._own(outcome.spec)
@@ -339,6 +348,12 @@ class ManagerCore:
     def demand(self) -> list[GangDemand]:
         return self._engine.demand()
 
+    def has_jobs(self) -> bool:
+        return bool(self._jobs)
+
+    def nodes(self) -> tuple[NodeShape, ...]:
+        return self._capacity.nodes
+
     def owners(self) -> set[str]:
         """Owners with live workloads (the ones owner-death tracking must watch)."""
         return {owner for owner, owned in self._owned.items() if owned}
@@ -398,6 +413,13 @@ class ManagerCore:
         for status in statuses:
             if status.spec.id not in notified and status.state.is_terminal:
                 self._notify_state(status)
+        failures, self._action_failures = self._action_failures, []
+        for workload, message in failures:
+            if self._engine.workload(workload).state is WorkloadState.ADMITTED:
+                self._finish(workload, failed=True, message=f"Ray refused it: {message}")
+                failed = self._engine.workload(workload)
+                self._store.write(workloads=[failed])
+                self._notify_state(failed)
         t3 = time.perf_counter()
         if scheduled or decisions:
             logger.info(
@@ -413,6 +435,17 @@ class ManagerCore:
             self._on_events()
 
     def _carry_out(self, decision: Decision) -> None:
+        try:
+            self._act(decision)
+        except Exception as e:
+            # Ray refused (bad label selector, job server down…): the workload cannot run
+            # as admitted, so it fails visibly instead of holding quota forever.
+            logger.exception(
+                "carrying out %s for %s failed", decision.kind.value, decision.workload
+            )
+            self._action_failures.append((decision.workload, f"{type(e).__name__}: {e}"))
+
+    def _act(self, decision: Decision) -> None:
         status = self._engine.workload(decision.workload)
         if decision.kind is DecisionKind.ADMIT:
             self.admissions += 1
@@ -610,4 +643,3 @@ def _submission_id(status: WorkloadStatus) -> str:
     """Deterministic per admission, so a restarted manager finds the job it submitted."""
     attempt = sum(1 for t in status.history if t.to_state is WorkloadState.ADMITTED)
     return f"rq-{status.spec.id}-{attempt}"
-

@@ -1,0 +1,263 @@
+"""The QueueManager actor: a thin async shell around ``ManagerCore`` on the head node.
+
+Detached (outlives the driver that started it), named (every driver finds the same one),
+restarted by Ray forever if it dies (``max_restarts=-1``), pinned to the head node (where
+its SQLite store lives). All core calls run on the actor's single event loop, which is
+the manager's lock: requests are applied one at a time, in arrival order. Long polls
+(``wait_events``, ``wait_placed``) await without holding it.
+
+A background loop, about four times a second, lets time-driven events happen (back-offs,
+placement timeouts), notices placement groups becoming ready, and once a second follows
+nodes joining and leaving, dead drivers, and jobs ending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ray_queue.engine.clock import SystemClock
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.model import CheckState, GangDemand, PendingPosition, WorkloadId
+from ray_queue.engine.model import WorkloadStatus as _Status
+from ray_queue.manager.core import ManagerCore
+from ray_queue.manager.defaults import default_config
+from ray_queue.manager.types import EventBatch, ManagerStatus, SubmitRequest, SubmitResult
+from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
+from ray_queue.ray_adapter.cluster import dead_owners, head_node_id, node_shapes
+from ray_queue.store.sqlite import SQLiteStore
+
+logger = logging.getLogger(__name__)
+
+MANAGER_NAME = "ray_queue_manager"
+NAMESPACE = "ray_queue"
+#: Where the SQLite store goes; default: ``<Ray session dir>/ray_queue``.
+STATE_DIR_ENV = "RAY_QUEUE_STATE_DIR"
+TICK_S = 0.25
+SLOW_TICK_S = 1.0
+#: Finished workloads are remembered this long for status queries, then forgotten.
+RETENTION_S = 3600.0
+
+
+def state_dir() -> Path:
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    node = ray._private.worker._global_node
+    if node is None:
+        raise RuntimeError("not inside a Ray worker; set RAY_QUEUE_STATE_DIR")
+    return Path(node.get_session_dir_path()) / "ray_queue"
+
+
+class QueueManager:
+    """The actor class (wrapped with ``ray.remote`` by ``start_manager``)."""
+
+    def __init__(self, config: QueueConfig | None = None, state_path: str | None = None) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        self._adapter = RayAdapter()
+        nodes = node_shapes()
+        directory = Path(state_path) if state_path else state_dir()
+        self._store = SQLiteStore(directory)
+        self._changed = asyncio.Event()
+        self._core = ManagerCore.recover(
+            self._store,
+            self._adapter,
+            SystemClock(),
+            default_config=lambda: config or default_config(nodes),
+            on_events=self._wake,
+        )
+        self._core.set_nodes(nodes)
+        self._ready_waits: dict[WorkloadId, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        logger.info("queue manager up (pid %d, store %s)", os.getpid(), self._store.path)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        # Wake every waiter by setting the current event, then start a fresh one.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_changed(self, timeout_s: float) -> None:
+        changed = self._changed
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout_s)
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._background())
+
+    async def _background(self) -> None:
+        slow_every = max(1, round(SLOW_TICK_S / TICK_S))
+        n = 0
+        while True:
+            try:
+                self._core.tick()
+                self._watch_placement_groups()
+                if n % slow_every == 0:
+                    self._slow_tick()
+                if n % (slow_every * 60) == 0:
+                    self._core.forget_finished(older_than_s=RETENTION_S)
+            except Exception:
+                logger.exception("manager background tick failed; continuing")
+            n += 1
+            await asyncio.sleep(TICK_S)
+
+    def _slow_tick(self) -> None:
+        self._core.set_nodes(node_shapes())
+        for owner in dead_owners(self._core.owners()):
+            self._core.cancel_owner(owner, message=f"its driver (Ray job {owner}) exited")
+        if self._core.has_jobs():
+            self._core.job_states(self._adapter.jobs())
+
+    def _watch_placement_groups(self) -> None:
+        unplaced = self._core.unplaced_placement_groups()
+        for workload, task in list(self._ready_waits.items()):
+            if workload not in unplaced:
+                task.cancel()
+                del self._ready_waits[workload]
+        for workload, pg_id in unplaced.items():
+            if workload not in self._ready_waits:
+                self._ready_waits[workload] = asyncio.get_running_loop().create_task(
+                    self._await_ready(workload, pg_id)
+                )
+
+    async def _await_ready(self, workload: WorkloadId, pg_id: str) -> None:
+        try:
+            await pg_from_hex(pg_id).ready()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # removed before it was placed
+            logger.debug("placement group of %s never became ready: %s", workload, e)
+            return
+        self._core.mark_placed(workload, pg_id)
+
+    # -- requests (each one runs to completion on the loop: the manager's lock) ----------------
+
+    async def ping(self) -> str:
+        self._ensure_loop()
+        return self._core.epoch
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        self._ensure_loop()
+        results = self._core.submit_many(requests)
+        self._watch_placement_groups()
+        return results
+
+    async def cancel(self, workloads: Sequence[WorkloadId], message: str = "") -> list[bool]:
+        self._ensure_loop()
+        return self._core.cancel(workloads, message=message)
+
+    async def report(
+        self,
+        started: Sequence[WorkloadId] = (),
+        finished: Sequence[tuple[WorkloadId, bool, str]] = (),
+    ) -> None:
+        self._ensure_loop()
+        self._core.report(started=started, finished=finished)
+
+    async def apply_config(self, config: QueueConfig) -> int:
+        """Returns how many workloads the new config evicted (HoldAndDrain)."""
+        self._ensure_loop()
+        return len(self._core.apply_config(config))
+
+    async def get_config(self) -> QueueConfig:
+        return self._core.config
+
+    async def set_check_state(
+        self, workload: WorkloadId, check: str, state: CheckState, message: str = ""
+    ) -> None:
+        self._core.set_check_state(workload, check, state, message)
+
+    async def evict(self, workload: WorkloadId, reason: str, message: str) -> None:
+        self._core.evict(workload, reason=reason, message=message)
+
+    async def status(self) -> ManagerStatus:
+        self._ensure_loop()
+        return self._core.status()
+
+    async def workload(self, workload: WorkloadId) -> _Status:
+        return self._core.workload(workload)
+
+    async def workloads(
+        self, owner: str | None = None, ids: Sequence[WorkloadId] | None = None
+    ) -> list[_Status]:
+        return self._core.workloads(owner=owner, ids=ids)
+
+    async def pending(
+        self, queue: str | None = None, cluster_queue: str | None = None
+    ) -> list[PendingPosition]:
+        return self._core.pending(queue=queue, cluster_queue=cluster_queue)
+
+    async def demand(self) -> list[GangDemand]:
+        return self._core.demand()
+
+    async def nodes(self) -> list[Any]:
+        return list(self._core.nodes())
+
+    async def wait_events(
+        self, owner: str, after_seq: int, epoch: str | None, timeout_s: float = 10.0
+    ) -> EventBatch:
+        """Long poll: return as soon as ``owner`` has events after ``after_seq``."""
+        self._ensure_loop()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            batch = self._core.events(owner, after_seq=after_seq, epoch=epoch)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if batch.events or batch.resync or remaining <= 0:
+                return batch
+            await self._wait_changed(remaining)
+
+    async def wait_placed(self, workload: WorkloadId, timeout_s: float | None = None) -> bool:
+        """Resolve when the workload is admitted and placed (False if it ended first)."""
+        self._ensure_loop()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            status = self._core.workload(workload)
+            if status.placed:
+                return True
+            if status.state.is_terminal:
+                return False
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            await self._wait_changed(1.0 if remaining is None else remaining)
+
+
+def start_manager(config: QueueConfig | None = None, *, state_path: str | None = None) -> Any:
+    """Get the manager actor, creating it (detached, on the head node) if absent.
+
+    Racing drivers end up with the same actor (``get_if_exists``).
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor_cls = ray.remote(QueueManager)
+    return actor_cls.options(  # type: ignore[attr-defined]
+        name=MANAGER_NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=-1,
+        max_concurrency=1000,
+        num_cpus=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(head_node_id(), soft=False),
+    ).remote(config, state_path)
+
+
+def find_manager() -> Any | None:
+    try:
+        return ray.get_actor(MANAGER_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None

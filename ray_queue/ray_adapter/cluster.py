@@ -1,0 +1,67 @@
+"""What the cluster looks like: alive nodes with their labels, and which drivers died.
+
+Both are read from the GCS (``ray.nodes()`` and the job table), which is the source of
+truth that survives the manager's restarts; the manager polls them about once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import ray
+
+from ray_queue.engine.model import to_milli
+from ray_queue.manager.types import NodeShape
+
+logger = logging.getLogger(__name__)
+
+_HEAD_RESOURCE = "node:__internal_head__"
+#: Labels Ray sets on every node by itself; they identify a node, not a flavor.
+_AUTOMATIC_LABELS = ("ray.io/node-id",)
+
+
+def node_shapes() -> list[NodeShape]:
+    """Alive nodes, their labels and total resources (milli-units)."""
+    shapes = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources: dict[str, float] = node.get("Resources") or {}
+        labels = {k: v for k, v in (node.get("Labels") or {}).items() if k not in _AUTOMATIC_LABELS}
+        shapes.append(
+            NodeShape(
+                node_id=node["NodeID"],
+                labels=labels,
+                resources={r: to_milli(a) for r, a in resources.items()},
+                is_head=_HEAD_RESOURCE in resources,
+            )
+        )
+    return shapes
+
+
+def head_node_id() -> str:
+    for node in ray.nodes():
+        if node.get("Alive") and _HEAD_RESOURCE in (node.get("Resources") or {}):
+            return str(node["NodeID"])
+    raise RuntimeError("no alive head node found in ray.nodes()")
+
+
+def _job_table() -> list[dict[str, Any]]:
+    # ``ray._private.state.jobs()`` is the GCS job table; there is no public equivalent
+    # that includes plain drivers (the state API lists them too, but through the dashboard).
+    return list(ray._private.state.jobs())
+
+
+def dead_owners(owners: Iterable[str]) -> set[str]:
+    """Which of ``owners`` (Ray job ids, hex) the GCS says are dead."""
+    wanted = set(owners)
+    if not wanted:
+        return set()
+    dead = set()
+    for job in _job_table():
+        job_id = job.get("JobID")
+        if job_id in wanted and job.get("IsDead"):
+            dead.add(job_id)
+    return dead
