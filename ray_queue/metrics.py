@@ -1,0 +1,351 @@
+"""Prometheus metrics for the manager, in Kueue's shape with the ``ray_queue_`` prefix.
+
+Counters and histograms are fed from the engine's decisions as they happen; gauges
+(queue lengths, usage, quotas, shares) are computed at scrape time from a snapshot the
+manager hands over, so they can never drift from the engine's state. The table in
+``docs/metrics.md`` is generated from ``METRICS`` below (``python -m ray_queue.metrics``)
+and a test fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ray_queue.engine.model import (
+    MILLI,
+    ClusterQueueStatus,
+    CohortStatus,
+    Decision,
+    DecisionKind,
+    PendingPosition,
+    WorkloadId,
+    WorkloadState,
+    WorkloadStatus,
+)
+
+#: Waits from seconds (an idle cluster) to hours (a busy GPU queue).
+WAIT_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
+#: A scheduling cycle is milliseconds; a second means something is wrong.
+CYCLE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    help: str
+
+
+_RESOURCE_LABELS = ("cohort", "cluster_queue", "flavor", "resource")
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "ray_queue_pending_workloads",
+        "gauge",
+        ("cluster_queue", "status"),
+        "Pending workloads per ClusterQueue; status is active (will be tried) or "
+        "inadmissible (set aside until quota is released).",
+    ),
+    MetricSpec(
+        "ray_queue_local_queue_pending_workloads",
+        "gauge",
+        ("queue", "cluster_queue"),
+        "Pending workloads per Queue.",
+    ),
+    MetricSpec(
+        "ray_queue_reserving_active_workloads",
+        "gauge",
+        ("cluster_queue",),
+        "Workloads holding quota while their admission checks run.",
+    ),
+    MetricSpec(
+        "ray_queue_admitted_active_workloads",
+        "gauge",
+        ("cluster_queue",),
+        "Admitted workloads that have not finished.",
+    ),
+    MetricSpec(
+        "ray_queue_admission_attempts_total",
+        "counter",
+        ("result",),
+        "Scheduling cycles, by whether they admitted anything (success) or not (inadmissible).",
+    ),
+    MetricSpec(
+        "ray_queue_admission_cycle_duration_seconds",
+        "histogram",
+        ("result",),
+        "Wall time of one scheduling cycle.",
+    ),
+    MetricSpec(
+        "ray_queue_quota_reserved_workloads_total",
+        "counter",
+        ("cluster_queue",),
+        "Workloads that got quota (admitted, or reserved for admission checks).",
+    ),
+    MetricSpec(
+        "ray_queue_quota_reserved_wait_time_seconds",
+        "histogram",
+        ("cluster_queue",),
+        "Time from entering the queue (or being requeued) to getting quota.",
+    ),
+    MetricSpec(
+        "ray_queue_admitted_workloads_total",
+        "counter",
+        ("cluster_queue",),
+        "Workloads admitted.",
+    ),
+    MetricSpec(
+        "ray_queue_admission_wait_time_seconds",
+        "histogram",
+        ("cluster_queue",),
+        "Time from entering the queue (or being requeued) to admission.",
+    ),
+    MetricSpec(
+        "ray_queue_evicted_workloads_total",
+        "counter",
+        ("cluster_queue", "reason"),
+        "Workloads evicted (Preempted, AdmissionCheckRetry, PlacementTimeout, Stopped, ...).",
+    ),
+    MetricSpec(
+        "ray_queue_preempted_workloads_total",
+        "counter",
+        ("preempting_cluster_queue", "reason"),
+        "Workloads preempted, by the ClusterQueue of the workload that needed the room; "
+        "reason is InClusterQueue or InCohortReclamation.",
+    ),
+    MetricSpec(
+        "ray_queue_rejected_workloads_total",
+        "counter",
+        ("cluster_queue", "reason"),
+        "Workloads rejected for good (admission check Rejected, back-off limit reached).",
+    ),
+    MetricSpec(
+        "ray_queue_cluster_queue_resource_usage",
+        "gauge",
+        _RESOURCE_LABELS,
+        "Quota in use, in Ray units (CPUs, GPUs, bytes of memory).",
+    ),
+    MetricSpec(
+        "ray_queue_cluster_queue_nominal_quota",
+        "gauge",
+        _RESOURCE_LABELS,
+        "Nominal quota, in Ray units.",
+    ),
+    MetricSpec(
+        "ray_queue_cluster_queue_borrowing_limit",
+        "gauge",
+        _RESOURCE_LABELS,
+        "Borrowing limit, in Ray units (absent: unlimited).",
+    ),
+    MetricSpec(
+        "ray_queue_cluster_queue_lending_limit",
+        "gauge",
+        _RESOURCE_LABELS,
+        "Lending limit, in Ray units (absent: all of nominal may be lent).",
+    ),
+    MetricSpec(
+        "ray_queue_cluster_queue_borrowed",
+        "gauge",
+        _RESOURCE_LABELS,
+        "Usage above nominal quota, taken from the cohort, in Ray units.",
+    ),
+    MetricSpec(
+        "ray_queue_cluster_queue_weighted_share",
+        "gauge",
+        ("cluster_queue", "cohort"),
+        "Weighted dominant-resource share (0 when not borrowing; +Inf for weight 0).",
+    ),
+    MetricSpec(
+        "ray_queue_cohort_resource_usage",
+        "gauge",
+        ("cohort", "flavor", "resource"),
+        "Quota of the cohort's pool in use, in Ray units.",
+    ),
+    MetricSpec(
+        "ray_queue_cohort_weighted_share",
+        "gauge",
+        ("cohort",),
+        "Weighted dominant-resource share of a cohort within its parent.",
+    ),
+)
+
+_BY_NAME = {spec.name: spec for spec in METRICS}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """What the gauges show; the manager builds it from the engine under its lock."""
+
+    cluster_queues: Sequence[ClusterQueueStatus] = ()
+    cohorts: Sequence[CohortStatus] = ()
+    pending: Sequence[PendingPosition] = ()
+    #: Pending workloads set aside until quota is released, per ClusterQueue.
+    inadmissible: dict[str, int] = field(default_factory=dict)
+
+
+def _units(milli: int) -> float:
+    return milli / MILLI
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        families = {
+            spec.name: GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+            for spec in METRICS
+            if spec.kind == "gauge"
+        }
+        per_queue: dict[tuple[str, str], int] = {}
+        for position in snap.pending:
+            key = (position.queue, position.cluster_queue)
+            per_queue[key] = per_queue.get(key, 0) + 1
+        for (queue, cq), count in sorted(per_queue.items()):
+            families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq], count)
+        for cq in snap.cluster_queues:
+            inadmissible = snap.inadmissible.get(cq.name, 0)
+            pending = families["ray_queue_pending_workloads"]
+            pending.add_metric([cq.name, "active"], cq.pending - inadmissible)
+            pending.add_metric([cq.name, "inadmissible"], inadmissible)
+            families["ray_queue_reserving_active_workloads"].add_metric([cq.name], cq.reserving)
+            families["ray_queue_admitted_active_workloads"].add_metric([cq.name], cq.admitted)
+            cohort = cq.cohort or ""
+            families["ray_queue_cluster_queue_weighted_share"].add_metric(
+                [cq.name, cohort], cq.weighted_share
+            )
+            for r in cq.resources:
+                labels = [cohort, cq.name, r.flavor, r.resource]
+                families["ray_queue_cluster_queue_resource_usage"].add_metric(
+                    labels, _units(r.usage)
+                )
+                families["ray_queue_cluster_queue_nominal_quota"].add_metric(
+                    labels, _units(r.nominal)
+                )
+                families["ray_queue_cluster_queue_borrowed"].add_metric(labels, _units(r.borrowed))
+                if r.borrowing_limit is not None:
+                    families["ray_queue_cluster_queue_borrowing_limit"].add_metric(
+                        labels, _units(r.borrowing_limit)
+                    )
+                if r.lending_limit is not None:
+                    families["ray_queue_cluster_queue_lending_limit"].add_metric(
+                        labels, _units(r.lending_limit)
+                    )
+        for cohort_status in snap.cohorts:
+            families["ray_queue_cohort_weighted_share"].add_metric(
+                [cohort_status.name], cohort_status.weighted_share
+            )
+            for r in cohort_status.resources:
+                families["ray_queue_cohort_resource_usage"].add_metric(
+                    [cohort_status.name, r.flavor, r.resource], _units(r.usage)
+                )
+        yield from families.values()
+
+
+def _counter(spec_name: str, registry: CollectorRegistry) -> Counter:
+    spec = _BY_NAME[spec_name]
+    return Counter(spec.name.removesuffix("_total"), spec.help, spec.labels, registry=registry)
+
+
+def _histogram(spec_name: str, registry: CollectorRegistry, buckets: Sequence[float]) -> Histogram:
+    spec = _BY_NAME[spec_name]
+    return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=buckets)
+
+
+class QueueMetrics:
+    """The manager's metrics, registered on ``registry`` (inject one per test)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, snapshot: Callable[[], MetricsSnapshot]
+    ) -> None:
+        self.registry = registry
+        registry.register(_SnapshotCollector(snapshot))
+        self._attempts = _counter("ray_queue_admission_attempts_total", registry)
+        self._cycle = _histogram(
+            "ray_queue_admission_cycle_duration_seconds", registry, CYCLE_BUCKETS_S
+        )
+        self._reserved = _counter("ray_queue_quota_reserved_workloads_total", registry)
+        self._reserved_wait = _histogram(
+            "ray_queue_quota_reserved_wait_time_seconds", registry, WAIT_BUCKETS_S
+        )
+        self._admitted = _counter("ray_queue_admitted_workloads_total", registry)
+        self._admitted_wait = _histogram(
+            "ray_queue_admission_wait_time_seconds", registry, WAIT_BUCKETS_S
+        )
+        self._evicted = _counter("ray_queue_evicted_workloads_total", registry)
+        self._preempted = _counter("ray_queue_preempted_workloads_total", registry)
+        self._rejected = _counter("ray_queue_rejected_workloads_total", registry)
+
+    def observe_cycle(
+        self,
+        duration_s: float,
+        decisions: Iterable[Decision],
+        lookup: Callable[[WorkloadId], WorkloadStatus],
+        now: float,
+    ) -> None:
+        """Count one scheduling cycle and everything it decided."""
+        decided = list(decisions)
+        admitted_any = any(d.kind in (DecisionKind.ADMIT, DecisionKind.RESERVE) for d in decided)
+        result = "success" if admitted_any else "inadmissible"
+        self._attempts.labels(result).inc()
+        self._cycle.labels(result).observe(duration_s)
+        self.observe_decisions(decided, lookup, now)
+
+    def observe_decisions(
+        self,
+        decisions: Iterable[Decision],
+        lookup: Callable[[WorkloadId], WorkloadStatus],
+        now: float,
+    ) -> None:
+        """Count decisions made outside a cycle too (check results, evictions)."""
+        for decision in decisions:
+            status = lookup(decision.workload)
+            cq = status.cluster_queue
+            if decision.kind in (DecisionKind.ADMIT, DecisionKind.RESERVE):
+                waited = max(0.0, now - queued_since(status))
+                if decision.reason != "AdmissionChecksReady":
+                    self._reserved.labels(cq).inc()
+                    self._reserved_wait.labels(cq).observe(waited)
+                if decision.kind is DecisionKind.ADMIT:
+                    self._admitted.labels(cq).inc()
+                    self._admitted_wait.labels(cq).observe(waited)
+            elif decision.kind is DecisionKind.PREEMPT:
+                self._evicted.labels(cq, decision.reason).inc()
+                preemptor_cq = cq
+                if decision.preemptor is not None:
+                    preemptor_cq = lookup(decision.preemptor).cluster_queue
+                reason = "InClusterQueue" if preemptor_cq == cq else "InCohortReclamation"
+                self._preempted.labels(preemptor_cq, reason).inc()
+            elif decision.kind is DecisionKind.EVICT:
+                self._evicted.labels(cq, decision.reason).inc()
+            elif decision.kind is DecisionKind.REJECT:
+                self._rejected.labels(cq, decision.reason).inc()
+
+
+def queued_since(status: WorkloadStatus) -> float:
+    """When the workload last joined the queue: created, or requeued after an eviction."""
+    for transition in reversed(status.history):
+        if transition.to_state is WorkloadState.PENDING:
+            return transition.at
+    return status.spec.created_at
+
+
+def markdown_table() -> str:
+    """The metrics reference, as docs/metrics.md embeds it."""
+    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for spec in METRICS:
+        labels = ", ".join(f"`{label}`" for label in spec.labels)
+        lines.append(f"| `{spec.name}` | {spec.kind} | {labels} | {spec.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())
