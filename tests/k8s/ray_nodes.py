@@ -1,0 +1,128 @@
+"""Local Ray nodes started with ``ray start``: a head, and workers that join it.
+
+Why this exists: the node simulator turns KubeRay worker Pods into real Ray nodes, so the
+engine sees capacity arrive and leave exactly as it would in a cluster. Every node is a
+``ray start --block`` subprocess in its own process group under a private temp dir, so it is
+stopped by pid at teardown and never disturbs other Ray clusters on the same machine (no
+``ray stop``; every port Ray would otherwise take by default is chosen free).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.k8s.process import ManagedProcess, free_port
+
+OBJECT_STORE_BYTES = 100 * 1024 * 1024
+"""Small object stores: a few nodes must fit beside other test suites on a 24 GB box."""
+
+
+def ray_executable() -> str:
+    """The ``ray`` CLI of the interpreter running the tests (the venv's)."""
+    here = Path(sys.executable).parent / "ray"
+    if here.exists():
+        return str(here)
+    found = shutil.which("ray")
+    if found is None:
+        raise RuntimeError("the `ray` command is not installed in this environment")
+    return found
+
+
+def _common_args() -> list[str]:
+    return [
+        "--node-ip-address=127.0.0.1",
+        f"--object-store-memory={OBJECT_STORE_BYTES}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        "--disable-usage-stats",
+        "--block",
+    ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RayHead:
+    address: str
+    temp_dir: Path
+    process: ManagedProcess
+
+    def stop(self) -> None:
+        self.process.stop(grace_s=15.0)
+
+
+def start_head(temp_dir: Path, *, num_cpus: float = 0) -> RayHead:
+    """Start a head with no CPUs by default (work lands on simulated workers only).
+
+    Returns at once; wait with ``ray.init(address=head.address)`` or ``head_ready``.
+    """
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = ManagedProcess(
+        "ray-head",
+        [
+            ray_executable(),
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--num-cpus={num_cpus:g}",
+            f"--temp-dir={temp_dir}",
+            f"--ray-client-server-port={free_port()}",
+            "--include-dashboard=false",
+            *_common_args(),
+        ],
+        temp_dir.parent / "ray-head.log",
+        env=_ray_env({}),
+    )
+    return RayHead(address=f"127.0.0.1:{port}", temp_dir=temp_dir, process=process)
+
+
+def head_ready(head: RayHead) -> bool:
+    """True once the head's GCS wrote the cluster address file (``ray start`` is done)."""
+    head.process.check_alive()
+    return (head.temp_dir / "ray_current_cluster").exists()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What one Ray worker node offers: the same fields ``ray start`` takes."""
+
+    num_cpus: float
+    num_gpus: float
+    resources: Mapping[str, float]
+    labels: Mapping[str, str]
+    memory_bytes: int | None
+    env: Mapping[str, str]
+    """Extra environment, e.g. RAY_NODE_TYPE_NAME (Ray turns it into ``ray.io/node-group``)."""
+
+
+def start_worker(name: str, head: RayHead, spec: WorkerSpec, log_dir: Path) -> ManagedProcess:
+    argv = [
+        ray_executable(),
+        "start",
+        f"--address={head.address}",
+        f"--num-cpus={spec.num_cpus:g}",
+        f"--num-gpus={spec.num_gpus:g}",
+    ]
+    if spec.resources:
+        argv.append(f"--resources={json.dumps(dict(spec.resources))}")
+    if spec.labels:
+        argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
+    if spec.memory_bytes:
+        argv.append(f"--memory={spec.memory_bytes}")
+    argv += _common_args()
+    return ManagedProcess(
+        f"ray-worker {name}", argv, log_dir / f"ray-{name}.log", env=_ray_env(spec.env)
+    )
+
+
+def _ray_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    # The test process may have these set for its own cluster; a node must not inherit them.
+    for key in ("RAY_ADDRESS", "RAY_NODE_TYPE_NAME", "RAY_CLOUD_INSTANCE_ID"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
