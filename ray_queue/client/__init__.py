@@ -1,0 +1,37 @@
+"""The client API users write against (DESIGN §3); re-exported by ``ray_queue``."""
+
+from ray_queue.client.api import (
+    apply_config,
+    cancel,
+    get,
+    init,
+    load_config,
+    pending,
+    placement_group,
+    remote,
+    shutdown,
+    status,
+    wait,
+)
+from ray_queue.client.jobs import QueuedJob, submit_job
+from ray_queue.client.placement_group import QueuedPlacementGroup
+from ray_queue.client.remote import QueuedActor, QueuedObjectRef
+
+__all__ = [
+    "QueuedActor",
+    "QueuedJob",
+    "QueuedObjectRef",
+    "QueuedPlacementGroup",
+    "apply_config",
+    "cancel",
+    "get",
+    "init",
+    "load_config",
+    "pending",
+    "placement_group",
+    "remote",
+    "shutdown",
+    "status",
+    "submit_job",
+    "wait",
+]

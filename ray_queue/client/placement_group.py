@@ -1,0 +1,154 @@
+"""``QueuedPlacementGroup``: a placement group that waits its turn in a queue.
+
+The manager creates the real placement group when the workload is admitted (with the
+assigned flavor's node labels as ``bundle_label_selector``) and removes it on preemption;
+this handle follows those events. It mirrors Ray's ``PlacementGroup`` where it can:
+``wait(timeout_seconds)`` and ``ready()`` behave the same, but cover admission too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ray.util.placement_group import PlacementGroup
+
+from ray_queue.client.runtime import ClientRuntime
+from ray_queue.engine.model import WorkloadId, WorkloadState, WorkloadStatus
+from ray_queue.errors import Preempted, WorkloadCancelled, WorkloadRejected
+from ray_queue.manager.types import ClientEvent, SubmitResult
+from ray_queue.ray_adapter.actions import pg_from_hex
+
+
+class QueuedPlacementGroup:
+    """Returned by ``ray_queue.placement_group``; usable as a context manager."""
+
+    def __init__(self, runtime: ClientRuntime, workload: WorkloadId, name: str) -> None:
+        self._runtime = runtime
+        self.workload = workload
+        self.name = name
+        self._cv = threading.Condition()
+        self._pg: PlacementGroup | None = None
+        self._state = WorkloadState.PENDING
+        self._message = ""
+        self._preemptions = 0
+        self._removed = False
+
+    # -- events from the runtime ---------------------------------------------------------
+
+    def _on_submitted(self, result: SubmitResult) -> None:
+        if result.error is not None:
+            with self._cv:
+                self._state, self._message = WorkloadState.REJECTED, str(result.error)
+                self._cv.notify_all()
+
+    def _on_event(self, event: ClientEvent) -> None:
+        with self._cv:
+            self._state, self._message = event.state, event.message
+            if event.decision == "admit" and event.placement_group_id:
+                self._pg = pg_from_hex(event.placement_group_id)
+            elif event.decision in ("preempt", "evict") or event.state.is_terminal:
+                if event.decision == "preempt":
+                    self._preemptions += 1
+                self._pg = None
+            self._cv.notify_all()
+
+    # -- the API -----------------------------------------------------------------------------
+
+    @property
+    def placement_group(self) -> PlacementGroup:
+        """The real Ray placement group. Raises ``Preempted`` if it was taken away and the
+        workload is waiting again, and ``RuntimeError`` if it was never admitted yet."""
+        with self._cv:
+            if self._pg is not None:
+                return self._pg
+            self._raise_if_ended()
+            if self._preemptions:
+                raise Preempted(
+                    f"placement group {self.name or self.workload} was preempted "
+                    f"({self._message}); it is queued again: wait() for re-admission"
+                )
+            raise RuntimeError(
+                f"placement group {self.name or self.workload} is not admitted yet; "
+                "call wait() or ready() first"
+            )
+
+    @property
+    def preemptions(self) -> int:
+        """How many times this placement group was preempted (and requeued)."""
+        return self._preemptions
+
+    def wait(self, timeout_seconds: float | None = 30) -> bool:
+        """Wait until admitted *and* placed on nodes; ``False`` on timeout.
+
+        Raises ``WorkloadRejected`` / ``WorkloadCancelled`` if it will never be admitted.
+        """
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        while True:
+            with self._cv:
+                while self._pg is None:
+                    self._raise_if_ended()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cv.wait(remaining if remaining is not None else 1.0)
+                pg = self._pg
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if pg.wait(timeout_seconds=min(remaining, 1.0) if remaining is not None else 1.0):
+                with self._cv:
+                    if self._pg is pg:
+                        return True
+            elif remaining is not None and remaining <= 0:
+                return False
+
+    def ready(self) -> Any:
+        """An ObjectRef that resolves (to True) once admitted and placed, or to False if the
+        workload ends without being placed."""
+        return self._runtime.manager.wait_placed.remote(self.workload)
+
+    def status(self) -> WorkloadStatus:
+        """The manager's full view: state, reason, admission, history."""
+        return self._runtime.status(self.workload)
+
+    def position(self) -> int | None:
+        """0-based place in line within its Queue; ``None`` if it is not pending."""
+        pending = self._runtime.call(self._runtime.manager.pending.remote())
+        for entry in pending:
+            if entry.workload == self.workload:
+                return int(entry.position_in_queue)
+        return None
+
+    def remove(self) -> None:
+        """Give the placement group back: finished if admitted, cancelled if still queued."""
+        with self._cv:
+            if self._removed:
+                return
+            self._removed = True
+            admitted = self._state is WorkloadState.ADMITTED
+        if admitted:
+            self._runtime.report_finished(self.workload, failed=False, message="removed")
+            self._runtime.flush()
+        else:
+            self._runtime.cancel([self.workload])
+        self._runtime.forget(self.workload)
+
+    def __enter__(self) -> QueuedPlacementGroup:
+        self.wait(timeout_seconds=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"QueuedPlacementGroup({self.name or self.workload}, {self._state.value})"
+
+    def _raise_if_ended(self) -> None:
+        if self._state is WorkloadState.REJECTED:
+            raise WorkloadRejected(f"{self.name or self.workload}: {self._message}")
+        if self._state in (WorkloadState.CANCELLED, WorkloadState.FAILED):
+            raise WorkloadCancelled(
+                f"{self.name or self.workload} is {self._state.value}: {self._message}"
+            )
+        if self._state is WorkloadState.FINISHED:
+            raise WorkloadCancelled(f"{self.name or self.workload} was already removed")

@@ -1,0 +1,423 @@
+"""``@ray_queue.remote``: queued tasks and actors with Ray's calling conventions.
+
+A call submits a workload (batched) and returns a handle at once. When the manager admits
+it, the handle launches the real Ray task — from this driver, with the assigned flavor's
+node labels as ``label_selector`` — or creates the real actor inside the placement group
+the manager made for it. The manager is never on the data path: arguments and results go
+through Ray as usual.
+
+Preemption: a preempted task is cancelled and re-run when re-admitted (unless it has
+``max_retries=0``, in which case ``get`` raises ``Preempted``); a preempted actor dies with
+its placement group and is created again on re-admission if ``max_restarts`` allows it,
+else ``get`` raises ``Preempted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ray_queue.client.runtime import ClientRuntime, current, to_bundle
+from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind, WorkloadState
+from ray_queue.errors import (
+    Preempted,
+    QueueTimeoutError,
+    WorkloadCancelled,
+    WorkloadFailed,
+    WorkloadRejected,
+)
+from ray_queue.manager.types import ClientEvent, SubmitResult
+from ray_queue.ray_adapter.actions import pg_from_hex
+
+#: Our options; everything else is passed to Ray untouched.
+_QUEUE_OPTIONS = ("queue", "priority", "name")
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    ours = {k: options[k] for k in _QUEUE_OPTIONS if k in options}
+    theirs = {k: v for k, v in options.items() if k not in _QUEUE_OPTIONS}
+    return ours, theirs
+
+
+def _request_resources(ray_options: dict[str, Any], *, default_cpus: float) -> dict[str, float]:
+    num_cpus = ray_options.get("num_cpus")
+    resources: dict[str, float] = {"CPU": default_cpus if num_cpus is None else num_cpus}
+    if ray_options.get("num_gpus"):
+        resources["GPU"] = ray_options["num_gpus"]
+    if ray_options.get("memory"):
+        resources["memory"] = ray_options["memory"]
+    resources.update(ray_options.get("resources") or {})
+    return resources
+
+
+class _Handle:
+    """State shared by queued task and actor handles."""
+
+    kind = WorkloadKind.TASK
+
+    def __init__(self, runtime: ClientRuntime, workload: WorkloadId, what: str) -> None:
+        self._runtime = runtime
+        self.workload = workload
+        self._what = what
+        self._cv = threading.Condition()
+        self._state = WorkloadState.PENDING
+        self._message = ""
+        self._error: Exception | None = None
+        self._attempt = 0
+        self._preemptions = 0
+
+    def _on_submitted(self, result: SubmitResult) -> None:
+        if result.error is not None:
+            self._fail(result.error)
+
+    def _fail(self, error: Exception) -> None:
+        with self._cv:
+            self._error = error
+            self._cv.notify_all()
+
+    def _terminal_error(self, event: ClientEvent) -> Exception:
+        text = f"{self._what} ({self.workload}) is {event.state.value}: {event.message}"
+        if event.state is WorkloadState.REJECTED:
+            return WorkloadRejected(text)
+        if event.state is WorkloadState.FAILED:
+            return WorkloadFailed(text)
+        return WorkloadCancelled(text)
+
+    @property
+    def preemptions(self) -> int:
+        return self._preemptions
+
+    def status(self) -> Any:
+        """The manager's view of this workload (state, reason, history)."""
+        return self._runtime.status(self.workload)
+
+    def cancel(self) -> None:
+        self._runtime.cancel([self.workload])
+
+    def _wait_for(self, predicate: Any, deadline: float | None) -> None:
+        """Wait (holding ``_cv``) until ``predicate()`` or an error; raise on timeout."""
+        while not predicate():
+            if self._error is not None:
+                raise self._error
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise QueueTimeoutError(
+                    f"{self._what} ({self.workload}) not ready in time; state "
+                    f"{self._state.value}: {self._message}"
+                )
+            self._cv.wait(1.0 if remaining is None else min(remaining, 1.0))
+
+
+class QueuedObjectRef(_Handle):
+    """The future result of a queued task; ``ray_queue.get``/``wait``/``await`` accept it."""
+
+    def __init__(
+        self,
+        runtime: ClientRuntime,
+        workload: WorkloadId,
+        remote_fn: Any,
+        ray_options: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        super().__init__(runtime, workload, getattr(remote_fn, "_function_name", "task"))
+        self._remote_fn = remote_fn
+        self._ray_options = ray_options
+        self._args = args
+        self._kwargs = kwargs
+        self._ref: Any = None
+        self._done = False
+        self._retriable = ray_options.get("max_retries", 3) != 0
+
+    def _on_event(self, event: ClientEvent) -> None:
+        cancel_ref = None
+        with self._cv:
+            self._state, self._message = event.state, event.message
+            if event.decision == "admit" and self._ref is None and self._error is None:
+                if self._done:
+                    self._runtime.report_finished(self.workload, failed=False)
+                elif self._has_queued_args():
+                    # Its arguments may not be launched yet; never block the event thread.
+                    threading.Thread(target=self._launch_locked, args=(event,), daemon=True).start()
+                else:
+                    self._launch(event)
+            elif event.decision in ("preempt", "evict") or event.state.is_terminal:
+                if event.decision == "preempt":
+                    self._preemptions += 1
+                if not self._done:
+                    cancel_ref, self._ref = self._ref, None
+                    if event.state.is_terminal:
+                        self._error = self._terminal_error(event)
+                    elif not self._retriable:
+                        self._error = Preempted(
+                            f"{self._what} ({self.workload}) was preempted ({event.message}) "
+                            "and has max_retries=0, so it is not re-run"
+                        )
+                        self._runtime.manager.cancel.remote([self.workload], "not retriable")
+            self._cv.notify_all()
+        if cancel_ref is not None:
+            with contextlib.suppress(Exception):
+                ray.cancel(cancel_ref, force=True)
+
+    def _has_queued_args(self) -> bool:
+        values = [*self._args, *self._kwargs.values()]
+        return any(isinstance(v, QueuedObjectRef) for v in values)
+
+    def _launch_locked(self, event: ClientEvent) -> None:
+        args = tuple(_resolve(a) for a in self._args)
+        kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
+        with self._cv:
+            admitted = self._state is WorkloadState.ADMITTED
+            if admitted and self._ref is None and self._error is None and not self._done:
+                self._args, self._kwargs = args, kwargs
+                self._launch(event)
+            self._cv.notify_all()
+
+    def _launch(self, event: ClientEvent) -> None:
+        selector = dict(self._ray_options.get("label_selector") or {})
+        selector.update(event.label_selector)
+        options = dict(self._ray_options)
+        if selector:
+            options["label_selector"] = selector
+        args = tuple(_resolve(a) for a in self._args)
+        kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
+        self._attempt += 1
+        self._ref = self._remote_fn.options(**options).remote(*args, **kwargs)
+        self._runtime.watch(self._ref, self, self._attempt)
+        self._runtime.report_started(self.workload)
+
+    def _on_done(self, ref: Any, attempt: int) -> None:
+        with self._cv:
+            if ref is not self._ref or attempt != self._attempt:
+                return  # a cancelled (preempted) attempt
+            self._done = True
+            self._cv.notify_all()
+        self._runtime.report_finished(self.workload, failed=False, message="task returned")
+
+    def object_ref(self, timeout: float | None = None) -> Any:
+        """The current real ObjectRef, waiting for admission and launch."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            self._wait_for(lambda: self._ref is not None, deadline)
+            return self._ref
+
+    def get(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ref = self.object_ref(None if deadline is None else deadline - time.monotonic())
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return ray.get(ref, timeout=remaining)
+            except ray.exceptions.GetTimeoutError as e:
+                raise QueueTimeoutError(f"{self._what} ({self.workload}) timed out") from e
+            except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError):
+                with self._cv:
+                    if self._ref is ref and self._error is None:
+                        raise
+                # Preempted while running: wait for the re-run (or its error).
+
+    def is_ready(self) -> bool:
+        with self._cv:
+            if self._error is not None:
+                return True
+            ref = self._ref
+        if ref is None:
+            return False
+        done, _ = ray.wait([ref], timeout=0, fetch_local=False)
+        return bool(done)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.get_event_loop().run_in_executor(None, self.get).__await__()
+
+    def __repr__(self) -> str:
+        return f"QueuedObjectRef({self.workload}, {self._state.value})"
+
+
+class QueuedActor(_Handle):
+    """A queued actor; ``ray_queue.get(handle)`` gives the real ``ActorHandle``.
+
+    ``handle.method.remote(...)`` also works: it waits for admission, then calls.
+    """
+
+    kind = WorkloadKind.ACTOR
+
+    def __init__(
+        self,
+        runtime: ClientRuntime,
+        workload: WorkloadId,
+        actor_cls: Any,
+        ray_options: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        super().__init__(runtime, workload, "actor")
+        self._actor_cls = actor_cls
+        self._ray_options = ray_options
+        self._args = args
+        self._kwargs = kwargs
+        self._actor: Any = None
+        self._restartable = ray_options.get("max_restarts", 0) != 0
+
+    def _on_event(self, event: ClientEvent) -> None:
+        with self._cv:
+            self._state, self._message = event.state, event.message
+            if event.decision == "admit" and self._actor is None and self._error is None:
+                assert event.placement_group_id is not None
+                strategy = PlacementGroupSchedulingStrategy(
+                    pg_from_hex(event.placement_group_id),
+                    placement_group_bundle_index=0,
+                    placement_group_capture_child_tasks=True,
+                )
+                options = {k: v for k, v in self._ray_options.items() if k != "label_selector"}
+                options["scheduling_strategy"] = strategy
+                self._attempt += 1
+                self._actor = self._actor_cls.options(**options).remote(*self._args, **self._kwargs)
+                self._runtime.report_started(self.workload)
+            elif event.decision in ("preempt", "evict") or event.state.is_terminal:
+                if event.decision == "preempt":
+                    self._preemptions += 1
+                # The actor died with its placement group.
+                self._actor = None
+                if event.state.is_terminal:
+                    self._error = self._terminal_error(event)
+                elif not self._restartable:
+                    self._error = Preempted(
+                        f"actor {self.workload} was preempted ({event.message}) and has "
+                        "max_restarts=0, so it is not recreated"
+                    )
+                    self._runtime.manager.cancel.remote([self.workload], "not restartable")
+            self._cv.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            self._wait_for(lambda: self._actor is not None, deadline)
+            return self._actor
+
+    def is_ready(self) -> bool:
+        with self._cv:
+            return self._actor is not None or self._error is not None
+
+    def kill(self) -> None:
+        """Kill the actor and give its quota back."""
+        with self._cv:
+            actor, self._actor = self._actor, None
+            admitted = self._state is WorkloadState.ADMITTED
+            self._error = WorkloadCancelled(f"actor {self.workload} was killed")
+        if actor is not None:
+            ray.kill(actor)
+        if admitted:
+            self._runtime.report_finished(self.workload, failed=False, message="killed")
+            self._runtime.flush()
+        else:
+            self._runtime.cancel([self.workload])
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _MethodProxy(self, name)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.get_event_loop().run_in_executor(None, self.get).__await__()
+
+    def __repr__(self) -> str:
+        return f"QueuedActor({self.workload}, {self._state.value})"
+
+
+class _MethodProxy:
+    def __init__(self, actor: QueuedActor, name: str, options: dict[str, Any] | None = None):
+        self._actor = actor
+        self._name = name
+        self._options = options or {}
+
+    def options(self, **options: Any) -> _MethodProxy:
+        return _MethodProxy(self._actor, self._name, {**self._options, **options})
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self._actor.get(), self._name)
+        if self._options:
+            method = method.options(**self._options)
+        return method.remote(*args, **kwargs)
+
+
+class QueuedRemoteFunction:
+    """What ``@ray_queue.remote`` makes of a function."""
+
+    def __init__(self, function: Any, options: dict[str, Any]) -> None:
+        self._function = function
+        self._options = options
+        self._remote_fn: Any = None
+        self.__name__ = getattr(function, "__name__", "task")
+
+    def options(self, **options: Any) -> QueuedRemoteFunction:
+        clone = QueuedRemoteFunction(self._function, {**self._options, **options})
+        clone._remote_fn = self._remote_fn
+        return clone
+
+    def remote(self, *args: Any, **kwargs: Any) -> QueuedObjectRef:
+        runtime = current()
+        ours, theirs = _split(self._options)
+        if self._remote_fn is None:
+            self._remote_fn = ray.remote(self._function)
+        bundle = to_bundle(_request_resources(theirs, default_cpus=1), f"task {self.__name__}")
+        request = runtime.request(
+            WorkloadKind.TASK,
+            [BundleGroup(bundle)],
+            queue=ours.get("queue"),
+            priority=ours.get("priority"),
+            name=ours.get("name") or self.__name__,
+        )
+        handle = QueuedObjectRef(runtime, request.id, self._remote_fn, theirs, args, kwargs)
+        runtime.submit(request, handle)
+        return handle
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"queued function {self.__name__} cannot be called directly; use .remote()")
+
+
+class QueuedActorClass:
+    """What ``@ray_queue.remote`` makes of a class."""
+
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+        self._cls = cls
+        self._options = options
+        self._actor_cls: Any = None
+        self.__name__ = cls.__name__
+
+    def options(self, **options: Any) -> QueuedActorClass:
+        clone = QueuedActorClass(self._cls, {**self._options, **options})
+        clone._actor_cls = self._actor_cls
+        return clone
+
+    def remote(self, *args: Any, **kwargs: Any) -> QueuedActor:
+        runtime = current()
+        ours, theirs = _split(self._options)
+        if self._actor_cls is None:
+            self._actor_cls = ray.remote(self._cls)
+        bundle = to_bundle(_request_resources(theirs, default_cpus=1), f"actor {self.__name__}")
+        request = runtime.request(
+            WorkloadKind.ACTOR,
+            [BundleGroup(bundle)],
+            queue=ours.get("queue"),
+            priority=ours.get("priority"),
+            name=ours.get("name") or self.__name__,
+        )
+        theirs.setdefault("num_cpus", bundle.get("CPU", 0) / 1000)
+        handle = QueuedActor(runtime, request.id, self._actor_cls, theirs, args, kwargs)
+        runtime.submit(request, handle)
+        return handle
+
+
+def _resolve(value: Any) -> Any:
+    """A queued result passed as an argument becomes its real ObjectRef (waiting for it
+    to be launched, which only happens once it is admitted)."""
+    if isinstance(value, QueuedObjectRef):
+        return value.object_ref()
+    return value

@@ -1,0 +1,367 @@
+"""The per-driver client runtime: batched submission, owner events, completion reports.
+
+One ``ClientRuntime`` per process (``ray_queue.init`` creates it). It keeps the manager
+off the data path and off the per-task round trip:
+
+- submissions go into a buffer that a sender thread flushes as one actor call per batch
+  (every couple of milliseconds, or sooner when it fills);
+- a poller thread long-polls the manager for this owner's events (admitted, preempted,
+  cancelled…) and hands each to its handle, which launches or cancels the real Ray work;
+- a watcher thread notices launched tasks finishing and reports them, batched, so their
+  quota is released.
+
+What a caller must see at once (unknown queue or priority class, negative resources, a
+bundle that can never fit) is checked synchronously: the catalogue of queues and priority
+classes is cached, and the first submission of each new shape goes through immediately.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import ray
+
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.model import (
+    BundleGroup,
+    WorkloadId,
+    WorkloadKind,
+    WorkloadStatus,
+    to_milli,
+)
+from ray_queue.errors import (
+    InvalidWorkloadError,
+    ManagerUnavailableError,
+    RayQueueError,
+    UnknownPriorityClassError,
+    UnknownQueueError,
+)
+from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult
+
+logger = logging.getLogger(__name__)
+
+#: The sender waits this long for more submissions before flushing a batch.
+FLUSH_INTERVAL_S = 0.002
+MAX_BATCH = 2000
+POLL_TIMEOUT_S = 5.0
+
+
+class Tracked(Protocol):
+    """A client handle the runtime routes events to."""
+
+    workload: WorkloadId
+
+    def _on_event(self, event: ClientEvent) -> None: ...
+
+    def _on_submitted(self, result: SubmitResult) -> None: ...
+
+
+@dataclass(slots=True)
+class _Running:
+    handle: Any
+    attempt: int
+
+
+def new_workload_id(kind: WorkloadKind) -> WorkloadId:
+    return WorkloadId(f"{kind.value[:2]}-{uuid.uuid4().hex[:16]}")
+
+
+def to_bundle(resources: dict[str, float], what: str) -> dict[str, int]:
+    """Ray units → milli-units, refusing negative amounts in the caller's frame."""
+    out = {}
+    for name, amount in resources.items():
+        if amount is None:
+            continue
+        if amount < 0:
+            raise InvalidWorkloadError(
+                f"{what}: {name} = {amount:g} is negative; resource amounts must be >= 0"
+            )
+        out[name] = to_milli(amount)
+    return out
+
+
+class ClientRuntime:
+    def __init__(self, manager: Any, *, queue: str, priority: str | None) -> None:
+        self.manager = manager
+        self.owner = ray.get_runtime_context().get_job_id()
+        self.queue = queue
+        self.priority = priority
+        self._lock = threading.Condition()
+        self._buffer: list[tuple[SubmitRequest, Tracked]] = []
+        self._reports_started: list[WorkloadId] = []
+        self._reports_finished: list[tuple[WorkloadId, bool, str]] = []
+        self._handles: dict[WorkloadId, Tracked] = {}
+        self._accepted_shapes: set[Hashable] = set()
+        self._catalog_queues: set[str] = set()
+        self._catalog_priorities: set[str] = set()
+        self._running: dict[Any, _Running] = {}
+        self._running_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._epoch: str | None = None
+        self._seq = 0
+        self.refresh_catalog()
+        self._threads = [
+            threading.Thread(target=self._send_loop, name="ray-queue-sender", daemon=True),
+            threading.Thread(target=self._poll_loop, name="ray-queue-poller", daemon=True),
+            threading.Thread(target=self._watch_loop, name="ray-queue-watcher", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        atexit.register(self.close)
+
+    # -- catalogue and validation ---------------------------------------------------------
+
+    def refresh_catalog(self) -> QueueConfig:
+        config: QueueConfig = self.call(self.manager.get_config.remote())
+        self._catalog_queues = set(config.queues)
+        self._catalog_priorities = set(config.priority_classes)
+        self._accepted_shapes.clear()
+        return config
+
+    def check_names(self, queue: str, priority: str | None) -> None:
+        if queue not in self._catalog_queues:
+            self.refresh_catalog()
+        if queue not in self._catalog_queues:
+            known = ", ".join(sorted(self._catalog_queues)) or "none"
+            raise UnknownQueueError(
+                f"queue {queue!r} does not exist (known queues: {known}); "
+                "submit to one of those or apply a config that defines it"
+            )
+        if priority is not None and priority not in self._catalog_priorities:
+            self.refresh_catalog()
+            if priority not in self._catalog_priorities:
+                known = ", ".join(sorted(self._catalog_priorities)) or "none"
+                raise UnknownPriorityClassError(
+                    f"priority class {priority!r} does not exist (known: {known}); "
+                    "use one of those, omit it for the default, or define it in the config"
+                )
+
+    # -- submission -------------------------------------------------------------------------
+
+    def request(
+        self,
+        kind: WorkloadKind,
+        groups: Sequence[BundleGroup],
+        *,
+        queue: str | None,
+        priority: str | None,
+        name: str = "",
+        **fields: Any,
+    ) -> SubmitRequest:
+        queue = queue or self.queue
+        priority = priority if priority is not None else self.priority
+        self.check_names(queue, priority)
+        return SubmitRequest(
+            id=new_workload_id(kind),
+            queue=queue,
+            bundle_groups=tuple(groups),
+            kind=kind,
+            priority_class=priority,
+            owner=self.owner,
+            name=name,
+            **fields,
+        )
+
+    def submit(self, request: SubmitRequest, handle: Tracked, *, sync: bool = False) -> None:
+        """Queue ``request``; with ``sync`` (or a shape not seen yet) wait for the manager's
+        answer and raise its error here, in the caller."""
+        shape = (request.queue, request.priority_class, request.kind, request.bundle_groups)
+        with self._lock:
+            self._handles[request.id] = handle
+            if not sync and shape in self._accepted_shapes:
+                self._buffer.append((request, handle))
+                self._lock.notify_all()
+                return
+            batch = self._take_buffer()
+        batch.append((request, handle))
+        results = self._send(batch)
+        result = results[-1]
+        if result.error is not None:
+            raise result.error
+        self._accepted_shapes.add(shape)
+
+    def _take_buffer(self) -> list[tuple[SubmitRequest, Tracked]]:
+        batch, self._buffer = self._buffer, []
+        return batch
+
+    def _send(self, batch: list[tuple[SubmitRequest, Tracked]]) -> list[SubmitResult]:
+        results: list[SubmitResult] = self.call(
+            self.manager.submit_many.remote([r for r, _ in batch])
+        )
+        for (_, handle), result in zip(batch, results, strict=True):
+            if result.error is not None:
+                with self._lock:
+                    self._handles.pop(result.workload, None)
+            handle._on_submitted(result)
+        return results
+
+    def report_started(self, workload: WorkloadId) -> None:
+        with self._lock:
+            self._reports_started.append(workload)
+            self._lock.notify_all()
+
+    def report_finished(self, workload: WorkloadId, *, failed: bool, message: str = "") -> None:
+        with self._lock:
+            self._reports_finished.append((workload, failed, message))
+            self._lock.notify_all()
+
+    def cancel(self, workloads: Sequence[WorkloadId]) -> list[bool]:
+        self.flush()
+        result: list[bool] = self.call(self.manager.cancel.remote(list(workloads)))
+        return result
+
+    def flush(self) -> None:
+        """Send everything buffered now (submissions and reports)."""
+        with self._lock:
+            batch = self._take_buffer()
+            started, self._reports_started = self._reports_started, []
+            finished, self._reports_finished = self._reports_finished, []
+        if batch:
+            self._send(batch)
+        if started or finished:
+            self.call(self.manager.report.remote(started, finished))
+
+    # -- running tasks --------------------------------------------------------------------
+
+    def watch(self, ref: Any, handle: Any, attempt: int) -> None:
+        with self._running_cv:
+            self._running[ref] = _Running(handle, attempt)
+            self._running_cv.notify_all()
+
+    def forget(self, workload: WorkloadId) -> None:
+        with self._lock:
+            self._handles.pop(workload, None)
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                while (
+                    not (self._buffer or self._reports_started or self._reports_finished)
+                    and not self._stop.is_set()
+                ):
+                    self._lock.wait(0.5)
+            # Let a burst accumulate into one call.
+            deadline = time.monotonic() + FLUSH_INTERVAL_S
+            while time.monotonic() < deadline and len(self._buffer) < MAX_BATCH:
+                time.sleep(FLUSH_INTERVAL_S / 4)
+            try:
+                self.flush()
+            except Exception:
+                if not self._stop.is_set():
+                    logger.exception("ray_queue: sending a batch to the manager failed")
+                    time.sleep(0.5)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = ray.get(
+                    self.manager.wait_events.remote(
+                        self.owner, self._seq, self._epoch, POLL_TIMEOUT_S
+                    ),
+                    timeout=POLL_TIMEOUT_S + 30,
+                )
+            except Exception as e:
+                if self._stop.is_set():
+                    return
+                logger.warning("ray_queue: polling the manager failed (%s); retrying", e)
+                time.sleep(0.5)
+                continue
+            self._epoch = batch.epoch
+            self._seq = batch.seq
+            for event in batch.events:
+                with self._lock:
+                    handle = self._handles.get(event.workload)
+                if handle is None:
+                    continue
+                try:
+                    handle._on_event(event)
+                except Exception:
+                    logger.exception("ray_queue: handling %s failed", event)
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._running_cv:
+                while not self._running and not self._stop.is_set():
+                    self._running_cv.wait(0.5)
+                refs = list(self._running)
+            if not refs:
+                continue
+            try:
+                done, _ = ray.wait(refs, num_returns=len(refs), timeout=0.02, fetch_local=False)
+            except Exception:
+                logger.exception("ray_queue: watching tasks failed")
+                time.sleep(0.1)
+                continue
+            for ref in done:
+                with self._running_cv:
+                    running = self._running.pop(ref, None)
+                if running is not None:
+                    running.handle._on_done(ref, running.attempt)
+            if not done:
+                time.sleep(0.005)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def call(self, ref: Any, timeout_s: float = 120.0) -> Any:
+        """``ray.get`` on a manager call, with a typed error when it cannot be reached."""
+        try:
+            return ray.get(ref, timeout=timeout_s)
+        except RayQueueError:
+            raise
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            raise ManagerUnavailableError(f"the queue manager did not answer: {e}") from e
+
+    def status(self, workload: WorkloadId) -> WorkloadStatus:
+        result: WorkloadStatus = self.call(self.manager.workload.remote(workload))
+        return result
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        with contextlib.suppress(Exception):
+            if ray.is_initialized():
+                self.flush()
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        with self._running_cv:
+            self._running_cv.notify_all()
+
+
+_runtime: ClientRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def current() -> ClientRuntime:
+    from ray_queue.errors import NotInitializedError
+
+    if _runtime is None:
+        raise NotInitializedError("call ray_queue.init() first")
+    return _runtime
+
+
+def install(factory: Callable[[], ClientRuntime]) -> ClientRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None:
+            _runtime.close()
+        _runtime = factory()
+        return _runtime
+
+
+def uninstall() -> None:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None:
+            _runtime.close()
+        _runtime = None
