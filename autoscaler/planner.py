@@ -1,0 +1,411 @@
+"""One reconcile pass's decisions: (demand, groups, requests, now) → a ``Plan``. Pure.
+
+Everything the plan depends on is read fresh from the cluster each pass, so the planner
+holds no memory and a restarted autoscaler plans exactly what the old one would have.
+Rules, in the order they are applied:
+
+1. Incremental gangs are packed onto their group's free room — live nodes' free resources,
+   plus hosts asked for but not yet joined, counted empty — then onto new hosts; the
+   group grows by the new hosts (in whole slices), clamped to ``maxReplicas``. Because the
+   hosts already asked for count as room, the same demand never scales a group twice.
+2. Idle nodes (idle longer than the timeout, holding nothing, not needed by rule 1) are
+   removed, never below ``minReplicas``, and never in a pass that also grows the group.
+3. All-at-once gangs go through a ProvisioningRequest per workload attempt (table in
+   ``_request_step``), and once it is Provisioned get a worker group of their own whose
+   pods consume the request. That group and the request are removed when the workload is
+   gone from demand and the group's nodes are idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from autoscaler.binpacking import Unplaceable, hosts_for, pack_gangs
+from autoscaler.demand import Demand, Gang
+from autoscaler.providers.base import Shape, WorkerGroup, WorkerNode
+from autoscaler.requests import Phase, RequestSpec, RequestView, gang_group_name, request_name
+from ray_queue.engine.model import CheckState, WorkloadId, WorkloadState
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerConfig:
+    #: Remove a node idle this long (Ray's ``idleTimeoutSeconds``; KubeRay's default 60).
+    idle_timeout_s: float = 60.0
+    #: Class for requests whose check names none (Kueue's usual GKE default).
+    default_provisioning_class: str = "queued-provisioning.gke.io"
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleUp:
+    group: str
+    from_replicas: int
+    to_replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    group: str
+    workers: tuple[str, ...]
+    #: Ray node ids to drain first, one per worker (same order).
+    ray_node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GangGroup:
+    """A worker group for one provisioned gang: ``base``'s template, ``replicas`` slices,
+    its pods annotated to consume ``request``."""
+
+    name: str
+    base: str
+    replicas: int
+    request: str
+    provisioning_class: str
+    workload: WorkloadId
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    workload: WorkloadId
+    check: str
+    state: CheckState
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    workload: WorkloadId
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    scale_ups: tuple[ScaleUp, ...] = ()
+    deletions: tuple[Deletion, ...] = ()
+    create_requests: tuple[RequestSpec, ...] = ()
+    #: Names of requests to delete (with their PodTemplates).
+    delete_requests: tuple[str, ...] = ()
+    create_groups: tuple[GangGroup, ...] = ()
+    remove_groups: tuple[str, ...] = ()
+    reports: tuple[CheckReport, ...] = ()
+    evictions: tuple[Eviction, ...] = ()
+    #: (group, gang) pairs the cluster cannot take now or ever; for logs and metrics.
+    unplaceable: tuple[tuple[str, Unplaceable], ...] = ()
+    #: Demanded workloads whose flavor names no worker group we know.
+    unmanaged: tuple[WorkloadId, ...] = ()
+    #: Desired replicas per group after this plan (for metrics).
+    desired: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.scale_ups
+            or self.deletions
+            or self.create_requests
+            or self.delete_requests
+            or self.create_groups
+            or self.remove_groups
+            or self.reports
+            or self.evictions
+        )
+
+
+def plan(
+    demand: Demand,
+    groups: Sequence[WorkerGroup],
+    requests: Sequence[RequestView],
+    *,
+    now: float,
+    config: PlannerConfig,
+) -> Plan:
+    by_name = {g.name: g for g in groups}
+    base_groups = [g for g in groups if g.gang_of is None]
+    wanted = demand.by_group()
+    unmanaged = tuple(
+        g.workload
+        for g in demand.gangs
+        if g.worker_group is None or g.worker_group not in by_name
+    )
+
+    scale_ups: list[ScaleUp] = []
+    deletions: list[Deletion] = []
+    unplaceable: list[tuple[str, Unplaceable]] = []
+    desired: dict[str, int] = {}
+    for group in sorted(base_groups, key=lambda g: g.name):
+        gangs = [g for g in wanted.get(group.name, ()) if not _via_request(g)]
+        up, down, bad = _size_group(group, gangs, now=now, config=config)
+        desired[group.name] = group.replicas
+        if up is not None:
+            scale_ups.append(up)
+            desired[group.name] = up.to_replicas
+        if down is not None:
+            deletions.append(down)
+            desired[group.name] = group.replicas - len(down.workers) // group.num_of_hosts
+        unplaceable.extend((group.name, u) for u in bad)
+
+    steps = _requests(demand, by_name, requests, now=now, config=config)
+    for name in steps.remove_groups:
+        desired.pop(name, None)
+    for gang_group in steps.create_groups:
+        desired[gang_group.name] = gang_group.replicas
+    for group in groups:
+        if group.gang_of is not None and group.name not in steps.remove_groups:
+            desired[group.name] = group.replicas
+    return Plan(
+        scale_ups=tuple(scale_ups),
+        deletions=tuple(deletions),
+        create_requests=steps.create,
+        delete_requests=steps.delete,
+        create_groups=steps.create_groups,
+        remove_groups=steps.remove_groups,
+        reports=steps.reports,
+        evictions=steps.evictions,
+        unplaceable=(*unplaceable, *steps.unplaceable),
+        unmanaged=unmanaged,
+        desired=desired,
+    )
+
+
+def _via_request(gang: Gang) -> bool:
+    """All-at-once gangs with a provisioning check get their nodes through a request."""
+    return gang.all_at_once and gang.check is not None
+
+
+# ---------------------------------------------------------------- incremental groups
+
+
+def _size_group(
+    group: WorkerGroup, gangs: Sequence[Gang], *, now: float, config: PlannerConfig
+) -> tuple[ScaleUp | None, Deletion | None, list[Unplaceable]]:
+    live = [n for n in group.nodes if n.name not in group.deleting]
+    free: list[Shape] = [group.shape if n.available is None else n.available for n in live]
+    # Hosts asked for that have not appeared yet are coming: count them as empty room.
+    free.extend(group.shape for _ in range(max(0, group.desired_hosts - len(live))))
+    room = max(0, group.max_replicas - group.replicas) * group.num_of_hosts
+    packed = pack_gangs(
+        gangs,
+        shape=group.shape,
+        free=free,
+        num_of_hosts=group.num_of_hosts,
+        max_new_hosts=room,
+    )
+    target = max(group.replicas + packed.new_hosts // group.num_of_hosts, group.min_replicas)
+    target = min(target, max(group.max_replicas, group.min_replicas))
+    bad = [*packed.infeasible, *packed.capped]
+    if target > group.replicas:
+        return ScaleUp(group.name, group.replicas, target), None, bad
+    needed = {live[i].name for i in packed.used_existing if i < len(live)}
+    return None, _idle_deletion(group, live, needed, now=now, config=config), bad
+
+
+def _idle_deletion(
+    group: WorkerGroup,
+    live: Sequence[WorkerNode],
+    needed: set[str],
+    *,
+    now: float,
+    config: PlannerConfig,
+) -> Deletion | None:
+    # Multi-host slices go as a whole or not at all; KubeRay's per-pod workersToDelete
+    # would tear a slice apart, so those groups only shrink by their own gang's removal.
+    if group.num_of_hosts != 1:
+        return None
+    spare = group.replicas - group.min_replicas
+    idle = sorted(
+        (n for n in live if _idle_long_enough(n, now, config) and n.name not in needed),
+        key=lambda n: (n.idle_since, n.name),
+    )
+    chosen = idle[: max(0, spare)]
+    if not chosen:
+        return None
+    return Deletion(
+        group.name,
+        tuple(n.name for n in chosen),
+        tuple(n.ray_node_id or "" for n in chosen),
+    )
+
+
+def _idle_long_enough(node: WorkerNode, now: float, config: PlannerConfig) -> bool:
+    return (
+        not node.busy
+        and node.ray_node_id is not None
+        and node.idle_since is not None
+        and now - node.idle_since >= config.idle_timeout_s
+    )
+
+
+# ---------------------------------------------------------------- all-at-once gangs
+
+
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    create: tuple[RequestSpec, ...]
+    delete: tuple[str, ...]
+    create_groups: tuple[GangGroup, ...]
+    remove_groups: tuple[str, ...]
+    reports: tuple[CheckReport, ...]
+    evictions: tuple[Eviction, ...]
+    unplaceable: tuple[tuple[str, Unplaceable], ...]
+
+
+def _requests(
+    demand: Demand,
+    groups: Mapping[str, WorkerGroup],
+    requests: Sequence[RequestView],
+    *,
+    now: float,
+    config: PlannerConfig,
+) -> _Steps:
+    create: list[RequestSpec] = []
+    delete: list[str] = []
+    create_groups: list[GangGroup] = []
+    remove_groups: list[str] = []
+    reports: list[CheckReport] = []
+    evictions: list[Eviction] = []
+    unplaceable: list[tuple[str, Unplaceable]] = []
+
+    by_name = {r.name: r for r in requests}
+    gangs = {
+        request_name(g.workload, g.attempt): g
+        for g in demand.gangs
+        if _via_request(g) and g.worker_group in groups
+    }
+    gang_groups = {g.name: g for g in groups.values() if g.gang_of is not None}
+
+    # A gang in demand: the request table.
+    for name, gang in sorted(gangs.items()):
+        base = groups[gang.worker_group or ""]
+        check = gang.check or ""
+        request = by_name.get(name)
+        group_name = gang_group_name(base.name, gang.workload, gang.attempt)
+        if request is None:
+            if gang.state is not WorkloadState.QUOTA_RESERVED:
+                continue  # admitted without us (e.g. check set by hand): nothing to ask for
+            hosts = hosts_for(gang, shape=base.shape, num_of_hosts=base.num_of_hosts)
+            if hosts is None or hosts > base.max_replicas * base.num_of_hosts:
+                why = (
+                    "no node of the group can hold one of its bundles"
+                    if hosts is None
+                    else f"needs {hosts} nodes; group {base.name} allows "
+                    f"{base.max_replicas * base.num_of_hosts}"
+                )
+                unplaceable.append((base.name, Unplaceable(gang.workload, why)))
+                reports.append(CheckReport(gang.workload, check, CheckState.REJECTED, why))
+                continue
+            create.append(
+                RequestSpec(
+                    name=name,
+                    workload=gang.workload,
+                    attempt=gang.attempt,
+                    group=base.name,
+                    count=hosts,
+                    provisioning_class=gang.provisioning_class
+                    or config.default_provisioning_class,
+                )
+            )
+            continue
+        step = _request_step(gang, request)
+        if step is _Step.SCALE_AND_READY:
+            if group_name not in gang_groups:
+                create_groups.append(
+                    GangGroup(
+                        name=group_name,
+                        base=base.name,
+                        replicas=-(-request.count // base.num_of_hosts),
+                        request=request.name,
+                        provisioning_class=gang.provisioning_class
+                        or config.default_provisioning_class,
+                        workload=gang.workload,
+                    )
+                )
+            if gang.waiting_for_capacity:
+                reports.append(
+                    CheckReport(gang.workload, check, CheckState.READY, "capacity provisioned")
+                )
+        elif step is _Step.RETRY:
+            reports.append(
+                CheckReport(
+                    gang.workload,
+                    check,
+                    CheckState.RETRY,
+                    f"ProvisioningRequest {request.name} {request.phase.value}: "
+                    f"{request.message}".rstrip(": "),
+                )
+            )
+            delete.append(request.name)
+        elif step is _Step.EVICT:
+            evictions.append(Eviction(gang.workload, _revoked(request)))
+            delete.append(request.name)
+
+    # Requests and groups whose gang is no longer in demand (ended, placed or evicted).
+    in_demand = set(gangs)
+    for request in sorted(requests, key=lambda r: r.name):
+        if request.name in in_demand:
+            continue
+        group_name = gang_group_name(request.group, request.workload, request.attempt)
+        group = gang_groups.get(group_name)
+        if request.phase is Phase.CAPACITY_REVOKED:
+            # It may be running (placed work is not in demand): tell the manager; an
+            # eviction of a workload no longer holding quota is ignored there.
+            evictions.append(Eviction(request.workload, _revoked(request)))
+        if group is not None and not _all_idle(group, now, config):
+            continue  # its gang is running on those nodes
+        if group is not None:
+            remove_groups.append(group.name)
+        delete.append(request.name)
+    known = {gang_group_name(r.group, r.workload, r.attempt) for r in requests}
+    for name, group in sorted(gang_groups.items()):
+        # A gang group whose request is gone (deleted above in an earlier pass, or by
+        # hand): remove it once its nodes are idle.
+        if name not in known and name not in remove_groups and _all_idle(group, now, config):
+            remove_groups.append(name)
+    return _Steps(
+        create=tuple(create),
+        delete=tuple(dict.fromkeys(delete)),
+        create_groups=tuple(create_groups),
+        remove_groups=tuple(remove_groups),
+        reports=tuple(reports),
+        evictions=tuple(evictions),
+        unplaceable=tuple(unplaceable),
+    )
+
+
+class _Step(str, Enum):
+    NOTHING = "nothing"
+    SCALE_AND_READY = "scale"
+    RETRY = "retry"
+    EVICT = "evict"
+
+
+def _request_step(gang: Gang, request: RequestView) -> _Step:
+    """The ProvisioningRequest state machine, one row per (phase, workload state):
+
+    Pending          any            → wait
+    Provisioned      QUOTA_RESERVED → create the gang's group, report Ready
+    Provisioned      ADMITTED       → keep (create) the gang's group
+    Failed           QUOTA_RESERVED → report Retry, delete the request
+    BookingExpired   QUOTA_RESERVED → report Retry, delete the request
+    BookingExpired   ADMITTED       → wait: its pods already consumed the booking
+                                      (Kueue ignores it after admission too)
+    Failed           ADMITTED       → wait: the capacity was already there
+    CapacityRevoked  any            → evict the workload, delete the request
+    """
+    phase = request.phase
+    if phase is Phase.CAPACITY_REVOKED:
+        return _Step.EVICT
+    if phase is Phase.PROVISIONED:
+        return _Step.SCALE_AND_READY
+    if phase in (Phase.FAILED, Phase.BOOKING_EXPIRED) and gang.waiting_for_capacity:
+        return _Step.RETRY
+    return _Step.NOTHING
+
+
+def _revoked(request: RequestView) -> str:
+    return f"capacity of ProvisioningRequest {request.name} was revoked: {request.message}".rstrip(
+        ": "
+    )
+
+
+def _all_idle(group: WorkerGroup, now: float, config: PlannerConfig) -> bool:
+    return all(_idle_long_enough(n, now, config) for n in group.nodes)

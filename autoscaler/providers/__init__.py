@@ -1,0 +1,1 @@
+"""Node providers: where worker nodes come from (KubeRay on Kubernetes, or local Ray)."""
