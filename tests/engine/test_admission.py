@@ -450,3 +450,71 @@ def test_admitting_everything_that_fits_in_one_call() -> None:
     assert [d.workload for d in decisions] == [f"w{i:02}" for i in range(10)]
     assert all(d.kind is DecisionKind.ADMIT for d in decisions)
     assert admitted(engine) == {f"w{i:02}" for i in range(10)}
+
+
+def test_strict_fifo_lists_every_waiting_workload_behind_the_blocked_head() -> None:
+    engine, _ = new_engine(ten_cpus(QueueingStrategy.STRICT_FIFO))
+    engine.submit(wl("filler", CPU=6))
+    engine.schedule()
+    engine.submit(wl("big", CPU=8, created=1))
+    engine.submit(wl("small", CPU=2, created=2))
+    engine.schedule()
+    rows = [(p.workload, p.position_in_cluster_queue) for p in engine.pending()]
+    assert rows == [("big", 0), ("small", 1)]
+    # Both wait on the head's shortage, and say so.
+    for position in engine.pending():
+        assert "CPU" in position.reason
+
+
+def test_strict_fifo_head_unblocks_when_a_cohort_peer_releases_quota() -> None:
+    a = (
+        ClusterQueueBuilder("a")
+        .cohort("c")
+        .resource_group(flavor("default").resource("CPU", 4))
+        .strict_fifo()
+    )
+    b = ClusterQueueBuilder("b").cohort("c").resource_group(flavor("default").resource("CPU", 4))
+    engine, _ = new_engine(ConfigBuilder().cluster_queue(a, "qa").cluster_queue(b, "qb").build())
+    engine.submit(wl("b1", "qb", CPU=6))
+    engine.schedule()
+    engine.submit(wl("a-big", "qa", CPU=4, created=1))
+    engine.submit(wl("a-small", "qa", CPU=1, created=2))
+    engine.schedule()
+    assert admitted(engine) == {"b1"}
+    engine.cancel(WorkloadId("b1"))
+    assert [d.workload for d in engine.schedule()] == ["a-big", "a-small"]
+
+
+def test_an_implicit_cohort_pools_quota_like_a_declared_one() -> None:
+    # No Cohort object: naming it in two ClusterQueues is enough (Kueue does the same).
+    a = (
+        ClusterQueueBuilder("a")
+        .cohort("implicit")
+        .resource_group(flavor("default").resource("CPU", 4))
+    )
+    b = (
+        ClusterQueueBuilder("b")
+        .cohort("implicit")
+        .resource_group(flavor("default").resource("CPU", 4))
+    )
+    config = ConfigBuilder().cluster_queue(a, "qa").cluster_queue(b, "qb").build()
+    assert config.cohorts == {}
+    engine, _ = new_engine(config)
+    engine.submit(wl("a1", "qa", CPU=8))
+    engine.schedule()
+    assert state(engine, "a1") is S.ADMITTED
+
+
+def test_shrinking_quota_keeps_admitted_work_and_blocks_new_work() -> None:
+    engine, _ = new_engine(ten_cpus())
+    engine.submit(wl("running", CPU=8))
+    engine.schedule()
+    smaller = one_cq(ClusterQueueBuilder("cq").resource_group(flavor("default").resource("CPU", 9)))
+    assert engine.apply_config(smaller) == []
+    # Kueue does not preempt on a quota decrease; the running work keeps its quota.
+    assert state(engine, "running") is S.ADMITTED
+    assert used(engine, "cq", "default", "CPU") == 8
+    engine.submit(wl("next", CPU=2, created=1))
+    assert engine.schedule() == []
+    engine.submit(wl("fits", CPU=1, created=2))
+    assert [d.workload for d in engine.schedule()] == ["fits"]

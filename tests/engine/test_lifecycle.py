@@ -470,3 +470,44 @@ def test_restore_reproduces_future_decisions() -> None:
     both(lambda e: e.submit(wl("late", CPU=2, created=200)))
     both(lambda e: e.schedule())
     assert state(engine, "retried") is S.QUOTA_RESERVED
+
+
+def test_cancelling_reserved_work_frees_its_quota() -> None:
+    engine, _ = new_engine(config())
+    engine.submit(wl("w", "qc", CPU=4))
+    engine.schedule()
+    assert state(engine, "w") is S.QUOTA_RESERVED
+    assert engine.cancel(WorkloadId("w")) is True
+    assert used(engine, "checked", "default", "CPU") == 0
+    assert engine.demand() == []
+
+
+def test_evict_past_the_backoff_limit_rejects_admitted_work() -> None:
+    cq = ClusterQueueBuilder("cq").resource_group(flavor("default").resource("CPU", 10))
+    engine, clock = new_engine(
+        ConfigBuilder().cluster_queue(cq, "q").requeuing(base_s=1, max_s=1, limit=1).build()
+    )
+    engine.submit(wl("w", CPU=1))
+    engine.schedule()
+    first = engine.evict(WorkloadId("w"), reason="CapacityRevoked", message="node gone")
+    assert [d.kind for d in first] == [K.EVICT]
+    clock.advance(1)
+    assert [d.kind for d in engine.schedule()] == [K.ADMIT]
+    second = engine.evict(WorkloadId("w"), reason="CapacityRevoked", message="node gone")
+    assert [d.kind for d in second] == [K.REJECT]
+    assert edges(engine, "w")[-1] == (S.ADMITTED, S.REJECTED, "CapacityRevoked")
+
+
+def test_forget_finished_drops_only_old_terminal_workloads() -> None:
+    engine, clock = new_engine(config())
+    engine.submit(wl("old", CPU=1))
+    engine.submit(wl("running", CPU=1, created=1))
+    engine.schedule()
+    engine.finish(WorkloadId("old"))
+    clock.advance(100)
+    engine.submit(wl("recent", CPU=1, created=2))
+    engine.cancel(WorkloadId("recent"))
+    assert engine.forget_finished(older_than=50) == 1
+    assert sorted(s.spec.id for s in engine.workloads()) == ["recent", "running"]
+    with pytest.raises(UnknownWorkloadError):
+        engine.workload(WorkloadId("old"))

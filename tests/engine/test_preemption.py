@@ -13,6 +13,7 @@ import pytest
 from ray_queue.engine.config import (
     BorrowWithinCohortPolicy,
     ReclaimWithinCohort,
+    WhenCanPreempt,
     WithinClusterQueue,
 )
 from ray_queue.engine.engine import Engine
@@ -23,6 +24,7 @@ from tests.engine.builders import (
     WorkloadBuilder,
     admitted,
     flavor,
+    flavor_of,
     new_engine,
     state,
     used,
@@ -348,3 +350,47 @@ def test_two_queues_do_not_take_quota_back_and_forth() -> None:
     assert engine.schedule() == []
     assert state(engine, "b2") is S.PENDING
     assert admitted(engine) == {"b1", "a1"}
+
+
+def test_equal_priority_newer_work_is_replaced_once_and_not_back() -> None:
+    engine, _ = new_engine(
+        config(cq("a", 4).preemption(within=W.LOWER_OR_NEWER_EQUAL_PRIORITY)).build()
+    )
+    assert run(engine, "newer", "a", 4, "mid", 5) == [(ADMIT, "newer")]
+    # "older" (created 1) preempts "newer" (created 5). Requeued, "newer" may not take
+    # the quota back: "older" is not newer than it.
+    assert run(engine, "older", "a", 4, "mid", 1) == [(PREEMPT, "newer"), (ADMIT, "older")]
+    assert engine.schedule() == []
+    assert state(engine, "newer") is S.PENDING
+
+
+def test_quota_reserved_work_can_be_preempted_too() -> None:
+    a = cq("a", 4).preemption(within=W.LOWER_PRIORITY).admission_check("prov")
+    engine, _ = new_engine(config(a).admission_check("prov").build())
+    assert run(engine, "low", "a", 4, "low", 0) == [(DecisionKind.RESERVE, "low")]
+    decisions = run(engine, "high", "a", 4, "high", 1)
+    assert decisions == [(PREEMPT, "low"), (DecisionKind.RESERVE, "high")]
+    status = engine.workload(WorkloadId("low"))
+    assert status.state is S.PENDING
+    assert status.checks == {}
+    assert (S.QUOTA_RESERVED, S.EVICTED) in [(t.from_state, t.to_state) for t in status.history]
+
+
+def test_preemption_picks_the_flavor_that_needs_it() -> None:
+    def two_flavors(when_can_preempt: WhenCanPreempt) -> ClusterQueueBuilder:
+        return (
+            ClusterQueueBuilder("a")
+            .resource_group(flavor("f1").resource("CPU", 4), flavor("f2").resource("CPU", 4))
+            .preemption(within=W.LOWER_PRIORITY)
+            .fungibility(when_can_preempt=when_can_preempt)
+        )
+
+    engine, _ = new_engine(config(two_flavors(WhenCanPreempt.TRY_NEXT_FLAVOR)).build())
+    run(engine, "on-f1", "a", 4, "low", 0)
+    run(engine, "on-f2", "a", 4, "low", 1)
+    assert (flavor_of(engine, "on-f1", "CPU"), flavor_of(engine, "on-f2", "CPU")) == ("f1", "f2")
+    # Preempt stops at f1, so only the work on f1 is a candidate.
+    engine.apply_config(config(two_flavors(WhenCanPreempt.PREEMPT)).build())
+    decisions = run(engine, "high", "a", 4, "high", 2)
+    assert decisions == [(PREEMPT, "on-f1"), (ADMIT, "high")]
+    assert flavor_of(engine, "high", "CPU") == "f1"
