@@ -407,11 +407,11 @@ def check_invariants(run: Run, model: TreeModel) -> None:
 
 
 def check_no_cycle(decisions: list[Decision]) -> None:
+    """Within one call, no workload preempts a workload that preempted it."""
     pairs = {(d.preemptor, d.workload) for d in decisions if d.kind is DecisionKind.PREEMPT}
     for preemptor, victim in pairs:
         assert (victim, preemptor) not in pairs, (preemptor, victim)
-    # A workload preempted in a call is not also the one that preempted in that call's
-    # own admission of it: each preemptor is admitted in the same call.
+    # Victims are only ever evicted for a head that is admitted in the same step.
     admitted = {
         d.workload for d in decisions if d.kind in (DecisionKind.ADMIT, DecisionKind.RESERVE)
     }
