@@ -13,7 +13,7 @@ import math
 import pytest
 
 from ray_queue.engine.clock import ManualClock
-from ray_queue.engine.config import FairSharingStrategy, ReclaimWithinCohort
+from ray_queue.engine.config import FairSharingStrategy, ReclaimWithinCohort, WithinClusterQueue
 from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import DecisionKind, WorkloadId, WorkloadState
 from tests.engine.builders import (
@@ -277,3 +277,82 @@ def test_usage_decays_with_half_life(half_life_s: float, winner: str) -> None:
     engine.submit(wl("a1", "qa", CPU=10, created=121))
     engine.submit(wl("b1", "qb", CPU=10, created=121))
     assert [d.workload for d in engine.schedule()] == [winner]
+
+
+@pytest.mark.parametrize(
+    ("weight_x", "winner"),
+    [
+        # x holds 4 of org's 10 (0.4), y holds 3 (0.3): y's member goes first ...
+        pytest.param(1.0, "b1", id="equal-cohort-weights"),
+        # ... unless x's weight 2 halves its share to 0.2.
+        pytest.param(2.0, "a1", id="cohort-weight-2"),
+    ],
+)
+def test_cohort_weights_scale_cohort_shares(weight_x: float, winner: str) -> None:
+    config = (
+        ConfigBuilder()
+        .cohort(CohortBuilder("org").resource_group(flavor("default").resource("CPU", 10)))
+        .cohort(CohortBuilder("x").parent("org").weight(weight_x))
+        .cohort(CohortBuilder("y").parent("org"))
+        .cluster_queue(cq("a", 0, "x"), "qa")
+        .cluster_queue(cq("b", 0, "y"), "qb")
+        .fair_sharing()
+        .build()
+    )
+    engine, _ = new_engine(config)
+    engine.submit(wl("a0", "qa", CPU=4))
+    engine.submit(wl("b0", "qb", CPU=3))
+    engine.schedule()
+    engine.submit(wl("a1", "qa", CPU=3, created=1))
+    engine.submit(wl("b1", "qb", CPU=3, created=2))
+    assert [d.workload for d in engine.schedule()] == [winner]
+
+
+def test_fair_preemption_within_the_own_queue() -> None:
+    config = (
+        ConfigBuilder()
+        .cluster_queue(cq("a", 4, "c").preemption(within=WithinClusterQueue.LOWER_PRIORITY), "qa")
+        .cluster_queue(cq("b", 4, "c"), "qb")
+        .priorities(low=1, high=10)
+        .fair_sharing()
+        .build()
+    )
+    engine, _ = new_engine(config)
+    engine.submit(WorkloadBuilder("low").queue("qa").bundles({"CPU": 4}).priority("low").build())
+    engine.submit(wl("b1", "qb", CPU=4))
+    engine.schedule()
+    engine.submit(
+        WorkloadBuilder("high").queue("qa").bundles({"CPU": 4}).priority("high").created(1).build()
+    )
+    decisions = [(d.kind, d.workload) for d in engine.schedule()]
+    # b is within its nominal quota (share 0): only a's own lower-priority work may go.
+    assert decisions == [(DecisionKind.PREEMPT, "low"), (DecisionKind.ADMIT, "high")]
+
+
+@pytest.mark.parametrize(
+    ("weight_b", "victim"),
+    [
+        # b borrows 1 with weight 0: infinite share, so b is preempted first.
+        pytest.param(0.0, "b1", id="weight-0-goes-first"),
+        # b's weight 2 makes its share 1/8/2 = 0.0625 < d's 0.125: d goes first.
+        pytest.param(2.0, "d1", id="higher-share-goes-first"),
+    ],
+)
+def test_fair_preemption_takes_from_the_highest_share_first(weight_b: float, victim: str) -> None:
+    config = (
+        ConfigBuilder()
+        .cluster_queue(cq("a", 4, "c").preemption(reclaim=ReclaimWithinCohort.ANY), "qa")
+        .cluster_queue(cq("b", 2, "c").weight(weight_b), "qb")
+        .cluster_queue(cq("d", 2, "c"), "qd")
+        .fair_sharing()
+        .build()
+    )
+    engine, _ = new_engine(config)
+    engine.submit(wl("b1", "qb", CPU=3))
+    engine.submit(wl("d1", "qd", CPU=3))
+    engine.schedule()
+    assert admitted(engine) == {"b1", "d1"}
+    # a wants 4 of its own 4; 2 are free. One victim of 3 is enough.
+    engine.submit(wl("a1", "qa", CPU=4, created=1))
+    decisions = [(d.kind, d.workload) for d in engine.schedule()]
+    assert decisions == [(DecisionKind.PREEMPT, victim), (DecisionKind.ADMIT, "a1")]
