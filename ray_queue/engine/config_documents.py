@@ -288,8 +288,15 @@ def _parse_kind(kind: Kind, api_version: str, top: Fields, index: int) -> Parsed
         spec = top if is_kueue_config else top.child("spec")
         settings = _settings(spec) if spec is not None else SettingsParts()
         return ParsedDocument(index, kind, top.ctx.label, name or "", settings)
-    if name is None:
-        return None
+    # Without a name the document cannot join the config, but its body is still read so
+    # that its other mistakes are reported in the same pass.
+    parsed = _parse_object(kind, top, name or "", namespace, index)
+    return parsed if name is not None else None
+
+
+def _parse_object(
+    kind: Kind, top: Fields, name: str, namespace: str | None, index: int
+) -> ParsedDocument | None:
     if kind is Kind.PRIORITY_CLASS:
         return ParsedDocument(index, kind, top.ctx.label, name, _priority_class(top, name))
     spec_required = kind in (Kind.CLUSTER_QUEUE, Kind.QUEUE, Kind.ADMISSION_CHECK)

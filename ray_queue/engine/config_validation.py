@@ -57,13 +57,6 @@ def assemble(docs: Sequence[ParsedDocument], problems: Problems) -> QueueConfig:
     for doc, cq in _values(docs, Kind.CLUSTER_QUEUE, ClusterQueue):
         _check_flavors_defined(doc, cq.resource_groups, flavors, "ClusterQueue", problems)
         _check_admission_checks(doc, cq, checks, problems)
-        if cq.name in cohorts:
-            problems.add(
-                doc.label,
-                "metadata.name",
-                f"a Cohort is also named {cq.name!r}; ClusterQueues and Cohorts share one "
-                "quota tree, so rename one of them",
-            )
     for doc, cohort in _values(docs, Kind.COHORT, Cohort):
         _check_flavors_defined(doc, cohort.resource_groups, flavors, "Cohort", problems)
     for doc, queue in _values(docs, Kind.QUEUE, Queue):
@@ -77,6 +70,14 @@ def assemble(docs: Sequence[ParsedDocument], problems: Problems) -> QueueConfig:
             )
     _check_global_default(docs, problems)
     all_cohorts = _with_implicit_cohorts(cohorts, cluster_queues.values())
+    for doc, cq in _values(docs, Kind.CLUSTER_QUEUE, ClusterQueue):
+        if cq.name in all_cohorts:
+            problems.add(
+                doc.label,
+                "metadata.name",
+                f"a Cohort is also named {cq.name!r}; ClusterQueues and Cohorts share one "
+                "quota tree, so rename one of them",
+            )
     _check_cohort_cycles(docs, all_cohorts, problems)
     return QueueConfig(
         flavors=flavors,

@@ -56,7 +56,9 @@ GI = 2**30
         pytest.param(" 3 ", 3000, id="surrounding-space"),
         pytest.param("+2", 2000, id="plus-sign"),
         pytest.param("-2", -2000, id="negative-is-returned"),
-        pytest.param("123456789012345678901234567890", 123456789012345678901234567890000, id="huge"),
+        pytest.param(
+            "123456789012345678901234567890", 123456789012345678901234567890000, id="huge"
+        ),
     ],
 )
 def test_parse_quantity(value: object, milli: int) -> None:
