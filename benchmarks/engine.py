@@ -91,6 +91,7 @@ class Simulation:
     samples: list[Sample] = field(default_factory=list)
     engine_cpu_s: float = 0.0
     engine_wall_s: float = 0.0
+    engine_cpu_s_by_call: dict[str, float] = field(default_factory=dict)
     run_wall_s: float = 0.0
     schedule_calls: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
@@ -144,7 +145,8 @@ def simulate(
     wall_started = time.perf_counter()
     clock = ManualClock(0.0)
     engine = Engine(scenario.to_queue_config(), clock)
-    meter = _Meter()
+    # One meter per call, so a slow run says which engine call to look at.
+    meters = {"finish": _Meter(), "submit": _Meter(), "schedule": _Meter()}
     sim = Simulation(scenario=scenario, tracks={}, sample_interval_s=sample_interval_s)
     tracks = sim.tracks
 
@@ -179,13 +181,17 @@ def simulate(
         specs = [workload_spec(a) for a in submitting]
 
         clock.set(now_ms / 1000.0)
-        started = meter.start()
+        started = meters["finish"].start()
         for workload in finishing:
             engine.finish(workload)
+        meters["finish"].stop(started)
+        started = meters["submit"].start()
         for spec in specs:
             engine.submit(spec)
+        meters["submit"].stop(started)
+        started = meters["schedule"].start()
         decisions = engine.schedule()
-        meter.stop(started)
+        meters["schedule"].stop(started)
         sim.schedule_calls += 1
 
         for workload in finishing:
@@ -208,8 +214,9 @@ def simulate(
     last_ms = max((t.finished_ms or 0) for t in tracks.values()) if tracks else 0
     if not sim.samples or sim.samples[-1].at_s < last_ms / 1000.0:
         _take_sample(sim, engine, pending, last_ms)
-    sim.engine_cpu_s = meter.cpu_s
-    sim.engine_wall_s = meter.wall_s
+    sim.engine_cpu_s = sum(m.cpu_s for m in meters.values())
+    sim.engine_wall_s = sum(m.wall_s for m in meters.values())
+    sim.engine_cpu_s_by_call = {name: m.cpu_s for name, m in meters.items()}
     # ru_maxrss is in KiB on Linux. Read before any plotting so matplotlib's own memory
     # is not charged to the engine run.
     sim.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -370,6 +377,7 @@ def report(sim: Simulation, *, command: str, plot_path: str | None) -> dict[str,
             (useful_cpu_s + wasted_cpu_s) / (capacity_cpu * makespan_s) if makespan_s else 0.0
         ),
         "engine_cpu_s": sim.engine_cpu_s,
+        "engine_cpu_s_by_call": sim.engine_cpu_s_by_call,
         "engine_wall_s": sim.engine_wall_s,
         "run_wall_s": sim.run_wall_s,
         "schedule_calls": sim.schedule_calls,
@@ -435,6 +443,7 @@ def _git() -> dict[str, Any]:
     status = run(
         "status",
         "--porcelain",
+        "--untracked-files=no",
         "--",
         "ray_queue/engine",
         "benchmarks/engine.py",

@@ -49,6 +49,10 @@ def test_report_has_every_field(tiny_report: tuple[dict[str, object], Path]) -> 
     assert isinstance(machine, dict)
     assert {"cores", "python", "platform"} <= machine.keys()
     assert doc["command"] == "python -m benchmarks.engine --scenario tiny --out x.json"
+    by_call = doc["engine_cpu_s_by_call"]
+    assert isinstance(by_call, dict)
+    assert set(by_call) == {"finish", "submit", "schedule"}
+    assert sum(by_call.values()) == pytest.approx(doc["engine_cpu_s"])
 
 
 @pytest.mark.timeout(60)
