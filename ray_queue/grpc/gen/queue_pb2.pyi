@@ -191,7 +191,7 @@ class Transition(_message.Message):
     def __init__(self, at: _Optional[float] = ..., from_state: _Optional[_Union[WorkloadState, str]] = ..., to_state: _Optional[_Union[WorkloadState, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("spec", "state", "priority", "cluster_queue", "admission", "checks", "reason", "message", "requeue_count", "requeue_at", "placed", "history")
+    __slots__ = ("spec", "state", "priority", "cluster_queue", "admission", "checks", "reason", "message", "requeue_count", "requeue_at", "placed", "history", "set_aside")
     class ChecksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class Workload(_message.Message):
     REQUEUE_AT_FIELD_NUMBER: _ClassVar[int]
     PLACED_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SET_ASIDE_FIELD_NUMBER: _ClassVar[int]
     spec: WorkloadSpec
     state: WorkloadState
     priority: int
@@ -223,7 +224,8 @@ class Workload(_message.Message):
     requeue_at: float
     placed: bool
     history: _containers.RepeatedCompositeFieldContainer[Transition]
-    def __init__(self, spec: _Optional[_Union[WorkloadSpec, _Mapping]] = ..., state: _Optional[_Union[WorkloadState, str]] = ..., priority: _Optional[int] = ..., cluster_queue: _Optional[str] = ..., admission: _Optional[_Union[Admission, _Mapping]] = ..., checks: _Optional[_Mapping[str, CheckState]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., requeue_count: _Optional[int] = ..., requeue_at: _Optional[float] = ..., placed: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...
+    set_aside: bool
+    def __init__(self, spec: _Optional[_Union[WorkloadSpec, _Mapping]] = ..., state: _Optional[_Union[WorkloadState, str]] = ..., priority: _Optional[int] = ..., cluster_queue: _Optional[str] = ..., admission: _Optional[_Union[Admission, _Mapping]] = ..., checks: _Optional[_Mapping[str, CheckState]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., requeue_count: _Optional[int] = ..., requeue_at: _Optional[float] = ..., placed: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., set_aside: _Optional[bool] = ...) -> None: ...
 
 class ErrorDetail(_message.Message):
     __slots__ = ("type", "message", "code")

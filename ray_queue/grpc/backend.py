@@ -1,0 +1,413 @@
+"""The seam between the gRPC service and whatever owns the queue state.
+
+The service is written against ``Backend`` (a Protocol in engine values, never protobuf),
+so the same server runs over the real manager inside its Ray actor
+(``manager_backend.ManagerBackend``) and over a bare in-process ``Engine``
+(``EngineBackend``, used by tests, benchmarks and ``ray-queue`` demos without Ray).
+Workload transitions reach watchers through a ``TransitionJournal``: a bounded, ordered
+log of transitions that every backend appends to and streams read from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ray_queue.engine.clock import Clock
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.engine import Engine
+from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError
+from ray_queue.engine.model import (
+    CheckState,
+    ClusterQueueStatus,
+    CohortStatus,
+    DecisionKind,
+    GangDemand,
+    PendingPosition,
+    Transition,
+    WorkloadId,
+    WorkloadKind,
+    WorkloadSpec,
+    WorkloadStatus,
+)
+from ray_queue.manager.types import SubmitRequest, SubmitResult
+
+#: Transitions kept for watchers; one that falls further behind must reconnect.
+JOURNAL_SIZE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadEvent:
+    """One transition of one workload, as watchers see it."""
+
+    seq: int
+    workload: WorkloadId
+    queue: str
+    cluster_queue: str
+    owner: str
+    transition: Transition
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    #: Pass back as ``after`` to continue.
+    seq: int
+    events: tuple[WorkloadEvent, ...]
+    #: Events after the requested position were dropped; the watcher lost some.
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigOutcome:
+    applied: bool
+    #: Workloads evicted by the change (e.g. a new HoldAndDrain).
+    evicted: tuple[WorkloadId, ...] = ()
+
+
+class JobsUnsupportedError(RayQueueError):
+    """This server cannot run Ray jobs (it has no Ray); submit jobs to a real manager."""
+
+
+class Backend(Protocol):
+    """What the gRPC service needs from the queue's owner.
+
+    Contract: every method is thread-safe (the gRPC server calls from a thread pool) and
+    applies atomically or raises a ``RayQueueError`` having changed nothing. Mutations
+    run a scheduling cycle before returning, so results show immediate admissions.
+    """
+
+    @property
+    def supports_jobs(self) -> bool:
+        """Whether WORKLOAD_KIND_JOB workloads can be run once admitted."""
+        ...
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        """Queue a batch; each refused item carries its typed error (not idempotent:
+        resubmitting an id gives ``DuplicateWorkloadError``)."""
+        ...
+
+    def workload(self, workload: WorkloadId) -> WorkloadStatus:
+        """Raises ``UnknownWorkloadError``."""
+        ...
+
+    def workloads(self) -> list[WorkloadStatus]:
+        """Every workload remembered, in submission order."""
+        ...
+
+    def cancel(self, workload: WorkloadId, *, message: str) -> bool:
+        """Cancel; returns whether it was live. Idempotent. Raises ``UnknownWorkloadError``."""
+        ...
+
+    def pending(
+        self, *, queue: str | None = None, cluster_queue: str | None = None
+    ) -> list[PendingPosition]: ...
+
+    def cluster_queues(self) -> list[ClusterQueueStatus]: ...
+
+    def cohorts(self) -> list[CohortStatus]: ...
+
+    def config(self) -> QueueConfig: ...
+
+    def apply_config(self, config: QueueConfig, *, validate_only: bool) -> ConfigOutcome:
+        """Switch config (or only check it); raises ``ConfigError`` listing every problem."""
+        ...
+
+    def demand(self) -> list[GangDemand]: ...
+
+    def set_check_state(
+        self, workload: WorkloadId, check: str, state: CheckState, message: str
+    ) -> WorkloadStatus:
+        """Record an admission check result; stale reports are ignored. Returns the status."""
+        ...
+
+    def events(self, *, after: int, timeout_s: float) -> EventPage:
+        """Transitions after position ``after`` (0: from now on, see ``journal_head``),
+        waiting up to ``timeout_s`` for one to arrive."""
+        ...
+
+    def journal_head(self) -> int:
+        """The current journal position (start watching from here)."""
+        ...
+
+    def wait_changed(self, *, after: int, timeout_s: float) -> int:
+        """Block until the change counter passes ``after`` (or the timeout); return it.
+        ``after=-1`` returns the current counter at once."""
+        ...
+
+
+class TransitionJournal:
+    """A bounded log of transitions with blocking reads. Thread-safe.
+
+    ``record`` takes workload statuses and appends each transition not yet seen (it
+    remembers how much of each history it has logged), so backends may pass the same
+    status twice or pass every workload: nothing is logged twice.
+    """
+
+    def __init__(self, size: int = JOURNAL_SIZE) -> None:
+        self._cond = threading.Condition()
+        self._log: deque[WorkloadEvent] = deque(maxlen=size)
+        self._seen: dict[WorkloadId, int] = {}
+        self._seq = 0
+        #: Bumped by every transition and every ``touch``: what ``wait`` waits on.
+        self._changes = 0
+
+    @property
+    def head(self) -> int:
+        with self._cond:
+            return self._seq
+
+    def record(self, statuses: Iterable[WorkloadStatus]) -> None:
+        with self._cond:
+            added = False
+            for status in statuses:
+                workload = status.spec.id
+                seen = self._seen.get(workload, 0)
+                for transition in status.history[seen:]:
+                    self._seq += 1
+                    self._log.append(
+                        WorkloadEvent(
+                            self._seq,
+                            workload,
+                            status.spec.queue,
+                            status.cluster_queue,
+                            status.spec.owner,
+                            transition,
+                        )
+                    )
+                    added = True
+                self._seen[workload] = len(status.history)
+            if added:
+                self._changes += 1
+                self._cond.notify_all()
+
+    def touch(self) -> None:
+        """Something changed without a transition (e.g. a workload got placed)."""
+        with self._cond:
+            self._changes += 1
+            self._cond.notify_all()
+
+    def forget(self, keep: set[WorkloadId]) -> None:
+        """Drop bookkeeping for workloads the backend no longer remembers."""
+        with self._cond:
+            for workload in [w for w in self._seen if w not in keep]:
+                del self._seen[workload]
+
+    def read(self, *, after: int, timeout_s: float) -> EventPage:
+        with self._cond:
+            if self._seq <= after:
+                self._cond.wait_for(lambda: self._seq > after, timeout=timeout_s)
+            if not self._log or self._seq <= after:
+                return EventPage(max(after, self._seq), ())
+            first = self._log[0].seq
+            lost = after + 1 < first
+            start = max(0, after + 1 - first)
+            events = tuple(self._log[i] for i in range(start, len(self._log)))
+            return EventPage(self._seq, events, lost)
+
+    @property
+    def changes(self) -> int:
+        with self._cond:
+            return self._changes
+
+    def wait(self, *, after: int, timeout_s: float) -> int:
+        """Block until the change counter passes ``after``; return it."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._changes > after, timeout=timeout_s)
+            return self._changes
+
+
+def live_workload_problems(
+    config: QueueConfig, statuses: Iterable[WorkloadStatus]
+) -> list[ConfigProblem]:
+    """What a new config would break for live workloads (the engine refuses such a config;
+    this lets validate-only say so without applying)."""
+    problems: list[ConfigProblem] = []
+    seen: set[str] = set()
+    for status in statuses:
+        if status.state.is_terminal:
+            continue
+        needs = [f"Queue/{status.spec.queue}"] if status.spec.queue not in config.queues else []
+        pc = status.spec.priority_class
+        if pc is not None and pc not in config.priority_classes:
+            needs.append(f"PriorityClass/{pc}")
+        if status.admission is not None and status.admission.cluster_queue not in (
+            config.cluster_queues
+        ):
+            needs.append(f"ClusterQueue/{status.admission.cluster_queue}")
+        for document in needs:
+            if document not in seen:
+                seen.add(document)
+                problems.append(
+                    ConfigProblem(document, "", "is still used by queued or running workloads")
+                )
+    return problems
+
+
+class EngineBackend:
+    """The real ``Engine``, in process, behind one lock; no Ray, so no jobs are run.
+
+    Workloads are admitted and preempted exactly as in the manager, but nothing is
+    created in Ray: placement and completion happen only through ``mark_placed`` and
+    ``finish`` (tests and benchmarks call them).
+    """
+
+    def __init__(self, config: QueueConfig, clock: Clock, *, supports_jobs: bool = False):
+        self._engine = Engine(config, clock)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._journal = TransitionJournal()
+        self._supports_jobs = supports_jobs
+        self._last_created = 0.0
+
+    @property
+    def engine(self) -> Engine:
+        """The wrapped engine (hold no reference across calls from other threads)."""
+        return self._engine
+
+    @property
+    def supports_jobs(self) -> bool:
+        return self._supports_jobs
+
+    def _schedule(self, touched: Iterable[WorkloadId]) -> list[WorkloadId]:
+        decisions = self._engine.schedule()
+        ids = dict.fromkeys([*touched, *(d.workload for d in decisions)])
+        self._journal.record(self._engine.workload(w) for w in ids)
+        return [d.workload for d in decisions if d.kind is DecisionKind.EVICT]
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        with self._lock:
+            specs: list[WorkloadSpec | RayQueueError] = []
+            for request in requests:
+                if request.kind is WorkloadKind.JOB and not self._supports_jobs:
+                    specs.append(
+                        JobsUnsupportedError(
+                            "this server runs the engine without Ray and cannot run jobs; "
+                            "submit jobs to a manager on a Ray cluster"
+                        )
+                    )
+                else:
+                    specs.append(self._spec(request))
+            outcomes = iter(
+                self._engine.submit_many(s for s in specs if isinstance(s, WorkloadSpec))
+            )
+            results = []
+            for request, spec in zip(requests, specs, strict=True):
+                outcome = next(outcomes) if isinstance(spec, WorkloadSpec) else spec
+                if isinstance(outcome, WorkloadStatus):
+                    results.append(SubmitResult(request.id, outcome))
+                else:
+                    error = (
+                        outcome if isinstance(outcome, RayQueueError) else RayQueueError(outcome)
+                    )
+                    results.append(SubmitResult(request.id, error=error))
+            accepted = [r.workload for r in results if r.error is None]
+            self._schedule(accepted)
+            return [
+                SubmitResult(r.workload, self._engine.workload(r.workload))
+                if r.error is None
+                else r
+                for r in results
+            ]
+
+    def _spec(self, request: SubmitRequest) -> WorkloadSpec:
+        # Strictly increasing creation times keep a batch in submission order (FIFO).
+        created = max(self._clock.now(), self._last_created + 1e-6)
+        self._last_created = created
+        return WorkloadSpec(
+            id=request.id,
+            queue=request.queue,
+            bundle_groups=request.bundle_groups,
+            created_at=created,
+            kind=request.kind,
+            strategy=request.strategy,
+            priority_class=request.priority_class,
+            owner=request.owner,
+            min_count=request.min_count,
+            name=request.name,
+        )
+
+    def workload(self, workload: WorkloadId) -> WorkloadStatus:
+        with self._lock:
+            return self._engine.workload(workload)
+
+    def workloads(self) -> list[WorkloadStatus]:
+        with self._lock:
+            return self._engine.workloads()
+
+    def cancel(self, workload: WorkloadId, *, message: str) -> bool:
+        with self._lock:
+            live = not self._engine.workload(workload).state.is_terminal
+            self._engine.cancel(workload, message=message)
+            self._schedule([workload])
+            return live
+
+    def finish(self, workload: WorkloadId, *, failed: bool = False, message: str = "") -> None:
+        """The admitted workload ended (what Ray would report to the manager)."""
+        with self._lock:
+            self._engine.finish(workload, failed=failed, message=message)
+            self._schedule([workload])
+
+    def mark_placed(self, workload: WorkloadId) -> bool:
+        with self._lock:
+            placed = self._engine.mark_placed(workload)
+            self._journal.touch()
+            return placed
+
+    def tick(self) -> None:
+        """Let time-driven events happen (back-offs, placement timeouts)."""
+        with self._lock:
+            self._schedule([])
+
+    def pending(
+        self, *, queue: str | None = None, cluster_queue: str | None = None
+    ) -> list[PendingPosition]:
+        with self._lock:
+            return self._engine.pending(queue=queue, cluster_queue=cluster_queue)
+
+    def cluster_queues(self) -> list[ClusterQueueStatus]:
+        with self._lock:
+            return self._engine.cluster_queue_status()
+
+    def cohorts(self) -> list[CohortStatus]:
+        with self._lock:
+            return self._engine.cohort_status()
+
+    def config(self) -> QueueConfig:
+        with self._lock:
+            return self._engine.config
+
+    def apply_config(self, config: QueueConfig, *, validate_only: bool) -> ConfigOutcome:
+        with self._lock:
+            if validate_only:
+                problems = live_workload_problems(config, self._engine.workloads())
+                if problems:
+                    raise ConfigError(problems)
+                return ConfigOutcome(applied=False)
+            decisions = self._engine.apply_config(config)
+            evicted = [d.workload for d in decisions]
+            self._schedule(evicted)
+            return ConfigOutcome(applied=True, evicted=tuple(evicted))
+
+    def demand(self) -> list[GangDemand]:
+        with self._lock:
+            return self._engine.demand()
+
+    def set_check_state(
+        self, workload: WorkloadId, check: str, state: CheckState, message: str
+    ) -> WorkloadStatus:
+        with self._lock:
+            decisions = self._engine.set_check_state(workload, check, state, message)
+            self._schedule([workload, *(d.workload for d in decisions)])
+            return self._engine.workload(workload)
+
+    def events(self, *, after: int, timeout_s: float) -> EventPage:
+        return self._journal.read(after=after, timeout_s=timeout_s)
+
+    def journal_head(self) -> int:
+        return self._journal.head
+
+    def wait_changed(self, *, after: int, timeout_s: float) -> int:
+        return self._journal.wait(after=after, timeout_s=timeout_s)

@@ -1,0 +1,184 @@
+"""Start and stop the manager's gRPC server: services, auth, TLS, health, reflection.
+
+``QueueServer(backend, ServerOptions(...)).start()`` serves QueueService and
+AutoscalerService over any ``Backend``, plus the standard ``grpc.health.v1.Health``
+service (status SERVING while up, NOT_SERVING while stopping) and server reflection (so
+``grpcurl`` works without the .proto files). Without any token configured it binds
+127.0.0.1 only and says so in the log: an unauthenticated queue must not be reachable
+from other machines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ray_queue.grpc.auth import (
+    Authenticator,
+    AuthInterceptor,
+    Limits,
+    Principal,
+    describe,
+    load_tokens,
+)
+from ray_queue.grpc.backend import Backend
+from ray_queue.grpc.gen import autoscaler_pb2, autoscaler_pb2_grpc, queue_pb2, queue_pb2_grpc
+from ray_queue.grpc.service import AutoscalerServicer, QueueServicer, ServiceLimits
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 50051
+#: Env vars the manager reads to configure its server (all optional).
+PORT_ENV = "RAY_QUEUE_GRPC_PORT"
+HOST_ENV = "RAY_QUEUE_GRPC_HOST"
+TLS_CERT_ENV = "RAY_QUEUE_TLS_CERT"
+TLS_KEY_ENV = "RAY_QUEUE_TLS_KEY"
+SERVICE_NAMES = (
+    queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,
+    autoscaler_pb2.DESCRIPTOR.services_by_name["AutoscalerService"].full_name,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    #: 0 picks a free port (tests); the chosen one is ``QueueServer.port``.
+    port: int = DEFAULT_PORT
+    #: Interface to bind when tokens are configured ("0.0.0.0" or "[::]" for all).
+    host: str = "0.0.0.0"
+    #: Token digest → principal; empty means no auth, loopback only.
+    principals: dict[str, Principal] = field(default_factory=dict)
+    #: PEM files; both or neither.
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+    #: Threads serving RPCs; each open stream holds one.
+    max_workers: int = 64
+    #: Concurrent RPCs over all clients; beyond it gRPC answers RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = 256
+    #: Largest request accepted (bytes); bigger ones get RESOURCE_EXHAUSTED from gRPC.
+    max_message_bytes: int = 16 * 1024 * 1024
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+
+    @classmethod
+    def from_env(cls, *, port: int | None = None, tokens_path: str | None = None) -> ServerOptions:
+        """Options from the environment: ``RAY_QUEUE_GRPC_PORT``/``_HOST``, tokens from
+        ``RAY_QUEUE_TOKENS_FILE`` or ``RAY_QUEUE_TOKENS``, TLS from ``RAY_QUEUE_TLS_CERT``
+        and ``RAY_QUEUE_TLS_KEY``."""
+        env = os.environ
+        return cls(
+            port=port if port is not None else int(env.get(PORT_ENV, DEFAULT_PORT)),
+            host=env.get(HOST_ENV, "0.0.0.0"),
+            principals=load_tokens(tokens_path),
+            tls_cert_path=env.get(TLS_CERT_ENV) or None,
+            tls_key_path=env.get(TLS_KEY_ENV) or None,
+        )
+
+
+class QueueServer:
+    """One gRPC server over one backend. ``start`` then ``stop``; not restartable."""
+
+    def __init__(self, backend: Backend, options: ServerOptions | None = None) -> None:
+        self._options = options or ServerOptions()
+        self._backend = backend
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self.port = 0
+        self.host = ""
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client on this machine can dial."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "[::]", "") else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self._options.tls_cert_path is not None
+
+    def start(self) -> QueueServer:
+        o = self._options
+        auth = Authenticator(o.principals)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=o.max_workers, thread_name_prefix="ray-queue-grpc"
+            ),
+            interceptors=[AuthInterceptor(auth)],
+            options=[
+                ("grpc.max_receive_message_length", o.max_message_bytes),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=o.max_concurrent_rpcs,
+        )
+        queue_pb2_grpc.add_QueueServiceServicer_to_server(
+            QueueServicer(self._backend, auth, o.limits), server
+        )
+        autoscaler_pb2_grpc.add_AutoscalerServiceServicer_to_server(
+            AutoscalerServicer(self._backend, auth, o.limits), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        host = o.host if auth.enabled else "127.0.0.1"
+        target = f"{host}:{o.port}"
+        if (o.tls_cert_path is None) != (o.tls_key_path is None):
+            raise ValueError("TLS needs both a certificate and a key (or neither)")
+        if o.tls_cert_path is not None and o.tls_key_path is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(o.tls_key_path).read_bytes(), Path(o.tls_cert_path).read_bytes())]
+            )
+            self.port = server.add_secure_port(target, credentials)
+        else:
+            self.port = server.add_insecure_port(target)
+        if self.port == 0:
+            raise OSError(f"cannot bind the gRPC server to {target}")
+        self.host = host
+        server.start()
+        self._server = server
+        for name in ("", *SERVICE_NAMES):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        scheme = "TLS" if self.tls else "plaintext"
+        if auth.enabled:
+            logger.info(
+                "gRPC API on %s:%d (%s), bearer tokens required: %s",
+                host,
+                self.port,
+                scheme,
+                describe(o.principals),
+            )
+        else:
+            logger.warning(
+                "gRPC API on %s:%d (%s) WITHOUT authentication: no token configured, so it "
+                "serves loopback only; set %s or %s to serve other hosts",
+                host,
+                self.port,
+                scheme,
+                "RAY_QUEUE_TOKENS_FILE",
+                "RAY_QUEUE_TOKENS",
+            )
+        return self
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        """Stop accepting calls, end streams, and wait up to ``grace_s`` for calls in flight."""
+        if self._server is None:
+            return
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace_s).wait(grace_s + 5)
+        self._server = None
+        logger.info("gRPC API on port %d stopped", self.port)
+
+    def __enter__(self) -> QueueServer:
+        return self if self._server is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["DEFAULT_PORT", "Limits", "QueueServer", "ServerOptions"]
