@@ -463,11 +463,24 @@ def write_plot(sim: Simulation, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenario = sim.scenario
+    # State only changes at event times, so each sample holds until the next one.
     times = [s.at_s for s in sim.samples]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     for cohort in scenario.cohort_names():
-        top.plot(times, [s.usage_cpu.get(cohort, 0.0) for s in sim.samples], lw=0.9, label=cohort)
-        bottom.plot(times, [s.pending.get(cohort, 0) for s in sim.samples], lw=0.9, label=cohort)
+        top.plot(
+            times,
+            [s.usage_cpu.get(cohort, 0.0) for s in sim.samples],
+            lw=0.9,
+            label=cohort,
+            drawstyle="steps-post",
+        )
+        bottom.plot(
+            times,
+            [s.pending.get(cohort, 0) for s in sim.samples],
+            lw=0.9,
+            label=cohort,
+            drawstyle="steps-post",
+        )
     per_cohort_cpu = scenario.cluster_queues_per_cohort * scenario.nominal_cpu_milli / 1000.0
     top.axhline(per_cohort_cpu, color="black", ls="--", lw=0.8, label="cohort quota")
     top.set_ylabel("CPU in use")
