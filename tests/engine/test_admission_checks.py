@@ -7,12 +7,14 @@ the waits are 10, 20, 25, 25, ...
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.engine import Engine
-from ray_queue.engine.model import CheckState, DecisionKind, WorkloadId, WorkloadState
+from ray_queue.engine.model import CheckState, Decision, DecisionKind, WorkloadId, WorkloadState
 from tests.engine.builders import (
     ClusterQueueBuilder,
     ConfigBuilder,
@@ -38,8 +40,8 @@ def checked(*checks: str, limit: int | None = 3) -> QueueConfig:
     return builder.cluster_queue(cq, "q").build()
 
 
-def kinds(decisions: list[object]) -> list[tuple[DecisionKind, str]]:
-    return [(d.kind, d.workload) for d in decisions]  # type: ignore[attr-defined]
+def kinds(decisions: Sequence[Decision]) -> list[tuple[DecisionKind, str]]:
+    return [(d.kind, d.workload) for d in decisions]
 
 
 def reserved(

@@ -10,6 +10,7 @@ file runs in well under a minute on two slow cores.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,6 +24,7 @@ from ray_queue.engine.config import (
     QueueConfig,
     QueueingStrategy,
     ReclaimWithinCohort,
+    ResourceQuota,
     WhenCanBorrow,
     WhenCanPreempt,
     WithinClusterQueue,
@@ -298,11 +300,10 @@ class TreeModel:
                 self.children.setdefault(parent, []).append(name)
         self.cluster_queues = set(config.cluster_queues)
 
-    def _node(self, name: str, parent: str | None, quotas: dict[FR, object]) -> None:
+    def _node(self, name: str, parent: str | None, quotas: Mapping[FR, ResourceQuota]) -> None:
         self.parent[name] = parent
         self.quotas[name] = {
-            fr: (q.nominal, q.borrowing_limit, q.lending_limit)  # type: ignore[attr-defined]
-            for fr, q in quotas.items()
+            fr: (q.nominal, q.borrowing_limit, q.lending_limit) for fr, q in quotas.items()
         }
 
     def frs(self) -> set[FR]:
@@ -499,14 +500,14 @@ def test_preemption_happens_whenever_lower_priority_work_would_make_room(
         if not isinstance(event, Schedule):
             continue
         statuses = run.engine.workloads()
-        holders = [w for w in statuses if w.state.holds_quota and w.admission is not None]
-        free = nominal * 1000 - sum(w.admission.usage.get(fr, 0) for w in holders)  # type: ignore[union-attr]
+        held = [
+            (w.priority, w.admission.usage.get(fr, 0))
+            for w in statuses
+            if w.state.holds_quota and w.admission is not None
+        ]
+        free = nominal * 1000 - sum(amount for _, amount in held)
         for waiting in (w for w in statuses if w.state is WorkloadState.PENDING):
-            lower = sum(
-                w.admission.usage.get(fr, 0)  # type: ignore[union-attr]
-                for w in holders
-                if w.priority < waiting.priority
-            )
+            lower = sum(amount for priority, amount in held if priority < waiting.priority)
             need = waiting.spec.total_request().get("CPU", 0)
             assert need > free + lower, (waiting.spec.id, need, free, lower)
 
