@@ -7,11 +7,13 @@ resource CPU, amounts in whole CPUs unless a test says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.errors import WorkloadRejected
-from ray_queue.engine.model import WorkloadState
+from ray_queue.engine.model import WorkloadId, WorkloadState
 from tests.engine.builders import (
     ClusterQueueBuilder,
     CohortBuilder,
@@ -166,9 +168,9 @@ CAPACITY_CASES = [
 
 @pytest.mark.parametrize(("make", "name", "available", "potential"), CAPACITY_CASES)
 def test_available_and_potential_from_the_formulas(
-    make: object, name: str, available: int, potential: int
+    make: Callable[[], QueueConfig], name: str, available: int, potential: int
 ) -> None:
-    engine, _ = new_engine(make())  # type: ignore[operator]
+    engine, _ = new_engine(make())
     node = engine.tree.cluster_queues[name]
     assert engine.tree.available(node, FR) == available * 1000
     assert engine.tree.potential_available(node, FR) == potential * 1000
@@ -176,9 +178,9 @@ def test_available_and_potential_from_the_formulas(
 
 @pytest.mark.parametrize(("make", "name", "available", "potential"), CAPACITY_CASES)
 def test_a_workload_of_exactly_available_is_admitted_and_one_more_is_not(
-    make: object, name: str, available: int, potential: int
+    make: Callable[[], QueueConfig], name: str, available: int, potential: int
 ) -> None:
-    config = make()  # type: ignore[operator]
+    config = make()
     queue = "q" + name
     engine, _ = new_engine(config)
     engine.submit(wl("exact", queue, CPU=available))
@@ -222,10 +224,10 @@ def test_removing_usage_takes_back_from_the_cohort_only_what_was_stored_there() 
     engine.submit(wl("a2", "qa", CPU=4, created=1))
     engine.schedule()
     # storedInParent = 8 - 6 = 2, so finishing 4 removes min(4, 2) = 2 from c.
-    engine.finish("a2")  # type: ignore[arg-type]
+    engine.finish(WorkloadId("a2"))
     assert used(engine, "a", "default", "CPU") == 4
     assert cohort_used(engine, "c", "default", "CPU") == 0
-    engine.finish("a1")  # type: ignore[arg-type]
+    engine.finish(WorkloadId("a1"))
     assert used(engine, "a", "default", "CPU") == 0
     assert cohort_used(engine, "c", "default", "CPU") == 0
 
