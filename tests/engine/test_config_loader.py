@@ -1214,3 +1214,16 @@ def test_to_documents_then_parse_documents_is_identity(config: QueueConfig) -> N
 @given(queue_configs())
 def test_dump_yaml_then_load_config_is_identity(config: QueueConfig) -> None:
     assert load_config(dump_yaml(config)) == config
+
+
+def test_the_examples_in_docs_config_md_load_together() -> None:
+    """docs/config.md shows one document per kind; together they must form a valid config."""
+    text = (REPO / "docs" / "config.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    ours = [b for b in blocks if f"apiVersion: {API_VERSION}" in b]
+    config = load_config("---\n".join(ours))
+    assert set(config.flavors) == {"a100", "cpu"}
+    assert config.cluster_queues["research"].admission_checks == (
+        AdmissionCheckRef("provisioning", ("a100",)),
+    )
+    assert config.cohorts["company"] == Cohort("company")
