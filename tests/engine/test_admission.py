@@ -518,3 +518,34 @@ def test_shrinking_quota_keeps_admitted_work_and_blocks_new_work() -> None:
     assert engine.schedule() == []
     engine.submit(wl("fits", CPU=1, created=2))
     assert [d.workload for d in engine.schedule()] == ["fits"]
+
+
+def test_a_gang_of_several_groups_is_admitted_whole_or_not_at_all() -> None:
+    cq = (
+        ClusterQueueBuilder("cq")
+        .resource_group(flavor("default").resource("CPU", 10))
+        .resource_group(flavor("a100").resource("GPU", 2))
+    )
+    engine, _ = new_engine(one_cq(cq))
+    engine.submit(wl("gpu-user", GPU=1))
+    engine.schedule()
+    # Group 0 (4 x 2 CPU) fits; group 1 (2 x 1 GPU) does not (1 GPU left): nothing.
+    spec = (
+        WorkloadBuilder("gang")
+        .queue("q")
+        .bundles({"CPU": 2}, count=4)
+        .bundles({"GPU": 1}, count=2)
+        .created(1)
+        .build()
+    )
+    engine.submit(spec)
+    engine.schedule()
+    assert state(engine, "gang") is S.PENDING
+    assert used(engine, "cq", "default", "CPU") == 0
+    engine.finish(WorkloadId("gpu-user"))
+    engine.schedule()
+    admission = engine.workload(WorkloadId("gang")).admission
+    assert admission is not None
+    assert [g.count for g in admission.groups] == [4, 2]
+    assert used(engine, "cq", "default", "CPU") == 8
+    assert used(engine, "cq", "a100", "GPU") == 2

@@ -511,3 +511,23 @@ def test_forget_finished_drops_only_old_terminal_workloads() -> None:
     assert sorted(s.spec.id for s in engine.workloads()) == ["recent", "running"]
     with pytest.raises(UnknownWorkloadError):
         engine.workload(WorkloadId("old"))
+
+
+def test_restore_keeps_queue_usage_for_usage_based_fair_sharing() -> None:
+    cq = (
+        ClusterQueueBuilder("cq")
+        .resource_group(flavor("default").resource("CPU", 10))
+        .usage_fair_sharing()
+    )
+    afs = ConfigBuilder().cluster_queue(cq, "qa", "qb").usage_half_life(600).build()
+    engine, clock = new_engine(afs)
+    engine.submit(wl("a0", "qa", CPU=8))
+    engine.schedule()
+    engine.finish(WorkloadId("a0"))
+    twin = Engine.restore(afs, ManualClock(clock.now()), engine.workloads())
+    for e in (engine, twin):
+        e.submit(wl("a1", "qa", CPU=10, created=1))
+        e.submit(wl("b1", "qb", CPU=10, created=2))
+    # qa used 0.8 of the ClusterQueue moments ago, so qb goes first, restored or not.
+    assert [d.workload for d in engine.schedule()] == ["b1"]
+    assert [d.workload for d in twin.schedule()] == ["b1"]

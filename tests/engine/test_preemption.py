@@ -174,7 +174,8 @@ def test_no_preemption_when_it_would_not_make_room() -> None:
     # Only "low" may be preempted and it frees 2 of the 4 needed: evict nobody.
     assert run(engine, "p", "a", 4, "high", 2) == []
     assert admitted(engine) == {"low", "peer"}
-    assert "preempt" in engine.workload(WorkloadId("p")).message
+    message = engine.workload(WorkloadId("p")).message
+    assert "CPU" in message and "default" in message, message
 
 
 # -- reclaimWithinCohort ----------------------------------------------------------------
