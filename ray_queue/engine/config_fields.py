@@ -114,6 +114,10 @@ class Fields:
         value = self.raw(key, required=required)
         if value is None:
             return None
+        # An integral float is accepted: JSON documents that went through a protobuf
+        # Struct (the gRPC API) carry every number as a double.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             self.problem(key, f"must be an integer, got {value!r}")
             return None

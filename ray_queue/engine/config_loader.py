@@ -43,10 +43,22 @@ from ray_queue.engine.config_validation import assemble
 from ray_queue.engine.errors import ConfigError, ConfigProblem
 from ray_queue.engine.quantity import format_duration, format_quantity
 
-__all__ = ["API_VERSION", "dump_yaml", "load_config", "parse_documents", "to_documents"]
+__all__ = [
+    "API_VERSION",
+    "dump_yaml",
+    "load_config",
+    "parse_documents",
+    "parse_yaml",
+    "to_documents",
+]
 
 ConfigSource = (
-    QueueConfig | str | os.PathLike[str] | Mapping[str, object] | Sequence[Mapping[str, object]]
+    QueueConfig
+    | str
+    | bytes
+    | os.PathLike[str]
+    | Mapping[str, object]
+    | Sequence[Mapping[str, object]]
 )
 
 Document = dict[str, object]
@@ -58,7 +70,7 @@ def load_config(source: ConfigSource) -> QueueConfig:
     - a ``QueueConfig``: returned as is;
     - a ``pathlib.Path`` (or other path-like), or a one-line ``str`` naming an existing
       file: a YAML file, possibly with several ``---``-separated documents;
-    - any other ``str``: YAML text, possibly multi-document;
+    - any other ``str`` (or UTF-8 ``bytes``): YAML text, possibly multi-document;
     - a mapping (one document) or a list of mappings.
 
     Raises ``ConfigError`` listing every problem found.
@@ -71,6 +83,8 @@ def load_config(source: ConfigSource) -> QueueConfig:
         if "\n" not in source and source.strip() and Path(source).is_file():
             return parse_documents(_read_yaml_file(Path(source)))
         return parse_documents(_read_yaml_text(source, origin="YAML text"))
+    if isinstance(source, bytes | bytearray):
+        return parse_yaml(bytes(source).decode("utf-8", errors="replace"))
     if isinstance(source, Mapping):
         return parse_documents([source])
     if isinstance(source, Sequence):
@@ -85,6 +99,15 @@ def load_config(source: ConfigSource) -> QueueConfig:
             )
         ]
     )
+
+
+def parse_yaml(text: str) -> QueueConfig:
+    """Validate YAML text (possibly multi-document); never reads a file.
+
+    For text that arrives over the network, where ``load_config``'s "a one-line string
+    naming an existing file is a path" rule would let a caller read server-side files.
+    """
+    return parse_documents(_read_yaml_text(text, origin="YAML text", may_be_path=False))
 
 
 def parse_documents(docs: Sequence[object]) -> QueueConfig:
@@ -126,10 +149,10 @@ def _read_yaml_file(path: Path) -> list[object]:
         raise ConfigError(
             [ConfigProblem(str(path), "", f"cannot read the config file: {err.strerror or err}")]
         ) from err
-    return _read_yaml_text(text, origin=str(path))
+    return _read_yaml_text(text, origin=str(path), may_be_path=False)
 
 
-def _read_yaml_text(text: str, *, origin: str) -> list[object]:
+def _read_yaml_text(text: str, *, origin: str, may_be_path: bool = True) -> list[object]:
     try:
         docs: list[object] = list(yaml.safe_load_all(text))
     except yaml.YAMLError as err:
@@ -140,7 +163,7 @@ def _read_yaml_text(text: str, *, origin: str) -> list[object]:
         raise ConfigError(
             [ConfigProblem(origin, "", f"is not valid YAML{where}: {_yaml_reason(err)}")]
         ) from err
-    if len(docs) == 1 and isinstance(docs[0], str) and "\n" not in text.strip():
+    if may_be_path and len(docs) == 1 and isinstance(docs[0], str) and "\n" not in text.strip():
         # A lone word is far more likely a mistyped path than a config.
         raise ConfigError(
             [

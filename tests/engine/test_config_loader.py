@@ -48,6 +48,7 @@ from ray_queue.engine.config_loader import (
     dump_yaml,
     load_config,
     parse_documents,
+    parse_yaml,
     to_documents,
 )
 from ray_queue.engine.errors import ConfigError, ConfigProblem
@@ -220,6 +221,35 @@ def test_invalid_yaml_names_the_line() -> None:
 def test_an_unsupported_source_type_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot load a config from int"):
         load_config(42)  # type: ignore[arg-type]
+
+
+def test_utf8_bytes_are_yaml_text() -> None:
+    assert load_config(THREE_TEAMS.read_bytes()) == load_config(THREE_TEAMS)
+
+
+def test_parse_yaml_never_reads_a_file() -> None:
+    """Text from the network must not be able to name a server-side file."""
+    with pytest.raises(ConfigError) as info:
+        parse_yaml(str(THREE_TEAMS))
+    assert "must be a mapping" in info.value.problems[0].message
+    assert parse_yaml(THREE_TEAMS.read_text()) == load_config(THREE_TEAMS)
+
+
+def test_json_numbers_from_a_protobuf_struct_are_accepted() -> None:
+    """gRPC documents arrive through a protobuf Struct, where every number is a double."""
+    docs = [
+        *BASE,
+        doc("PriorityClass", "p", value=1000.0),
+        doc(
+            "Configuration",
+            None,
+            {"waitForPodsReady": {"requeuingStrategy": {"backoffLimitCount": 3.0}}},
+        ),
+    ]
+    config = load_config(docs)
+    assert config.priority_classes["p"].value == 1000
+    assert config.settings.requeuing.backoff_limit_count == 3
+    assert "must be an integer" in problems_of([doc("PriorityClass", "p", value=1.5)])[0].message
 
 
 def test_an_empty_config_is_valid() -> None:
