@@ -438,7 +438,7 @@ def drive(config: QueueConfig, sequence: list[Event], check: bool) -> Run:
 
 
 PROPERTY_SETTINGS = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
@@ -453,7 +453,7 @@ def test_invariants_hold_after_every_step(config: QueueConfig, sequence: list[Ev
 
 
 @pytest.mark.timeout(120)
-@settings(PROPERTY_SETTINGS, max_examples=100)
+@settings(PROPERTY_SETTINGS, max_examples=60)
 @given(config=configs(), sequence=events)
 def test_the_same_events_give_the_same_decisions(
     config: QueueConfig, sequence: list[Event]
@@ -466,7 +466,7 @@ def test_the_same_events_give_the_same_decisions(
 
 
 @pytest.mark.timeout(120)
-@settings(PROPERTY_SETTINGS, max_examples=150)
+@settings(PROPERTY_SETTINGS, max_examples=100)
 @given(nominal=st.sampled_from([4, 6, 10]), sequence=events)
 def test_preemption_happens_whenever_lower_priority_work_would_make_room(
     nominal: int, sequence: list[Event]
@@ -527,7 +527,7 @@ def arrivals(draw: st.DrawFn) -> list[tuple[float, Submit, int]]:
 
 
 @pytest.mark.timeout(120)
-@settings(PROPERTY_SETTINGS, max_examples=100)
+@settings(PROPERTY_SETTINGS, max_examples=60)
 @given(config=configs(checks=False), plan=arrivals())
 def test_every_admissible_workload_is_eventually_admitted(
     config: QueueConfig, plan: list[tuple[float, Submit, int]]
