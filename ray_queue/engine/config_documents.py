@@ -220,19 +220,20 @@ FAIR_SHARING_STRATEGIES = ("LessThanOrEqualToFinalShare", "LessThanInitialShare"
 def parse_document(index: int, doc: object, problems: Problems) -> ParsedDocument | None:
     """Parse one document, recording its problems. ``None`` when nothing usable is left."""
     if not isinstance(doc, Mapping):
+        shown = repr(doc)
+        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
         problems.add(
             f"document {index}",
             "",
-            f"must be a mapping with apiVersion, kind, metadata; got {doc!r}",
+            f"must be a mapping with apiVersion, kind, metadata; got {shown}",
         )
         return None
     api_version, kind_name = doc.get("apiVersion"), doc.get("kind")
-    label = f"{kind_name}" if isinstance(kind_name, str) and kind_name else f"document {index}"
     name = _document_name(doc)
-    if name is not None and label != f"document {index}":
-        label = f"{label}/{name}"
-    elif label != f"document {index}":
-        label = f"{label} (document {index})"
+    if isinstance(kind_name, str) and kind_name:
+        label = f"{kind_name}/{name}" if name else f"{kind_name} (document {index})"
+    else:
+        label = f"document {index}"
     if not isinstance(api_version, str) or not api_version:
         problems.add(label, "apiVersion", f"is required; use {API_VERSION}")
         return None

@@ -559,7 +559,7 @@ def test_local_queues_with_one_name_in_two_namespaces_are_a_problem() -> None:
 
 
 def test_an_admission_check_naming_a_missing_provisioning_config_is_a_problem() -> None:
-    check = {
+    check: dict[str, object] = {
         "apiVersion": "kueue.x-k8s.io/v1beta1",
         "kind": "AdmissionCheck",
         "metadata": {"name": "prov"},
