@@ -1,0 +1,256 @@
+"""``LocalProvider``: real local Ray worker nodes for configured worker groups.
+
+The embedded default (``make demo``, a laptop, CI) and what the real-Ray tests use: no
+Kubernetes, but the same planner and loop drive real nodes joining and leaving a real
+Ray cluster. A node is either a ``ray start --block`` subprocess in its own process group
+(stopped by pid, never ``ray stop``) or, when given a ``ray.cluster_utils.Cluster``, a node
+added to it. Each node carries ``RAY_NODE_TYPE_NAME`` = its group (Ray labels it
+``ray.io/node-group``) and ``RAY_CLOUD_INSTANCE_ID`` = its name, the same identities KubeRay
+gives its Pods, so the provider finds its nodes in GCS the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoscaler.providers.base import (
+    ConflictError,
+    PermanentError,
+    Shape,
+    WorkerGroup,
+    WorkerNode,
+)
+from autoscaler.ray_nodes import RayGcs, RayNode
+from ray_queue.engine.clock import Clock, SystemClock
+
+logger = logging.getLogger(__name__)
+
+#: Small object stores: several nodes must share a small machine with other tests.
+OBJECT_STORE_BYTES = 80 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LocalGroupSpec:
+    """A worker group of local nodes: what each node offers and how many may run."""
+
+    name: str
+    #: Per node, milli-units (memory in bytes * 1000, as everywhere in the engine).
+    shape: Shape
+    max_replicas: int
+    min_replicas: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Node:
+    name: str
+    group: str
+    handle: Any  # a subprocess.Popen, or a ray._private.node.Node of a Cluster
+    ray_node_id: str | None = None
+
+
+class LocalProvider:
+    """Starts and stops local Ray worker nodes. See ``NodeProvider`` for the contract.
+
+    Unlike KubeRay, the provider *is* the source of truth for how many nodes a group
+    wants, so ``replicas`` is the number of nodes it started and has not deleted. Not
+    thread-safe; ``shutdown()`` stops every node it started.
+    """
+
+    def __init__(
+        self,
+        gcs_address: str,
+        groups: Sequence[LocalGroupSpec],
+        *,
+        cluster: Any | None = None,
+        clock: Clock | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._gcs = RayGcs(gcs_address)
+        self._address = gcs_address
+        self._specs = {g.name: g for g in groups}
+        self._cluster = cluster
+        self._clock = clock or SystemClock()
+        self._log_dir = log_dir
+        self._nodes: dict[str, _Node] = {}
+        self._serial = 0
+
+    # -- NodeProvider -------------------------------------------------------------------
+
+    def groups(self) -> list[WorkerGroup]:
+        ray_nodes = {n.instance_id: n for n in self._gcs.nodes() if n.alive and n.instance_id}
+        by_id = {n.node_id: n for n in self._gcs.nodes() if n.alive}
+        now = self._clock.now()
+        out = []
+        for spec in self._specs.values():
+            mine = [n for n in self._nodes.values() if n.group == spec.name]
+            workers = []
+            for node in sorted(mine, key=lambda n: n.name):
+                seen = ray_nodes.get(node.name) or by_id.get(node.ray_node_id or "")
+                workers.append(_worker(node.name, seen, now))
+            out.append(
+                WorkerGroup(
+                    name=spec.name,
+                    shape=spec.shape,
+                    min_replicas=spec.min_replicas,
+                    max_replicas=spec.max_replicas,
+                    replicas=len(mine),
+                    labels=dict(spec.labels),
+                    nodes=tuple(workers),
+                )
+            )
+        return out
+
+    def set_replicas(self, group: str, replicas: int, *, expected: int) -> None:
+        spec = self._spec(group)
+        current = sum(1 for n in self._nodes.values() if n.group == group)
+        if current != expected:
+            raise ConflictError(f"group {group} has {current} nodes, planned from {expected}")
+        if replicas < current:
+            raise PermanentError(
+                "LocalProvider shrinks only by delete_workers (it never picks nodes itself)"
+            )
+        for _ in range(min(replicas, spec.max_replicas) - current):
+            self._start(spec)
+
+    def delete_workers(self, group: str, workers: Sequence[str]) -> None:
+        for name in workers:
+            node = self._nodes.get(name)
+            if node is None or node.group != group:
+                continue
+            seen = self._find(node)
+            if seen is not None:
+                accepted, why = self._gcs.drain(seen.node_id, message="idle: ray-queue scale-down")
+                if not accepted:
+                    logger.info("Ray refused to drain %s (%s); keeping it", name, why)
+                    continue
+            self._stop(node)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        for node in list(self._nodes.values()):
+            self._stop(node)
+
+    def _spec(self, group: str) -> LocalGroupSpec:
+        try:
+            return self._specs[group]
+        except KeyError:
+            raise PermanentError(f"unknown worker group {group!r}") from None
+
+    def _find(self, node: _Node) -> RayNode | None:
+        for seen in self._gcs.nodes():
+            if seen.alive and (seen.instance_id == node.name or seen.node_id == node.ray_node_id):
+                return seen
+        return None
+
+    def _start(self, spec: LocalGroupSpec) -> None:
+        self._serial += 1
+        name = f"{spec.name}-{self._serial}"
+        env = {"RAY_NODE_TYPE_NAME": spec.name, "RAY_CLOUD_INSTANCE_ID": name}
+        cpus, gpus, memory, custom = _ray_amounts(spec.shape)
+        if self._cluster is not None:
+            # Cluster.add_node spawns from this process's environment; set it for the call.
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                handle = self._cluster.add_node(
+                    num_cpus=cpus,
+                    num_gpus=gpus,
+                    resources=custom,
+                    labels=dict(spec.labels),
+                    object_store_memory=OBJECT_STORE_BYTES,
+                    **({"memory": memory} if memory else {}),
+                )
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            self._nodes[name] = _Node(name, spec.name, handle, handle.node_id)
+        else:
+            self._nodes[name] = _Node(name, spec.name, self._spawn(name, spec, env))
+        logger.info("started local Ray node %s (group %s)", name, spec.name)
+
+    def _spawn(self, name: str, spec: LocalGroupSpec, env: Mapping[str, str]) -> Any:
+        cpus, gpus, memory, custom = _ray_amounts(spec.shape)
+        argv = [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            f"--address={self._address}",
+            f"--num-cpus={cpus:g}",
+            f"--num-gpus={gpus:g}",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            "--disable-usage-stats",
+            "--block",
+        ]
+        if custom:
+            argv.append(f"--resources={json.dumps(custom)}")
+        if spec.labels:
+            argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
+        if memory:
+            argv.append(f"--memory={memory}")
+        full_env = {**os.environ, **env}
+        full_env.pop("RAY_ADDRESS", None)
+        log = (
+            open(self._log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the node
+            if self._log_dir is not None
+            else subprocess.DEVNULL
+        )
+        return subprocess.Popen(
+            argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _stop(self, node: _Node) -> None:
+        self._nodes.pop(node.name, None)
+        if self._cluster is not None:
+            self._cluster.remove_node(node.handle, allow_graceful=True)
+        else:
+            proc: subprocess.Popen[bytes] = node.handle
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=15)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        logger.info("stopped local Ray node %s", node.name)
+
+
+def _worker(name: str, seen: RayNode | None, now: float) -> WorkerNode:
+    if seen is None:
+        return WorkerNode(name=name)
+    idle = seen.status == "IDLE" and not seen.busy
+    return WorkerNode(
+        name=name,
+        ray_node_id=seen.node_id,
+        available=seen.available,
+        idle_since=now - seen.idle_duration_s if idle else None,
+        busy=seen.busy,
+    )
+
+
+def _ray_amounts(shape: Shape) -> tuple[float, float, int, dict[str, float]]:
+    """(num_cpus, num_gpus, memory bytes, custom resources) for ``ray start``."""
+    custom = {
+        name: amount / 1000
+        for name, amount in shape.items()
+        if name not in ("CPU", "GPU", "memory", "object_store_memory")
+    }
+    return (
+        shape.get("CPU", 0) / 1000,
+        shape.get("GPU", 0) / 1000,
+        shape.get("memory", 0) // 1000,
+        custom,
+    )
