@@ -87,6 +87,7 @@ class QueueServer:
         self._options = options or ServerOptions()
         self._backend = backend
         self._server: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
         self._health = health.HealthServicer()
         self.port = 0
         self.host = ""
@@ -104,10 +105,11 @@ class QueueServer:
     def start(self) -> QueueServer:
         o = self._options
         auth = Authenticator(o.principals)
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=o.max_workers, thread_name_prefix="ray-queue-grpc"
+        )
         server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=o.max_workers, thread_name_prefix="ray-queue-grpc"
-            ),
+            self._executor,
             interceptors=[AuthInterceptor(auth)],
             options=[
                 ("grpc.max_receive_message_length", o.max_message_bytes),
@@ -172,6 +174,10 @@ class QueueServer:
         self._health.enter_graceful_shutdown()
         self._server.stop(grace_s).wait(grace_s + 5)
         self._server = None
+        if self._executor is not None:
+            # grpc does not own the pool it was given; its idle threads would linger.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         logger.info("gRPC API on port %d stopped", self.port)
 
     def __enter__(self) -> QueueServer:

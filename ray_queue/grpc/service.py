@@ -152,15 +152,6 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
             submit = convert.submit_request(spec, field, owner=f"grpc:{principal.name}")
             self._require_queue(principal, submit.queue, f"{field}.queue")
             requests.append(submit)
-        ids = [r.id for r in requests]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            for i, workload in enumerate(ids):
-                if workload in seen:
-                    raise InvalidRequestError(
-                        f"workloads[{i}].id", f"{workload!r} repeats in the batch"
-                    )
-                seen.add(workload)
         results = self._backend.submit_many(requests)
         return pb.SubmitWorkloadsResponse(results=[convert.submit_result_to_pb(r) for r in results])
 
@@ -359,8 +350,8 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
     def ApplyConfig(
         self, request: pb.ApplyConfigRequest, context: grpc.ServicerContext
     ) -> pb.ApplyConfigResponse:
-        config = config_from_request(request)
         try:
+            config = config_from_request(request)
             outcome = self._backend.apply_config(config, validate_only=request.validate_only)
         except ConfigError as e:
             if not request.validate_only:
@@ -371,7 +362,6 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
                     pb.ConfigProblem(document=p.document, field=p.field, message=p.message)
                     for p in e.problems
                 ],
-                summary=summary(config),
             )
         return pb.ApplyConfigResponse(
             applied=outcome.applied, summary=summary(config), evicted=list(outcome.evicted)
@@ -393,12 +383,23 @@ def config_from_request(request: pb.ApplyConfigRequest) -> QueueConfig:
         if len(docs) == 1 and isinstance(docs[0], list):
             docs = docs[0]
     elif source == "documents":
-        docs = [json_format.MessageToDict(item) for item in request.documents.items]
+        docs = [_integral(json_format.MessageToDict(item)) for item in request.documents.items]
     else:
         raise InvalidRequestError("source", "give yaml or documents")
     if not any(d is not None for d in docs):
         raise InvalidRequestError(source, "holds no documents")
     return parse_documents(docs)
+
+
+def _integral(value: Any) -> Any:
+    """Struct has only doubles: give whole numbers back their int type (``value: 10``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def summary(config: QueueConfig) -> str:

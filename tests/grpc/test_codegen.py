@@ -27,8 +27,10 @@ def test_every_proto_field_is_documented() -> None:
         lines = (codegen.PROTO_ROOT / codegen.PROTO_PACKAGE / proto).read_text().splitlines()
         for i, line in enumerate(lines):
             stripped = line.strip()
-            is_field = stripped.endswith(";") and "=" in stripped and not stripped.startswith(
-                ("//", "option", "syntax", "package", "import")
+            is_field = (
+                stripped.endswith(";")
+                and "=" in stripped
+                and not stripped.startswith(("//", "option", "syntax", "package", "import"))
             )
             if not is_field or stripped.startswith(("rpc ",)):
                 continue
