@@ -27,5 +27,10 @@ test: lint typecheck
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/engine
 
+# Benchmarks are commands, not tests: they print what they measured and how to rerun it.
+bench: $(STAMP)
+	$(PY) -m benchmarks.engine --scenario kueue-baseline --out benchmarks/results/engine-kueue-baseline.json
+	$(PY) -m benchmarks.engine --scenario kueue-large --out benchmarks/results/engine-kueue-large.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
