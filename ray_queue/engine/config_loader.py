@@ -63,6 +63,11 @@ ConfigSource = (
 
 Document = dict[str, object]
 
+# libyaml's C parser and emitter when PyYAML was built with it: a 1,000-ClusterQueue
+# config loads in a fraction of the pure-Python time. Same safe subset of YAML either way.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def load_config(source: ConfigSource) -> QueueConfig:
     """Load and validate a config from any of the forms ray-queue accepts.
@@ -154,7 +159,7 @@ def _read_yaml_file(path: Path) -> list[object]:
 
 def _read_yaml_text(text: str, *, origin: str, may_be_path: bool = True) -> list[object]:
     try:
-        docs: list[object] = list(yaml.safe_load_all(text))
+        docs: list[object] = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as err:
         where = ""
         mark = getattr(err, "problem_mark", None)
@@ -190,7 +195,13 @@ def _yaml_reason(err: yaml.YAMLError) -> str:
 
 def dump_yaml(config: QueueConfig) -> str:
     """The config as multi-document YAML in our own apiVersion; ``load_config`` reads it."""
-    return yaml.safe_dump_all(to_documents(config), sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(
+        to_documents(config),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+    )
 
 
 def to_documents(config: QueueConfig) -> list[Document]:
