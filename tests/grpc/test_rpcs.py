@@ -129,9 +129,9 @@ def test_get_and_apply_config(harness: Harness) -> None:
     assert "kind: ClusterQueue" in text
     result = client.apply_config(text)
     assert result.applied and "2 ClusterQueues" in result.summary
+    tail = "\n---\napiVersion: ray-queue.io/v1alpha1\nkind: Queue"  # cq-b's quota is last
     bigger = CONFIG_YAML.replace(
-        "resources: [{name: CPU, nominalQuota: 4}]\n---\napiVersion: ray-queue.io/v1alpha1\nkind: Queue",
-        "resources: [{name: CPU, nominalQuota: 40}]\n---\napiVersion: ray-queue.io/v1alpha1\nkind: Queue",
+        "[{name: CPU, nominalQuota: 4}]" + tail, "[{name: CPU, nominalQuota: 40}]" + tail
     )
     assert bigger != CONFIG_YAML
     dry = client.apply_config(bigger, validate_only=True)
@@ -159,7 +159,8 @@ def test_apply_config_that_drops_a_used_queue_is_refused(harness: Harness) -> No
     client = harness.client()
     client.submit(request("b", "team-b"))
     without_b = CONFIG_YAML.replace(
-        "apiVersion: ray-queue.io/v1alpha1\nkind: Queue\nmetadata: {name: team-b}\nspec: {clusterQueue: cq-b}\n---\n",
+        "apiVersion: ray-queue.io/v1alpha1\nkind: Queue\nmetadata: {name: team-b}\n"
+        "spec: {clusterQueue: cq-b}\n---\n",
         "",
     )
     assert without_b != CONFIG_YAML
