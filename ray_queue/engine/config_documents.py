@@ -188,7 +188,8 @@ class ParsedDocument:
     #: Field path of ``parameters_ref``, for messages.
     parameters_path: str = ""
     #: Where a value came from when the config value cannot tell: for a ClusterQueue,
-    #: "admissionChecks[i]" → the field path that named its i-th admission check.
+    #: "admissionChecks[i]" → the field path that named its i-th admission check; for a
+    #: Cohort, "parent" → the field that named its parent.
     paths: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -312,7 +313,8 @@ def _parse_object(
         cq, paths = _cluster_queue(spec, name)
         return ParsedDocument(index, kind, top.ctx.label, name, cq, paths=paths)
     if kind is Kind.COHORT:
-        return ParsedDocument(index, kind, top.ctx.label, name, _cohort(spec, name))
+        cohort, paths = _cohort(spec, name)
+        return ParsedDocument(index, kind, top.ctx.label, name, cohort, paths=paths)
     if kind is Kind.QUEUE:
         return ParsedDocument(index, kind, top.ctx.label, name, _queue(spec, name), namespace)
     if kind is Kind.PROVISIONING_CONFIG:
@@ -344,17 +346,22 @@ def _flavor(spec: Fields, name: str) -> ResourceFlavor:
     )
 
 
-def _one_of(spec: Fields, *keys: str) -> str | None:
-    """A reference Kueue renamed between versions (``cohort``/``cohortName``): read either."""
+def _one_of(spec: Fields, *keys: str) -> tuple[str | None, str]:
+    """A reference Kueue renamed between versions (``cohort``/``cohortName``): read either.
+
+    Returns the value and the key it was read from (the first key when neither is set).
+    """
     values = {key: spec.string(key) for key in keys}
     given = {key: value for key, value in values.items() if value is not None}
     if len(given) > 1 and len(set(given.values())) > 1:
         spec.problem(keys[0], f"{' and '.join(given)} disagree; set only one of them")
-    return next(iter(given.values()), None)
+    for key, value in given.items():
+        return value, key
+    return None, keys[0]
 
 
 def _cluster_queue(spec: Fields, name: str) -> tuple[ClusterQueue, dict[str, str]]:
-    cohort = _one_of(spec, "cohortName", "cohort")
+    cohort, _ = _one_of(spec, "cohortName", "cohort")
     groups = _resource_groups(spec, cluster_queue=True, has_parent=cohort is not None)
     preemption = _preemption(spec.child("preemption"))
     fungibility = FlavorFungibility()
@@ -457,17 +464,18 @@ def _admission_check_refs(spec: Fields) -> tuple[tuple[AdmissionCheckRef, ...], 
     return tuple(refs), paths
 
 
-def _cohort(spec: Fields, name: str) -> Cohort:
-    parent = _one_of(spec, "parentName", "parent")
+def _cohort(spec: Fields, name: str) -> tuple[Cohort, dict[str, str]]:
+    parent, key = _one_of(spec, "parentName", "parent")
     if parent == name:
-        spec.problem("parentName", f"a Cohort cannot be its own parent ({name!r})")
+        spec.problem(key, f"a Cohort cannot be its own parent ({name!r}); remove {key}")
         parent = None
-    return Cohort(
+    cohort = Cohort(
         name=name,
         parent=parent,
         resource_groups=_resource_groups(spec, cluster_queue=False, has_parent=parent is not None),
         fair_sharing_weight=_fair_sharing_weight(spec),
     )
+    return cohort, {"parent": spec.at(key)}
 
 
 def _queue(spec: Fields, name: str) -> Queue:

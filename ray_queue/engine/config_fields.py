@@ -87,7 +87,7 @@ class Fields:
         self.known.add(key)
         value = self.data.get(key)
         if value is None and required:
-            self.problem(key, "is required")
+            self.problem(key, f"is required; add {key!r} here")
         return value
 
     def string(self, key: str, *, required: bool = False) -> str | None:

@@ -215,7 +215,7 @@ def _with_implicit_cohorts(
 def _check_cohort_cycles(
     docs: Sequence[ParsedDocument], cohorts: Mapping[str, Cohort], problems: Problems
 ) -> None:
-    labels = {doc.name: doc.label for doc in docs if doc.kind is Kind.COHORT}
+    defined = {doc.name: doc for doc in docs if doc.kind is Kind.COHORT}
     reported: set[str] = set()
     for start in cohorts:
         path: list[str] = []
@@ -228,9 +228,10 @@ def _check_cohort_cycles(
             continue
         cycle = [*path[path.index(node) :], node]
         reported.update(path)
+        doc = defined[node]  # a cycle only runs through defined cohorts: they have parents
         problems.add(
-            labels.get(node, f"Cohort/{node}"),
-            "spec.parentName",
+            doc.label,
+            doc.paths.get("parent", "spec.parentName"),
             f"Cohort parents form a cycle: {' -> '.join(cycle)}; remove one of these parent "
             "links so the cohorts form a tree",
         )

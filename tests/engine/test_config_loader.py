@@ -947,6 +947,16 @@ def test_config_error_text_lists_every_problem() -> None:
             id="cohort-limit-without-parent",
         ),
         pytest.param(
+            [
+                doc("Cohort", "x", {"parent": "y"}),
+                doc("Cohort", "y", {"parent": "z"}),
+                doc("Cohort", "z", {"parent": "x"}),
+            ],
+            ("Cohort/x", "spec.parent"),
+            "cycle: x -> y -> z -> x",
+            id="cohort-cycle-named-where-written",
+        ),
+        pytest.param(
             [doc("Cohort", "c", {"parentName": "c"})],
             ("Cohort/c", "spec.parentName"),
             "cannot be its own parent",
