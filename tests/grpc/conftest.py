@@ -165,13 +165,13 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
         service_limits: ServiceLimits | None = None,
         **options: Any,
     ) -> Harness:
+        options.setdefault("host", "127.0.0.1")
         clock = ManualClock(1_000.0)
         backend = EngineBackend(load_config(CONFIG_YAML), clock)
         server = QueueServer(
             backend,
             ServerOptions(
                 port=0,
-                host="127.0.0.1",
                 principals=principals(limits) if auth else {},
                 limits=service_limits or ServiceLimits(poll_s=0.1, demand_heartbeat_s=0.5),
                 **options,
