@@ -173,7 +173,8 @@ class ClientRuntime:
     def submit(self, request: SubmitRequest, handle: Tracked, *, sync: bool = False) -> None:
         """Queue ``request``; with ``sync`` (or a shape not seen yet) wait for the manager's
         answer and raise its error here, in the caller."""
-        shape = (request.queue, request.priority_class, request.kind, request.bundle_groups)
+        groups = tuple((tuple(sorted(g.resources.items())), g.count) for g in request.bundle_groups)
+        shape = (request.queue, request.priority_class, request.kind, groups)
         with self._lock:
             self._handles[request.id] = handle
             if not sync and shape in self._accepted_shapes:
@@ -270,8 +271,9 @@ class ClientRuntime:
                     ),
                     timeout=POLL_TIMEOUT_S + 30,
                 )
-            except Exception as e:
-                if self._stop.is_set():
+            except (Exception, SystemExit) as e:
+                # SystemExit: Ray raises it in threads blocked in ray.get at shutdown.
+                if self._stop.is_set() or isinstance(e, SystemExit):
                     return
                 logger.warning("ray_queue: polling the manager failed (%s); retrying", e)
                 time.sleep(0.5)

@@ -1,0 +1,95 @@
+"""Shared pieces of the real-Ray tests: a small labelled cluster, bounded waits, cleanup.
+
+Each test module starts ONE ``ray.cluster_utils.Cluster`` (module-scoped fixture built
+with ``start_cluster``) and shuts it down in teardown; tests wait with ``wait_for``
+(bounded) instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.placement_group import placement_group_table
+
+import ray_queue
+from ray_queue.client import runtime as client_runtime
+from ray_queue.engine.model import WorkloadState
+from ray_queue.manager.actor import find_manager
+from ray_queue.ray_adapter.actions import PG_PREFIX
+from tests.manager.configs import A100
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+def start_cluster(gpu_workers: int = 2, *, gpus: int = 2, cpus: int = 2) -> Cluster:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "include_dashboard": True},
+    )
+    for _ in range(gpu_workers):
+        cluster.add_node(num_cpus=cpus, num_gpus=gpus, labels=dict(A100))
+    cluster.wait_for_nodes()
+    return cluster
+
+
+def cluster_session(state_dir: str, **kwargs: Any) -> Iterator[Cluster]:
+    """Body of a module fixture: start, connect, yield, and always tear down."""
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = start_cluster(**kwargs)
+    try:
+        ray.init(address=cluster.address)
+        ray_queue.init(state_dir=state_dir)
+        yield cluster
+    finally:
+        ray_queue.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def live_pgs() -> dict[str, dict[str, Any]]:
+    """The manager's placement groups that Ray has not removed, by workload id."""
+    return {
+        info["name"][len(PG_PREFIX) :]: info
+        for info in placement_group_table().values()
+        if (info.get("name") or "").startswith(PG_PREFIX) and info["state"] != "REMOVED"
+    }
+
+
+def manager() -> Any:
+    handle = find_manager()
+    assert handle is not None
+    return handle
+
+
+def cancel_everything() -> None:
+    """Cancel every live workload so the next test starts from empty quotas."""
+    statuses = ray.get(manager().workloads.remote())
+    live = [s.spec.id for s in statuses if not s.state.is_terminal]
+    if live:
+        ray.get(manager().cancel.remote(live, "test cleanup"))
+    wait_for(lambda: not live_pgs(), 30)
+
+
+def state_of(workload: str) -> WorkloadState:
+    return ray.get(manager().workload.remote(workload)).state
+
+
+def runtime() -> client_runtime.ClientRuntime:
+    return client_runtime.current()

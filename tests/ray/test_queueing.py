@@ -1,0 +1,251 @@
+"""The client API on a real Ray cluster: admission, borrowing, reclaim, preemption, gangs,
+tasks, actors, jobs and bad input.
+
+One cluster for the module: a head (2 CPUs) and two workers with 2 CPUs and 2 logical
+A100 GPUs each. The config (``teams_config``) gives team-a and team-b 2 GPUs each in one
+cohort, so each can borrow the other's two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+import ray_queue
+from ray_queue.engine.model import WorkloadState
+from tests.manager.configs import A100, teams_config
+from tests.ray.harness import (
+    cancel_everything,
+    cluster_session,
+    live_pgs,
+    state_of,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
+
+S = WorkloadState
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from cluster_session(str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture
+def teams(cluster: Cluster) -> Iterator[None]:
+    ray_queue.apply_config(teams_config(cpu=4, gpu=2))
+    yield
+    cancel_everything()
+
+
+def node_labels() -> dict[str, dict[str, str]]:
+    return {n["NodeID"]: n.get("Labels") or {} for n in ray.nodes() if n["Alive"]}
+
+
+@ray.remote(num_cpus=0)
+class Probe:
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_placement_group_is_admitted_and_placed_on_its_flavors_nodes(teams: None) -> None:
+    pg = ray_queue.placement_group([{"GPU": 1}, {"GPU": 1}], queue="team-a", priority="low")
+    assert pg.wait(timeout_seconds=30)
+    assert ray.get(pg.ready(), timeout=30) is True
+    table = ray.util.placement_group_table(pg.placement_group)
+    labels = node_labels()
+    assert table["state"] == "CREATED"
+    for node in table["bundles_to_node_id"].values():
+        assert labels[node]["ray.io/accelerator-type"] == A100["ray.io/accelerator-type"]
+    assert pg.status().state is S.ADMITTED
+    pg.remove()
+    wait_for(lambda: pg.workload not in live_pgs())
+    assert state_of(pg.workload) is S.FINISHED
+
+
+def test_borrowing_then_reclaim_across_the_cohort(teams: None) -> None:
+    borrowers = [
+        ray_queue.placement_group([{"GPU": 1}], queue="team-a", priority="high") for _ in range(4)
+    ]
+    for pg in borrowers:
+        assert pg.wait(timeout_seconds=30)
+    [cq_a] = [c for c in ray_queue.status().cluster_queues if c.name == "cq-a"]
+    [gpu] = [r for r in cq_a.resources if r.resource == "GPU"]
+    assert (gpu.usage, gpu.borrowed) == (4000, 2000)
+
+    # team-b takes back its nominal two GPUs, even from higher-priority borrowers. (Two
+    # one-GPU bundles: the freed GPUs may sit on different nodes.)
+    owner = ray_queue.placement_group([{"GPU": 1}] * 2, queue="team-b", priority="low")
+    assert owner.wait(timeout_seconds=30)
+    reclaimed = [pg for pg in borrowers if pg.status().state is S.PENDING]
+    assert len(reclaimed) == 2
+    live = live_pgs()
+    assert all(pg.workload not in live for pg in reclaimed)
+    assert all(pg.preemptions == 1 for pg in reclaimed)
+    with pytest.raises(ray_queue.Preempted):
+        _ = reclaimed[0].placement_group
+    # Giving the GPUs back lets the reclaimed ones in again.
+    owner.remove()
+    for pg in reclaimed:
+        assert pg.wait(timeout_seconds=30)
+
+
+def test_priority_preemption_removes_the_victims_group_and_kills_its_actor(teams: None) -> None:
+    # team-b holds its own two GPUs, so team-a cannot borrow.
+    other = ray_queue.placement_group([{"GPU": 2}], queue="team-b", priority="high")
+    low = ray_queue.placement_group([{"GPU": 1}, {"GPU": 1}], queue="team-a", priority="low")
+    assert other.wait(timeout_seconds=30) and low.wait(timeout_seconds=30)
+    strategy = PlacementGroupSchedulingStrategy(low.placement_group, placement_group_bundle_index=0)
+    actor = Probe.options(scheduling_strategy=strategy).remote()
+    assert ray.get(actor.ping.remote(), timeout=30) == "pong"
+
+    high = ray_queue.placement_group([{"GPU": 2}], queue="team-a", priority="high")
+    assert high.wait(timeout_seconds=30)
+    assert low.status().state is S.PENDING
+    assert low.status().reason == "Pending" or low.status().history[-2].reason == "Preempted"
+    assert low.workload not in live_pgs()
+
+    def actor_dead() -> bool:
+        try:
+            ray.get(actor.ping.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return True
+        return False
+
+    wait_for(actor_dead, 30)
+    # The victim kept its place and is admitted when the preemptor finishes.
+    assert low.position() == 0
+    high.remove()
+    assert low.wait(timeout_seconds=30)
+
+
+def test_a_gang_is_admitted_whole_or_not_at_all(teams: None) -> None:
+    blocker = ray_queue.placement_group([{"GPU": 1}], queue="team-b", priority="high")
+    assert blocker.wait(timeout_seconds=30)
+    gang = ray_queue.placement_group([{"GPU": 1}] * 4, queue="team-a", priority="low")
+    assert not gang.wait(timeout_seconds=2)
+    assert gang.status().state is S.PENDING
+    assert gang.workload not in live_pgs()
+    assert "GPU" in gang.status().message
+    blocker.remove()
+    assert gang.wait(timeout_seconds=30)
+    table = ray.util.placement_group_table(gang.placement_group)
+    assert len(table["bundles_to_node_id"]) == 4 and table["state"] == "CREATED"
+
+
+def test_queued_tasks_run_on_the_flavors_nodes_and_free_quota(teams: None) -> None:
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def where(i: int) -> tuple[int, str]:
+        return i, ray.get_runtime_context().get_node_id()
+
+    handles = [where.remote(i) for i in range(12)]
+    results = ray_queue.get(handles, timeout=60)
+    labels = node_labels()
+    assert [i for i, _ in results] == list(range(12))
+    assert all(labels[node]["ray.io/accelerator-type"] == "A100" for _, node in results)
+    wait_for(lambda: all(state_of(h.workload) is S.FINISHED for h in handles))
+
+    @ray_queue.remote(num_cpus=0.01, queue="team-a")
+    def square(x: int) -> int:
+        return x * x
+
+    many = [square.remote(i) for i in range(300)]
+    ready, _ = ray_queue.wait(many, num_returns=300, timeout=90)
+    assert len(ready) == 300
+    assert sum(ray_queue.get(many, timeout=30)) == sum(i * i for i in range(300))
+
+
+def test_queued_actor_and_options(teams: None) -> None:
+    @ray_queue.remote(num_cpus=1, queue="team-a", priority="low")
+    class Counter:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def add(self, k: int) -> int:
+            self.n += k
+            return self.n
+
+    counter = Counter.options(num_gpus=1).remote()
+    handle = ray_queue.get(counter, timeout=30)
+    assert ray.get(handle.add.remote(2)) == 2
+    assert ray.get(counter.add.remote(3)) == 5
+    assert counter.status().state is S.ADMITTED
+    counter.kill()
+    wait_for(lambda: state_of(counter.workload) is S.FINISHED)
+    assert counter.workload not in live_pgs()
+
+
+def test_preempted_task_is_rerun_and_unretriable_work_raises_preempted(teams: None) -> None:
+    @ray_queue.remote(num_gpus=2, num_cpus=0, queue="team-a", priority="low")
+    def slow(seconds: float) -> str:
+        import time
+
+        time.sleep(seconds)
+        return "done"
+
+    blocker = ray_queue.placement_group([{"GPU": 2}], queue="team-b", priority="high")
+    assert blocker.wait(timeout_seconds=30)
+    rerun = slow.remote(3)
+    once = slow.options(max_retries=0).remote(60)
+    wait_for(lambda: rerun.preemptions == 0 and state_of(rerun.workload) is S.ADMITTED)
+    high = ray_queue.placement_group([{"GPU": 2}], queue="team-a", priority="high")
+    assert high.wait(timeout_seconds=30)
+    wait_for(lambda: rerun.preemptions + once.preemptions >= 1)
+    high.remove()
+    blocker.remove()
+    if once.preemptions:
+        with pytest.raises(ray_queue.Preempted):
+            ray_queue.get(once, timeout=30)
+        assert ray_queue.get(rerun, timeout=60) == "done"
+    else:
+        assert ray_queue.get(rerun, timeout=60) == "done"
+        assert rerun.preemptions == 1
+
+
+def test_job_is_submitted_when_admitted_and_finishes(teams: None) -> None:
+    job = ray_queue.submit_job(
+        "python -c \"print('hello from a queued job')\"",
+        queue="team-a",
+        priority="low",
+        entrypoint_num_cpus=0.5,
+    )
+    status = job.wait(timeout_s=120)
+    assert status.state is S.FINISHED, status
+    assert job.submission_id() == f"rq-{job.workload}-1"
+
+
+def test_bad_input_is_rejected_with_nothing_lost(teams: None) -> None:
+    kept = ray_queue.placement_group([{"GPU": 2}], queue="team-a", priority="low")
+    waiting = ray_queue.placement_group([{"GPU": 1}] * 4, queue="team-b", priority="low")
+    assert kept.wait(timeout_seconds=30)
+    before = ray_queue.status().states
+
+    with pytest.raises(ray_queue.UnknownQueueError):
+        ray_queue.placement_group([{"GPU": 1}], queue="nope")
+    with pytest.raises(ray_queue.UnknownPriorityClassError):
+        ray_queue.placement_group([{"GPU": 1}], queue="team-a", priority="urgent")
+    with pytest.raises(ray_queue.InvalidWorkloadError):
+        ray_queue.placement_group([{"GPU": -1}], queue="team-a")
+    with pytest.raises(ray_queue.WorkloadRejected, match="larger than every node"):
+        ray_queue.placement_group([{"GPU": 3}], queue="team-a")
+    with pytest.raises(ray_queue.WorkloadRejected):
+        ray_queue.placement_group([{"GPU": 1}] * 5, queue="team-a")
+
+    @ray_queue.remote(num_gpus=3, queue="team-a")
+    def too_wide() -> None:
+        pass
+
+    with pytest.raises(ray_queue.WorkloadRejected):
+        too_wide.remote()
+    with pytest.raises(ray_queue.ConfigError):
+        ray_queue.apply_config(teams_config().__class__())  # drops queues still in use
+
+    assert ray_queue.status().states == before
+    assert kept.status().state is S.ADMITTED
+    assert waiting.status().state is S.PENDING
+    assert {kept.workload} <= set(live_pgs())
