@@ -957,6 +957,39 @@ def test_config_error_text_lists_every_problem() -> None:
             id="cohort-cycle-named-where-written",
         ),
         pytest.param(
+            [
+                *BASE,
+                doc("AdmissionCheck", "g", {"controllerName": "c"}),
+                cq("cq2", group(["CPU"], ("a", {"CPU": 1})), admissionChecks=["g", "g"]),
+            ],
+            ("ClusterQueue/cq2", "spec.admissionChecks[1]"),
+            "listed twice",
+            id="admission-check-twice",
+        ),
+        pytest.param(
+            [
+                rf("a"),
+                cq(
+                    "cq",
+                    {
+                        "coveredResources": ["CPU"],
+                        "flavors": [
+                            {
+                                "name": "a",
+                                "resources": [
+                                    {"name": "CPU", "nominalQuota": 1},
+                                    {"name": "cpu", "nominalQuota": 2},
+                                ],
+                            }
+                        ],
+                    },
+                ),
+            ],
+            ("ClusterQueue/cq", "spec.resourceGroups[0].flavors[0].resources[1].name"),
+            "resource 'CPU' is listed twice",
+            id="resource-twice-in-a-flavor",
+        ),
+        pytest.param(
             [doc("Cohort", "c", {"parentName": "c"})],
             ("Cohort/c", "spec.parentName"),
             "cannot be its own parent",
