@@ -1,0 +1,73 @@
+"""Document builders shared by the config loader tests.
+
+Each builder returns one document of our apiVersion as a plain dict, with only the
+fields a test is about, so a test's documents read like the YAML they stand for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ray_queue.engine.config_loader import API_VERSION, load_config
+from ray_queue.engine.errors import ConfigError, ConfigProblem
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures"
+THREE_TEAMS = REPO / "examples" / "config" / "three-teams.yaml"
+GI = 2**30
+
+
+def doc(
+    kind: str, name: str | None, spec: dict[str, object] | None = None, **top: object
+) -> dict[str, object]:
+    out: dict[str, object] = {"apiVersion": API_VERSION, "kind": kind}
+    if name is not None:
+        out["metadata"] = {"name": name}
+    if spec is not None:
+        out["spec"] = spec
+    out.update(top)
+    return out
+
+
+def rf(name: str, **spec: object) -> dict[str, object]:
+    return doc("ResourceFlavor", name, dict(spec))
+
+
+def group(covered: list[str], *flavors: tuple[str, dict[str, object]]) -> dict[str, object]:
+    """``group(["CPU"], ("a", {"CPU": 4}))``; a quota value may be a dict of fields."""
+    return {
+        "coveredResources": covered,
+        "flavors": [
+            {
+                "name": flavor,
+                "resources": [
+                    {"name": r, **(q if isinstance(q, dict) else {"nominalQuota": q})}
+                    for r, q in quotas.items()
+                ],
+            }
+            for flavor, quotas in flavors
+        ],
+    }
+
+
+def cq(name: str, *groups: dict[str, object], **spec: object) -> dict[str, object]:
+    return doc("ClusterQueue", name, {"resourceGroups": list(groups), **spec})
+
+
+def queue(name: str, cluster_queue: str, **spec: object) -> dict[str, object]:
+    return doc("Queue", name, {"clusterQueue": cluster_queue, **spec})
+
+
+def problems_of(docs: list[dict[str, object]] | str) -> list[ConfigProblem]:
+    with pytest.raises(ConfigError) as info:
+        load_config(docs)
+    return info.value.problems
+
+
+def where(problems: list[ConfigProblem]) -> set[tuple[str, str]]:
+    return {(p.document, p.field) for p in problems}
+
+
+BASE = [rf("a"), cq("cq", group(["CPU"], ("a", {"CPU": 4})))]
