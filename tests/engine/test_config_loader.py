@@ -41,6 +41,7 @@ from ray_queue.engine.config import (
     WhenCanPreempt,
     WithinClusterQueue,
 )
+from ray_queue.engine.config_documents import ray_resource_name
 from ray_queue.engine.config_loader import (
     API_VERSION,
     dump_yaml,
@@ -714,3 +715,33 @@ def test_the_examples_in_docs_config_md_load_together() -> None:
         AdmissionCheckRef("provisioning", ("a100",)),
     )
     assert config.cohorts["company"] == Cohort("company")
+
+
+@pytest.mark.parametrize(
+    ("path", "queue_name", "request_units", "expected_flavor"),
+    [
+        pytest.param(
+            FIXTURES / "kueue-v1beta1.yaml",
+            "team-a-queue",
+            {"nvidia.com/gpu": 2, "pods": 2},
+            "h100",
+            id="kueue-v1beta1",
+        ),
+        pytest.param(
+            FIXTURES / "kueue-v1beta2.yaml", "ml", {"cpu": 20}, "default-flavor", id="kueue-v1beta2"
+        ),
+    ],
+)
+def test_kueue_configs_drive_the_engine(
+    path: Path, queue_name: str, request_units: dict[str, float], expected_flavor: str
+) -> None:
+    """What the loader builds from Kueue files is a config the engine schedules with."""
+    config = load_config(path)
+    engine, _ = new_engine(config)
+    ray_units = {ray_resource_name(k): v for k, v in request_units.items()}
+    engine.submit(WorkloadBuilder("w").queue(queue_name).bundles(ray_units).build())
+    engine.schedule()
+    # Both ClusterQueues have admission checks, so the workload reserves quota first.
+    assert state(engine, "w") is WorkloadState.QUOTA_RESERVED
+    first_resource = next(iter(ray_units))
+    assert flavor_of(engine, "w", first_resource) == expected_flavor
