@@ -261,19 +261,45 @@ class Authenticator:
                 bucket.in_flight -= 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Malformed:
+    """A request body that did not parse; answered INVALID_ARGUMENT, not gRPC's INTERNAL."""
+
+    error: str
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as e:
+            return _Malformed(f"{type(e).__name__}: {e}"[:300])
+
+    return parse
+
+
+def _refuse_malformed(request: Any, context: grpc.ServicerContext) -> None:
+    if isinstance(request, _Malformed):
+        context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid message ({request.error})"
+        )
+
+
 def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> Any:
     """A handler of the same shape as ``handler`` that aborts with ``code``."""
 
     def abort(request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(code, message)
 
+    deserializer = _lenient(handler.request_deserializer)
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(
-            abort, handler.request_deserializer, handler.response_serializer
+            abort, deserializer, handler.response_serializer
         )
-    return grpc.unary_unary_rpc_method_handler(
-        abort, handler.request_deserializer, handler.response_serializer
-    )
+    return grpc.unary_unary_rpc_method_handler(abort, deserializer, handler.response_serializer)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -324,19 +350,21 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
             def serve_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 release_when_done(context)
+                _refuse_malformed(request, context)
                 return inner_stream(request, context)  # type: ignore[no-any-return]
 
             return grpc.unary_stream_rpc_method_handler(
-                serve_stream, handler.request_deserializer, handler.response_serializer
+                serve_stream, _lenient(handler.request_deserializer), handler.response_serializer
             )
         inner = handler.unary_unary
 
         def serve(request: Any, context: grpc.ServicerContext) -> Any:
             release_when_done(context)
+            _refuse_malformed(request, context)
             return inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
-            serve, handler.request_deserializer, handler.response_serializer
+            serve, _lenient(handler.request_deserializer), handler.response_serializer
         )
 
 
