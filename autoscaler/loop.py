@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,15 +39,19 @@ class GangGroupProvider(Protocol):
 class RequestClient(Protocol):
     """ProvisioningRequests (and their PodTemplates) the autoscaler made.
 
-    ``list()`` is a fresh read. ``create`` is idempotent (an existing request of that
+    ``read()`` is a fresh read. ``create`` is idempotent (an existing request of that
     name is left alone); ``delete`` of a missing request is a no-op.
     """
 
-    def list(self) -> Sequence[RequestView]: ...
+    def read(self) -> Sequence[RequestView]: ...
 
     def create(self, spec: RequestSpec, group: WorkerGroup) -> None: ...
 
     def delete(self, name: str) -> None: ...
+
+    def sweep(self, keep: Iterable[str]) -> list[str]:
+        """Delete leftovers (PodTemplates) of requests not in ``keep``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +98,16 @@ class Reconciler:
         started = time.perf_counter()
         demand = self._source.demand()
         groups = self._provider.groups()
-        requests = list(self._requests.list()) if self._requests is not None else []
+        requests = list(self._requests.read()) if self._requests is not None else []
         read_done = time.perf_counter()
         the_plan = plan(
             demand, groups, requests, now=self._clock.now(), config=self._config.planner
         )
         plan_done = time.perf_counter()
         self._act(the_plan, groups)
+        if self._requests is not None:
+            kept = {r.name for r in requests} | {s.name for s in the_plan.create_requests}
+            self._requests.sweep(kept - set(the_plan.delete_requests))
         done = time.perf_counter()
         self.passes += 1
         self._record(the_plan, groups, requests)
