@@ -4,10 +4,9 @@ Config reaches ray-queue from many places — a file, ``ray_queue.init(config=..
 CLI, gRPC, a ConfigMap — and all of them come through ``load_config`` (or ``parse_yaml``
 for text from the network) so that one set of rules decides what is valid. A config is
 checked as a whole and rejected with every problem listed (``ConfigError``); nothing is
-half-applied. ``to_documents`` and
-``dump_yaml`` write a config back in our own apiVersion, so a config shown to a person
-is something they can edit and apply again: ``parse_documents(to_documents(c))
-== c`` for every valid config.
+half-applied. ``to_documents`` and ``dump_yaml`` write a config back in our own
+apiVersion, so a config shown to a person is something they can edit and apply again:
+``parse_documents(to_documents(c)) == c`` for every valid config.
 
 The work is split: ``config_fields`` reads a mapping while collecting problems,
 ``config_documents`` turns one document into a config value, ``config_validation``
