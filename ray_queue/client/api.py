@@ -18,6 +18,7 @@ from ray_queue.client.remote import (
     QueuedRemoteFunction,
 )
 from ray_queue.client.runtime import ClientRuntime, current, to_bundle
+from ray_queue.engine import config_loader
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import (
     BundleGroup,
@@ -34,12 +35,7 @@ from ray_queue.manager.types import ManagerStatus
 
 def load_config(config: Any) -> QueueConfig:
     """Anything DESIGN §1 accepts (path, YAML text, dict(s), QueueConfig) → QueueConfig."""
-    if isinstance(config, QueueConfig):
-        return config
-    from ray_queue.engine import config_loader  # type: ignore[attr-defined]
-
-    loaded: QueueConfig = config_loader.load_config(config)
-    return loaded
+    return config_loader.load_config(config)
 
 
 def init(

@@ -9,6 +9,7 @@ cohort, so each can borrow the other's two.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -249,3 +250,68 @@ def test_bad_input_is_rejected_with_nothing_lost(teams: None) -> None:
     assert kept.status().state is S.ADMITTED
     assert waiting.status().state is S.PENDING
     assert {kept.workload} <= set(live_pgs())
+
+
+KUEUE_YAML = """
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ResourceFlavor
+metadata:
+  name: a100
+spec:
+  nodeLabels:
+    ray.io/accelerator-type: A100
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ClusterQueue
+metadata:
+  name: research
+spec:
+  namespaceSelector: {}
+  resourceGroups:
+  - coveredResources: ["cpu", "nvidia.com/gpu"]
+    flavors:
+    - name: a100
+      resources:
+      - name: cpu
+        nominalQuota: 4
+      - name: nvidia.com/gpu
+        nominalQuota: 3
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: LocalQueue
+metadata:
+  namespace: research
+  name: user-queue
+spec:
+  clusterQueue: research
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: WorkloadPriorityClass
+metadata:
+  name: urgent
+value: 1000
+"""
+
+
+def test_kueue_format_config_is_accepted_unchanged(cluster: Cluster) -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "engine" / "fixtures"
+    for path in sorted(fixtures.glob("kueue-*.yaml")):
+        ray_queue.apply_config(path)  # Kueue's own files, as a path
+    ray_queue.apply_config(KUEUE_YAML)  # and as YAML text
+    names = [c.name for c in ray_queue.status().cluster_queues]
+    assert names == ["research"]
+    gpus = ray_queue.placement_group(
+        [{"GPU": 1, "CPU": 1}] * 3, queue="user-queue", priority="urgent"
+    )
+    try:
+        assert gpus.wait(timeout_seconds=30)
+        labels = node_labels()
+        table = ray.util.placement_group_table(gpus.placement_group)
+        assert {
+            labels[n]["ray.io/accelerator-type"] for n in table["bundles_to_node_id"].values()
+        } == {"A100"}
+        with pytest.raises(ray_queue.WorkloadRejected):
+            ray_queue.placement_group([{"GPU": 1}] * 4, queue="user-queue")
+    finally:
+        gpus.remove()
+        cancel_everything()
