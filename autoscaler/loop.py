@@ -120,8 +120,9 @@ class Reconciler:
         )
         return result
 
-    def run(self, stop: threading.Event) -> None:
-        """Pass after pass until ``stop`` is set; back off on failures."""
+    def run(self, stop: threading.Event, *, wake: threading.Event | None = None) -> None:
+        """Pass after pass until ``stop`` is set; back off on failures. A set ``wake``
+        (new demand) starts the next pass early, so a new gang waits no full interval."""
         failures = 0
         while not stop.is_set():
             try:
@@ -135,7 +136,11 @@ class Reconciler:
                 wait = min(self._config.max_backoff_s, self._config.interval_s * 2**failures)
                 logger.warning("autoscaler pass failed (%s: %s); retrying in %.1f s",
                                kind, exc, wait)
-            stop.wait(wait)
+            if wake is None or failures:
+                stop.wait(wait)
+            else:
+                wake.wait(wait)
+                wake.clear()
 
     # -- acting ----------------------------------------------------------------------------
 

@@ -1,0 +1,139 @@
+"""``GrpcSource``: demand from the manager's AutoscalerService (the sidecar's mode).
+
+A background thread follows the ``WatchDemand`` stream and keeps the latest snapshot, so
+a reconcile pass reads demand without a round trip and a new demand wakes the loop at
+once (``changed``). The stream's gangs carry neither the flavor's worker group, nor the
+provisioning check, nor the attempt number; those come from the manager's config
+(``GetConfig``, re-read every ``config_refresh_s``) and the workload (``GetWorkload``,
+only for all-at-once gangs, which are few), and the same ``enrich`` as in-process mode
+fills them in. If the stream breaks it is re-opened with back-off; until the first
+snapshot arrives ``demand()`` raises ``SourceError`` so the loop never plans from nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from autoscaler.demand import Demand
+from autoscaler.sources import Overrides, SourceError, enrich
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.model import CheckState, GangDemand, WorkloadId
+
+logger = logging.getLogger(__name__)
+
+
+class GrpcSource:
+    """Thread-safe: the watch thread writes the snapshot under a lock; passes read it."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        overrides: Overrides | None = None,
+        config_refresh_s: float = 30.0,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        #: A ``ray_queue.grpc.client.QueueClient`` (or anything with the same methods).
+        self._client = client
+        self._overrides = overrides or Overrides()
+        self._config_refresh_s = config_refresh_s
+        self._max_backoff_s = max_backoff_s
+        self._lock = threading.Lock()
+        self._gangs: tuple[GangDemand, ...] | None = None
+        self._config: QueueConfig | None = None
+        self._config_at = 0.0
+        self._stop = threading.Event()
+        #: Set whenever a new snapshot arrives; the loop may wait on it between passes.
+        self.changed = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="demand-watch", daemon=True)
+
+    def start(self) -> GrpcSource:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    # -- DemandSource ------------------------------------------------------------------------
+
+    def demand(self) -> Demand:
+        with self._lock:
+            gangs = self._gangs
+        if gangs is None:
+            raise SourceError("no demand snapshot from the manager yet")
+        config = self._current_config()
+        out = []
+        for gang in gangs:
+            status = None
+            if gang.all_at_once:
+                try:
+                    status = self._client.workload(gang.workload)
+                except Exception as exc:
+                    raise SourceError(f"cannot read workload {gang.workload}: {exc}") from exc
+            out.append(enrich(gang, config, status, self._overrides))
+        return Demand.of(out)
+
+    def report_check(
+        self, workload: WorkloadId, check: str, state: CheckState, message: str
+    ) -> None:
+        try:
+            self._client.report_check(workload, check, state, message)
+        except Exception as exc:
+            if type(exc).__name__ == "UnknownWorkloadError":
+                return  # forgotten by the manager: nothing waits on the report
+            raise SourceError(f"report {state.value} for {workload} failed: {exc}") from exc
+
+    def evict(self, workload: WorkloadId, message: str) -> None:
+        # The AutoscalerService has no eviction call yet. While the workload still waits
+        # on its check, Retry has the same effect (quota released, back-off); a running
+        # workload whose capacity was revoked is left to the placement timeout.
+        logger.warning("capacity revoked for %s: %s (reporting Retry)", workload, message)
+        check = self._check_of(workload)
+        if check is not None:
+            self.report_check(workload, check, CheckState.RETRY, message)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _check_of(self, workload: WorkloadId) -> str | None:
+        try:
+            status = self._client.workload(workload)
+        except Exception:
+            return None
+        return next(iter(status.checks), None) if status.checks else None
+
+    def _current_config(self) -> QueueConfig:
+        now = time.monotonic()
+        if self._config is None or now - self._config_at > self._config_refresh_s:
+            from ray_queue.engine.config_loader import parse_yaml
+
+            try:
+                self._config = parse_yaml(self._client.config_yaml())
+            except Exception as exc:
+                if self._config is None:
+                    raise SourceError(f"cannot read the manager's config: {exc}") from exc
+                logger.warning("config refresh failed (%s); keeping the last one", exc)
+            self._config_at = now
+        return self._config
+
+    def _follow(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                for snapshot in self._client.watch_demand(timeout_s=None):
+                    with self._lock:
+                        self._gangs = tuple(snapshot.gangs)
+                    self.changed.set()
+                    failures = 0
+                    if self._stop.is_set():
+                        return
+            except Exception as exc:
+                failures += 1
+                wait = min(self._max_backoff_s, 0.2 * 2**failures)
+                logger.warning("demand stream broke (%s); reconnecting in %.1f s", exc, wait)
+                self._stop.wait(wait)
+            else:
+                self._stop.wait(0.2)
