@@ -1,0 +1,313 @@
+"""The Helm chart, rendered by the real helm and checked by the real API server.
+
+What must hold: the chart lints; default and full values render the objects the docs
+promise, shaped as the manager and autoscaler expect (in-tree autoscaler off, the sidecar's
+flags, the flavors from the worker groups, a queue config the real loader accepts); every
+rendered object passes a server-side dry-run apply with the real CRDs; bad values fail
+with a message naming the value; and an install keeps its generated tokens on upgrade.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ray_queue.engine.config import ProvisioningMode
+from ray_queue.engine.config_loader import load_config
+from tests.helm.conftest import CHART, KUBE_VERSION, VALUES, Helm
+
+pytestmark = pytest.mark.timeout(180)
+
+DEFAULT_KINDS = sorted(
+    [
+        "ConfigMap",  # queue config
+        "ConfigMap",  # dashboard
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "RayCluster",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "Service",
+        "ServiceAccount",
+    ]
+)
+
+
+def _by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [o for o in _by_kind(objects, kind) if o["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind} *{name_suffix}, got {len(found)}"
+    return found[0]
+
+
+def _head_containers(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    return {c["name"]: c for c in spec["containers"]}
+
+
+def test_lint_default_and_full_values(helm: Helm) -> None:
+    for extra in ([], ["-f", str(VALUES / "full.yaml")]):
+        proc = helm.run("lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, *extra)
+        assert "0 chart(s) failed" in proc.stdout, proc.stdout
+
+
+def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm) -> None:
+    objects = helm.template(namespace="ray")
+    assert sorted(o["kind"] for o in objects) == DEFAULT_KINDS
+    assert all(o["metadata"]["namespace"] == "ray" for o in objects)
+
+    cluster = _one(objects, "RayCluster")
+    assert cluster["apiVersion"] == "ray.io/v1"
+    assert cluster["spec"]["enableInTreeAutoscaling"] is False
+    head = cluster["spec"]["headGroupSpec"]
+    pod = head["template"]
+    # KubeRay must leave the head's command alone so the manager starts after Ray.
+    assert pod["metadata"]["annotations"]["ray.io/overwrite-container-cmd"] == "true"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    containers = _head_containers(cluster)
+    assert set(containers) == {"ray-head", "autoscaler"}
+    script = containers["ray-head"]["args"][0]
+    assert "$KUBERAY_GEN_RAY_START_CMD &" in script
+    assert "'python' '-m' 'ray_queue.manager'" in script
+    assert "'--config-file' '/etc/ray-queue/config/queues.yaml' '--watch-config'" in script
+    assert "wait -n" in script
+
+    sidecar = containers["autoscaler"]
+    assert sidecar["command"] == ["ray-queue-autoscaler"]
+    assert sidecar["args"] == [
+        "--cluster-name=rq-ray-queue",
+        "--namespace=ray",
+        "--manager-address=127.0.0.1:50051",
+        "--interval-s=1",
+        "--metrics-port=9091",
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
+    assert mounts == {"kube-api-access": "/var/run/secrets/kubernetes.io/serviceaccount"}
+    assert sidecar["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "rq-ray-queue-tokens",
+        "key": "autoscaler",
+    }
+    # The manager container holds no Kubernetes credentials.
+    assert all(
+        m["mountPath"] != "/var/run/secrets/kubernetes.io/serviceaccount"
+        for m in containers["ray-head"]["volumeMounts"]
+    )
+
+    (group,) = cluster["spec"]["workerGroupSpecs"]
+    assert (group["groupName"], group["minReplicas"], group["maxReplicas"]) == (
+        "cpu-workers",
+        0,
+        10,
+    )
+    assert group["template"]["spec"]["automountServiceAccountToken"] is False
+
+    queues = _one(objects, "ConfigMap", "-queues")
+    config = load_config(queues["data"]["queues.yaml"])
+    assert set(config.flavors) == {"cpu"}
+    assert config.flavors["cpu"].worker_group == "cpu-workers"
+    assert dict(config.flavors["cpu"].node_labels) == {"ray.io/node-group": "cpu-workers"}
+    assert set(config.cluster_queues) == {"default"} and set(config.queues) == {"default"}
+
+    dashboard = _one(objects, "ConfigMap", "-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (CHART / "dashboards" / "ray-queue.json").read_text()
+    assert json.loads(dashboard["data"]["ray-queue.json"]) == json.loads(shipped)
+
+    secret = _one(objects, "Secret")
+    tokens = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert len(tokens["admin"]) == 40 and len(tokens["autoscaler"]) == 40
+    assert tokens["admin"] != tokens["autoscaler"]
+    assert yaml.safe_load(tokens["tenants.yaml"]) == {"tenants": []}
+
+    grpc = _one(objects, "Service", "-grpc")
+    assert grpc["spec"]["ports"] == [
+        {
+            "name": "grpc",
+            "port": 50051,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        }
+    ]
+    head_labels = pod["metadata"]["labels"]
+    for service in _by_kind(objects, "Service"):
+        assert service["spec"]["selector"].items() <= head_labels.items()
+
+
+def test_full_values_render_every_option(helm: Helm) -> None:
+    objects = helm.template(VALUES / "full.yaml", namespace="ml-team")
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted([*DEFAULT_KINDS, "ServiceMonitor"])
+    for obj in objects:
+        assert obj["metadata"]["labels"]["team"] == "platform", obj["metadata"]["name"]
+        assert obj["metadata"]["annotations"]["owner"] == "platform@example.com"
+
+    cluster = _one(objects, "RayCluster")
+    assert cluster["metadata"]["name"] == "ml"
+    containers = _head_containers(cluster)
+    script = containers["ray-head"]["args"][0]
+    for fragment in (
+        "'--tls-cert-file' '/etc/ray-queue/tls/tls.crt'",
+        "'--log-level' 'DEBUG'",
+        "'--cycle-interval-s=0.1'",
+    ):
+        assert fragment in script
+    assert containers["autoscaler"]["image"] == "registry.example.com/ray-queue-autoscaler:0.1.0"
+    assert containers["ray-head"]["image"] == "registry.example.com/ray-queue:0.1.0-py311"
+    assert "--interval-s=0.5" in containers["autoscaler"]["args"]
+    assert containers["autoscaler"]["args"][-1] == "--idle-timeout-s=120"
+    volumes = {
+        v["name"]: v for v in cluster["spec"]["headGroupSpec"]["template"]["spec"]["volumes"]
+    }
+    assert volumes["state"]["persistentVolumeClaim"] == {"claimName": "ml-queue-state"}
+    assert volumes["tls"]["secret"]["secretName"] == "ml-grpc-tls"
+
+    groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
+    assert set(groups) == {"cpu-workers", "gpu-a100"}
+    gpu = groups["gpu-a100"]
+    assert gpu["rayStartParams"] == {"num-gpus": "4", "labels": "example.com/accelerator=a100"}
+    assert gpu["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gpu["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "32Gi"
+
+    config = load_config(_one(objects, "ConfigMap", "-queues")["data"]["queues.yaml"])
+    assert config.flavors["a100"].provisioning is ProvisioningMode.ALL_AT_ONCE
+    assert config.flavors["a100"].worker_group == "gpu-a100"
+    assert dict(config.flavors["a100"].node_labels) == {
+        "example.com/accelerator": "a100",
+        "ray.io/node-group": "gpu-a100",
+    }
+    assert set(config.cluster_queues) == {"training", "research"}
+
+    secret = _one(objects, "Secret")
+    tenants = yaml.safe_load(base64.b64decode(secret["data"]["tenants.yaml"]))["tenants"]
+    assert tenants[0] == {
+        "name": "training",
+        "token": "training-token-for-tests-only",
+        "queues": ["training"],
+    }
+    assert tenants[1]["name"] == "research" and len(tenants[1]["token"]) == 40
+    assert base64.b64decode(secret["data"]["admin"]).decode() == "admin-token-for-tests-only"
+
+    monitor = _one(objects, "ServiceMonitor")
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [
+        "manager-metrics",
+        "autoscaler-metrics",
+    ]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    metrics = _one(objects, "Service", "-metrics")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    )
+
+    manager_policy = _one(objects, "NetworkPolicy", "-manager")
+    ingress = manager_policy["spec"]["ingress"]
+    assert [sorted(p["port"] for p in rule["ports"]) for rule in ingress] == [
+        [50051],
+        [9090, 9091],
+        [8265, 10001],
+    ]
+    assert ingress[0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"ray-queue.io/tenant": "true"}}}
+    ]
+
+
+def test_optional_parts_switch_off(helm: Helm) -> None:
+    objects = helm.template(
+        sets=[
+            "autoscaler.enabled=false",
+            "networkPolicy.enabled=false",
+            "dashboard.enabled=false",
+            "tokens.existingSecret=my-tokens",
+        ]
+    )
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(["ConfigMap", "RayCluster", "Service", "Service", "ServiceAccount"]), (
+        "without the autoscaler there is no Role; with existingSecret no Secret"
+    )
+    cluster = _one(objects, "RayCluster")
+    assert set(_head_containers(cluster)) == {"ray-head"}
+    assert cluster["spec"]["enableInTreeAutoscaling"] is False
+    volumes = {
+        v["name"]: v for v in cluster["spec"]["headGroupSpec"]["template"]["spec"]["volumes"]
+    }
+    assert volumes["tokens"]["secret"]["secretName"] == "my-tokens"
+    assert "kube-api-access" not in volumes
+
+
+BAD_VALUES = [
+    pytest.param(
+        "workerGroups:\n  - {name: cpu, maxReplicas: many, resources: {}}\n",
+        "/workerGroups/0/maxReplicas",
+        id="max-replicas-not-a-number",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: CPU_Workers, maxReplicas: 2, resources: {}}\n",
+        "/workerGroups/0/name",
+        id="group-name-not-a-dns-label",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: cpu, maxReplicas: 2, provisioning: gang, resources: {}}\n",
+        "/workerGroups/0/provisioning",
+        id="unknown-provisioning-mode",
+    ),
+    pytest.param("manager:\n  grpcPrt: 50052\n", "grpcPrt", id="typo-in-a-key"),
+    pytest.param("manager:\n  grpcPort: 70000\n", "/manager/grpcPort", id="port-out-of-range"),
+    pytest.param("queueConfig: {kind: ClusterQueue}\n", "/queueConfig", id="config-not-a-string"),
+    pytest.param(
+        "workerGroups:\n  - {name: cpu, maxReplicas: 2, resources: {requests: {cpu: lots}}}\n",
+        "/workerGroups/0/resources/requests/cpu",
+        id="bad-quantity",
+    ),
+    pytest.param(
+        "tokens:\n  tenants:\n    - {name: team-a, queues: []}\n",
+        "/tokens/tenants/0/queues",
+        id="tenant-without-queues",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: cpu, minReplicas: 3, maxReplicas: 2, replicas: 3, "
+        "resources: {}}\n",
+        "minReplicas 3 is above maxReplicas 2",
+        id="min-above-max",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: a, flavor: cpu, maxReplicas: 2, resources: {}}\n"
+        "  - {name: b, flavor: cpu, maxReplicas: 2, resources: {}}\n",
+        'flavor "cpu" is provided by two worker groups',
+        id="flavor-twice",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: a, maxReplicas: 2, resources: {}, labels: {ray.io/gpu: x}}\n",
+        "Ray reserves the ray.io/ prefix",
+        id="reserved-label-prefix",
+    ),
+    pytest.param(
+        "manager:\n  metricsPort: 8265\n",
+        "manager.metricsPort: port 8265 is taken by Ray's dashboard",
+        id="port-clash-with-ray",
+    ),
+    pytest.param(
+        "manager:\n  tls: {enabled: true}\n",
+        "manager.tls.secretName",
+        id="tls-without-secret",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_VALUES)
+def test_bad_values_fail_with_a_clear_message(
+    helm: Helm, tmp_path: Path, values: str, message: str
+) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(values)
+    error = helm.template_error(path)
+    assert message in error, error

@@ -1,0 +1,243 @@
+"""The chart against the real API server: dry-run apply, RBAC, install and upgrade.
+
+A rendered object can be valid YAML and still be refused: a field the RayCluster CRD does
+not declare, a NetworkPolicy peer of the wrong shape, a Role for a resource that is not
+served. Server-side apply with ``dryRun=All`` and strict field validation runs every
+admission and schema check without storing anything. RBAC is then checked the way the
+API server itself decides: a SubjectAccessReview for the chart's ServiceAccount, for
+every verb the autoscaler needs (allowed) and for a sample of verbs it must not have
+(denied).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helm.conftest import CHART, VALUES, Helm
+from tests.k8s.conftest import K8sApi
+
+pytestmark = pytest.mark.timeout(240)
+
+FIELD_MANAGER = "ray-queue-helm-test"
+
+#: (group, resource, subresource, verb): what docs/autoscaler.md says the sidecar does.
+NEEDED = [
+    *[("ray.io", "rayclusters", "", v) for v in ("get", "list", "watch", "patch")],
+    *[
+        ("autoscaling.x-k8s.io", "provisioningrequests", "", v)
+        for v in ("get", "list", "watch", "create", "delete")
+    ],
+    ("autoscaling.x-k8s.io", "provisioningrequests", "status", "get"),
+    *[("", "podtemplates", "", v) for v in ("create", "get", "list", "delete")],
+    *[("", "pods", "", v) for v in ("get", "list", "watch")],
+]
+
+#: A sample of what it must not do: write what it only reads, touch secrets or config,
+#: exec into pods, create or delete whole clusters, change RBAC, or see other namespaces.
+FORBIDDEN = [
+    ("", "secrets", "", "get"),
+    ("", "secrets", "", "list"),
+    ("", "configmaps", "", "get"),
+    ("", "configmaps", "", "update"),
+    ("", "pods", "", "create"),
+    ("", "pods", "", "delete"),
+    ("", "pods", "", "patch"),
+    ("", "pods", "exec", "create"),
+    ("", "pods", "log", "get"),
+    ("", "services", "", "create"),
+    ("", "podtemplates", "", "update"),
+    ("", "podtemplates", "", "patch"),
+    ("", "serviceaccounts", "token", "create"),
+    ("ray.io", "rayclusters", "", "create"),
+    ("ray.io", "rayclusters", "", "delete"),
+    ("ray.io", "rayclusters", "", "update"),
+    ("ray.io", "rayclusters", "status", "patch"),
+    ("ray.io", "rayjobs", "", "create"),
+    ("autoscaling.x-k8s.io", "provisioningrequests", "", "update"),
+    ("autoscaling.x-k8s.io", "provisioningrequests", "", "patch"),
+    ("autoscaling.x-k8s.io", "provisioningrequests", "status", "patch"),
+    ("rbac.authorization.k8s.io", "roles", "", "create"),
+    ("rbac.authorization.k8s.io", "rolebindings", "", "create"),
+    ("networking.k8s.io", "networkpolicies", "", "delete"),
+]
+
+
+def _dynamic(api: K8sApi) -> Any:
+    from kubernetes.dynamic import DynamicClient
+
+    return DynamicClient(api.api_client)
+
+
+def _dry_run_apply(dyn: Any, obj: dict[str, Any]) -> None:
+    resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    dyn.server_side_apply(
+        resource,
+        body=obj,
+        namespace=obj["metadata"].get("namespace"),
+        field_manager=FIELD_MANAGER,
+        dry_run="All",
+        query_params=[("fieldValidation", "Strict")],
+    )
+
+
+def _apply(dyn: Any, obj: dict[str, Any]) -> None:
+    resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    dyn.server_side_apply(
+        resource,
+        body=obj,
+        namespace=obj["metadata"].get("namespace"),
+        field_manager=FIELD_MANAGER,
+        query_params=[("fieldValidation", "Strict")],
+    )
+
+
+@pytest.mark.parametrize("values", ["default", "full"])
+def test_every_rendered_object_passes_a_server_side_dry_run(
+    helm: Helm, k8s_api: K8sApi, k8s_namespace: str, servicemonitor_crd: str, values: str
+) -> None:
+    files = [] if values == "default" else [VALUES / "full.yaml"]
+    objects = helm.template(*files, namespace=k8s_namespace)
+    dyn = _dynamic(k8s_api)
+    refused = []
+    for obj in objects:
+        try:
+            _dry_run_apply(dyn, obj)
+        except Exception as exc:  # collect all refusals, then report them together
+            body = getattr(exc, "body", None) or str(exc)
+            refused.append(f"{obj['kind']}/{obj['metadata']['name']}: {body}")
+    assert not refused, "the API server refused:\n" + "\n".join(refused)
+    assert servicemonitor_crd == "servicemonitors.monitoring.coreos.com"
+    if values == "full":
+        assert "ServiceMonitor" in {o["kind"] for o in objects}
+
+
+def test_dry_run_catches_what_the_schema_cannot(k8s_api: K8sApi, k8s_namespace: str) -> None:
+    """The dry run is a real check: a RayCluster with a field the CRD lacks is refused."""
+    from kubernetes.dynamic.exceptions import DynamicApiError
+
+    bad = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": "not-valid", "namespace": k8s_namespace},
+        "spec": {"headGroupSpec": {"template": {"spec": {"containers": []}}}, "inTree": True},
+    }
+    with pytest.raises(DynamicApiError) as info:
+        _dry_run_apply(_dynamic(k8s_api), bad)
+    assert "inTree" in str(info.value.body)
+
+
+@pytest.fixture(scope="module")
+def rbac_installed(helm: Helm, k8s_api: K8sApi, k8s_namespace: str) -> Iterator[str]:
+    """The chart's ServiceAccount, Role and RoleBinding applied for real. Yields the SA user."""
+    objects = helm.template(namespace=k8s_namespace)
+    dyn = _dynamic(k8s_api)
+    kinds = ("ServiceAccount", "Role", "RoleBinding")
+    rbac = [o for o in objects if o["kind"] in kinds]
+    assert sorted(o["kind"] for o in rbac) == sorted(kinds)
+    for obj in rbac:
+        _apply(dyn, obj)
+    account = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    yield f"system:serviceaccount:{k8s_namespace}:{account}"
+
+
+def _allowed(api: K8sApi, user: str, namespace: str, rule: tuple[str, str, str, str]) -> bool:
+    from kubernetes import client
+
+    group, resource, subresource, verb = rule
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=user,
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+            resource_attributes=client.V1ResourceAttributes(
+                namespace=namespace,
+                group=group,
+                resource=resource,
+                subresource=subresource or None,
+                verb=verb,
+            ),
+        )
+    )
+    result = client.AuthorizationV1Api(api.api_client).create_subject_access_review(review)
+    return bool(result.status.allowed)
+
+
+def test_service_account_may_do_what_the_autoscaler_needs(
+    k8s_api: K8sApi, k8s_namespace: str, rbac_installed: str
+) -> None:
+    denied = [r for r in NEEDED if not _allowed(k8s_api, rbac_installed, k8s_namespace, r)]
+    assert not denied, f"needed but denied: {denied}"
+
+
+def test_service_account_may_do_nothing_more(
+    k8s_api: K8sApi, k8s_namespace: str, rbac_installed: str
+) -> None:
+    allowed = [r for r in FORBIDDEN if _allowed(k8s_api, rbac_installed, k8s_namespace, r)]
+    assert not allowed, f"allowed but not needed: {allowed}"
+    # Namespaced: nothing in another namespace, nothing cluster-scoped.
+    for rule in (("ray.io", "rayclusters", "", "patch"), ("", "pods", "", "list")):
+        assert not _allowed(k8s_api, rbac_installed, "kube-system", rule), rule
+    assert not _allowed(k8s_api, rbac_installed, "", ("", "nodes", "", "list"))
+
+
+def test_role_grants_exactly_the_needed_rules(helm: Helm) -> None:
+    """Structurally too: every (group, resource, verb) the Role grants is in NEEDED."""
+    role = next(o for o in helm.template() if o["kind"] == "Role")
+    granted = {
+        (group, *(resource.split("/", 1) if "/" in resource else (resource, "")), verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == set(NEEDED)
+
+
+def _secret_tokens(api: K8sApi, namespace: str, name: str) -> dict[str, str]:
+    from kubernetes import client
+
+    secret = client.CoreV1Api(api.api_client).read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+
+
+def test_install_upgrade_uninstall_keep_generated_tokens(
+    helm_k8s: Helm, k8s_api: K8sApi, k8s_namespace: str, tmp_path: Path
+) -> None:
+    release = "tok"
+    chart_args = [str(CHART), "--namespace", k8s_namespace, "-f", str(VALUES / "install.yaml")]
+    notes = helm_k8s.run("install", release, *chart_args, timeout_s=180).stdout
+    assert f"RayCluster {k8s_namespace}/tok-ray-queue" in notes
+    assert "export RAY_QUEUE_TOKEN=$(kubectl" in notes
+    assert "Tenant tokens are in the same Secret, key tenants.yaml (team-a)" in notes
+    assert "head pod restart starts from an empty queue" in notes
+
+    secret_name = "tok-ray-queue-tokens"
+    before = _secret_tokens(k8s_api, k8s_namespace, secret_name)
+    tenants = yaml.safe_load(before["tenants.yaml"])["tenants"]
+    assert [t["name"] for t in tenants] == ["team-a"] and len(tenants[0]["token"]) == 40
+
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(
+        "workerGroups:\n  - {name: cpu-workers, maxReplicas: 3, "
+        "resources: {requests: {cpu: '1', memory: 1Gi}}}\n"
+    )
+    helm_k8s.run("upgrade", release, *chart_args, "-f", str(bigger), timeout_s=180)
+    after = _secret_tokens(k8s_api, k8s_namespace, secret_name)
+    assert after == before, "an upgrade must not rotate generated tokens"
+
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(k8s_api.api_client)
+    cluster = custom.get_namespaced_custom_object(
+        "ray.io", "v1", k8s_namespace, "rayclusters", "tok-ray-queue"
+    )
+    assert cluster["spec"]["workerGroupSpecs"][0]["maxReplicas"] == 3
+
+    helm_k8s.run("uninstall", release, "--namespace", k8s_namespace, timeout_s=180)
+    # helm.sh/resource-policy: keep — a reinstall finds the same tokens.
+    assert _secret_tokens(k8s_api, k8s_namespace, secret_name) == before
