@@ -187,4 +187,37 @@ class QueueServer:
         self.stop()
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ray_queue.grpc.server --config FILE``: the API over an in-process engine
+    (no Ray): for trying the CLI, demos and benchmarks. Jobs are refused."""
+    import argparse
+    import signal
+    import threading
+
+    from ray_queue.engine.clock import SystemClock
+    from ray_queue.engine.config_loader import load_config
+    from ray_queue.grpc.backend import EngineBackend
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--config", required=True, help="YAML config file")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--tokens", help="token file (default: $RAY_QUEUE_TOKENS_FILE)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    backend = EngineBackend(load_config(Path(args.config)), SystemClock())
+    server = QueueServer(backend, ServerOptions.from_env(port=args.port, tokens_path=args.tokens))
+    server.start()
+    print(f"serving on {server.address}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.25):
+        backend.tick()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
 __all__ = ["DEFAULT_PORT", "Limits", "QueueServer", "ServerOptions"]

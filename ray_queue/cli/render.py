@@ -1,0 +1,237 @@
+"""How the CLI shows things: rich tables for people, JSON/YAML for scripts.
+
+Resource amounts are milli-units inside ray-queue; people read them in Ray's units
+(``1.5`` CPUs, ``16Gi`` memory), scripts get the exact milli-unit integers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import yaml
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from ray_queue.engine.model import (
+    MILLI,
+    ClusterQueueStatus,
+    CohortStatus,
+    PendingPosition,
+    ResourceStatus,
+    WorkloadStatus,
+)
+from ray_queue.engine.quantity import format_quantity
+
+BAR_WIDTH = 12
+_STATE_STYLE = {
+    "PENDING": "yellow",
+    "QUOTA_RESERVED": "cyan",
+    "ADMITTED": "green",
+    "EVICTED": "magenta",
+    "FINISHED": "dim",
+    "REJECTED": "red",
+    "FAILED": "red",
+    "CANCELLED": "dim",
+}
+
+
+def jsonable(value: Any) -> Any:
+    """Engine values as plain JSON: enums by value, (flavor, resource) keys as
+    ``"flavor/resource"``, infinite shares as ``null``."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {
+            "/".join(k) if isinstance(k, tuple) else str(k): jsonable(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def dump(data: Any, fmt: str) -> str:
+    plain = jsonable(data)
+    if fmt == "yaml":
+        return str(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+    return json.dumps(plain, indent=2)
+
+
+def amount(resource: str, milli: int) -> str:
+    """A milli-unit amount in Ray's units: memory in bytes with binary suffixes."""
+    if resource == "memory" or resource.endswith("memory"):
+        return str(format_quantity(milli, binary=True))
+    value = milli / MILLI
+    return f"{value:g}"
+
+
+def _bar(used: int, nominal: int, borrowed: int) -> Text:
+    total = max(nominal, used, 1)
+    own = min(used, nominal)
+    own_cells = round(BAR_WIDTH * own / total)
+    borrowed_cells = round(BAR_WIDTH * borrowed / total) if borrowed else 0
+    free = max(0, BAR_WIDTH - own_cells - borrowed_cells)
+    bar = Text()
+    bar.append("█" * own_cells, style="green")
+    bar.append("█" * borrowed_cells, style="yellow")
+    bar.append("░" * free, style="dim")
+    return bar
+
+
+def _usage_lines(resources: Sequence[ResourceStatus]) -> Text:
+    # Resources with neither quota nor usage (GPU on a CPU flavor) are noise here.
+    shown = [r for r in resources if r.nominal or r.usage]
+    if not shown:
+        return Text("-", style="dim")
+    out = Text()
+    for i, r in enumerate(shown):
+        if i:
+            out.append("\n")
+        out.append(f"{r.resource}[{r.flavor}] ".ljust(16))
+        out.append_text(_bar(r.usage, r.nominal, r.borrowed))
+        out.append(f" {amount(r.resource, r.usage)}/{amount(r.resource, r.nominal)}")
+        if r.borrowed:
+            out.append(f" (+{amount(r.resource, r.borrowed)} borrowed)", style="yellow")
+    return out
+
+
+def _share(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.3f}"
+
+
+def status_view(
+    cluster_queues: Sequence[ClusterQueueStatus], cohorts: Sequence[CohortStatus]
+) -> Group:
+    cq_table = Table(title="ClusterQueues", title_justify="left", expand=False)
+    for column in ("NAME", "COHORT", "PEND", "RSV", "ADM"):
+        cq_table.add_column(column, overflow="fold")
+    cq_table.add_column("USAGE / QUOTA", no_wrap=True, min_width=44)
+    cq_table.add_column("SHARE", no_wrap=True)
+    for cq in cluster_queues:
+        cq_table.add_row(
+            cq.name,
+            cq.cohort or "-",
+            str(cq.pending),
+            str(cq.reserving),
+            str(cq.admitted),
+            _usage_lines(cq.resources),
+            _share(cq.weighted_share),
+        )
+    parts: list[Any] = [cq_table]
+    if cohorts:
+        cohort_table = Table(title="Cohorts", title_justify="left")
+        for column in ("NAME", "PARENT"):
+            cohort_table.add_column(column, overflow="fold")
+        cohort_table.add_column("USAGE / QUOTA", no_wrap=True, min_width=44)
+        cohort_table.add_column("SHARE", no_wrap=True)
+        for c in cohorts:
+            cohort_table.add_row(
+                c.name, c.parent or "-", _usage_lines(c.resources), _share(c.weighted_share)
+            )
+        parts.append(cohort_table)
+    return Group(*parts)
+
+
+def _requests(status: WorkloadStatus) -> str:
+    parts = []
+    for group in status.spec.bundle_groups:
+        shape = ",".join(f"{k}={amount(k, v)}" for k, v in sorted(group.resources.items()))
+        parts.append(f"{group.count}x{{{shape}}}")
+    return " ".join(parts)
+
+
+def workloads_table(statuses: Iterable[WorkloadStatus]) -> Table:
+    table = Table()
+    for column in ("ID", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "STATE", "REQUEST", "MESSAGE"):
+        table.add_column(column, overflow="fold")
+    for s in statuses:
+        table.add_row(
+            s.spec.id,
+            s.spec.queue,
+            s.cluster_queue,
+            str(s.priority),
+            Text(s.state.value, style=_STATE_STYLE.get(s.state.value, "")),
+            Text(_requests(s)),
+            Text(s.message),
+        )
+    return table
+
+
+def pending_table(positions: Iterable[PendingPosition]) -> Table:
+    table = Table()
+    for column in ("POS(CQ)", "POS(QUEUE)", "ID", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "WHY"):
+        table.add_column(column, overflow="fold")
+    for p in positions:
+        table.add_row(
+            str(p.position_in_cluster_queue),
+            str(p.position_in_queue),
+            p.workload,
+            p.queue,
+            p.cluster_queue,
+            str(p.priority),
+            Text(p.reason),
+        )
+    return table
+
+
+def describe_view(s: WorkloadStatus) -> Group:
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column()
+    rows = [
+        ("ID", s.spec.id),
+        ("Name", s.spec.name or "-"),
+        ("Kind", s.spec.kind.value),
+        ("Queue", s.spec.queue),
+        ("ClusterQueue", s.cluster_queue),
+        ("Priority", f"{s.priority} ({s.spec.priority_class or 'default'})"),
+        ("Owner", s.spec.owner or "-"),
+        ("State", s.state.value),
+        ("Reason", s.reason),
+        ("Message", s.message),
+        ("Request", _requests(s)),
+        ("Strategy", s.spec.strategy.value),
+        ("Requeues", str(s.requeue_count)),
+        ("Placed", "yes" if s.placed else "no"),
+    ]
+    if s.admission is not None:
+        usage = ", ".join(
+            f"{r}[{f}]={amount(r, v)}" for (f, r), v in sorted(s.admission.usage.items())
+        )
+        rows.append(("Admission", f"{s.admission.cluster_queue}: {usage}"))
+    if s.checks:
+        rows.append(("Checks", ", ".join(f"{k}={v.value}" for k, v in s.checks.items())))
+    for key, value in rows:
+        info.add_row(key, Text(value))
+    history = Table(title="History", title_justify="left")
+    for column in ("AT", "FROM", "TO", "REASON", "MESSAGE"):
+        history.add_column(column, overflow="fold")
+    for t in s.history:
+        history.add_row(
+            _time(t.at), t.from_state.value, t.to_state.value, Text(t.reason), Text(t.message)
+        )
+    return Group(info, history)
+
+
+def _time(at: float) -> str:
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def console() -> Console:
+    # Piped output gets a wide fixed width rather than rich's 80 columns, so tables are
+    # not folded into unreadable slivers in logs.
+    wide = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, soft_wrap=False, width=wide)
