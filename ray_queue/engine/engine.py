@@ -107,7 +107,7 @@ class Engine:
         self._queue_usage: dict[str, tuple[float, float]] = {}
         self._seq = 0
         self._borrowed_memo: dict[
-            tuple[str, frozenset[FlavorResource]], tuple[int, list[Candidate]]
+            tuple[QuotaNode, frozenset[FlavorResource]], tuple[int, list[Candidate]]
         ] = {}
 
     # -- events ---------------------------------------------------------------------
@@ -313,9 +313,9 @@ class Engine:
         heads = [e for name in sorted(cluster_queues) if (e := self._head(name)) is not None]
         heads.sort(key=self._entry_order)
         next_round: set[str] = set()
-        touched_roots: set[str] = set()
+        touched_roots: set[QuotaNode] = set()
         for entry in heads:
-            root = entry.node.tree_root.name
+            root = entry.node.tree_root
             if root in touched_roots:
                 entry.assignment = self._assign(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.PREEMPT:
@@ -429,7 +429,7 @@ class Engine:
         retried against the same state, and rescanning hundreds of queues each time
         would dominate the cycle.
         """
-        key = (node.tree_root.name, needs)
+        key = (node.tree_root, needs)
         cached = self._borrowed_memo.get(key)
         if cached is not None and cached[0] == self._tree.version:
             return cached[1]
@@ -457,7 +457,7 @@ class Engine:
         self._holding[cq.name][workload] = _candidate(record)
         record.placed = False
         if cq.usage_based_fair_sharing:
-            self._charge_queue(record.spec.queue, assignment, entry.node)
+            self._charge_queue(record.spec.queue, record.admission, self._clock.now())
         flavors = record.admission.flavors()
         checks = [
             c.name
@@ -630,7 +630,8 @@ class Engine:
         now = self._clock.now()
         reason = reason or default_reason
         message = message or default_message
-        record.history.append(Transition(now, record.state, to, reason, message))
+        granted = record.admission if record.state is S.PENDING and to.holds_quota else None
+        record.history.append(Transition(now, record.state, to, reason, message, granted))
         record.state = to
         record.reason = reason
         record.message = message
@@ -666,12 +667,14 @@ class Engine:
         # A zero-weight Queue goes after every other Queue that has any usage.
         return decayed / weight if weight > 0 else (float("inf") if decayed > 0 else 0.0)
 
-    def _charge_queue(self, queue: str, assignment: Assignment, node: QuotaNode) -> None:
-        now = self._clock.now()
-        score, at = self._queue_usage.get(queue, (0.0, now))
+    def _charge_queue(self, queue: str, admission: Admission, at: float) -> None:
+        node = self._tree.cluster_queues.get(admission.cluster_queue)
+        if node is None:
+            return
+        score, since = self._queue_usage.get(queue, (0.0, at))
         half_life = self._config.settings.admission_fair_sharing.usage_half_life_s
-        penalty = admission_penalty(assignment.usage, node.nominal)
-        self._queue_usage[queue] = (decay(score, now - at, half_life) + penalty, now)
+        penalty = admission_penalty(admission.usage, node.nominal)
+        self._queue_usage[queue] = (decay(score, at - since, half_life) + penalty, at)
 
     def _check_config_keeps_live_workloads(self, config: QueueConfig) -> None:
         problems: list[ConfigProblem] = []
@@ -737,12 +740,30 @@ class Engine:
         for status in statuses:
             record = views.record_from_status(status, seq.get(status.spec.id, 0))
             engine._adopt(record)
+        engine._rebuild_queue_usage(statuses)
         for status in statuses:
             if status.set_aside and status.state is S.PENDING:
                 cq = engine._config.cluster_queues[status.cluster_queue]
                 strict = cq.queueing_strategy is QueueingStrategy.STRICT_FIFO
                 engine._pending[cq.name].block(status.spec.id, status.message, whole_queue=strict)
         return engine
+
+    def _rebuild_queue_usage(self, statuses: list[WorkloadStatus]) -> None:
+        """Replay every recorded admission of usage-fair-shared queues, oldest first."""
+        fair_shared = {
+            name for name, cq in self._config.cluster_queues.items() if cq.usage_based_fair_sharing
+        }
+        charges = sorted(
+            (
+                (t.at, status.spec.queue, t.admission)
+                for status in statuses
+                for t in status.history
+                if t.admission is not None and t.admission.cluster_queue in fair_shared
+            ),
+            key=lambda charge: (charge[0], charge[1]),
+        )
+        for at, queue, admission in charges:
+            self._charge_queue(queue, admission, at)
 
     def _adopt(self, record: Record) -> None:
         workload = record.spec.id

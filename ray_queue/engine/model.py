@@ -155,6 +155,9 @@ class Transition:
     to_state: WorkloadState
     reason: str
     message: str
+    #: On edges that grant quota: what was granted. Kept in the history so ``describe``
+    #: shows every admission, and so a restored engine can rebuild Queue usage.
+    admission: Admission | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,12 +107,12 @@ class QuotaTree:
         for cq in config.cluster_queues.values():
             if cq.cohort is not None:
                 self._link(self.cluster_queues[cq.name], self._cohort(cq.cohort))
-        #: Every ClusterQueue sharing a root, by root name: the scope of borrowing.
-        self._members: dict[str, list[QuotaNode]] = {}
+        #: Every ClusterQueue sharing a root, by root node: the scope of borrowing.
+        self._members: dict[QuotaNode, list[QuotaNode]] = {}
         for root in self.roots():
             _compute_subtree_quota(root)
-            self._members[root.name] = list(_leaves(root))
-            for member in self._members[root.name]:
+            self._members[root] = list(_leaves(root))
+            for member in self._members[root]:
                 member.tree_root = root
                 for ancestor in member.ancestors():
                     ancestor.tree_root = root
@@ -135,7 +135,7 @@ class QuotaTree:
 
     def same_tree(self, node: QuotaNode) -> list[QuotaNode]:
         """Every ClusterQueue that can borrow from or lend to ``node`` (its whole tree)."""
-        return self._members[node.tree_root.name]
+        return self._members[node.tree_root]
 
     # -- usage --------------------------------------------------------------------------
 
