@@ -56,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", choices=["table", "json", "yaml"], default="table", help="output format"
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -o also works after the command (``ray-queue status -o json``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-o", "--output", choices=["table", "json", "yaml"], default=argparse.SUPPRESS
+    )
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_sub(common)
+    )
 
     sub.add_parser("status", help="ClusterQueues and cohorts: usage, quota, borrowing, share")
 
@@ -121,6 +128,17 @@ def _parser() -> argparse.ArgumentParser:
         "--iterations", type=int, default=0, help="stop after this many refreshes (0: never)"
     )
     return p
+
+
+def _sub(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """A parser class whose every instance also accepts the common options."""
+
+    class Sub(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("parents", [common])
+            super().__init__(**kwargs)
+
+    return Sub
 
 
 def _client(args: argparse.Namespace) -> QueueClient:
