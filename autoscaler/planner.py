@@ -408,4 +408,10 @@ def _revoked(request: RequestView) -> str:
 
 
 def _all_idle(group: WorkerGroup, now: float, config: PlannerConfig) -> bool:
-    return all(_idle_long_enough(n, now, config) for n in group.nodes)
+    """A gang's group may go once its gang left demand and none of its nodes works: each
+    is idle past the timeout, or never joined Ray (nothing can run there, and the gang
+    it was made for no longer waits for it)."""
+    return all(
+        _idle_long_enough(n, now, config) or (n.ray_node_id is None and not n.busy)
+        for n in group.nodes
+    )
