@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from autoscaler import __main__ as autoscaler_cli
 from ray_queue.engine.config import ProvisioningMode
 from ray_queue.engine.config_loader import load_config
+from ray_queue.grpc.auth import Role, digest, parse_tokens
 from tests.helm.conftest import CHART, KUBE_VERSION, VALUES, Helm
 
 pytestmark = pytest.mark.timeout(180)
@@ -83,20 +84,38 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
     assert "wait -n" in script
 
     sidecar = containers["autoscaler"]
-    assert sidecar["command"] == ["ray-queue-autoscaler"]
-    assert sidecar["args"] == [
+    assert sidecar["command"] == ["python", "-m", "autoscaler"]
+    args = sidecar["args"]
+    assert args == [
         "--cluster-name=rq-ray-queue",
         "--namespace=ray",
         "--manager-address=127.0.0.1:50051",
         "--interval-s=1",
         "--metrics-port=9091",
+        "--token-file=/etc/ray-queue/autoscaler/token",
     ]
+    # The sidecar's real argument parser accepts exactly what the chart passes.
+    parsed = autoscaler_cli.parse_args(args)
+    assert (parsed.cluster_name, parsed.namespace, parsed.metrics_port) == (
+        "rq-ray-queue",
+        "ray",
+        9091,
+    )
     mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
-    assert mounts == {"kube-api-access": "/var/run/secrets/kubernetes.io/serviceaccount"}
-    assert sidecar["env"][0]["valueFrom"]["secretKeyRef"] == {
-        "name": "rq-ray-queue-tokens",
-        "key": "autoscaler",
+    assert mounts == {
+        "kube-api-access": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "autoscaler-token": "/etc/ray-queue/autoscaler",
     }
+    head_volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert head_volumes["autoscaler-token"]["secret"]["items"] == [
+        {"key": "autoscaler", "path": "token"}
+    ]
+    assert head_volumes["tokens"]["secret"]["items"] == [
+        {"key": "tokens.yaml", "path": "tokens.yaml"}
+    ]
+    env = {e["name"]: e.get("value") for e in containers["ray-head"]["env"]}
+    assert env["RAY_QUEUE_TOKENS_FILE"] == "/etc/ray-queue/tokens/tokens.yaml"
+    assert env["RAY_QUEUE_GRPC_PORT"] == "50051"
     # The manager container holds no Kubernetes credentials.
     assert all(
         m["mountPath"] != "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -127,7 +146,11 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
     tokens = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert len(tokens["admin"]) == 40 and len(tokens["autoscaler"]) == 40
     assert tokens["admin"] != tokens["autoscaler"]
-    assert yaml.safe_load(tokens["tenants.yaml"]) == {"tenants": []}
+    # The manager's own token parser reads the file the chart writes.
+    principals = parse_tokens(tokens["tokens.yaml"], origin="chart")
+    assert principals[digest(tokens["admin"])].role is Role.ADMIN
+    assert principals[digest(tokens["autoscaler"])].role is Role.AUTOSCALER
+    assert len(principals) == 2
 
     grpc = _one(objects, "Service", "-grpc")
     assert grpc["spec"]["ports"] == [
@@ -156,8 +179,11 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     assert cluster["metadata"]["name"] == "ml"
     containers = _head_containers(cluster)
     script = containers["ray-head"]["args"][0]
+    env = {e["name"]: e.get("value") for e in containers["ray-head"]["env"]}
+    assert env["RAY_QUEUE_TLS_CERT"] == "/etc/ray-queue/tls/tls.crt"
+    assert env["RAY_QUEUE_TLS_KEY"] == "/etc/ray-queue/tls/tls.key"
+    assert env["RAY_LOG_TO_STDERR"] == "1"
     for fragment in (
-        "'--tls-cert-file' '/etc/ray-queue/tls/tls.crt'",
         "'--log-level' 'DEBUG'",
         "'--cycle-interval-s=0.1'",
     ):
@@ -189,13 +215,17 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     assert set(config.cluster_queues) == {"training", "research"}
 
     secret = _one(objects, "Secret")
-    tenants = yaml.safe_load(base64.b64decode(secret["data"]["tenants.yaml"]))["tenants"]
-    assert tenants[0] == {
-        "name": "training",
-        "token": "training-token-for-tests-only",
-        "queues": ["training"],
-    }
-    assert tenants[1]["name"] == "research" and len(tenants[1]["token"]) == 40
+    text = base64.b64decode(secret["data"]["tokens.yaml"]).decode()
+    principals = parse_tokens(text, origin="chart")
+    training = principals[digest("training-token-for-tests-only")]
+    assert (training.name, training.role, training.queues) == (
+        "training",
+        Role.TENANT,
+        frozenset({"training"}),
+    )
+    research = next(p for p in principals.values() if p.name == "research")
+    assert research.role is Role.TENANT and research.queues == frozenset({"research"})
+    assert principals[digest("admin-token-for-tests-only")].role is Role.ADMIN
     assert base64.b64decode(secret["data"]["admin"]).decode() == "admin-token-for-tests-only"
 
     monitor = _one(objects, "ServiceMonitor")
@@ -294,6 +324,11 @@ BAD_VALUES = [
         "manager:\n  metricsPort: 8265\n",
         "manager.metricsPort: port 8265 is taken by Ray's dashboard",
         id="port-clash-with-ray",
+    ),
+    pytest.param(
+        "tokens:\n  admin: short\n",
+        "/tokens/admin",
+        id="token-too-short",
     ),
     pytest.param(
         "manager:\n  tls: {enabled: true}\n",

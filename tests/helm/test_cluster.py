@@ -213,13 +213,18 @@ def test_install_upgrade_uninstall_keep_generated_tokens(
     notes = helm_k8s.run("install", release, *chart_args, timeout_s=180).stdout
     assert f"RayCluster {k8s_namespace}/tok-ray-queue" in notes
     assert "export RAY_QUEUE_TOKEN=$(kubectl" in notes
-    assert "Tenant tokens are in the same Secret, key tenants.yaml (team-a)" in notes
+    assert "Tenant tokens are in the same Secret, key tokens.yaml (team-a)" in notes
     assert "head pod restart starts from an empty queue" in notes
 
     secret_name = "tok-ray-queue-tokens"
     before = _secret_tokens(k8s_api, k8s_namespace, secret_name)
-    tenants = yaml.safe_load(before["tenants.yaml"])["tenants"]
-    assert [t["name"] for t in tenants] == ["team-a"] and len(tenants[0]["token"]) == 40
+    entries = yaml.safe_load(before["tokens.yaml"])["tokens"]
+    assert [(t["name"], t["role"]) for t in entries] == [
+        ("admin", "admin"),
+        ("autoscaler", "autoscaler"),
+        ("team-a", "tenant"),
+    ]
+    assert all(len(t["token"]) == 40 for t in entries)
 
     bigger = tmp_path / "bigger.yaml"
     bigger.write_text(

@@ -166,14 +166,9 @@ only make sense together. Each failure names the value to change.
   "--address" "auto"
   "--config-file" "/etc/ray-queue/config/queues.yaml"
   "--watch-config"
-  "--tokens-dir" "/etc/ray-queue/tokens"
-  "--grpc-port" (toString .Values.manager.grpcPort)
   "--metrics-port" (toString .Values.manager.metricsPort)
   "--state-dir" .Values.manager.state.mountPath
   "--log-level" .Values.manager.logLevel) -}}
-{{- if .Values.manager.tls.enabled -}}
-{{- $args = concat $args (list "--tls-cert-file" "/etc/ray-queue/tls/tls.crt" "--tls-key-file" "/etc/ray-queue/tls/tls.key") -}}
-{{- end -}}
 {{- $args = concat $args .Values.manager.extraArgs -}}
 {{- $quoted := list -}}
 {{- range $args -}}
