@@ -34,3 +34,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# A local Ray cluster with simulated A100/T4 nodes, three teams, a live table (~1-2 min).
+demo: $(STAMP)
+	$(PY) -m ray_queue.demo

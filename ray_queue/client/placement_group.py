@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+import ray
 from ray.util.placement_group import PlacementGroup
 
 from ray_queue.client.runtime import ClientRuntime
@@ -30,6 +31,7 @@ class QueuedPlacementGroup:
         self.name = name
         self._cv = threading.Condition()
         self._pg: PlacementGroup | None = None
+        self._ready_ref: Any = None
         self._state = WorkloadState.PENDING
         self._message = ""
         self._preemptions = 0
@@ -48,6 +50,7 @@ class QueuedPlacementGroup:
             self._state, self._message = event.state, event.message
             if event.decision == "admit" and event.placement_group_id:
                 self._pg = pg_from_hex(event.placement_group_id)
+                self._ready_ref = self._pg.ready()
             elif event.decision in ("preempt", "evict") or event.state.is_terminal:
                 if event.decision == "preempt":
                     self._preemptions += 1
@@ -93,14 +96,21 @@ class QueuedPlacementGroup:
                     if remaining is not None and remaining <= 0:
                         return False
                     self._cv.wait(remaining if remaining is not None else 1.0)
-                pg = self._pg
+                pg, ready = self._pg, self._ready_ref
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if pg.wait(timeout_seconds=min(remaining, 1.0) if remaining is not None else 1.0):
-                with self._cv:
-                    if self._pg is pg:
-                        return True
-            elif remaining is not None and remaining <= 0:
+            # Ray's own PlacementGroup.wait rounds its timeout to whole seconds; waiting on
+            # the ready() ObjectRef takes fractions (and 0 for a non-blocking check).
+            chunk = 1.0 if remaining is None else min(remaining, 1.0)
+            done, _ = ray.wait([ready], timeout=chunk)
+            with self._cv:
+                if done and self._pg is pg:
+                    return True
+            if remaining is not None and remaining <= 0:
                 return False
+
+    def is_placed(self) -> bool:
+        """Non-blocking: admitted and placed right now."""
+        return self.wait(timeout_seconds=0)
 
     def ready(self) -> Any:
         """An ObjectRef that resolves (to True) once admitted and placed, or to False if the
