@@ -174,6 +174,9 @@ class QueueServer:
         self._health.enter_graceful_shutdown()
         self._server.stop(grace_s).wait(grace_s + 5)
         self._server = None
+        close = getattr(self._backend, "close", None)
+        if callable(close):  # a backend with threads of its own (ManagerBackend)
+            close()
         if self._executor is not None:
             # grpc does not own the pool it was given; its idle threads would linger.
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,243 @@
+"""The gRPC server inside the QueueManager actor: ``ManagerCore`` behind ``Backend``.
+
+``ManagerCore`` is not thread-safe; the actor serialises every call by running it on
+its one event loop. The gRPC server answers on its own threads, so each backend call is
+shipped to that loop (``on_loop``) and waited for: gRPC requests queue up with the
+actor's other requests and see exactly the same state. Transitions that happen inside the
+manager (ticks, Ray events) are found by a poller that diffs workload histories, only
+while someone is watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.errors import ConfigError
+from ray_queue.engine.model import (
+    CheckState,
+    ClusterQueueStatus,
+    CohortStatus,
+    GangDemand,
+    PendingPosition,
+    WorkloadId,
+    WorkloadStatus,
+)
+from ray_queue.grpc.backend import (
+    ConfigOutcome,
+    EventPage,
+    TransitionJournal,
+    live_workload_problems,
+)
+from ray_queue.grpc.server import QueueServer, ServerOptions
+from ray_queue.manager.core import ManagerCore
+from ray_queue.manager.types import SubmitRequest, SubmitResult
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Run a function where the core lives and return its result (or raise its error).
+Runner = Callable[[Callable[[], T]], T]
+
+#: A stream counts as watching for this long after its last read.
+_WATCH_TTL_S = 5.0
+#: How long a gRPC thread waits for the actor's loop before giving up.
+_CALL_TIMEOUT_S = 60.0
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> Runner[Any]:
+    """A ``Runner`` that executes on ``loop`` (the actor's) from any other thread."""
+
+    def run(fn: Callable[[], T]) -> T:
+        async def call() -> T:
+            return fn()
+
+        future = asyncio.run_coroutine_threadsafe(call(), loop)
+        return future.result(_CALL_TIMEOUT_S)
+
+    return run
+
+
+def locked() -> Runner[Any]:
+    """A ``Runner`` that serialises callers with a lock (a core with no event loop)."""
+    lock = threading.Lock()
+
+    def run(fn: Callable[[], T]) -> T:
+        with lock:
+            return fn()
+
+    return run
+
+
+class ManagerBackend:
+    """``Backend`` over a live ``ManagerCore``. Thread-safe through ``run``."""
+
+    def __init__(self, core: ManagerCore, run: Runner[Any], *, poll_s: float = 0.5) -> None:
+        self._core = core
+        self._run = run
+        self._journal = TransitionJournal()
+        self._watched_until = 0.0
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll, name="ray-queue-grpc-journal", daemon=True
+        )
+        self._primed = False
+        self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._poller.join(5)
+
+    @property
+    def supports_jobs(self) -> bool:
+        return True
+
+    # -- change tracking -----------------------------------------------------------------------
+
+    def _record_all(self) -> None:
+        statuses = self._run(self._core.workloads)
+        self._journal.record(statuses)
+        self._journal.forget({s.spec.id for s in statuses})
+        self._primed = True
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            if time.monotonic() < self._watched_until:
+                try:
+                    self._record_all()
+                    self._journal.touch()  # placements and demand change without transitions
+                except Exception:
+                    logger.exception("gRPC journal poll failed; retrying")
+
+    def _watching(self) -> None:
+        self._watched_until = time.monotonic() + _WATCH_TTL_S
+        if not self._primed:
+            # Whatever happened before the first watcher is history, not news.
+            self._record_all()
+
+    def _after(self, statuses: Sequence[WorkloadStatus]) -> None:
+        if self._primed:
+            self._journal.record(statuses)
+
+    # -- Backend ----------------------------------------------------------------------------------
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        results: list[SubmitResult] = self._run(lambda: self._core.submit_many(requests))
+        self._after([r.status for r in results if r.status is not None])
+        return results
+
+    def workload(self, workload: WorkloadId) -> WorkloadStatus:
+        return self._call(lambda: self._core.workload(workload))
+
+    def workloads(self) -> list[WorkloadStatus]:
+        return self._call(self._core.workloads)
+
+    def cancel(self, workload: WorkloadId, *, message: str) -> bool:
+        def cancel() -> tuple[bool, WorkloadStatus]:
+            before = self._core.workload(workload)  # raises UnknownWorkloadError
+            self._core.cancel([workload], message=message)
+            return not before.state.is_terminal, self._core.workload(workload)
+
+        live, after = self._call(cancel)
+        self._after([after])
+        return live
+
+    def pending(
+        self, *, queue: str | None = None, cluster_queue: str | None = None
+    ) -> list[PendingPosition]:
+        return self._call(lambda: self._core.pending(queue=queue, cluster_queue=cluster_queue))
+
+    def cluster_queues(self) -> list[ClusterQueueStatus]:
+        return list(self._call(self._core.status).cluster_queues)
+
+    def cohorts(self) -> list[CohortStatus]:
+        return list(self._call(self._core.status).cohorts)
+
+    def config(self) -> QueueConfig:
+        return self._call(lambda: self._core.config)
+
+    def apply_config(self, config: QueueConfig, *, validate_only: bool) -> ConfigOutcome:
+        if validate_only:
+            problems = live_workload_problems(config, self.workloads())
+            if problems:
+                raise ConfigError(problems)
+            return ConfigOutcome(applied=False)
+        decisions = self._call(lambda: self._core.apply_config(config))
+        return ConfigOutcome(applied=True, evicted=tuple(d.workload for d in decisions))
+
+    def demand(self) -> list[GangDemand]:
+        return self._call(self._core.demand)
+
+    def set_check_state(
+        self, workload: WorkloadId, check: str, state: CheckState, message: str
+    ) -> WorkloadStatus:
+        def report() -> WorkloadStatus:
+            self._core.workload(workload)  # raises UnknownWorkloadError
+            self._core.set_check_state(workload, check, state, message)
+            return self._core.workload(workload)
+
+        status = self._call(report)
+        self._after([status])
+        return status
+
+    def events(self, *, after: int, timeout_s: float) -> EventPage:
+        self._watching()
+        return self._journal.read(after=after, timeout_s=timeout_s)
+
+    def journal_head(self) -> int:
+        self._watching()
+        return self._journal.head
+
+    def wait_changed(self, *, after: int, timeout_s: float) -> int:
+        self._watching()
+        return self._journal.wait(after=after, timeout_s=timeout_s)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return self._run(fn)  # type: ignore[no-any-return]
+
+
+def start_grpc_server(
+    core: ManagerCore,
+    loop: asyncio.AbstractEventLoop,
+    options: ServerOptions | None = None,
+    *,
+    publish: bool = True,
+) -> QueueServer:
+    """Start the API for the manager whose core runs on ``loop`` (call it from the actor,
+    on that loop). Options default to ``ServerOptions.from_env()`` (port 50051). With
+    ``publish``, the address goes into Ray's KV store so ``ray-queue`` finds it."""
+    backend = ManagerBackend(core, on_loop(loop))
+    server = QueueServer(backend, options or ServerOptions.from_env())
+    try:
+        server.start()
+    except Exception:
+        backend.close()
+        raise
+    if publish:
+        publish_address(server)
+    return server
+
+
+def publish_address(server: QueueServer) -> str:
+    """Write where clients can dial ``server`` into Ray's internal KV (needs Ray)."""
+    import ray
+    from ray.experimental import internal_kv
+
+    from ray_queue.cli.address import KV_KEY, KV_NAMESPACE
+
+    host = server.host
+    if host in ("0.0.0.0", "[::]", ""):
+        host = ray.util.get_node_ip_address()
+    address = f"{host}:{server.port}"
+    internal_kv._internal_kv_put(KV_KEY, address, overwrite=True, namespace=KV_NAMESPACE)
+    logger.info("published gRPC address %s (Ray KV %s/%s)", address, KV_NAMESPACE, KV_KEY)
+    return address
+
+
+__all__ = ["ManagerBackend", "locked", "on_loop", "publish_address", "start_grpc_server"]
