@@ -243,7 +243,7 @@ def start_manager(config: QueueConfig | None = None, *, state_path: str | None =
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     actor_cls = ray.remote(QueueManager)
-    return actor_cls.options(  # type: ignore[attr-defined]
+    return actor_cls.options(
         name=MANAGER_NAME,
         namespace=NAMESPACE,
         lifetime="detached",

@@ -25,7 +25,7 @@ _AUTOMATIC_LABELS = ("ray.io/node-id",)
 def node_shapes() -> list[NodeShape]:
     """Alive nodes, their labels and total resources (milli-units)."""
     shapes = []
-    for node in ray.nodes():
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
         if not node.get("Alive"):
             continue
         resources: dict[str, float] = node.get("Resources") or {}
@@ -42,7 +42,7 @@ def node_shapes() -> list[NodeShape]:
 
 
 def head_node_id() -> str:
-    for node in ray.nodes():
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
         if node.get("Alive") and _HEAD_RESOURCE in (node.get("Resources") or {}):
             return str(node["NodeID"])
     raise RuntimeError("no alive head node found in ray.nodes()")
@@ -51,7 +51,7 @@ def head_node_id() -> str:
 def _job_table() -> list[dict[str, Any]]:
     # ``ray._private.state.jobs()`` is the GCS job table; there is no public equivalent
     # that includes plain drivers (the state API lists them too, but through the dashboard).
-    return list(ray._private.state.jobs())
+    return list(ray._private.state.jobs())  # type: ignore[no-untyped-call]
 
 
 def dead_owners(owners: Iterable[str]) -> set[str]:
