@@ -263,13 +263,16 @@ def request_to_pb(request: SubmitRequest) -> pb.WorkloadSpec:
 
 
 def transition_to_pb(t: Transition) -> pb.Transition:
-    return pb.Transition(
+    out = pb.Transition(
         at=t.at,
         from_state=_STATE_TO_PB[t.from_state],
         to_state=_STATE_TO_PB[t.to_state],
         reason=t.reason,
         message=t.message,
     )
+    if t.admission is not None:
+        out.admission.CopyFrom(admission_to_pb(t.admission))
+    return out
 
 
 def admission_to_pb(admission: Admission) -> pb.Admission:
@@ -424,13 +427,7 @@ def workload_from_pb(w: pb.Workload) -> WorkloadStatus:
         min_count=s.min_count or None,
         name=s.name,
     )
-    admission = None
-    if w.HasField("admission"):
-        admission = Admission(
-            cluster_queue=w.admission.cluster_queue,
-            groups=tuple(GroupAdmission(dict(g.flavors), g.count) for g in w.admission.groups),
-            usage={(u.flavor, u.resource): u.milli for u in w.admission.usage},
-        )
+    admission = admission_from_pb(w.admission) if w.HasField("admission") else None
     return WorkloadStatus(
         spec=spec,
         state=_STATE_FROM_PB[w.state],
@@ -448,9 +445,22 @@ def workload_from_pb(w: pb.Workload) -> WorkloadStatus:
     )
 
 
+def admission_from_pb(a: pb.Admission) -> Admission:
+    return Admission(
+        cluster_queue=a.cluster_queue,
+        groups=tuple(GroupAdmission(dict(g.flavors), g.count) for g in a.groups),
+        usage={(u.flavor, u.resource): u.milli for u in a.usage},
+    )
+
+
 def transition_from_pb(t: pb.Transition) -> Transition:
     return Transition(
-        t.at, _STATE_FROM_PB[t.from_state], _STATE_FROM_PB[t.to_state], t.reason, t.message
+        t.at,
+        _STATE_FROM_PB[t.from_state],
+        _STATE_FROM_PB[t.to_state],
+        t.reason,
+        t.message,
+        admission_from_pb(t.admission) if t.HasField("admission") else None,
     )
 
 

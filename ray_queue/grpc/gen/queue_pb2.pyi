@@ -177,18 +177,20 @@ class Admission(_message.Message):
     def __init__(self, cluster_queue: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[GroupAdmission, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[FlavorResourceAmount, _Mapping]]] = ...) -> None: ...
 
 class Transition(_message.Message):
-    __slots__ = ("at", "from_state", "to_state", "reason", "message")
+    __slots__ = ("at", "from_state", "to_state", "reason", "message", "admission")
     AT_FIELD_NUMBER: _ClassVar[int]
     FROM_STATE_FIELD_NUMBER: _ClassVar[int]
     TO_STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_FIELD_NUMBER: _ClassVar[int]
     at: float
     from_state: WorkloadState
     to_state: WorkloadState
     reason: str
     message: str
-    def __init__(self, at: _Optional[float] = ..., from_state: _Optional[_Union[WorkloadState, str]] = ..., to_state: _Optional[_Union[WorkloadState, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    admission: Admission
+    def __init__(self, at: _Optional[float] = ..., from_state: _Optional[_Union[WorkloadState, str]] = ..., to_state: _Optional[_Union[WorkloadState, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., admission: _Optional[_Union[Admission, _Mapping]] = ...) -> None: ...
 
 class Workload(_message.Message):
     __slots__ = ("spec", "state", "priority", "cluster_queue", "admission", "checks", "reason", "message", "requeue_count", "requeue_at", "placed", "history", "set_aside")
