@@ -59,6 +59,14 @@ class NotFoundError(PermanentError):
     kind = "not_found"
 
 
+class InvalidError(PermanentError):
+    """422. For our JSON patches this is usually a failed ``test`` op — the API server
+    says only "the server rejected our request" — so the patcher re-reads to tell a
+    stale read (a conflict) from a truly invalid patch."""
+
+    kind = "invalid"
+
+
 class KubeRayProvider:
     """See ``NodeProvider`` for the contract. Not thread-safe; one loop owns it."""
 
@@ -283,7 +291,20 @@ class KubeRayProvider:
                 _back_off(attempt)
         raise ConflictError(f"{what}: RayCluster {self._name} kept changing under us")
 
+    def _stale(self, read_version: str) -> bool:
+        return str(self.raycluster()["metadata"]["resourceVersion"]) != str(read_version)
+
     def _json_patch(self, patch: list[Any], what: str) -> None:
+        """Apply ``patch`` (whose first op tests the resourceVersion); a refusal because the
+        object moved on is raised as ``ConflictError``."""
+        try:
+            self._raw_patch(patch, what)
+        except InvalidError as exc:
+            if self._stale(patch[0]["value"]):
+                raise ConflictError(f"{what}: RayCluster changed since read") from exc
+            raise
+
+    def _raw_patch(self, patch: list[Any], what: str) -> None:
         call(
             lambda: self._custom.patch_namespaced_custom_object(
                 *RAY_API[:2], self._namespace, RAY_API[2], self._name, patch,
@@ -442,9 +463,8 @@ def translate(exc: BaseException, what: str) -> ProviderError:
         detail = _message(exc)
         if status == 409:
             return ConflictError(f"{what}: conflict: {detail}")
-        if status == 422 and "test" in detail.lower():
-            # A JSON patch `test` on resourceVersion failed: someone wrote first.
-            return ConflictError(f"{what}: object changed since read: {detail}")
+        if status == 422:
+            return InvalidError(f"{what}: unprocessable: {detail}")
         if status == 404:
             return NotFoundError(f"{what}: not found: {detail}")
         if status in (0, 429) or status >= 500:
