@@ -1,0 +1,169 @@
+"""``ray-queue`` end to end against the real QueueManager actor on a real Ray cluster.
+
+The manager does not start the gRPC server itself yet, so the actor here is the real
+``QueueManager`` plus the one method its owner is asked to add (``start_grpc_server`` on
+the actor's loop); everything behind it is real: ManagerCore, the SQLite store, the Ray
+adapter, Ray's job server. A queued job goes CLI → gRPC → actor loop → admission → Ray
+job submission → finishes, and the CLI sees every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.test_cli import RAY_QUEUE
+from tests.grpc.conftest import wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+
+def _manager_with_grpc() -> Any:
+    """The real actor class with the gRPC server hook (defined in a function so Ray ships
+    it by value to the worker)."""
+    from ray_queue.grpc.manager_backend import start_grpc_server
+    from ray_queue.grpc.server import ServerOptions
+    from ray_queue.manager.actor import QueueManager
+
+    class ManagerWithGrpc(QueueManager):
+        async def start_grpc(self) -> str:
+            self._ensure_loop()
+            server = start_grpc_server(
+                self._core,
+                asyncio.get_running_loop(),
+                ServerOptions(port=0, host="127.0.0.1"),
+            )
+            self._grpc_server = server
+            return server.address
+
+    return ManagerWithGrpc
+
+
+@pytest.fixture(scope="module")
+def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True}
+    )
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        actor = (
+            ray.remote(_manager_with_grpc())
+            .options(num_cpus=0, max_concurrency=1000, namespace="ray_queue_e2e")
+            .remote(None, str(tmp_path_factory.mktemp("state")))
+        )
+        address = ray.get(actor.start_grpc.remote(), timeout=120)
+        yield address, cluster.address
+        ray.kill(actor)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def cli(
+    address: str, *args: str, ray_address: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_QUEUE_")}
+    argv = [str(RAY_QUEUE), *(["--address", address] if address else []), *args]
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_job_through_the_cli_on_real_ray(manager_address: tuple[str, str], tmp_path: Path) -> None:
+    address, ray_address = manager_address
+    status = json.loads(ok(cli(address, "status", "-o", "json")))
+    assert [c["name"] for c in status["cluster_queues"]] == ["default"]
+
+    submitted = json.loads(
+        ok(
+            cli(
+                address,
+                "job",
+                "submit",
+                "--queue",
+                "default",
+                "--id",
+                "hello",
+                "-o",
+                "json",
+                "--",
+                "python",
+                "-c",
+                "print('hello from ray-queue')",
+            )
+        )
+    )
+    assert submitted["spec"]["kind"] == "job"
+
+    def state() -> str:
+        data = json.loads(ok(cli(address, "describe", "workload", "hello", "-o", "json")))
+        return str(data["state"])
+
+    wait_for(lambda: state() == "FINISHED", timeout_s=180)
+    history = json.loads(ok(cli(address, "describe", "workload", "hello", "-o", "json")))["history"]
+    assert [t["to_state"] for t in history][-2:] == ["ADMITTED", "FINISHED"]
+    listed = json.loads(ok(cli(address, "list", "workloads", "--state", "FINISHED", "-o", "json")))
+    assert [w["spec"]["id"] for w in listed] == ["hello"]
+    # The server also published its address: no --address needed on a Ray node.
+    found = cli("", "status", "-o", "json", ray_address=ray_address)
+    assert json.loads(ok(found))["cluster_queues"]
+
+
+def test_cancel_and_config_on_real_ray(manager_address: tuple[str, str], tmp_path: Path) -> None:
+    address, _ = manager_address
+    # Ask for more CPU than the cluster has quota for: it stays pending, then is cancelled.
+    ok(
+        cli(
+            address,
+            "job",
+            "submit",
+            "--queue",
+            "default",
+            "--id",
+            "too-big",
+            "--num-cpus",
+            "2",
+            "--",
+            "sleep",
+            "60",
+        )
+    )
+    ok(
+        cli(
+            address,
+            "job",
+            "submit",
+            "--queue",
+            "default",
+            "--id",
+            "waiting",
+            "--num-cpus",
+            "2",
+            "--",
+            "sleep",
+            "1",
+        )
+    )
+    pending = json.loads(ok(cli(address, "pending", "-o", "json")))
+    assert [p["workload"] for p in pending] == ["waiting"]
+    assert "cancelled" in ok(cli(address, "cancel", "too-big"))
+    wait_for(lambda: json.loads(ok(cli(address, "pending", "-o", "json"))) == [], timeout_s=60)
+    config = tmp_path / "config.yaml"
+    config.write_text(ok(cli(address, "config", "get")))
+    assert "dry run" in ok(cli(address, "apply", "-f", str(config), "--dry-run"))
