@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit demo bench clean k8s-tools prometheus test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# kube-apiserver, etcd, helm and the KubeRay operator, built from their published Go
+# modules into ~/.cache/ray-queue-k8s (only what is missing; see docs/testing.md).
+k8s-tools: $(STAMP)
+	$(PY) -m tests.k8s.toolchain
+
+# Debian's Prometheus server, for the dashboard test.
+prometheus:
+	bash scripts/install-prometheus.sh
+
+test-deps: k8s-tools prometheus
+
+test: lint typecheck test-deps
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
