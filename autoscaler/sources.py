@@ -22,8 +22,11 @@ from ray_queue.engine.model import CheckState, GangDemand, WorkloadId, WorkloadS
 
 logger = logging.getLogger(__name__)
 
-#: Kueue's ProvisioningRequest admission check controller; our config loader keeps it.
-PROVISIONING_CONTROLLER = "kueue.x-k8s.io/provisioning-request"
+#: Controller names of provisioning admission checks: Kueue's (a Kueue user's files
+#: work unchanged) and our own.
+PROVISIONING_CONTROLLERS = frozenset(
+    {"kueue.x-k8s.io/provisioning-request", "ray-queue.io/provisioning"}
+)
 
 
 class DemandSource(Protocol):
@@ -145,7 +148,7 @@ def provisioning_check(
         if check is None:
             continue
         klass = check.parameters.get("provisioningClassName")
-        if check.controller_name == PROVISIONING_CONTROLLER or klass:
+        if check.controller_name in PROVISIONING_CONTROLLERS or klass:
             if status.checks and ref.name not in status.checks:
                 continue
             return ref.name, klass
