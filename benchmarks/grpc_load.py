@@ -1,13 +1,17 @@
 """gRPC submission throughput and latency: ``python -m benchmarks.grpc_load --out FILE.json``.
 
-Starts a real server in a subprocess (``python -m ray_queue.grpc.server``: the gRPC API
-over the in-process engine, with bearer-token auth on) and drives it from 1, 8 and 32
-concurrent clients, each a thread with its own channel, submitting one workload per
-``SubmitWorkloads`` call for a fixed time. Reports submissions per second and p50/p99
-call latency per level, plus one batched run (100 workloads per call) for contrast.
-Every workload fits its quota, so each call also runs an admission cycle, as in the
-manager. The backend is recorded in the JSON (``engine`` here; the manager on Ray adds
-the actor hop and the store write).
+Drives a real server from 1, 8 and 32 concurrent clients, each a thread with its own
+channel, submitting one workload per ``SubmitWorkloads`` call for a fixed time, and
+reports submissions per second and p50/p99 call latency per level, plus one batched run
+(100 workloads per call) for contrast. Every workload fits its quota, so each call also
+runs an admission cycle. Two backends (``--backend``, recorded in the JSON):
+
+- ``engine``: ``python -m ray_queue.grpc.server`` in a subprocess — the API with bearer
+  tokens over the in-process engine;
+- ``manager``: the real QueueManager actor on a one-node Ray cluster (ManagerCore, the
+  SQLite store, every call on the actor's loop), serving gRPC through
+  ``start_grpc_server`` as the manager will. Workloads are tasks, so admission creates no
+  Ray objects and the numbers are the queue's own cost.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ray_queue.engine.errors import RayQueueError
-from ray_queue.engine.model import BundleGroup, WorkloadId
+from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind
 from ray_queue.grpc.client import QueueClient
 from ray_queue.manager.types import SubmitRequest
 
@@ -88,8 +93,51 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[-1]
 
 
+def start_manager(workdir: Path) -> tuple[Callable[[], None], str]:
+    """The real manager actor on a one-node Ray cluster, serving gRPC with a token."""
+    import asyncio
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from ray_queue.engine.config_loader import load_config
+    from ray_queue.grpc.auth import parse_tokens
+    from ray_queue.grpc.manager_backend import start_grpc_server
+    from ray_queue.grpc.server import ServerOptions
+    from ray_queue.manager.actor import QueueManager
+
+    principals = parse_tokens(TOKENS, origin="benchmark")
+
+    class ManagerWithGrpc(QueueManager):
+        async def start_grpc(self) -> str:
+            self._ensure_loop()
+            options = ServerOptions(port=0, host="127.0.0.1", principals=principals)
+            self._grpc_server = start_grpc_server(
+                self._core, asyncio.get_running_loop(), options, publish=False
+            )
+            return str(self._grpc_server.address)
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    ray.init(address=cluster.address, logging_level="ERROR")
+    actor = (
+        ray.remote(ManagerWithGrpc)
+        .options(num_cpus=0, max_concurrency=1000)
+        .remote(load_config(CONFIG), str(workdir / "state"))
+    )
+    address = ray.get(actor.start_grpc.remote(), timeout=120)
+
+    def stop() -> None:
+        ray.kill(actor)
+        ray.shutdown()
+        cluster.shutdown()
+
+    return stop, str(address)
+
+
 def _spec(name: str) -> SubmitRequest:
-    return SubmitRequest(WorkloadId(name), "bench", (BundleGroup({"CPU": 100}, 1),))
+    return SubmitRequest(
+        WorkloadId(name), "bench", (BundleGroup({"CPU": 100}, 1),), kind=WorkloadKind.TASK
+    )
 
 
 def run_level(
@@ -145,10 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per level")
     parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--backend", choices=["engine", "manager"], default="engine")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        proc, address = start_server(Path(tmp))
+        if args.backend == "engine":
+            proc, address = start_server(Path(tmp))
+
+            def stop() -> None:
+                proc.terminate()
+                proc.wait(30)
+
+        else:
+            stop, address = start_manager(Path(tmp))
         try:
             results = [
                 run_level(address, n, args.duration, 1, f"c{n}")
@@ -156,11 +213,15 @@ def main(argv: list[str] | None = None) -> int:
             ]
             results.append(run_level(address, 8, args.duration, 100, "batch"))
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop()
+    backends = {
+        "engine": "engine: python -m ray_queue.grpc.server (gRPC over the in-process engine)",
+        "manager": "manager: the QueueManager actor on a 1-node Ray cluster (ManagerCore, "
+        "SQLite store, calls run on the actor loop) serving gRPC via start_grpc_server",
+    }
     report = {
         "benchmark": "grpc_load",
-        "backend": "engine (python -m ray_queue.grpc.server: gRPC over the in-process engine)",
+        "backend": backends[args.backend],
         "auth": "bearer token (admin), plaintext on loopback",
         "server_process": "separate process; clients are threads of this process",
         "machine": {
