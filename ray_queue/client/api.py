@@ -111,7 +111,9 @@ def placement_group(
         payload=payload if bundle_label_selector else {},
     )
     handle = QueuedPlacementGroup(runtime, request.id, name or "")
-    runtime.submit(request, handle, sync=True)
+    # The first group of each shape waits for the manager's verdict (errors raise here);
+    # later ones of an accepted shape are batched.
+    runtime.submit(request, handle)
     return handle
 
 
@@ -199,6 +201,7 @@ def apply_config(config: Any) -> None:
 def status(workload: Any = None) -> ManagerStatus | WorkloadStatus:
     """Queue status (per ClusterQueue and cohort), or one workload's status."""
     runtime = current()
+    runtime.flush()
     if workload is None:
         result: ManagerStatus = runtime.call(runtime.manager.status.remote())
         return result
@@ -208,6 +211,7 @@ def status(workload: Any = None) -> ManagerStatus | WorkloadStatus:
 def pending(queue: str | None = None, *, cluster_queue: str | None = None) -> list[PendingPosition]:
     """Pending workloads in the order they would be admitted, with positions."""
     runtime = current()
+    runtime.flush()
     result: list[PendingPosition] = runtime.call(
         runtime.manager.pending.remote(queue, cluster_queue)
     )

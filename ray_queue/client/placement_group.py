@@ -123,6 +123,7 @@ class QueuedPlacementGroup:
 
     def position(self) -> int | None:
         """0-based place in line within its Queue; ``None`` if it is not pending."""
+        self._runtime.flush()
         pending = self._runtime.call(self._runtime.manager.pending.remote())
         for entry in pending:
             if entry.workload == self.workload:
@@ -137,8 +138,8 @@ class QueuedPlacementGroup:
             self._removed = True
             admitted = self._state is WorkloadState.ADMITTED
         if admitted:
+            # Batched like task reports: the sender thread delivers it within milliseconds.
             self._runtime.report_finished(self.workload, failed=False, message="removed")
-            self._runtime.flush()
         else:
             self._runtime.cancel([self.workload])
         self._runtime.forget(self.workload)

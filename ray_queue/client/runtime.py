@@ -4,7 +4,7 @@ One ``ClientRuntime`` per process (``ray_queue.init`` creates it). It keeps the 
 off the data path and off the per-task round trip:
 
 - submissions go into a buffer that a sender thread flushes as one actor call per batch
-  (every couple of milliseconds, or sooner when it fills);
+  (whatever accumulated while the previous call was in flight);
 - a poller thread long-polls the manager for this owner's events (admitted, preempted,
   cancelled…) and hands each to its handle, which launches or cancels the real Ray work;
 - a watcher thread notices launched tasks finishing and reports them, batched, so their
@@ -48,9 +48,6 @@ from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult
 
 logger = logging.getLogger(__name__)
 
-#: The sender waits this long for more submissions before flushing a batch.
-FLUSH_INTERVAL_S = 0.002
-MAX_BATCH = 2000
 POLL_TIMEOUT_S = 5.0
 
 
@@ -95,6 +92,9 @@ class ClientRuntime:
         self.queue = queue
         self.priority = priority
         self._lock = threading.Condition()
+        #: Held while a batch is being sent: orders batches and lets ``flush`` wait for one
+        #: in flight.
+        self._send_lock = threading.Lock()
         self._buffer: list[tuple[SubmitRequest, Tracked]] = []
         self._reports_started: list[WorkloadId] = []
         self._reports_finished: list[tuple[WorkloadId, bool, str]] = []
@@ -181,9 +181,12 @@ class ClientRuntime:
                 self._buffer.append((request, handle))
                 self._lock.notify_all()
                 return
-            batch = self._take_buffer()
-        batch.append((request, handle))
-        results = self._send(batch)
+        # Behind anything buffered or in flight, so the manager sees submissions in order.
+        with self._send_lock:
+            with self._lock:
+                batch = self._take_buffer()
+            batch.append((request, handle))
+            results = self._send(batch)
         result = results[-1]
         if result.error is not None:
             raise result.error
@@ -220,15 +223,27 @@ class ClientRuntime:
         return result
 
     def flush(self) -> None:
-        """Send everything buffered now (submissions and reports)."""
-        with self._lock:
-            batch = self._take_buffer()
-            started, self._reports_started = self._reports_started, []
-            finished, self._reports_finished = self._reports_finished, []
-        if batch:
-            self._send(batch)
-        if started or finished:
-            self.call(self.manager.report.remote(started, finished))
+        """Send everything buffered now (submissions and reports) and wait until the
+        manager has it, including a batch the sender thread already has in flight: after
+        ``flush`` this driver reads its own writes."""
+        with self._send_lock:
+            with self._lock:
+                batch = self._take_buffer()
+                started, self._reports_started = self._reports_started, []
+                finished, self._reports_finished = self._reports_finished, []
+            try:
+                if batch:
+                    self._send(batch)
+                    batch = []
+                if started or finished:
+                    self.call(self.manager.report.remote(started, finished))
+            except ManagerUnavailableError:
+                # Put it all back in front: nothing is dropped while the manager restarts.
+                with self._lock:
+                    self._buffer[:0] = batch
+                    self._reports_started[:0] = started
+                    self._reports_finished[:0] = finished
+                raise
 
     # -- running tasks --------------------------------------------------------------------
 
@@ -251,10 +266,8 @@ class ClientRuntime:
                     and not self._stop.is_set()
                 ):
                     self._lock.wait(0.5)
-            # Let a burst accumulate into one call.
-            deadline = time.monotonic() + FLUSH_INTERVAL_S
-            while time.monotonic() < deadline and len(self._buffer) < MAX_BATCH:
-                time.sleep(FLUSH_INTERVAL_S / 4)
+            # No artificial delay: while one batch is in flight the next one accumulates,
+            # so a burst becomes a few large calls and a lone submission is not delayed.
             try:
                 self.flush()
             except Exception:
@@ -324,6 +337,7 @@ class ClientRuntime:
             raise ManagerUnavailableError(f"the queue manager did not answer: {e}") from e
 
     def status(self, workload: WorkloadId) -> WorkloadStatus:
+        self.flush()
         result: WorkloadStatus = self.call(self.manager.workload.remote(workload))
         return result
 

@@ -59,6 +59,8 @@ _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
 _EVENTS_PER_OWNER = 50_000
 #: Ray job states after which a job will not run again.
 _JOB_DONE = {"SUCCEEDED": False, "FAILED": True, "STOPPED": True}
+#: Cycles slower than this are logged at INFO.
+_SLOW_CYCLE_S = 0.1
 
 
 class ManagerCore:
@@ -252,8 +254,11 @@ class ManagerCore:
         """A placement group the manager created is ready (ignored if it was replaced)."""
         if pg_id is not None and self._pgs.get(workload) != pg_id:
             return
-        if self._known(workload) and self._engine.mark_placed(workload):
-            self._commit({workload}, [])
+        # Not persisted: after a restart the manager watches its groups again and marks
+        # them placed within moments, so the write would buy nothing but an fsync.
+        placed = self._known(workload) and self._engine.mark_placed(workload)
+        if placed and self._on_events is not None:
+            self._on_events()
 
     def job_states(self, states: Mapping[str, str]) -> None:
         """Ray's view of the jobs it runs for us (submission id → JobStatus name)."""
@@ -422,7 +427,11 @@ class ManagerCore:
                 self._notify_state(failed)
         t3 = time.perf_counter()
         if scheduled or decisions:
-            logger.info(
+            # One line per cycle; at INFO only when slow, so a busy manager does not ship a
+            # log line to the driver for every submission.
+            level = logging.INFO if t3 - t0 > _SLOW_CYCLE_S else logging.DEBUG
+            logger.log(
+                level,
                 "cycle: %d decision(s), %d persisted; schedule %.1f ms, persist %.1f ms, "
                 "act %.1f ms",
                 len(scheduled) + len(decisions),

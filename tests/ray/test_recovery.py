@@ -59,6 +59,7 @@ def test_manager_kill_9_loses_nothing_admits_nothing_twice_and_readopts_groups(
     waiting = [
         ray_queue.placement_group([{"GPU": 1}], queue="team-a", priority="low") for _ in range(5)
     ]
+    assert len(ray_queue.pending(queue="team-a")) == 5  # flushes this driver's batch
     pgs_before = {w: info["placement_group_id"] for w, info in live_pgs().items()}
     assert set(pgs_before) == {a1.workload, b1.workload}
     states_before = {s.spec.id: s.state for s in ray.get(manager().workloads.remote())}
@@ -101,6 +102,7 @@ DRIVER = textwrap.dedent(
     for pg in held:
         assert pg.wait(timeout_seconds=60)
     queued = ray_queue.placement_group([{"GPU": 1}])
+    assert queued.position() == 0
     print("READY", ray.get_runtime_context().get_job_id(), flush=True)
     time.sleep(600)
     """
