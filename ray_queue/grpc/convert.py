@@ -530,8 +530,3 @@ def check_state_to_pb(state: CheckState) -> int:
 
 def workload_state_to_pb(state: WorkloadState) -> int:
     return _STATE_TO_PB[state]
-
-
-def finite(value: float) -> float | None:
-    """JSON has no infinity: an infinite share reads as ``None`` in ``-o json``."""
-    return value if math.isfinite(value) else None

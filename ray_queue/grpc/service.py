@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import dump_yaml, parse_documents
 from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError
-from ray_queue.engine.model import WorkloadId, WorkloadState, WorkloadStatus
+from ray_queue.engine.model import Transition, WorkloadId, WorkloadState, WorkloadStatus
 from ray_queue.grpc import convert
 from ray_queue.grpc.auth import Authenticator, Principal
 from ray_queue.grpc.backend import Backend, WorkloadEvent
@@ -418,8 +418,6 @@ def summary(config: QueueConfig) -> str:
 
 
 def _snapshot_event(status: WorkloadStatus, now: float) -> WorkloadEvent:
-    from ray_queue.engine.model import Transition
-
     return WorkloadEvent(
         0,
         status.spec.id,
