@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -59,6 +60,9 @@ def _fail(context: grpc.ServicerContext, error: BaseException) -> None:
     if isinstance(error, RayQueueError):
         context.set_trailing_metadata(trailing_metadata(error))
         context.abort(code_for(error), str(error))
+    if isinstance(error, TimeoutError | futures.TimeoutError):
+        # The manager's loop did not get to the call in time (ManagerBackend).
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the manager is busy; retry with back-off")
     logger.exception("gRPC handler failed", exc_info=error)
     context.abort(grpc.StatusCode.INTERNAL, "internal error; see the manager's log")
 
