@@ -265,3 +265,23 @@ def test_health_and_reflection(harness: Harness) -> None:
     names = {s.name for s in next(responses).list_services_response.service}
     assert {"ray_queue.v1.QueueService", "ray_queue.v1.AutoscalerService"} <= names
     channel.close()
+
+
+def test_backend_failures_map_to_clean_statuses(harness: Harness) -> None:
+    from ray_queue.grpc.status import RemoteError, ServerUnavailableError
+
+    def busy() -> None:
+        raise TimeoutError
+
+    def broken() -> None:
+        raise KeyError("secret internals")
+
+    client = harness.client()
+    harness.backend.cohorts = busy  # type: ignore[assignment, method-assign]
+    with pytest.raises(ServerUnavailableError, match="busy"):
+        client.cohorts()
+    harness.backend.cohorts = broken  # type: ignore[assignment, method-assign]
+    with pytest.raises(RemoteError) as info:
+        client.cohorts()
+    assert "secret" not in str(info.value)
+    assert client.health() == "SERVING"
