@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Queues, quotas and fair sharing for a shared Ray cluster.",
     )
     p.add_argument("--address", help=f"manager gRPC address host:port (or ${addr.ADDRESS_ENV})")
-    p.add_argument("--token", help=f"bearer token (or ${TOKEN_ENV})")
+    p.add_argument("--token", help=f"bearer token (or ${TOKEN_ENV}; visible in ps, prefer a file)")
+    p.add_argument("--token-file", help="read the bearer token from this file")
     p.add_argument("--tls", action="store_true", help="use TLS with the system's CA roots")
     p.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA certificate")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
@@ -144,6 +145,13 @@ def _sub(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
 def _client(args: argparse.Namespace) -> QueueClient:
     address, _ = addr.resolve(args.address)
     token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise UsageError(
+                f"cannot read --token-file {args.token_file}: {e.strerror or e}"
+            ) from None
     return QueueClient(
         address, token=token, tls=args.tls, tls_ca_path=args.tls_ca, timeout_s=args.timeout
     )
@@ -341,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         client = _client(args)
-    except OSError as e:
+    except (OSError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -208,3 +208,13 @@ def test_unreachable_server() -> None:
     )
     assert result.returncode == 3
     assert "cannot reach" in result.stderr and "--address" in result.stderr
+
+
+def test_token_file(seeded: Harness, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    assert json.loads(
+        ok(run(seeded, "--token-file", str(token_file), "status", "-o", "json", token=None))
+    )
+    missing = run(seeded, "--token-file", str(tmp_path / "nope"), "status", token=None)
+    assert missing.returncode == 2 and "--token-file" in missing.stderr
