@@ -8,6 +8,7 @@ or two), so it is only tried when a local Ray cluster exists and nothing was giv
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def from_ray() -> str | None:
             ray.init(
                 address="auto",
                 namespace=KV_NAMESPACE,
-                logging_level="ERROR",
+                logging_level=logging.ERROR,
                 log_to_driver=False,
                 configure_logging=False,
             )
