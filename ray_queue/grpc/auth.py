@@ -180,6 +180,8 @@ def load_tokens(
     file = path or env.get(TOKENS_FILE_ENV)
     if file:
         try:
+            if Path(file).stat().st_mode & 0o077:
+                logger.warning("token file %s is readable by other users; chmod 600 it", file)
             text = Path(file).read_text(encoding="utf-8")
         except OSError as e:
             raise AuthConfigError(f"cannot read token file {file}: {e.strerror or e}") from e
