@@ -147,6 +147,14 @@ class QueueServer:
         for name in ("", *SERVICE_NAMES):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         scheme = "TLS" if self.tls else "plaintext"
+        if auth.enabled and not self.tls and host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning(
+                "gRPC API on %s without TLS: bearer tokens cross the network in plaintext; "
+                "set %s and %s",
+                host,
+                TLS_CERT_ENV,
+                TLS_KEY_ENV,
+            )
         if auth.enabled:
             logger.info(
                 "gRPC API on %s:%d (%s), bearer tokens required: %s",
