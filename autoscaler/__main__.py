@@ -46,15 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from kubernetes import client, config
+    from autoscaler.providers.kuberay import KubeRayProvider, new_api_client
 
-    if args.kubeconfig:
-        config.load_kube_config(args.kubeconfig)  # type: ignore[no-untyped-call]
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    api = client.ApiClient()
-
-    from autoscaler.providers.kuberay import KubeRayProvider
+    api = new_api_client(args.kubeconfig)
     from autoscaler.provisioning import ProvisioningClient
     from autoscaler.ray_nodes import RayGcs
     from ray_queue.grpc.client import QueueClient
@@ -98,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         source.stop()
         queue.close()
-        api.close()  # type: ignore[no-untyped-call]
+        api.close()
     return 0
 
 

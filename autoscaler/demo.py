@@ -86,7 +86,7 @@ def run(*, idle_timeout_s: float = 5.0, timeout_s: float = 180.0,
                                    created_at=time.time()))
         engine.schedule()
         log(f"{gang}: {engine.workload(gang).state.value}; GPUs in Ray: "
-            f"{ray.cluster_resources().get('GPU', 0):g}")
+            f"{_gpus():g}")
         loop = Reconciler(
             InProcessSource(engine), provider,
             config=LoopConfig(planner=PlannerConfig(idle_timeout_s=idle_timeout_s)),
@@ -109,16 +109,22 @@ def run(*, idle_timeout_s: float = 5.0, timeout_s: float = 180.0,
         until("placement", lambda: bool(ray.wait([pg.ready()], timeout=0.5)[0]))
         engine.mark_placed(gang)
         log(f"{gang}: placement group ready on the new node; GPUs in Ray: "
-            f"{ray.cluster_resources().get('GPU', 0):g}")
+            f"{_gpus():g}")
         remove_placement_group(pg)
         engine.finish(gang)
         log(f"{gang}: finished; the node is idle")
         until("scale-down", lambda: provider.groups()[0].replicas == 0)
-        log(f"node removed; GPUs in Ray: {ray.cluster_resources().get('GPU', 0):g}")
+        log(f"node removed; GPUs in Ray: {_gpus():g}")
     finally:
         ray.shutdown()
         provider.shutdown()
-        head.shutdown()
+        head.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -334,6 +334,16 @@ class KubeRayProvider:
         return accepted
 
 
+def new_api_client(kubeconfig: str | None = None) -> Any:
+    """An ``ApiClient`` from ``kubeconfig``, or the Pod's service account when ``None``."""
+    from kubernetes import client, config
+
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
 # -- the group spec, read ----------------------------------------------------------------
 
 
