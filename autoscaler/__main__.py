@@ -40,6 +40,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="ProvisioningRequest class when a check's parameters name none")
     p.add_argument("--worker-group", action="append", default=[], metavar="FLAVOR=GROUP",
                    help="map a flavor to a worker group (overrides the flavor's config)")
+    p.add_argument("--provisioning-check", default=None,
+                   help="the provisioning check of all-at-once gangs, used when the token "
+                        "may not read workloads")
     return p.parse_args(argv)
 
 
@@ -61,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = Overrides(
         worker_groups=dict(m.split("=", 1) for m in args.worker_group),
         default_provisioning_class=args.provisioning_class,
+        provisioning_check=args.provisioning_check,
     )
     metrics = Metrics()
     if args.metrics_port:

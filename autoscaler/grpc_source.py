@@ -45,6 +45,7 @@ class GrpcSource:
         self._gangs: tuple[GangDemand, ...] | None = None
         self._config: QueueConfig | None = None
         self._config_at = 0.0
+        self._may_read_workloads = True
         self._stop = threading.Event()
         #: Set whenever a new snapshot arrives; the loop may wait on it between passes.
         self.changed = threading.Event()
@@ -69,11 +70,15 @@ class GrpcSource:
         out = []
         for gang in gangs:
             status = None
-            if gang.all_at_once:
+            if gang.all_at_once and self._may_read_workloads:
                 try:
                     status = self._client.workload(gang.workload)
                 except Exception as exc:
-                    raise SourceError(f"cannot read workload {gang.workload}: {exc}") from exc
+                    if not _denied(exc):
+                        raise SourceError(f"cannot read workload {gang.workload}: {exc}") from exc
+                    self._may_read_workloads = False
+                    logger.warning("this token may not read workloads (%s); all-at-once gangs "
+                                   "use --provisioning-check and attempt 0", exc)
             out.append(enrich(gang, config, status, self._overrides))
         return Demand.of(out)
 
@@ -113,13 +118,20 @@ class GrpcSource:
             try:
                 self._config = parse_yaml(self._client.config_yaml())
             except Exception as exc:
-                if self._config is None:
+                if _denied(exc):
+                    # An autoscaler token may call only the AutoscalerService: flavors map
+                    # to groups through --worker-group alone.
+                    logger.warning("this token may not read the config (%s); using only "
+                                   "--worker-group mappings", exc)
+                    self._config = QueueConfig()
+                elif self._config is None:
                     raise SourceError(f"cannot read the manager's config: {exc}") from exc
-                logger.warning("config refresh failed (%s); keeping the last one", exc)
+                else:
+                    logger.warning("config refresh failed (%s); keeping the last one", exc)
             self._config_at = now
         return self._config
 
-    def _follow(self) -> None:
+    def _follow(self) -> None:  # the watch thread
         failures = 0
         while not self._stop.is_set():
             try:
@@ -137,3 +149,8 @@ class GrpcSource:
                 self._stop.wait(wait)
             else:
                 self._stop.wait(0.2)
+
+
+def _denied(exc: BaseException) -> bool:
+    """The manager refused this caller (a token scoped to the AutoscalerService)."""
+    return type(exc).__name__ == "PermissionDeniedError" or "PERMISSION_DENIED" in str(exc)

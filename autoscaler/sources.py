@@ -62,6 +62,9 @@ class Overrides:
     worker_groups: Mapping[str, str] = field(default_factory=dict)
     #: Class for provisioning checks whose parameters name none.
     default_provisioning_class: str = "queued-provisioning.gke.io"
+    #: The provisioning check of all-at-once gangs when the workload cannot be read
+    #: (an autoscaler token may call only the AutoscalerService).
+    provisioning_check: str | None = None
 
 
 class _Manager(Protocol):
@@ -125,6 +128,8 @@ def enrich(
     check, klass = (None, None)
     if status is not None:
         check, klass = provisioning_check(config, status, demand.flavor)
+    elif demand.all_at_once:
+        check = overrides.provisioning_check
     return gang_from_engine(
         demand,
         worker_group=group,

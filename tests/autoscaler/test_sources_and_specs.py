@@ -136,6 +136,41 @@ def test_grpc_source_follows_the_demand_stream_and_reports(
         client.close()
 
 
+@pytest.mark.timeout(60)
+def test_grpc_source_with_an_autoscaler_token_uses_the_overrides() -> None:
+    """An autoscaler token may call only the AutoscalerService: no config, no workloads."""
+    from ray_queue.engine.model import BundleGroup
+    from ray_queue.grpc.auth import Principal, Role, digest
+    from ray_queue.grpc.backend import EngineBackend
+    from ray_queue.grpc.client import QueueClient
+    from ray_queue.grpc.server import QueueServer, ServerOptions
+    from ray_queue.manager.types import SubmitRequest
+
+    backend = EngineBackend(load_config(GRPC_CONFIG), ManualClock(0.0))
+    backend.submit_many([SubmitRequest(id=WorkloadId("train"), queue="team",
+                                       bundle_groups=(BundleGroup({"GPU": 1000}, 1),))])
+    token = "autoscaler-token-0123"
+    server = QueueServer(backend, ServerOptions(
+        port=0, host="127.0.0.1",
+        principals={digest(token): Principal("as", Role.AUTOSCALER)},
+    )).start()
+    client = QueueClient(server.address, token=token)
+    source = GrpcSource(
+        client,
+        overrides=Overrides(worker_groups={"gpu": "gpu-group"}, provisioning_check="prov"),
+    ).start()
+    try:
+        gangs = wait_for(lambda: source.demand().gangs, 20, what="the gang in the stream")
+        (gang,) = gangs
+        assert (gang.worker_group, gang.check, gang.attempt) == ("gpu-group", "prov", 0)
+        source.report_check(WorkloadId("train"), "prov", CheckState.READY, "provisioned")
+        assert backend.workload(WorkloadId("train")).state is WorkloadState.ADMITTED
+    finally:
+        source.stop()
+        client.close()
+        server.stop()
+
+
 # ------------------------------------------------------------------ RayCluster spec
 
 
