@@ -298,7 +298,7 @@ class SimulatedKubeRay:
             while len(group.nodes) < group.replicas:
                 self._serial += 1
                 group.nodes[f"{group.name}-{self._serial}"] = now
-            busy = self._busy_nodes(group.name)
+            busy = self._busy_nodes(group.name, group.gang_of)
             nodes = []
             for i, (name, asked) in enumerate(sorted(group.nodes.items())):
                 joined = now - asked >= JOIN_DELAY_S
@@ -306,7 +306,8 @@ class SimulatedKubeRay:
                     WorkerNode(
                         name=name,
                         ray_node_id=f"{abs(hash(name)):032x}"[:32] if joined else None,
-                        available=None if not joined else dict(group.shape),
+                        # Ray's view: nothing free on a node running work.
+                        available=None if not joined else ({} if i < busy else dict(group.shape)),
                         idle_since=None if (not joined or i < busy) else asked + JOIN_DELAY_S,
                         busy=i < busy,
                     )
@@ -463,18 +464,23 @@ class LoadedQueue:
                 inadmissible,
             )
 
-    def _busy_nodes(self, group: str) -> int:
-        """Nodes of ``group`` running placed work (called under no lock: read-only dict)."""
-        flavor = "a100" if group.startswith("gpu") else "cpu"
-        running = sum(1 for w in list(self._placed_until) if self._flavor_of.get(w) == flavor)
-        return min(running, 8)
+    def _busy_nodes(self, group: str, gang_of: str | None) -> int:
+        """How many nodes of ``group`` run placed work: a gang group's all while its gang
+        runs; a CPU node per two running CPU workloads (read without the lock: a stale
+        answer only delays a scale-down by one pass)."""
+        running = list(self._placed_until)
+        if gang_of is not None:
+            return 1_000 if WorkloadId(gang_of) in running else 0
+        if group != "cpu-workers":
+            return 0
+        return -(-sum(1 for w in running if self._flavor_of.get(w) == "cpu") // 2)
 
     def _submit(self, now: float) -> None:
         for team, *_ in TEAMS:
-            # About one submission every 3 simulated seconds per team (one tick is one
+            # About one submission every 4 simulated seconds per team (one tick is one
             # simulated second): more than the quota can run, so queues build up and
             # borrowing and preemption happen.
-            if self._random.random() > 0.35:
+            if self._random.random() > 0.25:
                 continue
             weights = [s[0] for s in _SHAPES]
             _, suffix, count, cpus, gpus, run_s = self._random.choices(_SHAPES, weights)[0]
@@ -550,7 +556,8 @@ class LoadedQueue:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> LoadedQueue:
+    def serve(self) -> LoadedQueue:
+        """Serve both /metrics endpoints (ports in ``queue_port``, ``autoscaler_port``)."""
         for registry, attr in (
             (self.queue_registry, "queue_port"),
             (self.autoscaler_metrics.registry, "autoscaler_port"),
@@ -558,6 +565,12 @@ class LoadedQueue:
             server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
             self._servers.append((server, thread))
             setattr(self, attr, server.server_port)
+        return self
+
+    def start(self) -> LoadedQueue:
+        """Start the load and the autoscaler (serving /metrics first if not yet)."""
+        if not self._servers:
+            self.serve()
         for target, name in ((self._run, "rq-load"), (self._run_autoscaler, "rq-autoscaler")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

@@ -171,7 +171,8 @@ def loaded(
     prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Prometheus, LoadedQueue, float]]:
     """A loaded queue and autoscaler, scraped by Prometheus for ``LOAD_S`` seconds."""
-    with LoadedQueue() as load:
+    load = LoadedQueue().serve()
+    try:
         server = start_prometheus(
             prometheus_bin,
             tmp_path_factory.mktemp("prometheus"),
@@ -181,8 +182,10 @@ def loaded(
             },
         )
         try:
+            # Scraping from before the first workload, so the pictures show the ramp-up.
             wait_for(lambda: server.targets_up() == 2, 60, what="both targets up")
             started = time.time()
+            load.start()
             # Enough samples for every rate window and a readable picture.
             wait_for(
                 lambda: time.time() - started >= LOAD_S and load.stats.submitted > 0,
@@ -194,6 +197,8 @@ def loaded(
         finally:
             server.stop()
             shutil.rmtree(server.log.parent / "data", ignore_errors=True)
+    finally:
+        load.stop()
 
 
 def _has_number(series: list[dict[str, Any]]) -> bool:
