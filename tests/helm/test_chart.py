@@ -93,6 +93,9 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
         "--interval-s=1",
         "--metrics-port=9091",
         "--token-file=/etc/ray-queue/autoscaler/token",
+        "--idle-timeout-s=60",
+        "--gcs-address=127.0.0.1:6379",
+        "--worker-group=cpu=cpu-workers",
     ]
     # The sidecar's real argument parser accepts exactly what the chart passes.
     parsed = autoscaler_cli.parse_args(args)
@@ -101,6 +104,7 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
         "ray",
         9091,
     )
+    assert parsed.worker_group == ["cpu=cpu-workers"]
     mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
     assert mounts == {
         "kube-api-access": "/var/run/secrets/kubernetes.io/serviceaccount",
@@ -191,7 +195,11 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     assert containers["autoscaler"]["image"] == "registry.example.com/ray-queue-autoscaler:0.1.0"
     assert containers["ray-head"]["image"] == "registry.example.com/ray-queue:0.1.0-py311"
     assert "--interval-s=0.5" in containers["autoscaler"]["args"]
-    assert containers["autoscaler"]["args"][-1] == "--idle-timeout-s=120"
+    args = containers["autoscaler"]["args"]
+    assert args[-1] == "--idle-timeout-s=120"
+    assert "--worker-group=cpu=cpu-workers" in args and "--worker-group=a100=gpu-a100" in args
+    assert "--provisioning-check=gpu-provisioning" in args
+    assert autoscaler_cli.parse_args(args).provisioning_check == "gpu-provisioning"
     volumes = {
         v["name"]: v for v in cluster["spec"]["headGroupSpec"]["template"]["spec"]["volumes"]
     }
