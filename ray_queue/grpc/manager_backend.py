@@ -74,6 +74,73 @@ def locked() -> Runner[Any]:
     return run
 
 
+class _Waiter:
+    __slots__ = ("done", "error", "lead", "requests", "results")
+
+    def __init__(self, requests: Sequence[SubmitRequest]) -> None:
+        self.requests = requests
+        self.done = threading.Event()
+        self.lead = False
+        self.results: list[SubmitResult] = []
+        self.error: BaseException | None = None
+
+
+class Coalescer:
+    """Merges submissions that arrive while one is being applied into one core call.
+
+    Every core call persists its batch before returning (one store transaction), so
+    concurrent single-workload calls are far cheaper applied together; they would be
+    serialised on the actor's loop anyway, so merging changes no outcome. The caller
+    that finds no batch running leads: it applies everything queued so far (its own
+    requests included), then hands the lead to the first caller still waiting, so no
+    caller serves others' batches indefinitely. Thread-safe.
+    """
+
+    def __init__(self, apply: Callable[[Sequence[SubmitRequest]], list[SubmitResult]]) -> None:
+        self._apply = apply
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter] = []
+        self._busy = False
+
+    def submit(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        waiter = _Waiter(requests)
+        with self._lock:
+            self._queue.append(waiter)
+            if not self._busy:
+                self._busy = waiter.lead = True
+        if not waiter.lead:
+            waiter.done.wait()
+        if waiter.lead:  # first in, or handed the lead by the previous leader
+            self._lead()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.results
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            results = self._apply([r for w in batch for r in w.requests])
+        except BaseException as e:
+            for w in batch:
+                w.error = e
+        else:
+            start = 0
+            for w in batch:
+                w.results = results[start : start + len(w.requests)]
+                start += len(w.requests)
+        for w in batch:
+            w.lead = False
+            w.done.set()
+        with self._lock:
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True
+                successor.done.set()
+            else:
+                self._busy = False
+
+
 class ManagerBackend:
     """``Backend`` over a live ``ManagerCore``. Thread-safe through ``run``."""
 
@@ -88,6 +155,7 @@ class ManagerBackend:
             target=self._poll, name="ray-queue-grpc-journal", daemon=True
         )
         self._primed = False
+        self._submissions = Coalescer(self._submit_on_loop)
         self._poller.start()
 
     def close(self) -> None:
@@ -128,8 +196,12 @@ class ManagerBackend:
     # -- Backend ----------------------------------------------------------------------------------
 
     def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
-        results: list[SubmitResult] = self._run(lambda: self._core.submit_many(requests))
+        results = self._submissions.submit(requests)
         self._after([r.status for r in results if r.status is not None])
+        return results
+
+    def _submit_on_loop(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        results: list[SubmitResult] = self._run(lambda: self._core.submit_many(requests))
         return results
 
     def workload(self, workload: WorkloadId) -> WorkloadStatus:

@@ -130,3 +130,47 @@ def test_admission_check_report(manager: Manager) -> None:
     assert [g.workload for g in demand.gangs] == ["gang"]
     assert c.report_check("gang", "prov", CheckState.READY).state is S.ADMITTED
     wait_for(lambda: "gang" in manager.actions.pgs)
+
+
+def test_coalescer_merges_concurrent_submissions() -> None:
+    import time as _time
+    from collections.abc import Sequence
+
+    from ray_queue.grpc.manager_backend import Coalescer
+    from ray_queue.manager.types import SubmitRequest, SubmitResult
+
+    calls: list[int] = []
+
+    def apply(requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+        calls.append(len(requests))
+        _time.sleep(0.01)  # the loop is busy: others queue up meanwhile
+        if any(r.id == "boom" for r in requests):
+            raise TimeoutError("busy")
+        return [SubmitResult(r.id) for r in requests]
+
+    coalescer = Coalescer(apply)
+    got: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def caller(n: int) -> None:
+        for k in range(20):
+            ids = [f"{n}-{k}-{j}" for j in range(n % 3 + 1)]
+            try:
+                results = coalescer.submit([request(i) for i in ids])
+            except BaseException as e:
+                errors.append(e)
+                return
+            assert [r.workload for r in results] == ids
+            got.setdefault(n, []).extend(ids)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert sum(len(v) for v in got.values()) == sum(calls)  # every request applied once
+    assert len(calls) < 16 * 20  # and many calls were merged
+    with pytest.raises(TimeoutError):
+        coalescer.submit([request("boom")])
+    assert coalescer.submit([request("after")])[0].workload == "after"
