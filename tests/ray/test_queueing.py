@@ -315,3 +315,40 @@ def test_kueue_format_config_is_accepted_unchanged(cluster: Cluster) -> None:
     finally:
         gpus.remove()
         cancel_everything()
+
+
+def _job_status(submission_id: str) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(f"http://{ray._private.worker._global_node.webui_url}")
+    try:
+        return str(client.get_job_status(submission_id).value)
+    except RuntimeError:
+        return "MISSING"
+
+
+def test_preempted_job_is_stopped_and_resubmitted(teams: None) -> None:
+    blocker = ray_queue.placement_group([{"GPU": 2}], queue="team-b", priority="high")
+    assert blocker.wait(timeout_seconds=30)
+    job = ray_queue.submit_job(
+        'python -c "import time; time.sleep(120)"',
+        queue="team-a",
+        priority="low",
+        entrypoint_num_gpus=2,
+    )
+    first = wait_for(job.submission_id, 30)
+    assert first == f"rq-{job.workload}-1"
+    wait_for(lambda: _job_status(first) == "RUNNING", 60, 0.5)
+
+    high = ray_queue.placement_group([{"GPU": 2}], queue="team-a", priority="high")
+    assert high.wait(timeout_seconds=60)
+    assert job.status().state is S.PENDING
+    wait_for(lambda: _job_status(first) == "STOPPED", 60, 0.5)
+
+    high.remove()
+    second = f"rq-{job.workload}-2"
+    wait_for(lambda: job.submission_id() == second, 30)
+    wait_for(lambda: _job_status(second) in ("PENDING", "RUNNING"), 60, 0.5)
+    job.cancel()
+    wait_for(lambda: _job_status(second) == "STOPPED", 60, 0.5)
+    assert job.status().state is S.CANCELLED

@@ -154,3 +154,28 @@ def _read_ready(proc: subprocess.Popen[str], *, timeout_s: float) -> str:
             if not line and proc.poll() is not None:
                 break
     raise AssertionError(f"driver subprocess did not become ready (exit {proc.poll()})")
+
+
+def test_node_capacity_follows_nodes_joining_and_leaving(cluster: Cluster) -> None:
+    ray_queue.apply_config(teams_config(cpu=8, gpu=4))
+
+    def gpu_nodes() -> int:
+        nodes = ray.get(manager().nodes.remote())
+        return sum(1 for n in nodes if n.resources.get("GPU", 0) >= 4000)
+
+    with pytest.raises(ray_queue.WorkloadRejected, match="larger than every node"):
+        ray_queue.placement_group([{"GPU": 3}], queue="team-a")
+
+    big = cluster.add_node(num_cpus=1, num_gpus=4, labels={"ray.io/accelerator-type": "A100"})
+    try:
+        wait_for(gpu_nodes, 30, 0.5)
+        wide = ray_queue.placement_group([{"GPU": 3}], queue="team-a")
+        assert wide.wait(timeout_seconds=30)
+        wide.remove()
+    finally:
+        cluster.remove_node(big)
+    wait_for(lambda: gpu_nodes() == 0, 90, 0.5)
+    late = ray_queue.placement_group([{"GPU": 3}], queue="team-a")
+    with pytest.raises(ray_queue.WorkloadRejected):
+        late.wait(timeout_seconds=30)
+    cancel_everything()
