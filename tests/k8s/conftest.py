@@ -36,7 +36,7 @@ from tests.k8s.crds import install_crds
 from tests.k8s.kuberay import KubeRayOperator, start_operator
 from tests.k8s.node_simulator import NodeSimulator
 from tests.k8s.process import wait_for
-from tests.k8s.ray_nodes import RayHead, head_ready, start_head
+from tests.k8s.ray_nodes import RayHead, driver_auth, head_ready, start_head
 
 _K8S_DIR = Path(__file__).parent
 _TOOLS_ERROR_KEY = pytest.StashKey[str]()
@@ -134,8 +134,11 @@ def ray_head() -> Iterator[RayHead]:
     base = Path(tempfile.mkdtemp(prefix="rqk8s-", dir="/tmp"))
     head = start_head(base / "ray")
     try:
-        wait_for(lambda: head_ready(head), 60, what="local Ray head")
-        yield head
+        # A driver in this process (``ray.init(address=ray_head.address)``) needs the token.
+        with driver_auth(head):
+            wait_for(lambda: head_ready(head), 90, what="local Ray head")
+            yield head
+            _shutdown_ray_driver()
     finally:
         _shutdown_ray_driver()
         head.stop()

@@ -5,16 +5,25 @@ engine sees capacity arrive and leave exactly as it would in a cluster. Every no
 ``ray start --block`` subprocess in its own process group under a private temp dir, so it is
 stopped by pid at teardown and never disturbs other Ray clusters on the same machine (no
 ``ray stop``; every port Ray would otherwise take by default is chosen free).
+
+Authentication: Ray's token auth is on by default and otherwise reads the token from the
+shared ``~/.ray/auth_token``, which other suites on the machine may create or replace while
+our nodes run. Each head therefore gets a token of its own, passed to its nodes (and to a
+driver, see ``RayHead.driver_env``) as ``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tests.k8s.process import ManagedProcess, free_port
@@ -49,6 +58,11 @@ class RayHead:
     address: str
     temp_dir: Path
     process: ManagedProcess
+    auth_token: str
+
+    def driver_env(self) -> dict[str, str]:
+        """Environment a process needs to ``ray.init(address=self.address)``."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token}
 
     def stop(self) -> None:
         self.process.stop(grace_s=15.0)
@@ -61,6 +75,7 @@ def start_head(temp_dir: Path, *, num_cpus: float = 0) -> RayHead:
     """
     temp_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    token = secrets.token_hex(32)
     process = ManagedProcess(
         "ray-head",
         [
@@ -75,9 +90,11 @@ def start_head(temp_dir: Path, *, num_cpus: float = 0) -> RayHead:
             *_common_args(),
         ],
         temp_dir.parent / "ray-head.log",
-        env=_ray_env({}),
+        env=_ray_env({}, token),
     )
-    return RayHead(address=f"127.0.0.1:{port}", temp_dir=temp_dir, process=process)
+    return RayHead(
+        address=f"127.0.0.1:{port}", temp_dir=temp_dir, process=process, auth_token=token
+    )
 
 
 def head_ready(head: RayHead) -> bool:
@@ -99,7 +116,32 @@ class WorkerSpec:
     """Extra environment, e.g. RAY_NODE_TYPE_NAME (Ray turns it into ``ray.io/node-group``)."""
 
 
+_START_LOCK = threading.Lock()
+WORKER_START_TIMEOUT_S = 90.0
+"""``ray start`` of a worker takes 3-10 s on an idle machine, much longer on a loaded one."""
+
+
 def start_worker(name: str, head: RayHead, spec: WorkerSpec, log_dir: Path) -> ManagedProcess:
+    """Start a worker node and wait until ``ray start`` reports it up.
+
+    Starts are serialised (process-wide lock): ``ray start`` numbers a node's Unix sockets
+    (``sockets/raylet.N``) by looking at what exists in the session dir, so two nodes of one
+    head started at the same moment pick the same N and one raylet dies with "bind: Address
+    already in use". Raises if the node exits during start; a node still starting after
+    WORKER_START_TIMEOUT_S is returned anyway (it may yet join).
+    """
+    with _START_LOCK:
+        process = _launch_worker(name, head, spec, log_dir)
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            process.check_alive()
+            if "Ray runtime started" in process.log_tail(200):
+                break
+            time.sleep(0.25)
+        return process
+
+
+def _launch_worker(name: str, head: RayHead, spec: WorkerSpec, log_dir: Path) -> ManagedProcess:
     argv = [
         ray_executable(),
         "start",
@@ -115,14 +157,52 @@ def start_worker(name: str, head: RayHead, spec: WorkerSpec, log_dir: Path) -> M
         argv.append(f"--memory={spec.memory_bytes}")
     argv += _common_args()
     return ManagedProcess(
-        f"ray-worker {name}", argv, log_dir / f"ray-{name}.log", env=_ray_env(spec.env)
+        f"ray-worker {name}",
+        argv,
+        log_dir / f"ray-{name}.log",
+        env=_ray_env(spec.env, head.auth_token),
     )
 
 
-def _ray_env(extra: Mapping[str, str]) -> dict[str, str]:
+def _ray_env(extra: Mapping[str, str], token: str) -> dict[str, str]:
     env = dict(os.environ)
     # The test process may have these set for its own cluster; a node must not inherit them.
-    for key in ("RAY_ADDRESS", "RAY_NODE_TYPE_NAME", "RAY_CLOUD_INSTANCE_ID"):
+    for key in (
+        "RAY_ADDRESS",
+        "RAY_NODE_TYPE_NAME",
+        "RAY_CLOUD_INSTANCE_ID",
+        "RAY_AUTH_TOKEN_PATH",
+    ):
         env.pop(key, None)
     env.update(extra)
+    env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
     return env
+
+
+def _refresh_ray_auth_state() -> None:
+    """Make an already-imported ``ray`` re-read RAY_AUTH_MODE / RAY_AUTH_TOKEN.
+
+    Ray caches both (RayConfig and the token loader) at first use; these two calls are what
+    Ray itself does when it switches a process to token mode.
+    """
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextlib.contextmanager
+def driver_auth(head: RayHead) -> Iterator[None]:
+    """While open, ``ray.init(address=head.address)`` in this process authenticates."""
+    saved = {key: os.environ.get(key) for key in head.driver_env()}
+    os.environ.update(head.driver_env())
+    _refresh_ray_auth_state()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _refresh_ray_auth_state()

@@ -91,6 +91,13 @@ def _core(k8s_api: K8sApi) -> Any:
     return client.CoreV1Api(k8s_api.api_client)
 
 
+def _json_patch(custom: Any, namespace: str, name: str, patch: list[dict[str, Any]]) -> Any:
+    """An RFC 6902 JSON patch of a RayCluster, as the autoscaler sends it."""
+    return custom.patch_namespaced_custom_object(
+        *RAY[:2], namespace, RAY[2], name, patch, _content_type="application/json-patch+json"
+    )
+
+
 def _worker_pods(k8s_api: K8sApi, namespace: str, cluster: str) -> list[str]:
     pods = _core(k8s_api).list_namespaced_pod(
         namespace, label_selector=f"ray.io/cluster={cluster},ray.io/node-type=worker"
@@ -166,25 +173,18 @@ def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
     )
 
     # 1. JSON patch whose `test` op (on resourceVersion) fails: the patch is not applied and
-    #    the server answers 422 Unprocessable Entity (not 409) naming the failed test.
+    #    the server answers 422 Unprocessable Entity, reason Invalid, with a generic message
+    #    and no details (not 409 Conflict): a client must treat this 422 as "re-read, retry".
     patch = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": stale_rv},
         {"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 3},
     ]
     with pytest.raises(ApiException) as info:
-        custom.api_client.call_api(
-            f"/apis/ray.io/v1/namespaces/{k8s_namespace}/rayclusters/{name}",
-            "PATCH",
-            header_params={
-                "Content-Type": "application/json-patch+json",
-                "Accept": "application/json",
-            },
-            body=patch,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
+        _json_patch(custom, k8s_namespace, name, patch)
     assert info.value.status == 422, info.value.body
-    assert "test" in json.loads(info.value.body)["message"].lower()
+    status = json.loads(info.value.body)
+    assert (status["reason"], status["code"]) == ("Invalid", 422)
+    assert status["message"] == "the server rejected our request due to an error in our request"
 
     # 2. JSON patch that *sets* the stale resourceVersion: a precondition, 409 Conflict.
     patch = [
@@ -192,17 +192,7 @@ def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
         {"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 3},
     ]
     with pytest.raises(ApiException) as info:
-        custom.api_client.call_api(
-            f"/apis/ray.io/v1/namespaces/{k8s_namespace}/rayclusters/{name}",
-            "PATCH",
-            header_params={
-                "Content-Type": "application/json-patch+json",
-                "Accept": "application/json",
-            },
-            body=patch,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
+        _json_patch(custom, k8s_namespace, name, patch)
     assert info.value.status == 409, info.value.body
     assert json.loads(info.value.body)["reason"] == "Conflict"
 
@@ -224,14 +214,8 @@ def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
         },
         {"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1},
     ]
-    custom.api_client.call_api(
-        f"/apis/ray.io/v1/namespaces/{k8s_namespace}/rayclusters/{name}",
-        "PATCH",
-        header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
-        body=fresh,
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-    )
+    patched = _json_patch(custom, k8s_namespace, name, fresh)
+    assert patched["spec"]["workerGroupSpecs"][0]["replicas"] == 1
     custom.delete_namespaced_custom_object(*RAY[:2], k8s_namespace, RAY[2], name)
 
 
