@@ -48,9 +48,10 @@ CLUSTER_AUTOSCALER_APIS_MODULE = "k8s.io/autoscaler/cluster-autoscaler/apis"
 
 GO_MISSING_HINT = (
     "the Kubernetes test harness builds kube-apiserver, etcd, helm and the KubeRay operator "
-    "from their Go modules and needs a Go toolchain >= 1.24 on PATH (Debian: `apt-get install "
-    "golang-1.24` or a Go release from the Go website), plus access to the Go module proxy; "
-    "then run `python -m tests.k8s.toolchain` once (about 15 minutes cold on 2 cores)"
+    "from their Go modules, so it needs a Go toolchain >= 1.24 on PATH (a Go release from "
+    "the Go website unpacked into /usr/local/go, or a distribution package of that version) "
+    "and access to the Go module proxy; then run `python -m tests.k8s.toolchain` (or "
+    "`make k8s-tools`) once: about 15 minutes on 2 cores, seconds afterwards"
 )
 
 
