@@ -531,3 +531,23 @@ def test_restore_keeps_queue_usage_for_usage_based_fair_sharing() -> None:
     # qa used 0.8 of the ClusterQueue moments ago, so qb goes first, restored or not.
     assert [d.workload for d in engine.schedule()] == ["b1"]
     assert [d.workload for d in twin.schedule()] == ["b1"]
+
+
+def test_restore_does_not_turn_a_strict_fifo_blocked_reason_into_a_message() -> None:
+    cq = ClusterQueueBuilder("cq").resource_group(flavor("default").resource("CPU", 10))
+    strict = ConfigBuilder().cluster_queue(cq.strict_fifo(), "q").build()
+    engine, clock = new_engine(strict)
+    engine.submit(wl("filler", CPU=6))
+    engine.schedule()
+    engine.submit(wl("big", CPU=8, created=1))
+    engine.submit(wl("small", CPU=2, created=2))
+    engine.schedule()
+    # "small" waits behind the blocked head and shows the head's reason while it does.
+    assert "CPU" in engine.workload(WorkloadId("small")).message
+    twin = Engine.restore(strict, ManualClock(clock.now()), engine.workloads())
+    assert twin.workloads() == engine.workloads()
+    for e in (engine, twin):
+        e.finish(WorkloadId("filler"))
+    # The queue is unblocked: the borrowed reason must not stick to "small" after restore.
+    assert twin.workloads() == engine.workloads()
+    assert engine.schedule() == twin.schedule()
