@@ -65,7 +65,11 @@ def test_pending_gang_scales_up_then_idle_node_is_drained_and_deleted(
 ) -> None:
     import ray
     from kubernetes import client
-    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.placement_group import (
+        placement_group,
+        placement_group_table,
+        remove_placement_group,
+    )
 
     core = client.CoreV1Api(k8s_api.api_client)
     custom = client.CustomObjectsApi(k8s_api.api_client)
@@ -111,11 +115,20 @@ def test_pending_gang_scales_up_then_idle_node_is_drained_and_deleted(
             return bool(ready)
 
         wait_for(placed, 240, interval_s=1.0, what="the gang's placement group on the new node")
-        (pod,) = worker_pods()
+        # The Pod whose Ray node holds the gang. (Under load KubeRay may briefly run an extra
+        # Pod of its own — e.g. replacing one it judged unhealthy — which is not ours to count.)
+        bundle_nodes = set(placement_group_table(pg)["bundles_to_node_id"].values())
+        (pod,) = {n.instance_id for n in gcs.nodes() if n.node_id in bundle_nodes}
+        assert pod in worker_pods()
+        rc = custom.get_namespaced_custom_object(*RAY[:2], k8s_namespace, RAY[2], CLUSTER)
+        assert rc["spec"]["workerGroupSpecs"][0]["replicas"] == 1, worker_pods()
         assert engine.mark_placed(etl)
 
-        wait_for(lambda: provider.groups()[0].nodes[0].busy, 30, what="Ray to see the node busy")
-        assert loop.run_once().plan.deletions == ()
+        wait_for(
+            lambda: any(n.busy for n in provider.groups()[0].nodes if n.name == pod), 30,
+            what="Ray to see the node busy",
+        )
+        assert all(pod not in d.workers for d in loop.run_once().plan.deletions)
 
         remove_placement_group(pg)
         engine.finish(etl)
@@ -128,8 +141,8 @@ def test_pending_gang_scales_up_then_idle_node_is_drained_and_deleted(
         rc = custom.get_namespaced_custom_object(*RAY[:2], k8s_namespace, RAY[2], CLUSTER)
         spec_ = rc["spec"]["workerGroupSpecs"][0]
         assert spec_["replicas"] == 0
-        assert spec_["scaleStrategy"]["workersToDelete"] == [pod]
-        assert len(gcs.drains) == 1 and gcs.drains[0][1] is True
+        assert pod in spec_["scaleStrategy"]["workersToDelete"]
+        assert gcs.drains and all(accepted for _, accepted in gcs.drains)
         wait_for(
             lambda: all(n.instance_id != pod for n in gcs.nodes() if n.alive),
             60,
