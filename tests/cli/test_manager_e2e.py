@@ -46,6 +46,14 @@ def _manager_with_grpc() -> Any:
     return ManagerWithGrpc
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     import ray
@@ -53,7 +61,9 @@ def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
     os.environ.pop("RAY_ADDRESS", None)
     cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True}
+        initialize_head=True,
+        # Another cluster on this machine may hold the default dashboard port.
+        head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": _free_port()},
     )
     try:
         ray.init(address=cluster.address, logging_level="ERROR")
