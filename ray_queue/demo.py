@@ -186,8 +186,7 @@ def run(duration_s: float = 60.0, *, seed: int = 7, provider: NodeProvider | Non
                     ray_queue.cancel(*(h.handle for h in held), *tasks)
                     break
                 time.sleep(0.25)
-        final = ray_queue.status()
-        assert isinstance(final, ManagerStatus)
+        final = _settled_status()
         console.print()
         console.print(_summary(final, stats, time.monotonic() - started))
         return 0
@@ -195,6 +194,18 @@ def run(duration_s: float = 60.0, *, seed: int = 7, provider: NodeProvider | Non
         ray_queue.shutdown()
         ray.shutdown()
         cluster.shutdown()
+
+
+def _settled_status(timeout_s: float = 10.0) -> ManagerStatus:
+    """Status once the last completion reports have landed (they are batched)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = ray_queue.status()
+        assert isinstance(status, ManagerStatus)
+        busy = status.states.get("ADMITTED", 0) + status.states.get("PENDING", 0)
+        if not busy or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def _manager() -> Any:

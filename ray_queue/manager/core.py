@@ -10,6 +10,7 @@ future gRPC server both wrap this class, and unit tests drive it with a recordin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -59,6 +60,8 @@ _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
 _EVENTS_PER_OWNER = 50_000
 #: Ray job states after which a job will not run again.
 _JOB_DONE = {"SUCCEEDED": False, "FAILED": True, "STOPPED": True}
+#: Submitting an admitted job is retried this many times (once a second) before it fails.
+_JOB_SUBMIT_ATTEMPTS = 30
 #: Cycles slower than this are logged at INFO.
 _SLOW_CYCLE_S = 0.1
 
@@ -91,6 +94,7 @@ class ManagerCore:
         self._capacity = Capacity()
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
+        self._job_retries: dict[WorkloadId, int] = {}
         self.admissions = 0
         self.preemptions = 0
         for status in engine.workloads():
@@ -143,7 +147,8 @@ class ManagerCore:
                 wanted_jobs.add(run.submission_id)
                 self._jobs[workload] = run.submission_id
                 if run.submission_id not in live_jobs:
-                    self._submit_job(status, run)
+                    # Retried from the slow tick: the job server may not be up yet.
+                    self._job_retries[workload] = 1
         for workload in live_pgs:
             self._actions.remove_placement_group(workload)
         for submission_id, state in live_jobs.items():
@@ -265,13 +270,28 @@ class ManagerCore:
         touched: set[WorkloadId] = set()
         for workload, submission_id in list(self._jobs.items()):
             state = states.get(submission_id)
-            if state == "RUNNING":
+            if state is None and workload in self._job_retries:
+                touched |= self._retry_job(workload, submission_id)
+            elif state == "RUNNING":
                 if self._engine.mark_placed(workload):
                     touched.add(workload)
             elif state in _JOB_DONE:
                 failed = _JOB_DONE[state]
                 touched |= self._finish(workload, failed=failed, message=f"Ray job {state}")
         self._commit(touched, [])
+
+    def _retry_job(self, workload: WorkloadId, submission_id: str) -> set[WorkloadId]:
+        attempts = self._job_retries.pop(workload)
+        status = self._engine.workload(workload)
+        try:
+            self._submit_job(status, JobRun(workload, submission_id))
+        except Exception as e:
+            if attempts < _JOB_SUBMIT_ATTEMPTS:
+                self._job_retries[workload] = attempts + 1
+                return set()
+            message = f"Ray refused the job {attempts + 1} times: {e}"
+            return self._finish(workload, failed=True, message=message)
+        return set()
 
     def apply_config(self, config: QueueConfig) -> list[Decision]:
         """Switch config live (raises ``ConfigError`` and changes nothing if refused)."""
@@ -455,7 +475,7 @@ class ManagerCore:
             self._action_failures.append((decision.workload, f"{type(e).__name__}: {e}"))
 
     def _act(self, decision: Decision) -> None:
-        status = self._engine.workload(decision.workload)
+        status = self._as_decided(decision)
         if decision.kind is DecisionKind.ADMIT:
             self.admissions += 1
             if status.spec.kind in _PG_KINDS:
@@ -463,9 +483,24 @@ class ManagerCore:
             elif status.spec.kind is WorkloadKind.JOB:
                 run = JobRun(status.spec.id, _submission_id(status))
                 self._jobs[status.spec.id] = run.submission_id
-                self._submit_job(status, run)
+                try:
+                    self._submit_job(status, run)
+                except Exception as e:
+                    # The job server is often briefly unavailable ("no available agent");
+                    # the slow tick submits again (see ``job_states``).
+                    logger.warning("submitting %s failed (%s); will retry", run.submission_id, e)
+                    self._job_retries[status.spec.id] = 1
         elif decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT):
             self._teardown_decision(decision)
+
+    def _as_decided(self, decision: Decision) -> WorkloadStatus:
+        """The workload as the decision saw it. An ADMIT can be followed by a PREEMPT of
+        the same workload in one cycle; the admission is carried out (and then undone) in
+        order, so it must use the decision's admission, not the current (empty) one."""
+        status = self._engine.workload(decision.workload)
+        if decision.admission is not None and status.admission != decision.admission:
+            status = dataclasses.replace(status, admission=decision.admission)
+        return status
 
     def _teardown_decision(self, decision: Decision) -> None:
         if decision.kind is DecisionKind.PREEMPT:
@@ -476,6 +511,7 @@ class ManagerCore:
     def _teardown(self, status: WorkloadStatus) -> None:
         """Remove whatever Ray objects the manager holds for the workload (idempotent)."""
         workload = status.spec.id
+        self._job_retries.pop(workload, None)
         if self._pgs.pop(workload, None) is not None:
             self._actions.remove_placement_group(workload)
         submission_id = self._jobs.pop(workload, None)
@@ -510,7 +546,7 @@ class ManagerCore:
     # -- events for owners ---------------------------------------------------------------------
 
     def _notify(self, decision: Decision) -> None:
-        status = self._engine.workload(decision.workload)
+        status = self._as_decided(decision)
         label_selector: Mapping[str, str] = {}
         bundles: tuple[Mapping[str, float], ...] = ()
         if decision.kind is DecisionKind.ADMIT:

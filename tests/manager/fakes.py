@@ -17,6 +17,8 @@ class RecordingActions:
         self.job_state: dict[str, str] = {}
         self.job_payloads: dict[str, Mapping[str, Any]] = {}
         self._next = 0
+        #: How many upcoming ``submit_job`` calls fail (like Ray's "no available agent").
+        self.failing_job_submits = 0
 
     def create_placement_group(
         self,
@@ -43,6 +45,9 @@ class RecordingActions:
         self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]
     ) -> None:
         self.calls.append(("submit_job", run.submission_id))
+        if self.failing_job_submits > 0:
+            self.failing_job_submits -= 1
+            raise RuntimeError("No available agent to submit job, please try again later.")
         self.job_state.setdefault(run.submission_id, "PENDING")
         self.job_payloads[run.submission_id] = payload
 

@@ -243,3 +243,19 @@ def test_default_config_is_sized_to_the_nodes() -> None:
 def test_cancel_of_unknown_workloads_is_harmless(bad: str | None) -> None:
     core, _ = new_core()
     assert core.cancel([W(bad or "missing")]) == [False]
+
+
+def test_job_submission_is_retried_while_ray_refuses_it() -> None:
+    core, actions = new_core()
+    actions.failing_job_submits = 2
+    payload = {"entrypoint": "python x.py"}
+    core.submit_many([req("j", gpu=1, kind=WorkloadKind.JOB, payload=payload)])
+    assert state(core, "j") is WorkloadState.ADMITTED
+    assert "rq-j-1" not in actions.job_state
+    core.job_states(actions.jobs())  # second attempt fails too
+    core.job_states(actions.jobs())  # third succeeds
+    assert actions.job_state["rq-j-1"] == "PENDING"
+    assert [c for c in actions.calls if c[0] == "submit_job"] == [("submit_job", "rq-j-1")] * 3
+    actions.job_state["rq-j-1"] = "SUCCEEDED"
+    core.job_states(actions.jobs())
+    assert state(core, "j") is WorkloadState.FINISHED
