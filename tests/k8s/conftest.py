@@ -47,11 +47,20 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark this directory's tests ``k8s`` and make sure the tools exist before any runs."""
-    ours = [item for item in items if _K8S_DIR in Path(str(item.fspath)).parents]
-    for item in ours:
+def _ours(item: pytest.Item) -> bool:
+    return _K8S_DIR in Path(str(item.fspath)).parents
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test in this directory is a ``k8s`` test (before ``-m`` selection runs)."""
+    if _ours(item):
         item.add_marker(pytest.mark.k8s)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make sure the tools exist before any selected k8s test runs (after ``-m``/``-k``)."""
+    ours = [item for item in items if _ours(item)]
     if not ours:
         return
     try:

@@ -388,6 +388,8 @@ def test_kuberay_scales_workers_and_simulator_makes_ray_nodes(
 
     wait_for(all_running, 60, what="head and workers marked Running by the simulator")
 
+    if ray.is_initialized():  # a driver left connected elsewhere by an earlier module
+        ray.shutdown()
     ray.init(address=ray_head.address, logging_level=logging.ERROR)
     nodes = wait_for(
         lambda: _exactly(2, _alive_group_nodes("gpu-workers")),
