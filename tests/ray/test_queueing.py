@@ -352,3 +352,23 @@ def test_preempted_job_is_stopped_and_resubmitted(teams: None) -> None:
     job.cancel()
     wait_for(lambda: _job_status(second) == "STOPPED", 60, 0.5)
     assert job.status().state is S.CANCELLED
+
+
+def test_handles_can_be_awaited(teams: None) -> None:
+    import asyncio
+
+    @ray_queue.remote(num_cpus=0.1, queue="team-a")
+    def double(x: int) -> int:
+        return 2 * x
+
+    @ray_queue.remote(num_cpus=0.1, queue="team-a")
+    class Echo:
+        def echo(self, x: int) -> int:
+            return x
+
+    async def main() -> tuple[list[int], int]:
+        results = await asyncio.gather(*(double.remote(i) for i in range(5)))
+        actor = await Echo.remote()
+        return list(results), await actor.echo.remote(7)
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == ([0, 2, 4, 6, 8], 7)
