@@ -174,3 +174,17 @@ def servicemonitor_crd(k8s_api: K8sApi) -> str:  # noqa: F811
             raise
     wait_for(lambda: _crd_established(k8s_api.api_client, name), 60, what=f"CRD {name}")
     return name
+
+
+@pytest.fixture(scope="session")
+def kuberay(k8s_api: K8sApi, k8s_tools: toolchain.Tools) -> Iterator[Any]:  # noqa: F811
+    """The real KubeRay operator, for checking how it builds the chart's pods."""
+    from tests.k8s.kuberay import start_operator
+
+    operator = start_operator(
+        k8s_tools.kuberay_operator, k8s_api.kubeconfig, k8s_api.server.workdir
+    )
+    try:
+        yield operator
+    finally:
+        operator.stop()

@@ -78,10 +78,10 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
     containers = _head_containers(cluster)
     assert set(containers) == {"ray-head", "autoscaler"}
     script = containers["ray-head"]["args"][0]
-    assert "$KUBERAY_GEN_RAY_START_CMD &" in script
+    assert 'eval "$KUBERAY_GEN_RAY_START_CMD" &' in script
     assert "'python' '-m' 'ray_queue.manager'" in script
     assert "'--config-file' '/etc/ray-queue/config/queues.yaml' '--watch-config'" in script
-    assert "wait -n" in script
+    assert 'kill -0 "$manager_pid"' in script
 
     sidecar = containers["autoscaler"]
     assert sidecar["command"] == ["python", "-m", "autoscaler"]
