@@ -91,6 +91,7 @@ def run(*, idle_timeout_s: float = 5.0, timeout_s: float = 180.0,
             InProcessSource(engine), provider,
             config=LoopConfig(planner=PlannerConfig(idle_timeout_s=idle_timeout_s)),
         )
+        # The manager creates the placement group on admission; Ray cannot place it yet.
         pg = placement_group([{"GPU": 1}, {"GPU": 1}], strategy="PACK")
 
         def until(what: str, done: Callable[[], bool]) -> None:

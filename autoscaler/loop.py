@@ -99,9 +99,12 @@ class Reconciler:
         demand = self._source.demand()
         groups = self._provider.groups()
         requests = list(self._requests.read()) if self._requests is not None else []
+        pending = getattr(self._provider, "pending_gangs", None)
+        ray_pending = pending() if pending is not None else None
         read_done = time.perf_counter()
         the_plan = plan(
-            demand, groups, requests, now=self._clock.now(), config=self._config.planner
+            demand, groups, requests, now=self._clock.now(), config=self._config.planner,
+            ray_pending=ray_pending,
         )
         plan_done = time.perf_counter()
         self._act(the_plan, groups)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from autoscaler.binpacking import Unplaceable, hosts_for, pack_gangs
-from autoscaler.demand import Demand, Gang
+from autoscaler.demand import Bundle, Demand, Gang
 from autoscaler.providers.base import Shape, WorkerGroup, WorkerNode
 from autoscaler.requests import Phase, RequestSpec, RequestView, gang_group_name, request_name
 from ray_queue.engine.model import CheckState, WorkloadId, WorkloadState
@@ -118,7 +118,13 @@ def plan(
     *,
     now: float,
     config: PlannerConfig,
+    ray_pending: Sequence[Sequence[Bundle]] | None = None,
 ) -> Plan:
+    """``ray_pending``: the placement groups Ray reports as waiting for nodes (their
+    bundles), or ``None`` if unknown. When known, an admitted workload counts as demand
+    only while its placement group is among them: once Ray placed it, the manager may not
+    have marked it placed yet, and packing it again would add a node for nothing."""
+    demand = _still_pending(demand, ray_pending)
     by_name = {g.name: g for g in groups}
     base_groups = [g for g in groups if g.gang_of is None]
     wanted = demand.by_group()
@@ -165,6 +171,43 @@ def plan(
         unmanaged=unmanaged,
         desired=desired,
     )
+
+
+def _still_pending(demand: Demand, ray_pending: Sequence[Sequence[Bundle]] | None) -> Demand:
+    if ray_pending is None:
+        return demand
+    pool = [list(p) for p in ray_pending]
+    by_workload: dict[WorkloadId, list[Gang]] = {}
+    for gang in demand.gangs:
+        by_workload.setdefault(gang.workload, []).append(gang)
+    keep: list[Gang] = []
+    for workload in sorted(by_workload):
+        gangs = by_workload[workload]
+        if all(g.state is WorkloadState.QUOTA_RESERVED for g in gangs):
+            keep.extend(gangs)  # no placement group exists before admission
+            continue
+        bundles = [b for g in gangs for b in g.bundles]
+        match = next((i for i, p in enumerate(pool) if _covers(p, bundles)), None)
+        if match is not None:
+            pool.pop(match)
+            keep.extend(gangs)
+    return Demand.of(keep)
+
+
+def _covers(pending: Sequence[Bundle], bundles: Sequence[Bundle]) -> bool:
+    """Ray's pending group has a bundle for each of ours (it may carry more resources or
+    more bundles: other flavors of the same workload)."""
+    free = list(pending)
+    for bundle in sorted(bundles, key=lambda b: sorted(b.items()), reverse=True):
+        hit = next(
+            (i for i, p in enumerate(free)
+             if all(p.get(r, 0) >= a for r, a in bundle.items() if a > 0)),
+            None,
+        )
+        if hit is None:
+            return False
+        free.pop(hit)
+    return True
 
 
 def _via_request(gang: Gang) -> bool:

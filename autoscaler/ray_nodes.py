@@ -82,6 +82,22 @@ class RayGcs:
             )
         return out
 
+    def pending_gangs(self) -> list[list[dict[str, Milli]]]:
+        """Bundles of every placement group Ray cannot place yet (autoscaler v2's
+        ``pending_gang_resource_requests``)."""
+        from ray.core.generated import autoscaler_pb2
+
+        reply = autoscaler_pb2.GetClusterResourceStateReply()  # type: ignore[attr-defined]
+        reply.ParseFromString(self._client.get_cluster_resource_state())
+        out = []
+        for gang in reply.cluster_resource_state.pending_gang_resource_requests:
+            requests = (
+                gang.bundle_selectors[0].resource_requests if gang.bundle_selectors
+                else gang.requests
+            )
+            out.append([_milli(r.resources_bundle) for r in requests])
+        return out
+
     def drain(self, node_id: str, *, message: str, deadline_s: float = 0.0) -> tuple[bool, str]:
         """Ask GCS to drain an idle node. Returns (accepted, why not).
 

@@ -161,6 +161,16 @@ class KubeRayProvider:
             )
         return out
 
+    def pending_gangs(self) -> list[list[dict[str, int]]] | None:
+        """Placement groups Ray is waiting to place (``None``: cannot tell)."""
+        if self._gcs is None:
+            return None
+        try:
+            return self._gcs.pending_gangs()
+        except Exception as exc:
+            logger.warning("cannot read pending placement groups from Ray: %s", exc)
+            return None
+
     # -- writes ---------------------------------------------------------------------------
 
     def set_replicas(self, group: str, replicas: int, *, expected: int) -> None:

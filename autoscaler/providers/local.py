@@ -110,6 +110,14 @@ class LocalProvider:
             )
         return out
 
+    def pending_gangs(self) -> list[list[dict[str, int]]] | None:
+        """Placement groups Ray is waiting to place (``None``: cannot tell)."""
+        try:
+            return self._gcs.pending_gangs()
+        except Exception as exc:
+            logger.warning("cannot read pending placement groups from Ray: %s", exc)
+            return None
+
     def set_replicas(self, group: str, replicas: int, *, expected: int) -> None:
         spec = self._spec(group)
         current = sum(1 for n in self._nodes.values() if n.group == group)

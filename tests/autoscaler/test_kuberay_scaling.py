@@ -94,8 +94,6 @@ def test_pending_gang_scales_up_then_idle_node_is_drained_and_deleted(
     (group,) = provider.groups()
     assert group.shape["CPU"] == 1000 and group.labels["pool"] == "cpu"
 
-    first = loop.run_once().plan
-    assert [(s.group, s.from_replicas, s.to_replicas) for s in first.scale_ups] == [(GROUP, 0, 1)]
 
     def worker_pods() -> list[str]:
         listed = core.list_namespaced_pod(
@@ -106,15 +104,27 @@ def test_pending_gang_scales_up_then_idle_node_is_drained_and_deleted(
 
     ray.init(address=ray_head.address, logging_level=logging.ERROR)
     try:
+        # As the manager does on admission: the group exists, and Ray cannot place it.
         pg = placement_group([{"CPU": 0.5}, {"CPU": 0.5}], strategy="PACK")
+        wait_for(lambda: provider.pending_gangs(), 30, what="Ray to report the pending group")
+        first = loop.run_once().plan
+        assert [(s.group, s.from_replicas, s.to_replicas) for s in first.scale_ups] == [
+            (GROUP, 0, 1)
+        ]
+
+        extra_scale_ups: list[object] = []
 
         def placed() -> bool:
-            # However long the node takes to join, no pass asks for a second one.
-            assert loop.run_once().plan.scale_ups == ()
+            # However long the node takes to join, no pass asks for a second one (recorded,
+            # not asserted: wait_for treats an exception in its predicate as "not yet").
+            extra_scale_ups.extend(loop.run_once().plan.scale_ups)
             ready, _ = ray.wait([pg.ready()], timeout=0.5)
             return bool(ready)
 
         wait_for(placed, 240, interval_s=1.0, what="the gang's placement group on the new node")
+        # Ray placed it but the engine does not know yet: still no second node.
+        extra_scale_ups.extend(loop.run_once().plan.scale_ups)
+        assert extra_scale_ups == []
         # The Pod whose Ray node holds the gang. (Under load KubeRay may briefly run an extra
         # Pod of its own — e.g. replacing one it judged unhealthy — which is not ours to count.)
         bundle_nodes = set(placement_group_table(pg)["bundles_to_node_id"].values())

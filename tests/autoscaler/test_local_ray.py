@@ -128,18 +128,26 @@ def test_grows_for_a_queued_gpu_gang_and_removes_the_idle_node(provider: LocalPr
         provider,
         config=LoopConfig(planner=PlannerConfig(idle_timeout_s=IDLE_TIMEOUT_S)),
     )
+    # As the manager does on admission: the placement group exists, and Ray cannot place it.
+    pg = placement_group([{"GPU": 1}, {"GPU": 1}], strategy="PACK")
+    wait_for(lambda: provider.pending_gangs(), 30, what="Ray to report the pending group")
     first = loop.run_once().plan
     assert [(s.group, s.from_replicas, s.to_replicas) for s in first.scale_ups] == [(GROUP, 0, 1)]
 
-    pg = placement_group([{"GPU": 1}, {"GPU": 1}], strategy="PACK")
+    extra_scale_ups: list[object] = []
 
     def placed() -> bool:
-        # Passes while the node joins must not ask for a second one.
-        assert loop.run_once().plan.scale_ups == ()
+        # Passes while the node joins (and right after the group is placed, before the
+        # engine hears of it) must not ask for a second node. Recorded, not asserted:
+        # wait_for treats an exception in its predicate as "not yet".
+        extra_scale_ups.extend(loop.run_once().plan.scale_ups)
         ready, _ = ray.wait([pg.ready()], timeout=0.5)
         return bool(ready)
 
     wait_for(placed, 90, what="the GPU placement group to be placed")
+    # Ray placed it but the engine does not know yet: still no second node.
+    extra_scale_ups.extend(loop.run_once().plan.scale_ups)
+    assert extra_scale_ups == []
     assert replicas(provider) == 1
     assert engine.mark_placed(gang)
     assert engine.demand() == []
@@ -176,8 +184,15 @@ def test_demand_past_the_maximum_stops_at_the_maximum(provider: LocalProvider) -
         )
     )
     engine.schedule()
-    loop = Reconciler(InProcessSource(engine), provider)
-    result = loop.run_once().plan
-    assert result.scale_ups == ()
-    assert [u.workload for _, u in result.unplaceable] == ["wide"]
-    assert replicas(provider) == 0
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    pg = placement_group([{"GPU": 1}] * 3, strategy="STRICT_SPREAD")
+    try:
+        wait_for(lambda: provider.pending_gangs(), 30, what="Ray to report the pending group")
+        loop = Reconciler(InProcessSource(engine), provider)
+        result = loop.run_once().plan
+        assert result.scale_ups == ()
+        assert [u.workload for _, u in result.unplaceable] == ["wide"]
+        assert replicas(provider) == 0
+    finally:
+        remove_placement_group(pg)

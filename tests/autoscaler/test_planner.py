@@ -303,3 +303,36 @@ def test_planner_invariants(case: tuple[list[object], WorkerGroup, float]) -> No
         (capped,) = [g for g in gangs if g.workload == u.workload]  # type: ignore[attr-defined]
         need = pack_gangs([capped], shape=group.shape, free=[]).new_hosts  # type: ignore[list-item]
         assert need > group.max_replicas - desired
+
+
+# ------------------------------------------------------------------ Ray's pending groups
+
+
+def test_admitted_gang_counts_only_while_ray_still_waits_to_place_it() -> None:
+    cpu = make_group("cpu").build()
+    etl = gang("etl", res(cpu=4), res(cpu=4))
+
+    def scale(pending: list[list[dict[str, int]]] | None) -> list[int]:
+        result = plan(Demand.of([etl]), [cpu], [], now=0.0, config=CFG, ray_pending=pending)
+        return [s.to_replicas for s in result.scale_ups]
+
+    assert scale(None) == [2]  # Ray's view unknown: count it
+    assert scale([]) == []  # Ray placed it; the manager has not marked it yet
+    assert scale([[res(cpu=4), res(cpu=4)]]) == [2]
+    # Ray's group may carry more: bundles of the workload's other flavors.
+    assert scale([[res(cpu=4, GPU_x=1), res(cpu=4), res(gpu=1)]]) == [2]
+    assert scale([[res(cpu=2), res(cpu=4)]]) == []  # not this workload's group
+
+
+def test_each_pending_group_accounts_for_one_workload() -> None:
+    cpu = make_group("cpu").build()
+    gangs = [gang("a", res(cpu=4)), gang("b", res(cpu=4))]
+    result = plan(Demand.of(gangs), [cpu], [], now=0.0, config=CFG, ray_pending=[[res(cpu=4)]])
+    assert [s.to_replicas for s in result.scale_ups] == [1]
+
+
+def test_reserved_gangs_have_no_placement_group_yet_and_always_count() -> None:
+    gpu = gpu_group()
+    reserved = gang("r", res(gpu=2), group="gpu", state=W.QUOTA_RESERVED)
+    result = plan(Demand.of([reserved]), [gpu], [], now=0.0, config=CFG, ray_pending=[])
+    assert [s.to_replicas for s in result.scale_ups] == [1]
