@@ -100,6 +100,9 @@ class NodeProvider(Protocol):
       workers and lowers ``replicas`` by their count. Deleting a worker already gone or
       already being deleted is a no-op.
     - Errors are ``ProviderError`` subclasses. Not thread-safe: one loop owns a provider.
+    - Optionally ``pending_gangs() -> list[list[Shape]] | None``: the bundles of every
+      placement group Ray cannot place yet (``None``: unknown). The loop passes it to the
+      planner so an admitted gang already placed by Ray is not packed again.
     """
 
     def groups(self) -> Sequence[WorkerGroup]: ...
