@@ -206,6 +206,11 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     assert volumes["state"]["persistentVolumeClaim"] == {"claimName": "ml-queue-state"}
     assert volumes["tls"]["secret"]["secretName"] == "ml-grpc-tls"
 
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"] == {
+        "num-cpus": "0",
+        "dashboard-host": "0.0.0.0",
+        "object-store-memory": "1000000000",  # not 1e+09
+    }
     groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
     assert set(groups) == {"cpu-workers", "gpu-a100"}
     gpu = groups["gpu-a100"]

@@ -39,7 +39,12 @@ app.kubernetes.io/part-of: ray-queue
 {{- define "ray-queue.rayStartParams" -}}
 {{- $params := dict -}}
 {{- range $k, $v := (default dict .params) -}}
-{{- $_ := set $params $k (toString $v) -}}
+{{- $text := toString $v -}}
+{{- /* YAML numbers arrive as float64: 1000000000 would print as 1e+09, which Ray rejects. */ -}}
+{{- if and (kindIs "float64" $v) (eq (float64 (int64 $v)) $v) -}}
+{{- $text = toString (int64 $v) -}}
+{{- end -}}
+{{- $_ := set $params $k $text -}}
 {{- end -}}
 {{- with .labels -}}
 {{- $_ := set $params "labels" . -}}
