@@ -87,8 +87,9 @@ class LocalProvider:
     # -- NodeProvider -------------------------------------------------------------------
 
     def groups(self) -> list[WorkerGroup]:
-        ray_nodes = {n.instance_id: n for n in self._gcs.nodes() if n.alive and n.instance_id}
-        by_id = {n.node_id: n for n in self._gcs.nodes() if n.alive}
+        alive = [n for n in self._gcs.nodes() if n.alive]
+        ray_nodes = {n.instance_id: n for n in alive if n.instance_id}
+        by_id = {n.node_id: n for n in alive}
         now = self._clock.now()
         out = []
         for spec in self._specs.values():

@@ -160,9 +160,18 @@ def test_sidecar_killed_and_restarted_mid_flow(
         sidecar.start()
         wait_for(lambda: sidecar.passes() >= 5, 60, what="five passes of the restarted sidecar")
 
+    import logging
+
+    import ray
+    from ray.util.placement_group import placement_group
+
+    ray.init(address=ray_head.address, logging_level=logging.ERROR)
     try:
         queue.submit(SubmitRequest(id=WorkloadId("etl"), queue="team",
                                    bundle_groups=(BundleGroup({"CPU": 1000}, 2),)))
+        # This manager runs no Ray adapter; create the admitted gang's group as it would.
+        # The head has no CPUs, so Ray reports it pending until a worker joins.
+        placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
         queue.submit(SubmitRequest(id=WorkloadId("train"), queue="team",
                                    bundle_groups=(BundleGroup({"GPU": 2000}, 4),)))
         assert queue.workload("train").state is WorkloadState.QUOTA_RESERVED
@@ -211,3 +220,4 @@ def test_sidecar_killed_and_restarted_mid_flow(
         if sidecar.process is not None:
             sidecar.process.stop()
         queue.close()
+        ray.shutdown()
