@@ -61,7 +61,7 @@ class ApiServer:
         from kubernetes import config
 
         path = self.tenant_kubeconfig if tenant else self.kubeconfig
-        return config.new_client_from_config(config_file=str(path))
+        return config.new_client_from_config(config_file=str(path))  # type: ignore[no-untyped-call]
 
 
 def _openssl(args: list[str], cwd: Path) -> None:
@@ -159,7 +159,7 @@ def _ready(url: str, ca_file: Path, token: str) -> bool:
     ctx = ssl.create_default_context(cafile=str(ca_file))
     req = urllib.request.Request(f"{url}/readyz", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
-        return resp.status == 200 and resp.read().strip() == b"ok"
+        return bool(resp.status == 200 and resp.read().strip() == b"ok")
 
 
 def _etcd_healthy(client_url: str) -> bool:
@@ -201,7 +201,7 @@ def start_apiserver(tools: Tools, *, workdir: Path | None = None) -> ApiServer:
     apiserver: ManagedProcess | None = None
     try:
         wait_for(
-            lambda: etcd.check_alive() is None and _etcd_healthy(etcd_url),
+            lambda: etcd.check_alive() and _etcd_healthy(etcd_url),
             START_TIMEOUT_S,
             what="etcd /health",
         )
@@ -226,6 +226,9 @@ def start_apiserver(tools: Tools, *, workdir: Path | None = None) -> ApiServer:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--allow-privileged=true",
+                # The `kubernetes` Service's Endpoints may not point at loopback; with no
+                # in-cluster clients there is nothing to reconcile.
+                "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=1",
             ],
@@ -235,7 +238,7 @@ def start_apiserver(tools: Tools, *, workdir: Path | None = None) -> ApiServer:
         wait_for(
             lambda: (
                 apiserver is not None
-                and apiserver.check_alive() is None
+                and apiserver.check_alive()
                 and _ready(url, ca_file, admin_token)
             ),
             START_TIMEOUT_S,
@@ -271,7 +274,7 @@ def start_apiserver(tools: Tools, *, workdir: Path | None = None) -> ApiServer:
 def create_namespace(api_client: Any, name: str, *, timeout_s: float = 30.0) -> None:
     """Create ``name`` and its ``default`` ServiceAccount (no controller-manager runs)."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
@@ -297,7 +300,7 @@ def delete_namespace(api_client: Any, name: str) -> None:
     namespace is finalized through the ``/finalize`` subresource, as the controller would.
     """
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
@@ -318,7 +321,8 @@ def delete_namespace(api_client: Any, name: str) -> None:
         if exc.status == 404:
             return
         raise
-    ns.spec.finalizers = []
+    if ns.spec is not None:
+        ns.spec.finalizers = []
     try:
         core.replace_namespace_finalize(name, ns)
     except ApiException as exc:

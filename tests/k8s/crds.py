@@ -9,9 +9,10 @@ committed.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -55,7 +56,7 @@ def _established(api_client: Any, name: str) -> bool:
 
     ext = client.ApiextensionsV1Api(api_client)
     # Raw JSON: deserialising a 1 MB schema into client models takes seconds for nothing.
-    resp = ext.read_custom_resource_definition(name, _preload_content=False)
+    resp: Any = ext.read_custom_resource_definition(name, _preload_content=False)
     status = json.loads(resp.data).get("status", {})
     return any(
         c.get("type") == "Established" and c.get("status") == "True"
@@ -66,7 +67,7 @@ def _established(api_client: Any, name: str) -> bool:
 def install_crds(api_client: Any, *, timeout_s: float = 60.0) -> list[str]:
     """Create every CRD (idempotent) and wait until each is Established. Returns their names."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     ext = client.ApiextensionsV1Api(api_client)
     names: list[str] = []
@@ -74,14 +75,14 @@ def install_crds(api_client: Any, *, timeout_s: float = 60.0) -> list[str]:
         name = doc["metadata"]["name"]
         names.append(name)
         try:
-            ext.create_custom_resource_definition(doc, _preload_content=False)
+            ext.create_custom_resource_definition(cast(Any, doc), _preload_content=False)
         except ApiException as exc:
             if exc.status != 409:
                 raise
     for name in names:
         wait_for(
-            lambda n=name: _established(api_client, n),
-            timeout_s,  # type: ignore[misc]
+            functools.partial(_established, api_client, name),
+            timeout_s,
             what=f"CRD {name} Established",
         )
     return names

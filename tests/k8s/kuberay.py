@@ -29,7 +29,7 @@ def _healthy(url: str) -> bool:
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=3) as resp:
-        return resp.status == 200
+        return bool(resp.status == 200)
 
 
 def start_operator(
@@ -56,7 +56,7 @@ def start_operator(
     health_url = f"http://127.0.0.1:{probe_port}/readyz"
     try:
         wait_for(
-            lambda: process.check_alive() is None and _healthy(health_url),
+            lambda: process.check_alive() and _healthy(health_url),
             timeout_s,
             what="KubeRay operator /readyz",
         )

@@ -221,12 +221,12 @@ class NodeSimulator:
         core = client.CoreV1Api(self._api_client)
         while not self._stopping.is_set():
             try:
-                listed = core.list_namespaced_pod(
+                listed: Any = core.list_namespaced_pod(
                     self._namespace, label_selector=RAY_POD_SELECTOR, _preload_content=False
                 )
                 body = json.loads(listed.data)
                 self._resync(core, body["items"])
-                stream = watch.Watch().stream(
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     core.list_namespaced_pod,
                     self._namespace,
                     label_selector=RAY_POD_SELECTOR,

@@ -115,14 +115,15 @@ class ManagedProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def check_alive(self) -> None:
-        """Raise with the log tail if the process has exited."""
+    def check_alive(self) -> bool:
+        """True while running; raises with the log tail once the process has exited."""
         code = self.popen.poll()
         if code is not None:
             raise RuntimeError(
                 f"{self.name} exited with code {code}; last lines of {self.log_path}:\n"
                 f"{self.log_tail()}"
             )
+        return True
 
     def stop(self, *, grace_s: float = 10.0) -> None:
         """SIGTERM the whole group, then SIGKILL it after ``grace_s``. Idempotent."""

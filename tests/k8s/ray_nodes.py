@@ -185,7 +185,10 @@ def _refresh_ray_auth_state() -> None:
     Ray caches both (RayConfig and the token loader) at first use; these two calls are what
     Ray itself does when it switches a process to token mode.
     """
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import (  # type: ignore[attr-defined]
+        AuthenticationTokenLoader,
+        Config,
+    )
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

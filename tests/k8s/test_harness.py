@@ -117,7 +117,7 @@ def test_crds_are_served(k8s_api: K8sApi) -> None:
 
 
 def test_invalid_raycluster_is_rejected_by_the_schema(k8s_api: K8sApi, k8s_namespace: str) -> None:
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     bad = raycluster("bad-schema", replicas=1)
     bad["spec"]["workerGroupSpecs"][0]["replicas"] = "two"
@@ -125,7 +125,7 @@ def test_invalid_raycluster_is_rejected_by_the_schema(k8s_api: K8sApi, k8s_names
     with pytest.raises(ApiException) as info:
         _custom(k8s_api).create_namespaced_custom_object(*RAY[:2], k8s_namespace, RAY[2], bad)
     assert info.value.status == 422
-    body = json.loads(info.value.body)
+    body = json.loads(info.value.body or "{}")
     assert body["reason"] == "Invalid"
     message = body["message"]
     assert "spec.headGroupSpec: Required value" in message
@@ -133,10 +133,10 @@ def test_invalid_raycluster_is_rejected_by_the_schema(k8s_api: K8sApi, k8s_names
 
 
 def test_provisioning_request_v1_validates(k8s_api: K8sApi, k8s_namespace: str) -> None:
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     custom = _custom(k8s_api)
-    pr = {
+    pr: dict[str, Any] = {
         "apiVersion": "autoscaling.x-k8s.io/v1",
         "kind": "ProvisioningRequest",
         "metadata": {"name": "gang"},
@@ -160,7 +160,7 @@ def test_provisioning_request_v1_validates(k8s_api: K8sApi, k8s_namespace: str) 
 
 def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
     """What the API server really answers to the three optimistic-concurrency idioms."""
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     custom = _custom(k8s_api)
     name = "occ"
@@ -182,7 +182,7 @@ def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
     with pytest.raises(ApiException) as info:
         _json_patch(custom, k8s_namespace, name, patch)
     assert info.value.status == 422, info.value.body
-    status = json.loads(info.value.body)
+    status = json.loads(info.value.body or "{}")
     assert (status["reason"], status["code"]) == ("Invalid", 422)
     assert status["message"] == "the server rejected our request due to an error in our request"
 
@@ -194,7 +194,7 @@ def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
     with pytest.raises(ApiException) as info:
         _json_patch(custom, k8s_namespace, name, patch)
     assert info.value.status == 409, info.value.body
-    assert json.loads(info.value.body)["reason"] == "Conflict"
+    assert json.loads(info.value.body or "{}")["reason"] == "Conflict"
 
     # 3. Update (PUT) carrying the stale resourceVersion: 409 Conflict.
     created["spec"]["workerGroupSpecs"][0]["replicas"] = 3
@@ -221,7 +221,7 @@ def test_stale_writes_are_refused(k8s_api: K8sApi, k8s_namespace: str) -> None:
 
 def test_rbac_is_enforced(k8s_api: K8sApi, k8s_namespace: str) -> None:
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     authz = client.AuthorizationV1Api(k8s_api.api_client)
 
@@ -235,7 +235,8 @@ def test_rbac_is_enforced(k8s_api: K8sApi, k8s_namespace: str) -> None:
                 ),
             )
         )
-        return bool(authz.create_subject_access_review(review).status.allowed)
+        status = authz.create_subject_access_review(review).status
+        return bool(status is not None and status.allowed)
 
     assert allowed("admin", ["system:masters"])
     assert not allowed("tenant", [])
@@ -283,7 +284,7 @@ def test_helm_works(k8s_tools: toolchain.Tools, k8s_api: K8sApi) -> None:
 
 
 def test_worker_spec_from_a_kuberay_pod() -> None:
-    pod = {
+    pod: dict[str, Any] = {
         "metadata": {"name": "rc-gpu-workers-abcde", "labels": {"ray.io/group": "gpu-workers"}},
         "spec": {
             "containers": [
