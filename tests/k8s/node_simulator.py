@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 RAY_POD_SELECTOR = "ray.io/is-ray-node=yes"
 GPU_RESOURCE = "nvidia.com/gpu"
+TEARDOWN_GRACE_S = 5.0
+"""At teardown nothing runs on the nodes any more: no need for ``ray start``'s 30 s drain."""
 _WATCH_TIMEOUT_S = 5
 """Watch re-list period: also bounds how long ``stop()`` waits for the thread."""
 
@@ -211,7 +213,7 @@ class NodeSimulator:
         with self._lock:
             nodes, self._nodes = list(self._nodes.values()), {}
         for node in nodes:
-            node.process.stop()
+            node.process.stop(grace_s=TEARDOWN_GRACE_S)
 
     # --- watch thread -------------------------------------------------------------------
 

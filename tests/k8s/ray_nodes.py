@@ -65,7 +65,7 @@ class RayHead:
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token}
 
     def stop(self) -> None:
-        self.process.stop(grace_s=15.0)
+        self.process.stop(grace_s=5.0)
 
 
 def start_head(temp_dir: Path, *, num_cpus: float = 0) -> RayHead:
