@@ -158,6 +158,5 @@ def test_pending_gang_scales_up_then_idle_node_is_drained_and_deleted(
             60,
             what="the drained node to leave Ray",
         )
-        assert node_simulator.errors == []
     finally:
         ray.shutdown()
