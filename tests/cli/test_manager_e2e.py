@@ -33,7 +33,12 @@ def _manager_with_grpc() -> Any:
     from ray_queue.manager.actor import QueueManager
 
     class ManagerWithGrpc(QueueManager):
-        async def start_grpc(self) -> str:
+        async def start_grpc(self, dashboard_url: str) -> str:
+            # A worker's view of the dashboard URL assumes the default port, which another
+            # cluster on this machine may hold; hand the adapter the real one.
+            # (The core holds this adapter, so it is pointed at the URL in place.)
+            self._adapter._dashboard_url = dashboard_url
+            self._adapter._job_client = None
             self._ensure_loop()
             server = start_grpc_server(
                 self._core,
@@ -66,13 +71,13 @@ def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": _free_port()},
     )
     try:
-        ray.init(address=cluster.address, logging_level="ERROR")
+        context = ray.init(address=cluster.address, logging_level="ERROR")
         actor = (
             ray.remote(_manager_with_grpc())
             .options(num_cpus=0, max_concurrency=1000, namespace="ray_queue_e2e")
             .remote(None, str(tmp_path_factory.mktemp("state")))
         )
-        address = ray.get(actor.start_grpc.remote(), timeout=120)
+        address = ray.get(actor.start_grpc.remote(context.dashboard_url), timeout=120)
         yield address, cluster.address
         ray.kill(actor)
     finally:
