@@ -123,11 +123,13 @@ def plan(
     """``ray_pending``: the placement groups Ray reports as waiting for nodes (their
     bundles), or ``None`` if unknown. When known, an admitted workload counts as demand
     only while its placement group is among them: once Ray placed it, the manager may not
-    have marked it placed yet, and packing it again would add a node for nothing."""
-    demand = _still_pending(demand, ray_pending)
+    have marked it placed yet, and packing it again would add a node for nothing. This
+    applies to packing only; requests and gang groups follow ``demand`` as given."""
     by_name = {g.name: g for g in groups}
     base_groups = [g for g in groups if g.gang_of is None]
-    wanted = demand.by_group()
+    # Only packing looks past placed groups; requests and gang groups follow the manager's
+    # demand, so nothing is cleaned up while the manager still counts the gang unplaced.
+    wanted = _still_pending(demand, ray_pending).by_group()
     unmanaged = tuple(
         g.workload
         for g in demand.gangs

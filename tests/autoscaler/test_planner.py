@@ -336,3 +336,15 @@ def test_reserved_gangs_have_no_placement_group_yet_and_always_count() -> None:
     reserved = gang("r", res(gpu=2), group="gpu", state=W.QUOTA_RESERVED)
     result = plan(Demand.of([reserved]), [gpu], [], now=0.0, config=CFG, ray_pending=[])
     assert [s.to_replicas for s in result.scale_ups] == [1]
+
+
+def test_placed_gangs_keep_their_request_and_group() -> None:
+    """Ray's view only affects packing: an admitted all-at-once gang whose group Ray has
+    placed (or not yet seen) keeps its request and its gang group."""
+    name = gang_group_name("gpu", WorkloadId("job"), 0)
+    group = make_group(name).gang_of("job").replicas(1).nodes(node("p", joined=False)).build()
+    result = plan(
+        Demand.of([aao(W.ADMITTED)]), [gpu_group(), group],
+        [request("job", Phase.PROVISIONED)], now=0.0, config=CFG, ray_pending=[],
+    )
+    assert result.empty
