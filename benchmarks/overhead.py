@@ -1,0 +1,270 @@
+"""What queueing costs: queued placement groups and tasks against raw Ray, in one run.
+
+A team routes around a queue that makes their work noticeably slower, so this measures
+the price of going through ray_queue for the two things users submit most: placement
+groups (create, wait until placed, remove) and short tasks (submit all, get all). Both
+sides run on the same one-node Ray cluster in the same process, alternately (raw,
+queued, raw, queued…) so a noisy machine penalises neither side more; the report gives
+every repetition and the medians, and the ratio of queued to raw throughput.
+
+The cluster has ``--pg-count`` units of a custom resource ``pg_slot`` for the groups, so
+hundreds of groups fit at once without hundreds of logical CPUs (which would let Ray start
+hundreds of worker processes for the tasks on a small machine), and a few CPUs for the
+tasks. The queue is the manager's default: one ClusterQueue sized to the cluster.
+
+    .venv/bin/python -m benchmarks.overhead --out benchmarks/results/overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from rich.console import Console
+from rich.table import Table
+
+import ray_queue
+from benchmarks.engine import _machine
+from benchmarks.ray_e2e import git_info
+
+PG_RESOURCE = "pg_slot"
+#: Issue 3's targets: queued throughput over raw throughput.
+TARGETS = {"pg_ratio": 0.7, "task_ratio": 0.5}
+
+
+def _noop() -> int:
+    return 0
+
+
+def raw_pgs(count: int) -> float:
+    """Seconds to create ``count`` one-bundle groups at once, wait for all, remove all."""
+    started = time.perf_counter()
+    groups = [placement_group([{PG_RESOURCE: 1}]) for _ in range(count)]
+    ray.get([g.ready() for g in groups], timeout=300)
+    for group in groups:
+        remove_placement_group(group)
+    return time.perf_counter() - started
+
+
+def queued_pgs(count: int) -> float:
+    """The same through ray_queue: submit all, wait until each is admitted and placed."""
+    started = time.perf_counter()
+    groups = [ray_queue.placement_group([{PG_RESOURCE: 1}]) for _ in range(count)]
+    for group in groups:
+        if not group.wait(timeout_seconds=300):
+            raise RuntimeError(f"{group!r} was not placed within 300 s")
+    for group in groups:
+        group.remove()
+    return time.perf_counter() - started
+
+
+def raw_tasks(fn: Any, count: int) -> float:
+    started = time.perf_counter()
+    ray.get([fn.remote() for _ in range(count)], timeout=300)
+    return time.perf_counter() - started
+
+
+def queued_tasks(fn: Any, count: int) -> float:
+    started = time.perf_counter()
+    ray_queue.get([fn.remote() for _ in range(count)], timeout=300)
+    return time.perf_counter() - started
+
+
+def _alternate(
+    raw: Callable[[], float], queued: Callable[[], float], repetitions: int
+) -> tuple[list[float], list[float]]:
+    raw_s: list[float] = []
+    queued_s: list[float] = []
+    for _ in range(repetitions):
+        raw_s.append(raw())
+        queued_s.append(queued())
+    return raw_s, queued_s
+
+
+def _side(count: int, seconds: list[float]) -> dict[str, Any]:
+    per_s = [count / s for s in seconds]
+    return {
+        "seconds": seconds,
+        "per_s": per_s,
+        "median_per_s": statistics.median(per_s),
+        "min_per_s": min(per_s),
+        "max_per_s": max(per_s),
+        # Spread: (max - min) / median throughput, so noisy runs show.
+        "spread": (max(per_s) - min(per_s)) / statistics.median(per_s),
+    }
+
+
+def _compare(count: int, raw_s: list[float], queued_s: list[float]) -> dict[str, Any]:
+    raw, queued = _side(count, raw_s), _side(count, queued_s)
+    return {
+        "count": count,
+        "raw": raw,
+        "queued": queued,
+        "ratio": queued["median_per_s"] / raw["median_per_s"],
+        # Each repetition's ratio (raw and queued ran back to back), to show its spread.
+        "ratio_per_repetition": [r / q for r, q in zip(raw_s, queued_s, strict=True)],
+    }
+
+
+def measure(
+    *, pg_count: int, task_count: int, repetitions: int, cpus: int, task_cpus: float
+) -> dict[str, Any]:
+    """Start the cluster, warm both paths up once (worker processes, the manager, the
+    client's accepted shapes), then alternate raw and queued ``repetitions`` times."""
+    # "local": always a new cluster of our own, never one another process left running.
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        resources={PG_RESOURCE: pg_count},
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        ray_queue.init()
+        try:
+            plain = ray.remote(num_cpus=task_cpus)(_noop)
+            queued = ray_queue.remote(num_cpus=task_cpus)(_noop)
+            warm_pgs, warm_tasks = min(pg_count, 20), min(task_count, 200)
+            raw_pgs(warm_pgs)
+            queued_pgs(warm_pgs)
+            raw_tasks(plain, warm_tasks)
+            queued_tasks(queued, warm_tasks)
+            pgs = _compare(
+                pg_count,
+                *_alternate(lambda: raw_pgs(pg_count), lambda: queued_pgs(pg_count), repetitions),
+            )
+            tasks = _compare(
+                task_count,
+                *_alternate(
+                    lambda: raw_tasks(plain, task_count),
+                    lambda: queued_tasks(queued, task_count),
+                    repetitions,
+                ),
+            )
+        finally:
+            ray_queue.shutdown()
+    finally:
+        ray.shutdown()
+    return {"placement_groups": pgs, "tasks": tasks}
+
+
+def report(
+    measured: dict[str, Any],
+    *,
+    command: str,
+    repetitions: int,
+    cpus: int,
+    task_cpus: float,
+) -> dict[str, Any]:
+    pgs, tasks = measured["placement_groups"], measured["tasks"]
+    doc: dict[str, Any] = {
+        "benchmark": "overhead",
+        "pg_ratio": pgs["ratio"],
+        "task_ratio": tasks["ratio"],
+        "repetitions": repetitions,
+        "placement_groups": {
+            **pgs,
+            "what": f"{pgs['count']} groups of one bundle {{{PG_RESOURCE}: 1}} created at "
+            "once, waited until all placed, removed; throughput = groups / s",
+        },
+        "tasks": {
+            **tasks,
+            "what": f"{tasks['count']} no-op tasks (num_cpus={task_cpus:g}) submitted at once, "
+            "all results gotten; throughput = tasks / s",
+        },
+        "ray_cluster": {
+            "nodes": 1,
+            "logical_cpus": cpus,
+            PG_RESOURCE: pgs["count"],
+            "ray_version": ray.__version__,
+        },
+        "command": command,
+        "machine": _machine(),
+        "load_average": list(os.getloadavg()),
+        **git_info(),
+        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    doc["targets"] = {
+        name: {"min": limit, "value": doc[name], "met": doc[name] >= limit}
+        for name, limit in TARGETS.items()
+    }
+    return doc
+
+
+def print_summary(doc: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"overhead: queued vs raw Ray (median of {doc['repetitions']})")
+    table.add_column("")
+    table.add_column("raw / s", justify="right")
+    table.add_column("queued / s", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_column("target", justify="right")
+    for label, key, ratio in (
+        ("placement groups", "placement_groups", "pg_ratio"),
+        ("tasks", "tasks", "task_ratio"),
+    ):
+        part = doc[key]
+        table.add_row(
+            f"{label} ({part['count']})",
+            f"{part['raw']['median_per_s']:.0f}",
+            f"{part['queued']['median_per_s']:.0f}",
+            f"{doc[ratio]:.2f}",
+            f">= {TARGETS[ratio]:g}",
+        )
+    console.print(table)
+    console.print(f"reproduce: {doc['command']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.overhead",
+        description="Queued placement groups and tasks against raw Ray, in one run.",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="JSON report path (.json)")
+    parser.add_argument("--pg-count", type=int, default=500)
+    parser.add_argument("--task-count", type=int, default=2000)
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--cpus", type=int, default=4, help="logical CPUs of the node")
+    parser.add_argument(
+        "--task-cpus", type=float, default=1.0, help="num_cpus of each task (both sides)"
+    )
+    args = parser.parse_args(argv)
+    if min(args.pg_count, args.task_count, args.repetitions, args.cpus) < 1:
+        parser.error("counts, repetitions and cpus must be >= 1")
+    command = (
+        shlex.join(sys.orig_argv)
+        if argv is None
+        else shlex.join(["python", "-m", "benchmarks.overhead", *argv])
+    )
+    measured = measure(
+        pg_count=args.pg_count,
+        task_count=args.task_count,
+        repetitions=args.repetitions,
+        cpus=args.cpus,
+        task_cpus=args.task_cpus,
+    )
+    doc = report(
+        measured,
+        command=command,
+        repetitions=args.repetitions,
+        cpus=args.cpus,
+        task_cpus=args.task_cpus,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print_summary(doc, Console())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
