@@ -174,10 +174,9 @@ class Engine:
                 f"{ever.reason}. Ask for less, or raise the quota."
             )
         record = Record(spec=spec, priority=priority, cluster_queue=cq.name)
+        record.message = f"waiting for its turn in queue {spec.queue}"
         record.history.append(
-            Transition(
-                self._clock.now(), S.PENDING, S.PENDING, "Created", f"queued in {spec.queue}"
-            )
+            Transition(self._clock.now(), S.PENDING, S.PENDING, "Created", record.message)
         )
         self._records[spec.id] = record
         if spec.owner:
@@ -508,10 +507,12 @@ class Engine:
         reason = assignment.reason or "does not fit"
         if assignment.mode is Mode.PREEMPT:
             reason += "; no workload may be preempted to make room"
-        record = entry.record
-        record.message = f"waiting: {reason}"
+        # The reason belongs to the set-aside bucket (or queue), not to the record: it
+        # disappears the moment quota is released, for every workload it covered.
         strict = entry.cq.queueing_strategy is QueueingStrategy.STRICT_FIFO
-        self._pending[entry.cq.name].block(record.spec.id, record.message, whole_queue=strict)
+        self._pending[entry.cq.name].block(
+            entry.record.spec.id, f"waiting: {reason}", whole_queue=strict
+        )
 
     # -- phase 0: time-driven events -------------------------------------------------------
 

@@ -99,8 +99,15 @@ def classical_victims(
     own = preemptor.cq.name
     ordered = sorted(candidates, key=lambda c: candidate_order(c, own))
     same_queue = [c for c in ordered if c.cluster_queue == own]
+    # Preempting inside its own queue may replace lower-priority work but never makes the
+    # queue borrow more than it already does: otherwise the newly borrowed quota is
+    # reclaimable by the cohort, whose reclaimed work then preempts back, forever.
+    no_more_borrowing = {
+        fr: max(preemptor.node.nominal.get(fr, 0), preemptor.node.usage.get(fr, 0))
+        for fr in preemptor.usage
+    }
     if len(same_queue) == len(ordered):
-        return _minimal(preemptor, tree, ordered, allow_borrowing=True)
+        return _minimal(preemptor, tree, ordered, cap=no_more_borrowing)
     if (
         preemptor.cq.preemption.borrow_within_cohort.policy
         is BorrowWithinCohortPolicy.LOWER_PRIORITY
@@ -111,14 +118,15 @@ def classical_victims(
                 for c in ordered
                 if c.cluster_queue == own or _borrow_within_cohort_allows(preemptor, c)
             ]
-        return _minimal(preemptor, tree, ordered, allow_borrowing=True)
+        return _minimal(preemptor, tree, ordered, cap=None)
     # Reclaiming from the cohort is only allowed while not borrowing ourselves; that
     # is what keeps two queues from taking the same quota back and forth.
     if under_nominal(preemptor):
-        victims = _minimal(preemptor, tree, ordered, allow_borrowing=False)
+        nominal = {fr: preemptor.node.nominal.get(fr, 0) for fr in preemptor.usage}
+        victims = _minimal(preemptor, tree, ordered, cap=nominal)
         if victims:
             return victims
-    return _minimal(preemptor, tree, same_queue, allow_borrowing=True)
+    return _minimal(preemptor, tree, same_queue, cap=no_more_borrowing)
 
 
 def under_nominal(preemptor: Preemptor) -> bool:
@@ -132,7 +140,7 @@ def _minimal(
     tree: QuotaTree,
     ordered: Sequence[Candidate],
     *,
-    allow_borrowing: bool,
+    cap: Mapping[FlavorResource, Milli] | None,
 ) -> list[Candidate] | None:
     own = preemptor.cq.name
 
@@ -141,9 +149,9 @@ def _minimal(
         return c.cluster_queue == own or tree.is_borrowing(node, iter(preemptor.needs))
 
     def fits() -> bool:
-        return tree.fits(preemptor.node, preemptor.usage, allow_borrowing=allow_borrowing)
+        return tree.fits(preemptor.node, preemptor.usage, cap=cap)
 
-    if not could_make_room(preemptor, tree, ordered, allow_borrowing=allow_borrowing):
+    if not could_make_room(preemptor, tree, ordered, cap=cap):
         return None
     return _take_until_fits(tree, ordered, still_borrowing, fits)
 
@@ -153,11 +161,11 @@ def could_make_room(
     tree: QuotaTree,
     candidates: Sequence[Candidate],
     *,
-    allow_borrowing: bool,
+    cap: Mapping[FlavorResource, Milli] | None,
 ) -> bool:
     """A cheap upper bound checked before any what-if: evicting every candidate frees at
     most their usage, and only the preemptor's own queue's victims lower its own usage
-    (which is what matters when it may not borrow). Most blocked heads stop here."""
+    (which is what matters under a ``cap``). Most blocked heads stop here."""
     node = preemptor.node
     own = preemptor.cq.name
     for fr, amount in preemptor.usage.items():
@@ -169,9 +177,7 @@ def could_make_room(
                 own_freed += used
         if tree.available(node, fr) + freed < amount:
             return False
-        if not allow_borrowing and node.usage.get(fr, 0) - own_freed + amount > node.nominal.get(
-            fr, 0
-        ):
+        if cap is not None and node.usage.get(fr, 0) - own_freed + amount > cap.get(fr, 0):
             return False
     return bool(candidates)
 
@@ -246,9 +252,9 @@ def _fair_attempt(
         pools.setdefault(candidate.cluster_queue, []).append(candidate)
 
     def fits() -> bool:
-        return tree.fits(preemptor.node, preemptor.usage, allow_borrowing=True)
+        return tree.fits(preemptor.node, preemptor.usage)
 
-    if not could_make_room(preemptor, tree, candidates, allow_borrowing=True):
+    if not could_make_room(preemptor, tree, candidates, cap=None):
         return None
     taken: list[Candidate] = []
     while pools:

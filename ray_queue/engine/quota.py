@@ -178,12 +178,18 @@ class QuotaTree:
         return guaranteed + from_parent
 
     def fits(
-        self, node: QuotaNode, usage: Mapping[FlavorResource, Milli], *, allow_borrowing: bool
+        self,
+        node: QuotaNode,
+        usage: Mapping[FlavorResource, Milli],
+        *,
+        cap: Mapping[FlavorResource, Milli] | None = None,
     ) -> bool:
+        """Whether ``usage`` fits now; with ``cap``, ``node``'s usage must also stay at or
+        below ``cap`` (its nominal quota, say, when it may not borrow)."""
         for fr, amount in usage.items():
             if amount > self.available(node, fr):
                 return False
-            if not allow_borrowing and node.usage.get(fr, 0) + amount > node.nominal.get(fr, 0):
+            if cap is not None and node.usage.get(fr, 0) + amount > cap.get(fr, 0):
                 return False
         return True
 

@@ -27,8 +27,6 @@ _ACCELERATORS = ("GPU", "TPU")
 
 def status(record: Record, blocked_reason: str | None) -> WorkloadStatus:
     message = blocked_reason or record.message
-    if record.state is WorkloadState.PENDING and not message:
-        message = "waiting for its turn"
     return WorkloadStatus(
         spec=record.spec,
         state=record.state,
@@ -65,7 +63,11 @@ def record_from_status(status: WorkloadStatus, admitted_seq: int) -> Record:
         admission=status.admission,
         checks=dict(status.checks),
         reason=status.reason,
-        message=status.message,
+        # A set-aside workload shows its bucket's reason; its own message is the last
+        # transition's, which is what it shows again once quota is released.
+        message=status.history[-1].message
+        if status.set_aside and status.history
+        else status.message,
         requeue_count=status.requeue_count,
         requeue_at=status.requeue_at,
         placed=status.placed,
