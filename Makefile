@@ -47,5 +47,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # A local Ray cluster with simulated A100/T4 nodes, three teams, a live table (~1-2 min).
+# Then the local autoscaler: a GPU node added for a queued gang, removed once idle.
 demo: $(STAMP)
 	$(PY) -m ray_queue.demo
+	$(PY) -m autoscaler.demo

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import (
     MILLI,
     ClusterQueueStatus,
@@ -190,6 +191,18 @@ class MetricsSnapshot:
     inadmissible: dict[str, int] = field(default_factory=dict)
 
 
+def snapshot_of(engine: Engine) -> MetricsSnapshot:
+    """What the gauges need, read from the engine (call it where the engine is safe to
+    read: the manager's loop)."""
+    inadmissible: dict[str, int] = {}
+    for status in engine.workloads():
+        if status.set_aside:
+            inadmissible[status.cluster_queue] = inadmissible.get(status.cluster_queue, 0) + 1
+    return MetricsSnapshot(
+        engine.cluster_queue_status(), engine.cohort_status(), engine.pending(), inadmissible
+    )
+
+
 def _units(milli: int) -> float:
     return milli / MILLI
 
@@ -209,8 +222,8 @@ class _SnapshotCollector(Collector):
         for position in snap.pending:
             key = (position.queue, position.cluster_queue)
             per_queue[key] = per_queue.get(key, 0) + 1
-        for (queue, cq), count in sorted(per_queue.items()):
-            families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq], count)
+        for (queue, cq_name), count in sorted(per_queue.items()):
+            families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq_name], count)
         for cq in snap.cluster_queues:
             inadmissible = snap.inadmissible.get(cq.name, 0)
             pending = families["ray_queue_pending_workloads"]

@@ -22,7 +22,13 @@ from ray_queue.engine.config import (
     WithinClusterQueue,
 )
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadSpec
-from ray_queue.metrics import METRICS, MetricsSnapshot, QueueMetrics, markdown_table
+from ray_queue.metrics import (
+    METRICS,
+    MetricsSnapshot,
+    QueueMetrics,
+    markdown_table,
+    snapshot_of,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
@@ -59,14 +65,7 @@ def test_metrics_follow_engine_decisions_and_state() -> None:
     engine = Engine(config, clock)
 
     def snapshot() -> MetricsSnapshot:
-        pending = engine.pending()
-        inadmissible: dict[str, int] = {}
-        for status in engine.workloads():
-            if status.set_aside:
-                inadmissible[status.cluster_queue] = inadmissible.get(status.cluster_queue, 0) + 1
-        return MetricsSnapshot(
-            engine.cluster_queue_status(), engine.cohort_status(), pending, inadmissible
-        )
+        return snapshot_of(engine)
 
     registry = CollectorRegistry()
     metrics = QueueMetrics(registry, snapshot)

@@ -17,19 +17,29 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ray
+from prometheus_client import CollectorRegistry, start_http_server
 
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config import QueueConfig
-from ray_queue.engine.model import CheckState, GangDemand, PendingPosition, WorkloadId
+from ray_queue.engine.model import (
+    CheckState,
+    Decision,
+    GangDemand,
+    PendingPosition,
+    WorkloadId,
+)
 from ray_queue.engine.model import WorkloadStatus as _Status
+from ray_queue.grpc.server import PORT_ENV
 from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
 from ray_queue.manager.types import EventBatch, ManagerStatus, SubmitRequest, SubmitResult
+from ray_queue.metrics import MetricsSnapshot, QueueMetrics
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
 from ray_queue.ray_adapter.cluster import dead_owners, head_node_id, node_shapes
 from ray_queue.store.sqlite import SQLiteStore
@@ -40,6 +50,8 @@ MANAGER_NAME = "ray_queue_manager"
 NAMESPACE = "ray_queue"
 #: Where the SQLite store goes; default: ``<Ray session dir>/ray_queue``.
 STATE_DIR_ENV = "RAY_QUEUE_STATE_DIR"
+METRICS_PORT_ENV = "RAY_QUEUE_METRICS_PORT"
+DEFAULT_METRICS_PORT = 9090
 TICK_S = 0.25
 SLOW_TICK_S = 1.0
 #: Finished workloads are remembered this long for status queries, then forgotten.
@@ -66,13 +78,23 @@ class QueueManager:
         directory = Path(state_path) if state_path else state_dir()
         self._store = SQLiteStore(directory)
         self._changed = asyncio.Event()
+        registry = CollectorRegistry()
+        self._metrics_snapshot = MetricsSnapshot()
+        self._metrics = QueueMetrics(registry, lambda: self._metrics_snapshot)
+        # on_cycle is first called after recover() returns (recovery itself only
+        # reconciles Ray), so self._core is always set when it runs.
         self._core = ManagerCore.recover(
             self._store,
             self._adapter,
             SystemClock(),
             default_config=lambda: config or default_config(nodes),
             on_events=self._wake,
+            on_cycle=self._observe_cycle,
         )
+        self._metrics_snapshot = self._core.metrics_snapshot()
+        self._serve_metrics(registry)
+        self._grpc: Any = None
+        self._grpc_tried = False
         self._core.set_nodes(nodes)
         self._ready_waits: dict[WorkloadId, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -93,6 +115,38 @@ class QueueManager:
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._background())
+        if not self._grpc_tried:
+            self._grpc_tried = True
+            self._grpc = self._start_grpc()
+
+    def _observe_cycle(self, duration_s: float, decisions: list[Decision]) -> None:
+        if decisions:
+            self._metrics.observe_cycle(duration_s, decisions, self._core.workload, time.time())
+
+    @staticmethod
+    def _serve_metrics(registry: CollectorRegistry) -> None:
+        """Serve /metrics on ``RAY_QUEUE_METRICS_PORT`` (9090; ``off`` disables)."""
+        port = os.environ.get(METRICS_PORT_ENV, str(DEFAULT_METRICS_PORT))
+        if port == "off":
+            return
+        try:
+            start_http_server(int(port), registry=registry)
+            logger.info("serving Prometheus metrics on :%s/metrics", port)
+        except (OSError, ValueError) as e:
+            # Metrics are not worth refusing to queue work for; say so loudly instead.
+            logger.warning("not serving metrics on port %s: %s", port, e)
+
+    def _start_grpc(self) -> Any:
+        """Serve the gRPC API on ``RAY_QUEUE_GRPC_PORT`` (50051; ``off`` disables)."""
+        if os.environ.get(PORT_ENV) == "off":
+            return None
+        from ray_queue.grpc.manager_backend import start_grpc_server
+
+        try:
+            return start_grpc_server(self._core, asyncio.get_running_loop())
+        except Exception:
+            logger.exception("gRPC API not started; the actor API still works")
+            return None
 
     async def _background(self) -> None:
         slow_every = max(1, round(SLOW_TICK_S / TICK_S))
@@ -111,6 +165,7 @@ class QueueManager:
             await asyncio.sleep(TICK_S)
 
     def _slow_tick(self) -> None:
+        self._metrics_snapshot = self._core.metrics_snapshot()
         self._core.set_nodes(node_shapes())
         for owner in dead_owners(self._core.owners()):
             self._core.cancel_owner(owner, message=f"its driver (Ray job {owner}) exited")
@@ -235,10 +290,17 @@ class QueueManager:
             await self._wait_changed(1.0 if remaining is None else remaining)
 
 
-def start_manager(config: QueueConfig | None = None, *, state_path: str | None = None) -> Any:
+def start_manager(
+    config: QueueConfig | None = None,
+    *,
+    state_path: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Any:
     """Get the manager actor, creating it (detached, on the head node) if absent.
 
-    Racing drivers end up with the same actor (``get_if_exists``).
+    Racing drivers end up with the same actor (``get_if_exists``). ``env`` (ports, token
+    file, TLS files: the ``RAY_QUEUE_*`` variables) is set in the actor's process, and
+    stays set when Ray restarts it.
     """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -253,6 +315,7 @@ def start_manager(config: QueueConfig | None = None, *, state_path: str | None =
         max_concurrency=1000,
         num_cpus=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(head_node_id(), soft=False),
+        runtime_env={"env_vars": env} if env else None,
     ).remote(config, state_path)
 
 

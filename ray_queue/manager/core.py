@@ -50,6 +50,7 @@ from ray_queue.manager.types import (
     SubmitRequest,
     SubmitResult,
 )
+from ray_queue.metrics import MetricsSnapshot, snapshot_of
 from ray_queue.store.base import Payload, Store
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ManagerCore:
         *,
         payloads: Mapping[WorkloadId, Payload] | None = None,
         on_events: Callable[[], None] | None = None,
+        on_cycle: Callable[[float, list[Decision]], None] | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
@@ -85,6 +87,8 @@ class ManagerCore:
         self._clock = clock
         self._payloads: dict[WorkloadId, Payload] = dict(payloads or {})
         self._on_events = on_events
+        #: Told each cycle's scheduling time and decisions (the metrics hook).
+        self._on_cycle = on_cycle
         self.epoch = uuid.uuid4().hex[:12]
         self._seq = 0
         self._events: dict[str, deque[ClientEvent]] = {}
@@ -111,6 +115,7 @@ class ManagerCore:
         *,
         default_config: Callable[[], QueueConfig],
         on_events: Callable[[], None] | None = None,
+        on_cycle: Callable[[float, list[Decision]], None] | None = None,
     ) -> ManagerCore:
         """Start from the store (or ``default_config()`` on first start) and reconcile Ray
         to it: re-adopt placement groups and jobs that belong to live admissions, create
@@ -122,7 +127,15 @@ class ManagerCore:
             store.write(config=config)
         else:
             engine = Engine.restore(state.config, clock, state.workloads)
-        core = cls(engine, store, actions, clock, payloads=state.payloads, on_events=on_events)
+        core = cls(
+            engine,
+            store,
+            actions,
+            clock,
+            payloads=state.payloads,
+            on_events=on_events,
+            on_cycle=on_cycle,
+        )
         core._reconcile()
         return core
 
@@ -370,6 +383,9 @@ class ManagerCore:
     ) -> list[PendingPosition]:
         return self._engine.pending(queue=queue, cluster_queue=cluster_queue)
 
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        return snapshot_of(self._engine)
+
     def demand(self) -> list[GangDemand]:
         return self._engine.demand()
 
@@ -460,6 +476,8 @@ class ManagerCore:
                 (t2 - t1) * 1e3,
                 (t3 - t2) * 1e3,
             )
+        if self._on_cycle is not None:
+            self._on_cycle(t1 - t0, [*decisions, *scheduled])
         if self._on_events is not None and (notified or statuses):
             self._on_events()
 

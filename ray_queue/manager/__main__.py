@@ -1,0 +1,119 @@
+"""The head pod's manager process: ``python -m ray_queue.manager``.
+
+It starts the QueueManager actor (or re-adopts the running one), applies the queue config
+from a file, and — with ``--watch-config`` — re-applies it whenever the file changes
+(a Kubernetes ConfigMap update), all or nothing: a rejected config is logged with every
+problem and the running one stays. It exits when Ray goes away, so the container's
+supervisor restarts the head instead of leaving Ray without its queue. The actor itself
+serves gRPC and ``/metrics``; this process only tells it where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.config_loader import load_config
+from ray_queue.engine.errors import ConfigError
+from ray_queue.manager.actor import METRICS_PORT_ENV, NAMESPACE, STATE_DIR_ENV, start_manager
+
+logger = logging.getLogger("ray_queue.manager")
+
+#: How long one ping may take before Ray is considered gone.
+PING_TIMEOUT_S = 60.0
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ray_queue.manager", description=__doc__.split("\n\n")[1]
+    )
+    parser.add_argument("--address", default="auto", help="Ray address (default: auto)")
+    parser.add_argument("--config-file", type=Path, help="queue config (YAML, Kueue or ours)")
+    parser.add_argument(
+        "--watch-config", action="store_true", help="re-apply the config file when it changes"
+    )
+    parser.add_argument("--metrics-port", type=int, default=9090, help="/metrics port")
+    parser.add_argument("--state-dir", help="where the manager keeps its SQLite store")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--poll-interval-s", type=float, default=2.0, help="how often to check Ray and the file"
+    )
+    return parser.parse_args(argv)
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _load(path: Path) -> QueueConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        logger.error("%s", e)
+    except OSError as e:
+        logger.error("cannot read %s: %s; the running config stays", path, e)
+    return None
+
+
+def _apply(manager: Any, config: QueueConfig, path: Path) -> None:
+    try:
+        evicted = ray.get(manager.apply_config.remote(config), timeout=PING_TIMEOUT_S)
+    except ConfigError as e:
+        logger.error("%s", e)
+        return
+    logger.info("applied %s (%d workload(s) evicted by stop policies)", path, evicted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    ray.init(address=args.address, namespace=NAMESPACE, log_to_driver=False)
+    # The actor's process gets the serving settings explicitly: it may be started on a
+    # node whose raylet did not inherit this container's environment.
+    env = {k: v for k, v in os.environ.items() if k.startswith("RAY_QUEUE_")}
+    env[METRICS_PORT_ENV] = str(args.metrics_port)
+    if args.state_dir:
+        env[STATE_DIR_ENV] = args.state_dir
+    config = _load(args.config_file) if args.config_file else None
+    if args.config_file and config is None and _digest(args.config_file) is not None:
+        logger.error("starting with the stored (or default) config instead")
+    manager = start_manager(config, state_path=args.state_dir, env=env)
+    ray.get(manager.ping.remote(), timeout=PING_TIMEOUT_S)
+    seen = _digest(args.config_file) if args.config_file else None
+    if config is not None and args.config_file is not None:
+        # An actor that already existed (a manager restart) keeps its stored config
+        # unless told otherwise: the file is the source of truth.
+        _apply(manager, config, args.config_file)
+    logger.info("queue manager ready")
+    while True:
+        time.sleep(args.poll_interval_s)
+        try:
+            ray.get(manager.ping.remote(), timeout=PING_TIMEOUT_S)
+        except Exception as e:
+            logger.error("lost the queue manager or Ray (%s); exiting", e)
+            return 1
+        if not (args.watch_config and args.config_file):
+            continue
+        current = _digest(args.config_file)
+        if current is None or current == seen:
+            continue
+        seen = current
+        changed = _load(args.config_file)
+        if changed is not None:
+            _apply(manager, changed, args.config_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

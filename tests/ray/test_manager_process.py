@@ -1,0 +1,133 @@
+"""``python -m ray_queue.manager``, the head pod's manager process, on a real Ray cluster.
+
+It must bring the manager up with the file's config, serve /metrics and the gRPC API,
+re-apply the file when it changes, keep the running config when the new one is bad, and
+exit once Ray is gone (so Kubernetes restarts the head).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from ray.cluster_utils import Cluster
+
+from tests.ray.harness import wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+RAY_QUEUE = Path(sys.executable).parent / "ray-queue"
+
+CONFIG = """\
+apiVersion: ray-queue.io/v1alpha1
+kind: ResourceFlavor
+metadata: {{name: default}}
+---
+apiVersion: ray-queue.io/v1alpha1
+kind: ClusterQueue
+metadata: {{name: main}}
+spec:
+  resourceGroups:
+  - coveredResources: [CPU]
+    flavors:
+    - name: default
+      resources: [{{name: CPU, nominalQuota: {cpus}}}]
+---
+apiVersion: ray-queue.io/v1alpha1
+kind: Queue
+metadata: {{name: team}}
+spec: {{clusterQueue: main}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _nominal_cpus(port: int) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if (
+            line.startswith("ray_queue_cluster_queue_nominal_quota{")
+            and 'cluster_queue="main"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -> None:
+    os.environ.pop("RAY_ADDRESS", None)
+    config = tmp_path / "queues.yaml"
+    config.write_text(CONFIG.format(cpus=2))
+    metrics_port = _free_port()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    process = None
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ray_queue.manager",
+                "--address",
+                cluster.address,
+                "--config-file",
+                str(config),
+                "--watch-config",
+                "--metrics-port",
+                str(metrics_port),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--poll-interval-s",
+                "0.5",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert wait_for(lambda: _nominal_cpus(metrics_port) == 2, timeout_s=120)
+
+        # The gRPC API is up and published: the CLI finds it through Ray.
+        env = {**os.environ, "RAY_ADDRESS": cluster.address}
+        env.pop("RAY_QUEUE_ADDRESS", None)
+        status = subprocess.run(
+            [str(RAY_QUEUE), "status", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "main" in json.dumps(json.loads(status.stdout))
+
+        # A ConfigMap update: the file changes, the manager follows.
+        config.write_text(CONFIG.format(cpus=4))
+        assert wait_for(lambda: _nominal_cpus(metrics_port) == 4, timeout_s=60)
+
+        # A bad update is refused whole; the running config stays and the process lives.
+        config.write_text(CONFIG.format(cpus=-1))
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(2)"], check=True)
+        assert _nominal_cpus(metrics_port) == 4
+        assert process.poll() is None
+
+        # Ray goes away: the process notices and exits non-zero.
+        cluster.shutdown()
+        assert process.wait(timeout=120) != 0
+        output = process.stdout.read() if process.stdout else ""
+        assert "nominalQuota" in output, output
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        cluster.shutdown()
