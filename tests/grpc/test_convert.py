@@ -90,13 +90,13 @@ resource_statuses = st.builds(
 shares = st.floats(min_value=0, allow_nan=False) | st.just(math.inf)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(statuses)
 def test_workload_status_round_trip(status: WorkloadStatus) -> None:
     assert convert.workload_from_pb(convert.workload_to_pb(status)) == status
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(
     st.builds(
         ClusterQueueStatus,
@@ -152,6 +152,7 @@ gangs = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(gangs, max_size=6))
 def test_demand_round_trip_and_shape_counts(demand: list[GangDemand]) -> None:
     wire = convert.demand_to_pb(demand)
@@ -162,6 +163,7 @@ def test_demand_round_trip_and_shape_counts(demand: list[GangDemand]) -> None:
         assert flavor.all_at_once == any(g.all_at_once for g in demand if g.flavor == flavor.flavor)
 
 
+@settings(deadline=None)
 @given(
     st.builds(
         SubmitRequest,
