@@ -9,9 +9,9 @@ runs an admission cycle. Two backends (``--backend``, recorded in the JSON):
 - ``engine``: ``python -m ray_queue.grpc.server`` in a subprocess — the API with bearer
   tokens over the in-process engine;
 - ``manager``: the real QueueManager actor on a one-node Ray cluster (ManagerCore, the
-  SQLite store, every call on the actor's loop), serving gRPC through
-  ``start_grpc_server`` as the manager will. Workloads are tasks, so admission creates no
-  Ray objects and the numbers are the queue's own cost.
+  SQLite store, every call on the actor's loop) serving gRPC with the server it starts
+  itself. Workloads are tasks, so admission creates no Ray objects and the numbers are
+  the queue's own cost.
 """
 
 from __future__ import annotations
@@ -94,37 +94,32 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def start_manager(workdir: Path) -> tuple[Callable[[], None], str]:
-    """The real manager actor on a one-node Ray cluster, serving gRPC with a token."""
-    import asyncio
-
+    """The real manager actor on a one-node Ray cluster, serving gRPC as it does in
+    production: its own server, tokens from ``RAY_QUEUE_TOKENS``, a free port."""
     import ray
     from ray.cluster_utils import Cluster
 
     from ray_queue.engine.config_loader import load_config
-    from ray_queue.grpc.auth import parse_tokens
-    from ray_queue.grpc.manager_backend import start_grpc_server
-    from ray_queue.grpc.server import ServerOptions
     from ray_queue.manager.actor import QueueManager
 
-    principals = parse_tokens(TOKENS, origin="benchmark")
+    class Manager(QueueManager):
+        async def grpc_address(self) -> str:
+            self._ensure_loop()  # what ray_queue.init's first call does: starts the server
+            assert self._grpc is not None, "the manager did not start its gRPC server"
+            return str(self._grpc.address)
 
-    class ManagerWithGrpc(QueueManager):
-        async def start_grpc(self) -> str:
-            self._ensure_loop()
-            options = ServerOptions(port=0, host="127.0.0.1", principals=principals)
-            self._grpc_server = start_grpc_server(
-                self._core, asyncio.get_running_loop(), options, publish=False
-            )
-            return str(self._grpc_server.address)
-
+    # The raylet (and so the actor) inherits these.
+    os.environ.update(
+        {"RAY_QUEUE_TOKENS": TOKENS, "RAY_QUEUE_GRPC_PORT": "0", "RAY_QUEUE_METRICS_PORT": "0"}
+    )
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     ray.init(address=cluster.address, logging_level="ERROR")
     actor = (
-        ray.remote(ManagerWithGrpc)
+        ray.remote(Manager)
         .options(num_cpus=0, max_concurrency=1000)
         .remote(load_config(CONFIG), str(workdir / "state"))
     )
-    address = ray.get(actor.start_grpc.remote(), timeout=120)
+    address = ray.get(actor.grpc_address.remote(), timeout=120)
 
     def stop() -> None:
         ray.kill(actor)
@@ -217,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = {
         "engine": "engine: python -m ray_queue.grpc.server (gRPC over the in-process engine)",
         "manager": "manager: the QueueManager actor on a 1-node Ray cluster (ManagerCore, "
-        "SQLite store, calls run on the actor loop) serving gRPC via start_grpc_server",
+        "SQLite store, calls run on the actor loop) serving gRPC with its own server",
     }
     report = {
         "benchmark": "grpc_load",
