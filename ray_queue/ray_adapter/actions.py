@@ -100,10 +100,7 @@ class RayAdapter:
         if self._job_client is None:
             from ray.job_submission import JobSubmissionClient
 
-            url = self._dashboard_url
-            if url is None:
-                node = ray._private.worker._global_node
-                url = node.webui_url if node is not None else None
+            url = self._dashboard_url or _published_dashboard_address()
             if not url:
                 raise RuntimeError("the Ray dashboard (job server) is not running")
             if not url.startswith("http"):
@@ -154,3 +151,22 @@ class RayAdapter:
             if sid and sid.startswith(JOB_PREFIX):
                 out[sid] = str(job.status.value if hasattr(job.status, "value") else job.status)
         return out
+
+
+def _published_dashboard_address() -> str | None:
+    """Where the dashboard (Ray's job server) really listens.
+
+    The dashboard writes its address into the GCS; a worker's own node object reports
+    the default port (8265) whatever port the dashboard was started on, which would send
+    job submissions to another cluster's dashboard on a shared machine.
+    """
+    from ray._private import ray_constants
+    from ray.experimental import internal_kv
+
+    published = internal_kv._internal_kv_get(
+        ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD
+    )
+    if published:
+        return bytes(published).decode()
+    node = ray._private.worker._global_node
+    return node.webui_url if node is not None else None
