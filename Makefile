@@ -42,6 +42,9 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.engine --scenario kueue-baseline --out benchmarks/results/engine-kueue-baseline.json
 	$(PY) -m benchmarks.engine --scenario kueue-large --out benchmarks/results/engine-kueue-large.json
+	$(PY) -m benchmarks.ray_e2e --scenario kueue-baseline --out benchmarks/results/ray-e2e-kueue-baseline.json
+	$(PY) -m benchmarks.overhead --out benchmarks/results/overhead.json
+	$(PY) -m benchmarks.grpc_load --backend manager --out benchmarks/results/grpc-manager.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
