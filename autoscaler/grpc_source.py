@@ -93,22 +93,15 @@ class GrpcSource:
             raise SourceError(f"report {state.value} for {workload} failed: {exc}") from exc
 
     def evict(self, workload: WorkloadId, message: str) -> None:
-        # The AutoscalerService has no eviction call yet. While the workload still waits
-        # on its check, Retry has the same effect (quota released, back-off); a running
-        # workload whose capacity was revoked is left to the placement timeout.
-        logger.warning("capacity revoked for %s: %s (reporting Retry)", workload, message)
-        check = self._check_of(workload)
-        if check is not None:
-            self.report_check(workload, check, CheckState.RETRY, message)
+        try:
+            self._client.evict(workload, reason="CapacityRevoked", message=message)
+        except Exception as exc:
+            # Already evicted or forgotten: a retried report finds nothing to do.
+            if type(exc).__name__ in ("UnknownWorkloadError", "InvalidTransitionError"):
+                return
+            raise SourceError(f"evict {workload} failed: {exc}") from exc
 
     # -- plumbing ----------------------------------------------------------------------------
-
-    def _check_of(self, workload: WorkloadId) -> str | None:
-        try:
-            status = self._client.workload(workload)
-        except Exception:
-            return None
-        return next(iter(status.checks), None) if status.checks else None
 
     def _current_config(self) -> QueueConfig:
         now = time.monotonic()

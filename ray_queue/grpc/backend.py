@@ -123,6 +123,11 @@ class Backend(Protocol):
         """Record an admission check result; stale reports are ignored. Returns the status."""
         ...
 
+    def evict(self, workload: WorkloadId, *, reason: str, message: str) -> WorkloadStatus:
+        """Evict a workload holding quota (requeued with back-off); raises
+        ``InvalidTransitionError`` if it holds none. Returns the status."""
+        ...
+
     def events(self, *, after: int, timeout_s: float) -> EventPage:
         """Transitions after position ``after`` (0: from now on, see ``journal_head``),
         waiting up to ``timeout_s`` for one to arrive."""
@@ -400,6 +405,12 @@ class EngineBackend:
     ) -> WorkloadStatus:
         with self._lock:
             decisions = self._engine.set_check_state(workload, check, state, message)
+            self._schedule([workload, *(d.workload for d in decisions)])
+            return self._engine.workload(workload)
+
+    def evict(self, workload: WorkloadId, *, reason: str, message: str) -> WorkloadStatus:
+        with self._lock:
+            decisions = self._engine.evict(workload, reason=reason, message=message)
             self._schedule([workload, *(d.workload for d in decisions)])
             return self._engine.workload(workload)
 

@@ -277,6 +277,14 @@ class QueueClient:
         )
         return convert.workload_from_pb(response.workload)
 
+    def evict(self, workload: str, *, reason: str, message: str = "") -> WorkloadStatus:
+        """Evict a workload whose capacity went away (requeued with back-off)."""
+        response = self._call(
+            self._autoscaler.EvictWorkload,
+            apb.EvictWorkloadRequest(workload=workload, reason=reason, message=message),
+        )
+        return convert.workload_from_pb(response.workload)
+
     def health(self, service: str = "") -> str:
         """The standard health service's answer ("SERVING", "NOT_SERVING" …)."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc

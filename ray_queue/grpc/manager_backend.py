@@ -258,6 +258,15 @@ class ManagerBackend:
         self._after([status])
         return status
 
+    def evict(self, workload: WorkloadId, *, reason: str, message: str) -> WorkloadStatus:
+        def evict() -> WorkloadStatus:
+            self._core.evict(workload, reason=reason, message=message)
+            return self._core.workload(workload)
+
+        status = self._call(evict)
+        self._after([status])
+        return status
+
     def events(self, *, after: int, timeout_s: float) -> EventPage:
         self._watching()
         return self._journal.read(after=after, timeout_s=timeout_s)

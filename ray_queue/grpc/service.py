@@ -466,3 +466,13 @@ class AutoscalerServicer(_Scoped, autoscaler_pb2_grpc.AutoscalerServiceServicer)
         message = convert.text(request.message, "message")
         status = self._backend.set_check_state(workload, check, state, message)
         return apb.ReportAdmissionCheckResponse(workload=convert.workload_to_pb(status))
+
+    @_rpc
+    def EvictWorkload(
+        self, request: apb.EvictWorkloadRequest, context: grpc.ServicerContext
+    ) -> apb.EvictWorkloadResponse:
+        workload = WorkloadId(convert.name(request.workload, "workload"))
+        reason = convert.name(request.reason, "reason")
+        message = convert.text(request.message, "message")
+        status = self._backend.evict(workload, reason=reason, message=message)
+        return apb.EvictWorkloadResponse(workload=convert.workload_to_pb(status))

@@ -165,6 +165,12 @@ def test_grpc_source_with_an_autoscaler_token_uses_the_overrides() -> None:
         assert (gang.worker_group, gang.check, gang.attempt) == ("gpu-group", "prov", 0)
         source.report_check(WorkloadId("train"), "prov", CheckState.READY, "provisioned")
         assert backend.workload(WorkloadId("train")).state is WorkloadState.ADMITTED
+        # CapacityRevoked on a running gang: evicted over the AutoscalerService.
+        source.evict(WorkloadId("train"), "ProvisioningRequest capacity revoked")
+        evicted = backend.workload(WorkloadId("train"))
+        assert evicted.state is WorkloadState.EVICTED
+        assert evicted.history[-1].reason == "CapacityRevoked"
+        source.evict(WorkloadId("train"), "revoked twice")  # holds no quota: ignored
     finally:
         source.stop()
         client.close()

@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ray_queue.engine.errors import (
     ConfigError,
     DuplicateWorkloadError,
+    InvalidTransitionError,
     UnknownPriorityClassError,
     UnknownQueueError,
     UnknownWorkloadError,
@@ -244,6 +245,22 @@ def test_report_check_retry_and_reject(harness: Harness) -> None:
     assert client.report_check("r2", "prov", CheckState.READY).state is S.REJECTED
     with pytest.raises(UnknownWorkloadError):
         client.report_check("ghost", "prov", CheckState.READY)
+
+
+def test_evict_workload_requeues_with_back_off(harness: Harness) -> None:
+    client = harness.client()
+    client.submit(request("gang", cpu=1000, gpu=1000))
+    assert client.report_check("gang", "prov", CheckState.READY).state is S.ADMITTED
+    status = client.evict("gang", reason="CapacityRevoked", message="nodes taken back")
+    assert status.state is S.EVICTED and status.requeue_at is not None
+    assert (status.history[-1].reason, status.history[-1].message) == (
+        "CapacityRevoked",
+        "nodes taken back",
+    )
+    with pytest.raises(InvalidTransitionError):  # holds no quota any more
+        client.evict("gang", reason="CapacityRevoked")
+    with pytest.raises(UnknownWorkloadError):
+        client.evict("ghost", reason="CapacityRevoked")
 
 
 def test_jobs_need_a_backend_that_runs_them(harness: Harness) -> None:

@@ -94,3 +94,19 @@ class ReportAdmissionCheckResponse(_message.Message):
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     workload: _queue_pb2.Workload
     def __init__(self, workload: _Optional[_Union[_queue_pb2.Workload, _Mapping]] = ...) -> None: ...
+
+class EvictWorkloadRequest(_message.Message):
+    __slots__ = ("workload", "reason", "message")
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    workload: str
+    reason: str
+    message: str
+    def __init__(self, workload: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class EvictWorkloadResponse(_message.Message):
+    __slots__ = ("workload",)
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    workload: _queue_pb2.Workload
+    def __init__(self, workload: _Optional[_Union[_queue_pb2.Workload, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class AutoscalerServiceStub:
                 request_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportAdmissionCheckRequest.SerializeToString,
                 response_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportAdmissionCheckResponse.FromString,
                 _registered_method=True)
+        self.EvictWorkload = channel.unary_unary(
+                '/ray_queue.v1.AutoscalerService/EvictWorkload',
+                request_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadRequest.SerializeToString,
+                response_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadResponse.FromString,
+                _registered_method=True)
 
 
 class AutoscalerServiceServicer:
@@ -63,6 +68,15 @@ class AutoscalerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvictWorkload(self, request, context):
+        """Evict a workload whose nodes were taken back (a ProvisioningRequest's
+        CapacityRevoked): quota released, requeued with back-off. NOT_FOUND for an unknown
+        workload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AutoscalerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +89,11 @@ def add_AutoscalerServiceServicer_to_server(servicer, server):
                     servicer.ReportAdmissionCheck,
                     request_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportAdmissionCheckRequest.FromString,
                     response_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportAdmissionCheckResponse.SerializeToString,
+            ),
+            'EvictWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvictWorkload,
+                    request_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadRequest.FromString,
+                    response_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +150,33 @@ class AutoscalerService:
             '/ray_queue.v1.AutoscalerService/ReportAdmissionCheck',
             ray__queue_dot_v1_dot_autoscaler__pb2.ReportAdmissionCheckRequest.SerializeToString,
             ray__queue_dot_v1_dot_autoscaler__pb2.ReportAdmissionCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvictWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ray_queue.v1.AutoscalerService/EvictWorkload',
+            ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadRequest.SerializeToString,
+            ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadResponse.FromString,
             options,
             channel_credentials,
             insecure,
