@@ -107,6 +107,8 @@ class ClientRuntime:
         self._stop = threading.Event()
         self._epoch: str | None = None
         self._seq = 0
+        #: The long poll in flight, so ``close`` can cancel it instead of waiting it out.
+        self._poll_ref: Any = None
         self.refresh_catalog()
         self._threads = [
             threading.Thread(target=self._send_loop, name="ray-queue-sender", daemon=True),
@@ -278,12 +280,10 @@ class ClientRuntime:
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                batch = ray.get(
-                    self.manager.wait_events.remote(
-                        self.owner, self._seq, self._epoch, POLL_TIMEOUT_S
-                    ),
-                    timeout=POLL_TIMEOUT_S + 30,
+                self._poll_ref = self.manager.wait_events.remote(
+                    self.owner, self._seq, self._epoch, POLL_TIMEOUT_S
                 )
+                batch = ray.get(self._poll_ref, timeout=POLL_TIMEOUT_S + 30)
             except (Exception, SystemExit) as e:
                 # SystemExit: Ray raises it in threads blocked in ray.get at shutdown.
                 if self._stop.is_set() or isinstance(e, SystemExit):
@@ -352,6 +352,15 @@ class ClientRuntime:
             self._lock.notify_all()
         with self._running_cv:
             self._running_cv.notify_all()
+        # A thread still inside a Ray call when the driver disconnects can take the whole
+        # process down with it (Ray's core worker exits), so end the long poll and wait
+        # for every thread before returning.
+        if self._poll_ref is not None and ray.is_initialized():
+            with contextlib.suppress(Exception):
+                ray.cancel(self._poll_ref)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=POLL_TIMEOUT_S + 5)
 
 
 _runtime: ClientRuntime | None = None
