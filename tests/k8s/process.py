@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +64,25 @@ def free_port() -> int:
         return port
 
 
+_PR_SET_PDEATHSIG = 1
+_LIBC: ctypes.CDLL | None = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError):
+        # Loaded here, not in the child: nothing but async-signal-safe work after fork.
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL me if the thread that started me dies.
+
+    Teardown and atexit cover a test that fails; this covers the test process itself being
+    killed (SIGKILL from a CI time limit), after which nothing of ours could run. Linux only;
+    elsewhere a no-op.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 """Every process started and not yet stopped, so an interpreter exit still stops them."""
 
@@ -97,6 +118,7 @@ class ManagedProcess:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,  # its own process group: killpg reaches its children
+                preexec_fn=_die_with_parent,
             )
         self.pgid = self.popen.pid
         _LIVE.add(self)
