@@ -28,11 +28,8 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import os
-import platform
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -44,6 +41,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import provenance
 from benchmarks.scenarios import SCENARIOS, Arrival, Scenario, workload_spec
 from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.engine import Engine
@@ -394,8 +392,8 @@ def report(sim: Simulation, *, command: str, plot_path: str | None) -> dict[str,
             }
         ),
         "command": command,
-        "machine": _machine(),
-        **_git(),
+        "machine": provenance.machine(),
+        **provenance.git("ray_queue/engine", "benchmarks/engine.py", "benchmarks/scenarios.py"),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "plot": plot_path,
         "plot_sample_interval_s": sim.sample_interval_s,
@@ -416,40 +414,6 @@ def _targets(name: str, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _mean(values: Iterator[int] | Sequence[int]) -> float:
     items = list(values)
     return sum(items) / len(items) / 1000.0 if items else 0.0
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
-
-
-def _git() -> dict[str, Any]:
-    def run(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = run("rev-parse", "HEAD")
-    # Only the code that was measured: uncommitted changes elsewhere do not matter.
-    status = run(
-        "status",
-        "--porcelain",
-        "--untracked-files=no",
-        "--",
-        "ray_queue/engine",
-        "benchmarks/engine.py",
-        "benchmarks/scenarios.py",
-    )
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
 # -- output -------------------------------------------------------------------------------

@@ -35,8 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import ray_queue
-from benchmarks.engine import _machine
-from benchmarks.ray_e2e import git_info
+from benchmarks import provenance
 
 PG_RESOURCE = "pg_slot"
 #: Issue 3's targets: queued throughput over raw throughput.
@@ -190,9 +189,9 @@ def report(
             "ray_version": ray.__version__,
         },
         "command": command,
-        "machine": _machine(),
+        "machine": provenance.machine(),
         "load_average": list(os.getloadavg()),
-        **git_info(),
+        **provenance.git("ray_queue", "benchmarks"),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     doc["targets"] = {

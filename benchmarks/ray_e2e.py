@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 import ray_queue
-from benchmarks.engine import _machine
+from benchmarks import provenance
 from benchmarks.scenarios import RESOURCE, SCENARIOS, Arrival, Scenario
 from ray_queue.client.placement_group import QueuedPlacementGroup
 from ray_queue.engine.model import WorkloadState
@@ -356,9 +355,9 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
             }
         ),
         "command": command,
-        "machine": _machine(),
+        "machine": provenance.machine(),
         "load_average": list(os.getloadavg()),
-        **git_info(),
+        **provenance.git("ray_queue", "benchmarks"),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     limit = MAKESPAN_OVER_IDEAL_MAX
@@ -375,23 +374,6 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
 
 def _mean_scaled(values: list[float], scale: float) -> float:
     return sum(values) / len(values) * scale if values else 0.0
-
-
-def git_info() -> dict[str, Any]:
-    """The commit measured, and whether the code it ran (all of ray_queue) was modified."""
-
-    def run(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no", "--", "ray_queue", "benchmarks")
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
 def print_summary(doc: dict[str, Any], console: Console) -> None:

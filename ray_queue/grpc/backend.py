@@ -321,18 +321,7 @@ class EngineBackend:
         # Strictly increasing creation times keep a batch in submission order (FIFO).
         created = max(self._clock.now(), self._last_created + 1e-6)
         self._last_created = created
-        return WorkloadSpec(
-            id=request.id,
-            queue=request.queue,
-            bundle_groups=request.bundle_groups,
-            created_at=created,
-            kind=request.kind,
-            strategy=request.strategy,
-            priority_class=request.priority_class,
-            owner=request.owner,
-            min_count=request.min_count,
-            name=request.name,
-        )
+        return request.to_spec(created)
 
     def workload(self, workload: WorkloadId) -> WorkloadStatus:
         with self._lock:

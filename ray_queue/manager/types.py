@@ -18,6 +18,7 @@ from ray_queue.engine.model import (
     PlacementStrategy,
     WorkloadId,
     WorkloadKind,
+    WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
 )
@@ -40,6 +41,20 @@ class SubmitRequest:
     #: bundle), and for jobs ``entrypoint``, ``runtime_env``, ``metadata``,
     #: ``entrypoint_resources`` (Ray units). JSON-compatible.
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_spec(self, created_at: float) -> WorkloadSpec:
+        return WorkloadSpec(
+            id=self.id,
+            queue=self.queue,
+            bundle_groups=self.bundle_groups,
+            created_at=created_at,
+            kind=self.kind,
+            strategy=self.strategy,
+            priority_class=self.priority_class,
+            owner=self.owner,
+            min_count=self.min_count,
+            name=self.name,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,43 @@
+"""Where a benchmark number came from: the machine and the commit that produced it.
+
+Every benchmark report carries these, so a figure in benchmarks/README.md can always be
+traced to the code it measured and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def git(*measured: str) -> dict[str, Any]:
+    """The commit, and whether the measured paths had uncommitted changes (changes
+    elsewhere in the tree do not affect the numbers, so they do not count)."""
+
+    def run(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no", "--", *measured)
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
