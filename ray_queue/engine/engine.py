@@ -46,12 +46,17 @@ from ray_queue.engine.model import (
     DecisionKind,
     FlavorResource,
     GangDemand,
+    GroupAdmission,
+    LeaseKey,
     PendingPosition,
     Transition,
+    Usage,
     WorkloadId,
+    WorkloadKind,
     WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
+    shape_of,
 )
 from ray_queue.engine.preemption import (
     Candidate,
@@ -62,7 +67,7 @@ from ray_queue.engine.preemption import (
     under_nominal,
     within_cluster_queue_allows,
 )
-from ray_queue.engine.queues import ClusterQueuePending, order_key
+from ray_queue.engine.queues import BucketKey, ClusterQueuePending, order_key
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
 
@@ -109,6 +114,8 @@ class Engine:
         self._borrowed_memo: dict[
             tuple[QuotaNode, frozenset[FlavorResource]], tuple[int, list[Candidate]]
         ] = {}
+        #: Admitted tasks by lease key (insertion-ordered, so a replay picks the same one).
+        self._leases: dict[LeaseKey, dict[WorkloadId, None]] = {}
 
     # -- events ---------------------------------------------------------------------
 
@@ -306,6 +313,100 @@ class Engine:
             self._dirty = set()
         return decisions
 
+    # -- hand-over: a finished task's quota goes straight to its owner's next one ----------
+
+    def lease_states(self) -> dict[LeaseKey, bool]:
+        """For each (owner, queue, priority class, shape) with admitted tasks: whether one
+        of them that finishes may hand its quota to a pending sibling (``hand_over``).
+
+        A hint for clients, so they only try hand-overs that would be accepted now.
+        """
+        memo: dict[QuotaNode, set[tuple[BucketKey, str]]] = {}
+        return {
+            key: self._lease_refusal(self._records[next(iter(holders))], memo) is None
+            for key, holders in self._leases.items()
+        }
+
+    def handover_refusal(self, finished: WorkloadId, successor: WorkloadId) -> str | None:
+        """Why ``hand_over(finished, successor)`` would be refused now, or ``None``."""
+        done, nxt = self._records.get(finished), self._records.get(successor)
+        if done is None or nxt is None:
+            return f"{finished if done is None else successor} is not a known workload"
+        if done.state is not S.ADMITTED:
+            return f"{finished} is {done.state.value}, not admitted"
+        if nxt.state is not S.PENDING:
+            return f"{successor} is {nxt.state.value}, not pending"
+        if done.spec.kind is not WorkloadKind.TASK or nxt.spec.kind is not WorkloadKind.TASK:
+            return "only tasks hand their quota over"
+        if done.spec.lease_key() != nxt.spec.lease_key() or nxt.spec.min_count is not None:
+            return "they differ in owner, queue, priority class or resources"
+        assert done.admission is not None
+        if nxt.cluster_queue != done.admission.cluster_queue:
+            return f"{successor} waits in another ClusterQueue ({nxt.cluster_queue})"
+        return self._lease_refusal(done, {})
+
+    def hand_over(self, finished: WorkloadId, successor: WorkloadId) -> Decision:
+        """``finished`` (an admitted task) ended and its owner already started ``successor``
+        (a pending task of the same owner, queue, priority class and resources) in its
+        place: ``finished`` becomes FINISHED and ``successor`` ADMITTED with the same
+        admission, without a scheduling cycle.
+
+        Accepted only when that is what the next cycle would do anyway (see
+        ``handover_refusal``), so quota, cohorts and fairness see exactly what a cycle
+        would have done; among one owner's identical tasks, the owner picks the order.
+        Raises ``InvalidTransitionError`` if refused (nothing changes).
+        """
+        refusal = self.handover_refusal(finished, successor)
+        if refusal is not None:
+            raise InvalidTransitionError(f"cannot hand {finished} over to {successor}: {refusal}")
+        done, nxt = self._records[finished], self._records[successor]
+        admission = done.admission
+        assert admission is not None
+        self._release(done)
+        self._transition(done, S.FINISHED, message=f"finished; its quota went to {successor}")
+        cq = self._config.cluster_queues[admission.cluster_queue]
+        self._grant(nxt, cq, self._tree.cluster_queues[cq.name], admission.groups, admission.usage)
+        self._transition(
+            nxt,
+            S.ADMITTED,
+            reason="HandedOver",
+            message=f"took over the quota of {finished}, which finished; nothing else was "
+            "waiting for it",
+        )
+        # The owner started it before telling us: it is on a node already.
+        nxt.placed = True
+        return self._admit_decision(nxt, "HandedOver")
+
+    def _lease_refusal(
+        self, record: Record, memo: dict[QuotaNode, set[tuple[BucketKey, str]]]
+    ) -> str | None:
+        """Why an admitted task's quota may not go straight to a sibling: the hand-over
+        must be exactly what the next cycle would do. That holds when every workload
+        pending anywhere in the quota tree is the owner's identical task (the freed quota
+        then fits the bucket's top and nobody else could take it), the ClusterQueue is
+        running, and no admission check would have to run first."""
+        assert record.admission is not None
+        cq = self._config.cluster_queues.get(record.admission.cluster_queue)
+        if cq is None:
+            return f"ClusterQueue {record.admission.cluster_queue} no longer exists"
+        if cq.stop_policy is not StopPolicy.NONE or self._queue_held(record.spec.queue):
+            return f"queue {record.spec.queue} or ClusterQueue {cq.name} is stopped"
+        if _checks_for(cq, record.admission):
+            return f"ClusterQueue {cq.name} runs admission checks before admitting"
+        node = self._tree.cluster_queues[cq.name]
+        waiting = memo.get(node.tree_root)
+        if waiting is None:
+            waiting = set()
+            for member in self._tree.same_tree(node):
+                waiting |= self._pending[member.name].groups(limit=2)
+                if len(waiting) >= 2:
+                    break
+            memo[node.tree_root] = waiting
+        own = ((record.spec.queue, record.priority, _shape(record.spec)), record.spec.owner)
+        if waiting - {own}:
+            return f"other workloads are waiting for quota in ClusterQueue {cq.name}'s cohort"
+        return None
+
     # -- the cycle ----------------------------------------------------------------------
 
     def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
@@ -447,22 +548,9 @@ class Engine:
     def _reserve(self, entry: _Entry) -> Decision:
         record, cq, assignment = entry.record, entry.cq, entry.assignment
         workload = record.spec.id
-        self._pending[cq.name].remove(workload)
-        self._tree.add_usage(entry.node, assignment.usage)
-        record.admission = Admission(cq.name, assignment.groups, assignment.usage)
-        record.cluster_queue = cq.name
-        self._seq += 1
-        record.admitted_seq = self._seq
-        self._holding[cq.name][workload] = _candidate(record)
-        record.placed = False
-        if cq.usage_based_fair_sharing:
-            self._charge_queue(record.spec.queue, record.admission, self._clock.now())
-        flavors = record.admission.flavors()
-        checks = [
-            c.name
-            for c in cq.admission_checks
-            if not c.on_flavors or not flavors.isdisjoint(c.on_flavors)
-        ]
+        self._grant(record, cq, entry.node, assignment.groups, assignment.usage)
+        assert record.admission is not None
+        checks = _checks_for(cq, record.admission)
         if checks:
             record.checks = {name: CheckState.PENDING for name in checks}
             self._transition(
@@ -477,6 +565,27 @@ class Engine:
         self._transition(record, S.ADMITTED, message=f"admitted by ClusterQueue {cq.name}")
         self._start_placement_clock(record)
         return self._admit_decision(record, "Admitted")
+
+    def _grant(
+        self,
+        record: Record,
+        cq: ClusterQueue,
+        node: QuotaNode,
+        groups: tuple[GroupAdmission, ...],
+        usage: Usage,
+    ) -> None:
+        """Take ``usage`` of ``cq``'s quota for a pending workload."""
+        workload = record.spec.id
+        self._pending[cq.name].remove(workload)
+        self._tree.add_usage(node, usage)
+        record.admission = Admission(cq.name, groups, usage)
+        record.cluster_queue = cq.name
+        self._seq += 1
+        record.admitted_seq = self._seq
+        self._holding[cq.name][workload] = _candidate(record)
+        record.placed = False
+        if cq.usage_based_fair_sharing:
+            self._charge_queue(record.spec.queue, record.admission, self._clock.now())
 
     def _admit_decision(self, record: Record, reason: str) -> Decision:
         return Decision(
@@ -621,7 +730,7 @@ class Engine:
         spec = record.spec
         bucket = (spec.queue, record.priority, _shape(spec))
         key = order_key(record.priority, spec.created_at, spec.id)
-        self._pending[record.cluster_queue].push(spec.id, bucket, key)
+        self._pending[record.cluster_queue].push(spec.id, bucket, key, spec.owner)
         self._dirty.add(record.cluster_queue)
 
     def _transition(
@@ -633,6 +742,11 @@ class Engine:
         message = message or default_message
         granted = record.admission if record.state is S.PENDING and to.holds_quota else None
         record.history.append(Transition(now, record.state, to, reason, message, granted))
+        if record.spec.kind is WorkloadKind.TASK:
+            if to is S.ADMITTED:
+                self._add_lease(record)
+            elif record.state is S.ADMITTED:
+                self._drop_lease(record)
         record.state = to
         record.reason = reason
         record.message = message
@@ -643,6 +757,17 @@ class Engine:
                 owned.discard(record.spec.id)
                 if not owned:
                     del self._by_owner[record.spec.owner]
+
+    def _add_lease(self, record: Record) -> None:
+        self._leases.setdefault(record.spec.lease_key(), {})[record.spec.id] = None
+
+    def _drop_lease(self, record: Record) -> None:
+        key = record.spec.lease_key()
+        holders = self._leases.get(key)
+        if holders is not None:
+            holders.pop(record.spec.id, None)
+            if not holders:
+                del self._leases[key]
 
     def _priority(self, priority_class: str | None) -> int:
         if priority_class is None:
@@ -779,6 +904,8 @@ class Engine:
             self._holding[cq][workload] = _candidate(record)
             if record.state is S.ADMITTED and not record.placed:
                 self._start_placement_clock(record)
+            if record.state is S.ADMITTED and record.spec.kind is WorkloadKind.TASK:
+                self._add_lease(record)
         elif record.state is S.PENDING:
             self._enqueue(record)
         elif record.state is S.EVICTED and record.requeue_at is not None:
@@ -895,7 +1022,15 @@ def _candidate(record: Record) -> Candidate:
     )
 
 
+def _checks_for(cq: ClusterQueue, admission: Admission) -> list[str]:
+    """The admission checks that apply to the flavors an admission was given."""
+    flavors = admission.flavors()
+    applies = [
+        c for c in cq.admission_checks if not c.on_flavors or not flavors.isdisjoint(c.on_flavors)
+    ]
+    return [c.name for c in applies]
+
+
 def _shape(spec: WorkloadSpec) -> Hashable:
     """Workloads with equal shapes (and priority and Queue) succeed or fail together."""
-    groups = tuple((tuple(sorted(g.resources.items())), g.count) for g in spec.bundle_groups)
-    return (groups, spec.min_count)
+    return shape_of(spec.bundle_groups, spec.min_count)

@@ -8,7 +8,7 @@ quantities, so quota arithmetic is exact and replays are bit-for-bit determinist
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NewType
@@ -102,6 +102,22 @@ class BundleGroup:
         return {name: amount * n for name, amount in self.resources.items()}
 
 
+def shape_of(bundle_groups: Sequence[BundleGroup], min_count: int | None) -> Hashable:
+    """What makes two workloads ask for exactly the same quota."""
+    groups = tuple((tuple(sorted(g.resources.items())), g.count) for g in bundle_groups)
+    return (groups, min_count)
+
+
+#: (owner, queue, priority class, shape): tasks one owner may hand a slot of quota between.
+LeaseKey = tuple[str, str, str | None, Hashable]
+
+
+def lease_key(
+    owner: str, queue: str, priority_class: str | None, bundle_groups: Sequence[BundleGroup]
+) -> LeaseKey:
+    return (owner, queue, priority_class, shape_of(bundle_groups, None))
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """What a client asks for. Immutable once submitted."""
@@ -121,6 +137,9 @@ class WorkloadSpec:
     min_count: int | None = None
     #: Free-form name shown to people; not used for scheduling.
     name: str = ""
+
+    def lease_key(self) -> LeaseKey:
+        return lease_key(self.owner, self.queue, self.priority_class, self.bundle_groups)
 
     def total_request(self) -> dict[ResourceName, Milli]:
         totals: dict[ResourceName, Milli] = {}

@@ -31,23 +31,26 @@ def order_key(priority: int, created_at: float, workload: WorkloadId) -> OrderKe
 
 
 class _Bucket:
-    __slots__ = ("blocked_reason", "heap", "queue")
+    __slots__ = ("blocked_reason", "heap", "owners", "queue")
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
         self.heap: list[OrderKey] = []
         #: Why the bucket's top could not be admitted; ``None`` while eligible.
         self.blocked_reason: str | None = None
+        #: Live members per owner (the heap holds dead entries too).
+        self.owners: dict[str, int] = {}
 
 
 class ClusterQueuePending:
     """The pending set of one ClusterQueue."""
 
-    __slots__ = ("_buckets", "_live", "blocked_reason")
+    __slots__ = ("_buckets", "_live", "_owner", "blocked_reason")
 
     def __init__(self) -> None:
         self._buckets: dict[BucketKey, _Bucket] = {}
         self._live: dict[WorkloadId, tuple[BucketKey, OrderKey]] = {}
+        self._owner: dict[WorkloadId, str] = {}
         #: StrictFIFO: the head could not be admitted, so the whole queue waits.
         self.blocked_reason: str | None = None
 
@@ -57,16 +60,36 @@ class ClusterQueuePending:
     def __contains__(self, workload: WorkloadId) -> bool:
         return workload in self._live
 
-    def push(self, workload: WorkloadId, bucket: BucketKey, key: OrderKey) -> None:
+    def push(self, workload: WorkloadId, bucket: BucketKey, key: OrderKey, owner: str) -> None:
+        self.remove(workload)
         self._live[workload] = (bucket, key)
+        self._owner[workload] = owner
         entry = self._buckets.get(bucket)
         if entry is None:
             entry = self._buckets[bucket] = _Bucket(bucket[0])
         heapq.heappush(entry.heap, key)
+        entry.owners[owner] = entry.owners.get(owner, 0) + 1
 
     def remove(self, workload: WorkloadId) -> None:
         # The heap entry stays behind and is dropped when it surfaces.
-        self._live.pop(workload, None)
+        live = self._live.pop(workload, None)
+        if live is None:
+            return
+        owner = self._owner.pop(workload)
+        owners = self._buckets[live[0]].owners
+        owners[owner] -= 1
+        if not owners[owner]:
+            del owners[owner]
+
+    def groups(self, limit: int) -> set[tuple[BucketKey, str]]:
+        """Up to ``limit`` distinct (bucket, owner) pairs among the pending workloads."""
+        found: set[tuple[BucketKey, str]] = set()
+        for bucket_key, bucket in self._buckets.items():
+            for owner in bucket.owners:
+                found.add((bucket_key, owner))
+                if len(found) >= limit:
+                    return found
+        return found
 
     def _top(self, bucket_key: BucketKey, bucket: _Bucket) -> OrderKey | None:
         heap = bucket.heap

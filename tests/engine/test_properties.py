@@ -199,9 +199,8 @@ _EVENT_KINDS: dict[str, st.SearchStrategy[Event]] = {
 }
 # Submits dominate so queues fill up and preemption has something to choose from.
 _MIX = ["submit"] * 5 + ["schedule"] * 3 + ["finish", "cancel", "advance", "check", "place"]
-events = st.lists(
-    st.sampled_from(_MIX).flatmap(lambda kind: _EVENT_KINDS[kind]), min_size=8, max_size=40
-)
+one_event = st.sampled_from(_MIX).flatmap(lambda kind: _EVENT_KINDS[kind])
+events = st.lists(one_event, min_size=8, max_size=40)
 
 
 @dataclass
