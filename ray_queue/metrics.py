@@ -2,7 +2,9 @@
 
 Counters and histograms are fed from the engine's decisions as they happen; gauges
 (queue lengths, usage, quotas, shares) are computed at scrape time from a snapshot the
-manager hands over, so they can never drift from the engine's state. The table in
+manager hands over, so they can never drift from the engine's state. A ClusterQueue's
+admission, eviction and rejection counters exist at 0 from its first scrape on, so
+``rate``/``increase`` count its first eviction too (a series born at 1 hides that one). The table in
 ``docs/metrics.md`` is generated from ``METRICS`` below (``python -m ray_queue.metrics``)
 and a test fails when the two disagree.
 """
@@ -179,6 +181,24 @@ METRICS: tuple[MetricSpec, ...] = (
 
 _BY_NAME = {spec.name: spec for spec in METRICS}
 
+#: Label values the event counters are created with, at 0, for every ClusterQueue: the
+#: reasons the engine evicts with (and the autoscaler's CapacityRevoked), and the ones it
+#: rejects with. rate() and increase() cannot see a series' first sample, so a counter
+#: born at 1 would show a lone eviction as none.
+EVICTION_REASONS = (
+    "Preempted",
+    "AdmissionCheckRetry",
+    "PlacementTimeout",
+    "CapacityRevoked",
+    "Stopped",
+)
+REJECTION_REASONS = (
+    "AdmissionCheckRejected",
+    "AdmissionCheckRetry",
+    "PlacementTimeout",
+    "CapacityRevoked",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
@@ -252,15 +272,35 @@ class _SnapshotCollector(Collector):
                     families["ray_queue_cluster_queue_lending_limit"].add_metric(
                         labels, _units(r.lending_limit)
                     )
+        pooled = _pooled_by_cohort(snap)
         for cohort_status in snap.cohorts:
             families["ray_queue_cohort_weighted_share"].add_metric(
                 [cohort_status.name], cohort_status.weighted_share
             )
-            for r in cohort_status.resources:
+            usage = {(r.flavor, r.resource): r.usage for r in cohort_status.resources}
+            for flavor, resource in sorted(pooled.get(cohort_status.name, set()) | set(usage)):
                 families["ray_queue_cohort_resource_usage"].add_metric(
-                    [cohort_status.name, r.flavor, r.resource], _units(r.usage)
+                    [cohort_status.name, flavor, resource],
+                    _units(usage.get((flavor, resource), 0)),
                 )
         yield from families.values()
+
+
+def _pooled_by_cohort(snap: MetricsSnapshot) -> dict[str, set[tuple[str, str]]]:
+    """The (flavor, resource) pairs each cohort pools: those of every ClusterQueue below it.
+
+    A cohort with no quota of its own reports only what is in use; without this its usage
+    series would vanish whenever it is idle, and the dashboard would say "No data" for 0.
+    """
+    parents = {c.name: c.parent for c in snap.cohorts}
+    pooled: dict[str, set[tuple[str, str]]] = {c.name: set() for c in snap.cohorts}
+    for cq in snap.cluster_queues:
+        keys = {(r.flavor, r.resource) for r in cq.resources}
+        cohort = cq.cohort
+        while cohort in pooled:  # up to the root (the loader rejects cycles)
+            pooled[cohort] |= keys
+            cohort = parents[cohort]
+    return pooled
 
 
 def _counter(spec_name: str, registry: CollectorRegistry) -> Counter:
@@ -280,7 +320,10 @@ class QueueMetrics:
         self, registry: CollectorRegistry, snapshot: Callable[[], MetricsSnapshot]
     ) -> None:
         self.registry = registry
-        registry.register(_SnapshotCollector(snapshot))
+        self._snapshot = snapshot
+        #: ClusterQueues whose counters exist (at 0 or more).
+        self._counted: set[str] = set()
+        registry.register(_SnapshotCollector(self._scrape_snapshot))
         self._attempts = _counter("ray_queue_admission_attempts_total", registry)
         self._cycle = _histogram(
             "ray_queue_admission_cycle_duration_seconds", registry, CYCLE_BUCKETS_S
@@ -296,6 +339,24 @@ class QueueMetrics:
         self._evicted = _counter("ray_queue_evicted_workloads_total", registry)
         self._preempted = _counter("ray_queue_preempted_workloads_total", registry)
         self._rejected = _counter("ray_queue_rejected_workloads_total", registry)
+        for result in ("success", "inadmissible"):
+            self._attempts.labels(result)
+
+    def _scrape_snapshot(self) -> MetricsSnapshot:
+        """The gauges' snapshot; on the way, the counters of ClusterQueues not seen before
+        are created at 0 (see ``EVICTION_REASONS``)."""
+        snap = self._snapshot()
+        for cq in snap.cluster_queues:
+            if cq.name in self._counted:
+                continue
+            self._reserved.labels(cq.name)
+            self._admitted.labels(cq.name)
+            for reason in EVICTION_REASONS:
+                self._evicted.labels(cq.name, reason)
+            for reason in REJECTION_REASONS:
+                self._rejected.labels(cq.name, reason)
+            self._counted.add(cq.name)
+        return snap
 
     def observe_cycle(
         self,
