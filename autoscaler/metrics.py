@@ -49,12 +49,27 @@ class Metrics:
             PREFIX + "unplaceable_gangs",
             "Gangs no node of their group can hold, or past its maximum.", ["group"], registry=r,
         )
+        #: Groups whose series the last ``set_groups`` showed.
+        self._desired_groups: set[str] = set()
+        self._ready_groups: set[str] = set()
 
     def set_groups(self, desired: Mapping[str, int], ready: Mapping[str, int]) -> None:
-        for group, value in desired.items():
-            self.desired_replicas.labels(group=group).set(value)
-        for group, value in ready.items():
-            self.ready_replicas.labels(group=group).set(value)
+        """One pass's per-group gauges: ``ready`` names every group in the cluster,
+        ``desired`` those the plan keeps. A group on its way out loses its desired series,
+        and a group gone from the cluster loses all three; a last value left behind would
+        show a removed per-gang group as short of replicas forever."""
+        for gauge, values, shown in (
+            (self.desired_replicas, desired, self._desired_groups),
+            (self.ready_replicas, ready, self._ready_groups),
+        ):
+            for group in shown - set(values):
+                gauge.remove(group)
+            for group, value in values.items():
+                gauge.labels(group=group).set(value)
+        for group in self._ready_groups - set(ready):
+            self.unplaceable.remove(group)
+        self._desired_groups = set(desired)
+        self._ready_groups = set(ready)
 
     def set_requests(self, phases: Mapping[str, int]) -> None:
         from autoscaler.requests import Phase
