@@ -1,11 +1,27 @@
-"""Every Grafana panel's query, run by a real Prometheus against a loaded ray-queue.
+"""Every Grafana panel's query, run by a real Prometheus against a live ray-queue.
 
 The dashboard ships in the Helm chart; a panel whose query names a metric that does not
 exist, or misuses a label, shows "No data" forever and nobody notices. Here a real
-Prometheus (Debian's package; ``scripts/install-prometheus.sh``) scrapes the manager's and
-the autoscaler's ``/metrics`` every second while the real engine and autoscaler run under
-load (``load.py``), and then every query of every panel is evaluated through Prometheus's
-HTTP API: each must parse, and each must return data with at least one real number.
+Prometheus (Debian's package; ``scripts/install-prometheus.sh``) scrapes, every second,
+what a user runs (``stack.py``):
+
+- the QueueManager actor on a real Ray cluster (the ``tests/k8s`` harness's Ray head, with
+  worker nodes that join as KubeRay creates their Pods), started by ``python -m
+  ray_queue.manager`` and serving ``/metrics`` itself;
+- the ``python -m autoscaler`` sidecar with the chart's arguments, reading the manager's
+  demand over gRPC (``autoscaler`` token) and scaling a RayCluster through the real
+  Kubernetes API server and KubeRay operator, ProvisioningRequests included;
+
+while a real driver (``load.py``) submits work through the public client API. Then every
+query of every panel is evaluated through Prometheus's HTTP API: each must parse, and
+each must return data with at least one real number.
+
+Stand-ins, both from the harness and both named: the node simulator plays the kubelets
+(a Pod becomes a real local Ray node), and ``StandInCloud`` plays cluster-autoscaler
+(ProvisioningRequests get Provisioned, or Failed when they ask for more GPU hosts than it
+has). Every metric comes from the real programs. The autoscaler's error counter gets its
+data the way it does in a head pod: the sidecar starts before the manager and its first
+passes fail for want of demand.
 
 The key panels' series, as Prometheus answered them, are plotted into PNGs; with
 ``RAY_QUEUE_UPDATE_DOCS_IMAGES=1`` they are written to ``docs/images/`` (the pictures in
@@ -14,6 +30,7 @@ The key panels' series, as Prometheus answered them, are plotted into PNGs; with
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -22,7 +39,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +48,15 @@ import pytest
 
 from autoscaler.metrics import Metrics as AutoscalerMetrics
 from ray_queue.metrics import METRICS
-from tests.k8s.process import wait_for
-from tests.observability.load import SPEED, LoadedQueue
+from tests.k8s.process import ManagedProcess, wait_for
+from tests.observability.load import config_yaml
 from tests.observability.prometheus import (
     Prometheus,
     PromQLError,
     prometheus_binary,
     start_prometheus,
 )
+from tests.observability.stack import HeadPod, StandInCloud, ray_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "helm" / "ray-queue" / "dashboards" / "ray-queue.json"
@@ -47,8 +66,11 @@ DOC_IMAGES = ROOT / "docs" / "images"
 #: What Grafana would put in for the template variables: All, and a rate window of a few
 #: scrape intervals (Grafana's $__rate_interval is at least four).
 VARIABLES = {"$__rate_interval": "15s", "$cluster_queue": ".*", "$cohort": ".*"}
-#: Seconds of load Prometheus must have scraped before the queries are judged.
-LOAD_S = 40.0
+#: The driver submits for ``SUBMIT_S`` seconds and gives back what it still holds at
+#: ``END_S``; Prometheus scrapes until ``LOAD_S``, long enough for idle workers to go.
+SUBMIT_S = 30.0
+END_S = 42.0
+LOAD_S = 62.0
 STEP_S = 1.0
 
 
@@ -155,6 +177,13 @@ def test_panels_do_not_overlap() -> None:
 # -- the real thing ---------------------------------------------------------------------------
 
 
+def live(test: Callable[..., None]) -> Callable[..., None]:
+    """Marks of the tests that need the whole stack (the first one also pays its start)."""
+    for mark in (pytest.mark.k8s, pytest.mark.ray, pytest.mark.timeout(420)):
+        test = mark(test)
+    return test
+
+
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
     binary = prometheus_binary()
@@ -166,39 +195,88 @@ def prometheus_bin() -> str:
     return binary
 
 
+@dataclass(frozen=True, slots=True)
+class LiveRun:
+    prometheus: Prometheus
+    #: Wall-clock time the driver was started (the pictures' zero).
+    started: float
+    #: What the driver did (``load.Stats``) and what the stand-in cloud answered.
+    stats: dict[str, Any]
+    verdicts: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        return f"driver: {self.stats}; ProvisioningRequest verdicts: {list(self.verdicts)}"
+
+
 @pytest.fixture(scope="module")
 def loaded(
-    prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Prometheus, LoadedQueue, float]]:
-    """A loaded queue and autoscaler, scraped by Prometheus for ``LOAD_S`` seconds."""
-    load = LoadedQueue().serve()
-    try:
+    prometheus_bin: str,
+    k8s_api: Any,
+    k8s_namespace: str,
+    kuberay_operator: Any,
+    ray_head: Any,
+    node_simulator: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LiveRun]:
+    """The head pod's processes and a driver under load, scraped for ``LOAD_S`` seconds.
+
+    Everything started here is stopped here, last started first; the harness fixtures then
+    stop the Ray nodes, the Ray head and the control plane.
+    """
+    workdir = tmp_path_factory.mktemp("head-pod")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(ray_head.driver_env())
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(ray_cluster(k8s_api.api_client, k8s_namespace))
+        head = HeadPod.prepare(ray_head.address, workdir, config_yaml(), env)
+        cleanup.callback(head.stop)
+        # The pod's containers start together; the sidecar is up before the manager is.
+        head.start_autoscaler(k8s_api.kubeconfig, k8s_namespace)
         server = start_prometheus(
             prometheus_bin,
-            tmp_path_factory.mktemp("prometheus"),
+            workdir / "prometheus",
             {
-                "ray-queue-manager": f"127.0.0.1:{load.queue_port}",
-                "ray-queue-autoscaler": f"127.0.0.1:{load.autoscaler_port}",
+                "ray-queue-manager": f"127.0.0.1:{head.metrics_port}",
+                "ray-queue-autoscaler": f"127.0.0.1:{head.autoscaler_metrics_port}",
             },
         )
-        try:
-            # Scraping from before the first workload, so the pictures show the ramp-up.
-            wait_for(lambda: server.targets_up() == 2, 60, what="both targets up")
-            started = time.time()
-            load.start()
-            # Enough samples for every rate window and a readable picture.
-            wait_for(
-                lambda: time.time() - started >= LOAD_S and load.stats.submitted > 0,
-                LOAD_S + 60,
-                interval_s=1.0,
-                what=f"{LOAD_S:.0f} s of scraped load",
-            )
-            yield server, load, started
-        finally:
-            server.stop()
-            shutil.rmtree(server.log.parent / "data", ignore_errors=True)
-    finally:
-        load.stop()
+        cleanup.callback(shutil.rmtree, server.log.parent / "data", True)
+        cleanup.callback(server.stop)
+        head.wait_for_sidecar_to_fail_a_pass(60)
+        head.start_manager()
+        wait_for(head.manager_serves_metrics, 120, interval_s=0.5, what="the manager's /metrics")
+        head.wait_for_sidecar_pass(90)
+        wait_for(lambda: server.targets_up() == 2, 60, what="both targets up")
+        cloud = StandInCloud(k8s_api.server.new_api_client(), k8s_namespace).start()
+        cleanup.callback(cloud.stop)
+
+        started = time.time()
+        stats_file = workdir / "driver-stats.json"
+        driver = ManagedProcess(
+            "driver",
+            [
+                sys.executable, "-m", "tests.observability.load",
+                "--address", ray_head.address,
+                "--submit-s", str(SUBMIT_S),
+                "--end-s", str(END_S),
+                "--stats", str(stats_file),
+            ],
+            workdir / "driver.log",
+            env=env,
+            cwd=ROOT,
+        )
+        cleanup.callback(driver.stop)
+        wait_for(lambda: not driver.alive(), END_S + 90, interval_s=1.0, what="the driver")
+        assert driver.popen.returncode == 0, f"the driver failed:\n{driver.log_tail()}"
+        # Scraping on while the queues drain and idle workers are removed.
+        wait_for(
+            lambda: time.time() - started >= LOAD_S,
+            LOAD_S,
+            interval_s=1.0,
+            what=f"{LOAD_S:.0f} s of scraped load",
+        )
+        head.manager_serves_metrics()  # still up: the answers below are from a live manager
+        yield LiveRun(server, started, json.loads(stats_file.read_text()), tuple(cloud.verdicts))
 
 
 def _has_number(series: list[dict[str, Any]]) -> bool:
@@ -211,18 +289,16 @@ def _has_number(series: list[dict[str, Any]]) -> bool:
     return False
 
 
-@pytest.mark.timeout(240)
-def test_every_panel_query_parses_and_returns_data(
-    loaded: tuple[Prometheus, LoadedQueue, float],
-) -> None:
-    server, load, started = loaded
+@live
+def test_every_panel_query_parses_and_returns_data(loaded: LiveRun) -> None:
+    server = loaded.prometheus
     end = time.time()
     empty: list[str] = []
     for title, target in _targets():
         expr = _expand(target["expr"])
         try:
             instant = server.query(expr)
-            ranged = server.query_range(expr, start=started, end=end, step_s=STEP_S)
+            ranged = server.query_range(expr, start=loaded.started, end=end, step_s=STEP_S)
         except PromQLError as err:
             pytest.fail(f"{title}: Prometheus rejected {expr!r}: {err}")
         if not instant and not target.get("range", True):
@@ -230,14 +306,14 @@ def test_every_panel_query_parses_and_returns_data(
         elif not _has_number(ranged) and not _has_number(instant):
             empty.append(f"{title}: {expr}")
     assert not empty, (
-        f"queries without data after {LOAD_S:.0f} s of load ({load.stats}):\n" + "\n".join(empty)
+        f"queries without data after {LOAD_S:.0f} s of load ({loaded.describe()}):\n"
+        + "\n".join(empty)
     )
 
 
-def test_every_template_variable_lists_values(
-    loaded: tuple[Prometheus, LoadedQueue, float],
-) -> None:
-    server, _, _ = loaded
+@live
+def test_every_template_variable_lists_values(loaded: LiveRun) -> None:
+    server = loaded.prometheus
     for variable in _dashboard()["templating"]["list"]:
         if variable["type"] != "query":
             continue
@@ -253,11 +329,11 @@ def test_every_template_variable_lists_values(
     }
 
 
-def test_prometheus_rejects_a_broken_query(loaded: tuple[Prometheus, LoadedQueue, float]) -> None:
+@live
+def test_prometheus_rejects_a_broken_query(loaded: LiveRun) -> None:
     """The parse check above is real: Prometheus says no to a malformed panel query."""
-    server, _, _ = loaded
     with pytest.raises(PromQLError, match="parse error"):
-        server.query("sum by (cluster_queue (ray_queue_pending_workloads)")
+        loaded.prometheus.query("sum by (cluster_queue (ray_queue_pending_workloads)")
 
 
 # -- pictures ---------------------------------------------------------------------------------
@@ -300,32 +376,39 @@ def _plot(
     import matplotlib.pyplot as plt
 
     panels = {p["title"]: p for p in _panels()}
-    fig, axes = plt.subplots(1, len(panel_titles), figsize=(7 * len(panel_titles), 4.2))
+    palette = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, len(panel_titles), figsize=(8.5 * len(panel_titles), 4.2))
     for ax, panel_title in zip(axes, panel_titles, strict=True):
         panel = panels[panel_title]
         lines = 0
-        for target in panel["targets"]:
+        # One colour per ClusterQueue (or group, phase...), one line style per query.
+        colours: dict[str, Any] = {}
+        for style, target in zip(("-", "--", ":"), panel["targets"], strict=False):
             expr = _expand(target["expr"])
-            # The autoscaler panel would draw one line per per-gang group; show the
-            # cluster's own groups, as a person filtering the legend would.
             for series in server.query_range(expr, start=started, end=end, step_s=STEP_S):
                 labels = series["metric"]
-                if "group" in labels and labels["group"].count("-") > 1:
-                    continue
+                # GPU quota lines would double the usage panel; the CPU lines tell the story.
                 if "flavor" in labels and labels.get("resource") == "GPU":
                     continue
-                xs = [(float(t) - started) * SPEED / 60 for t, _ in series["values"]]
+                xs = [float(t) - started for t, _ in series["values"]]
                 ys = [float(v) for _, v in series["values"]]
-                ax.plot(xs, ys, label=_legend(target.get("legendFormat", ""), labels), lw=1.2)
+                if not any(ys):
+                    continue  # counters that exist at 0 and never moved: nothing to see
+                label = _legend(target.get("legendFormat", ""), labels)
+                key = label
+                if len(panel["targets"]) > 1:  # the style tells the queries apart
+                    key = next((labels[k] for k in ("cluster_queue", "group") if k in labels), key)
+                colour = colours.setdefault(key, palette[len(colours) % len(palette)])
+                ax.plot(xs, ys, style, color=colour, label=label, lw=1.2)
                 lines += 1
         ax.set_title(panel_title, fontsize=10)
-        ax.set_xlabel("simulated minutes")
+        ax.set_xlabel("seconds since the driver started")
         unit = panel["fieldConfig"]["defaults"].get("unit", "")
         ax.set_ylabel({"s": "seconds", "ops": "per second"}.get(unit, ""))
         ax.grid(alpha=0.3)
         if lines:
-            ax.legend(fontsize=6, loc="upper left", ncol=2 if lines > 8 else 1)
-    fig.suptitle(f"ray-queue dashboard — {title} (from Prometheus, under load)", fontsize=11)
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(f"ray-queue dashboard — {title} (from Prometheus, live cluster)", fontsize=11)
     fig.tight_layout()
     path = out_dir / f"dashboard-{stem}.png"
     fig.savefig(path, dpi=90)
@@ -333,14 +416,11 @@ def _plot(
     return path
 
 
-@pytest.mark.timeout(120)
-def test_key_panels_plot_from_prometheus(
-    loaded: tuple[Prometheus, LoadedQueue, float], tmp_path: Path
-) -> None:
-    server, _, started = loaded
+@live
+def test_key_panels_plot_from_prometheus(loaded: LiveRun, tmp_path: Path) -> None:
     end = time.time()
     out_dir = DOC_IMAGES if os.environ.get("RAY_QUEUE_UPDATE_DOCS_IMAGES") == "1" else tmp_path
     out_dir.mkdir(parents=True, exist_ok=True)
     for stem, title, panel_titles in PICTURES:
-        path = _plot(server, started, end, stem, title, panel_titles, out_dir)
+        path = _plot(loaded.prometheus, loaded.started, end, stem, title, panel_titles, out_dir)
         assert path.stat().st_size > 10_000, f"{path} looks empty"
