@@ -32,14 +32,23 @@ class CodecError(ValueError):
     """Stored data does not match the shape the engine expects."""
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
 def encode(value: Any) -> Any:
     """A JSON-compatible form of an engine value (dataclasses, enums, tuples, mappings)."""
+    # Exact scalar types first: the store encodes every committed workload on the
+    # manager's hot path, and most values are plain scalars (str enums are not: their
+    # type is the enum, so they fall through to the next check).
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Enum):
         return value.value
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: encode(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return [[encode(k), encode(v)] for k, v in value.items()]
     if isinstance(value, tuple | list | frozenset | set):
@@ -99,6 +108,14 @@ def decode(tp: Any, data: Any) -> Any:
             raise CodecError(f"expected a number, got {data!r}")
         return float(data)
     raise CodecError(f"cannot decode type {tp!r}")
+
+
+@cache
+def _field_names(tp: type) -> tuple[str, ...] | None:
+    """A dataclass type's field names (``dataclasses.fields`` rebuilds them every call)."""
+    if not dataclasses.is_dataclass(tp):
+        return None
+    return tuple(f.name for f in dataclasses.fields(tp))
 
 
 @cache
