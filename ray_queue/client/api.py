@@ -151,6 +151,8 @@ def get(handles: Any, *, timeout: float | None = None) -> Any:
     """Like ``ray.get``: results of queued tasks, ``ActorHandle``s of queued actors,
     placed ``PlacementGroup``s; plain ObjectRefs pass through to Ray."""
     if isinstance(handles, list | tuple):
+        if handles and all(isinstance(h, QueuedObjectRef) for h in handles):
+            return _get_results(handles, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         out = []
         for handle in handles:
@@ -164,6 +166,23 @@ def get(handles: Any, *, timeout: float | None = None) -> Any:
             raise QueueTimeoutError(f"{handles!r} was not placed in time")
         return handles.placement_group
     return ray.get(handles, timeout=timeout)
+
+
+def _get_results(handles: Sequence[QueuedObjectRef], timeout: float | None) -> list[Any]:
+    """Results of many queued tasks with one ``ray.get``, as plain Ray would do."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def remaining() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    refs = [handle.object_ref(remaining()) for handle in handles]
+    try:
+        return list(ray.get(refs, timeout=remaining()))
+    except ray.exceptions.GetTimeoutError as e:
+        raise QueueTimeoutError(f"{len(handles)} queued tasks not all done in time") from e
+    except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError):
+        # Some run was preempted (or stopped): each handle waits for its own re-run.
+        return [handle.get(remaining()) for handle in handles]
 
 
 def wait(

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import ray
@@ -33,7 +33,7 @@ from ray_queue.errors import (
     WorkloadFailed,
     WorkloadRejected,
 )
-from ray_queue.manager.types import ClientEvent, SubmitResult
+from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult
 from ray_queue.ray_adapter.actions import pg_from_hex
 
 #: Our options; everything else is passed to Ray untouched.
@@ -121,13 +121,14 @@ class QueuedObjectRef(_Handle):
     def __init__(
         self,
         runtime: ClientRuntime,
-        workload: WorkloadId,
+        request: SubmitRequest,
         remote_fn: Any,
         ray_options: dict[str, Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
-        super().__init__(runtime, workload, getattr(remote_fn, "_function_name", "task"))
+        super().__init__(runtime, request.id, getattr(remote_fn, "_function_name", "task"))
+        self.lease_key = request.lease_key()
         self._remote_fn = remote_fn
         self._ray_options = ray_options
         self._args = args
@@ -135,19 +136,52 @@ class QueuedObjectRef(_Handle):
         self._ref: Any = None
         self._done = False
         self._retriable = ray_options.get("max_retries", 3) != 0
+        #: Node labels of the admitted flavor, passed on to a task that takes over.
+        self._label_selector: Mapping[str, str] = {}
+
+    def _on_submitted(self, result: SubmitResult) -> None:
+        super()._on_submitted(result)
+        waiting = result.status is not None and result.status.state is WorkloadState.PENDING
+        if waiting and not self._has_queued_args():
+            self._runtime.add_successor(self)
+
+    def _take_over(self, label_selector: Mapping[str, str]) -> bool:
+        with self._cv:
+            if (
+                self._state is not WorkloadState.PENDING
+                or self._ref is not None
+                or self._error is not None
+                or self._done
+            ):
+                return False
+            self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
+            self._launch(label_selector, report=False)
+            self._cv.notify_all()
+            return True
 
     def _on_event(self, event: ClientEvent) -> None:
         cancel_ref = None
+        requeued = False
         with self._cv:
             self._state, self._message = event.state, event.message
             if event.decision == "admit" and self._ref is None and self._error is None:
                 if self._done:
                     self._runtime.report_finished(self.workload, failed=False)
+                    self._runtime.forget(self.workload)
                 elif self._has_queued_args():
                     # Its arguments may not be launched yet; never block the event thread.
                     threading.Thread(target=self._launch_locked, args=(event,), daemon=True).start()
                 else:
-                    self._launch(event)
+                    self._launch(event.label_selector)
+            elif event.decision == "handover_refused":
+                # Started in a finished task's place, but by then someone else was waiting
+                # for that quota: stop, and run when admitted like any other task (unless
+                # the manager admitted it in the meantime anyway).
+                if event.state is WorkloadState.ADMITTED:
+                    self._runtime.report_started(self.workload)
+                elif not self._done:
+                    cancel_ref, self._ref = self._ref, None
+                    requeued = event.state is WorkloadState.PENDING
             elif event.decision in ("preempt", "evict") or event.state.is_terminal:
                 if event.decision == "preempt":
                     self._preemptions += 1
@@ -165,6 +199,8 @@ class QueuedObjectRef(_Handle):
         if cancel_ref is not None:
             with contextlib.suppress(Exception):
                 ray.cancel(cancel_ref, force=True)
+        if requeued:
+            self._runtime.add_successor(self)
 
     def _has_queued_args(self) -> bool:
         values = [*self._args, *self._kwargs.values()]
@@ -177,12 +213,15 @@ class QueuedObjectRef(_Handle):
             admitted = self._state is WorkloadState.ADMITTED
             if admitted and self._ref is None and self._error is None and not self._done:
                 self._args, self._kwargs = args, kwargs
-                self._launch(event)
+                self._launch(event.label_selector)
             self._cv.notify_all()
 
-    def _launch(self, event: ClientEvent) -> None:
+    def _launch(self, label_selector: Mapping[str, str], *, report: bool = True) -> None:
+        """Start the real task (holding ``_cv``); ``report`` tells the manager it started
+        (a hand-over says so itself)."""
+        self._label_selector = label_selector
         selector = dict(self._ray_options.get("label_selector") or {})
-        selector.update(event.label_selector)
+        selector.update(label_selector)
         options = dict(self._ray_options)
         if selector:
             options["label_selector"] = selector
@@ -191,7 +230,8 @@ class QueuedObjectRef(_Handle):
         self._attempt += 1
         self._ref = self._remote_fn.options(**options).remote(*args, **kwargs)
         self._runtime.watch(self._ref, self, self._attempt)
-        self._runtime.report_started(self.workload)
+        if report:
+            self._runtime.report_started(self.workload)
 
     def _on_done(self, ref: Any, attempt: int) -> None:
         with self._cv:
@@ -199,7 +239,7 @@ class QueuedObjectRef(_Handle):
                 return  # a cancelled (preempted) attempt
             self._done = True
             self._cv.notify_all()
-        self._runtime.report_finished(self.workload, failed=False, message="task returned")
+        self._runtime.task_finished(self, self._label_selector, "task returned")
 
     def object_ref(self, timeout: float | None = None) -> Any:
         """The current real ObjectRef, waiting for admission and launch."""
@@ -315,6 +355,7 @@ class QueuedActor(_Handle):
             ray.kill(actor)
         if admitted:
             self._runtime.report_finished(self.workload, failed=False, message="killed")
+            self._runtime.forget(self.workload)
             self._runtime.flush()
         else:
             self._runtime.cancel([self.workload])
@@ -374,7 +415,7 @@ class QueuedRemoteFunction:
             priority=ours.get("priority"),
             name=ours.get("name") or self.__name__,
         )
-        handle = QueuedObjectRef(runtime, request.id, self._remote_fn, theirs, args, kwargs)
+        handle = QueuedObjectRef(runtime, request, self._remote_fn, theirs, args, kwargs)
         runtime.submit(request, handle)
         return handle
 

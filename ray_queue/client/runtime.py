@@ -8,7 +8,12 @@ off the data path and off the per-task round trip:
 - a poller thread long-polls the manager for this owner's events (admitted, preempted,
   cancelled…) and hands each to its handle, which launches or cancels the real Ray work;
 - a watcher thread notices launched tasks finishing and reports them, batched, so their
-  quota is released.
+  quota is released — or, while the manager says nothing else waits for that quota (the
+  task's *lease* is open), starts this driver's next identical queued task in the
+  finished one's place at once and reports the hand-over afterwards, the way Ray's own
+  owners reuse a worker lease for tasks of one scheduling class. The manager accepts a
+  hand-over only if it is exactly what its next cycle would have done, and otherwise
+  tells the handle to stop and wait for its own admission.
 
 What a caller must see at once (unknown queue or priority class, negative resources, a
 bundle that can never fit) is checked synchronously: the catalogue of queues and priority
@@ -23,7 +28,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +38,7 @@ import ray
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import (
     BundleGroup,
+    LeaseKey,
     WorkloadId,
     WorkloadKind,
     WorkloadStatus,
@@ -59,6 +66,17 @@ class Tracked(Protocol):
     def _on_event(self, event: ClientEvent) -> None: ...
 
     def _on_submitted(self, result: SubmitResult) -> None: ...
+
+
+class Successor(Protocol):
+    """A queued task that may start in a finished identical task's place."""
+
+    workload: WorkloadId
+    lease_key: LeaseKey
+
+    def _take_over(self, label_selector: Mapping[str, str]) -> bool:
+        """Start now, with the predecessor's node labels, if still waiting; whether it did."""
+        ...
 
 
 @dataclass(slots=True)
@@ -98,7 +116,13 @@ class ClientRuntime:
         self._buffer: list[tuple[SubmitRequest, Tracked]] = []
         self._reports_started: list[WorkloadId] = []
         self._reports_finished: list[tuple[WorkloadId, bool, str]] = []
+        self._reports_handovers: list[tuple[WorkloadId, WorkloadId]] = []
         self._handles: dict[WorkloadId, Tracked] = {}
+        #: What the manager last said of each lease key (``ClientEvent.lease_open``).
+        self._lease_open: dict[LeaseKey, bool] = {}
+        #: Queued tasks the manager knows of, oldest first, that may take a slot over.
+        #: Entries that were admitted or ended meanwhile are skipped when popped.
+        self._successors: dict[LeaseKey, deque[Successor]] = {}
         self._accepted_shapes: set[Hashable] = set()
         self._catalog_queues: set[str] = set()
         self._catalog_priorities: set[str] = set()
@@ -219,6 +243,32 @@ class ClientRuntime:
             self._reports_finished.append((workload, failed, message))
             self._lock.notify_all()
 
+    def add_successor(self, handle: Successor) -> None:
+        with self._lock:
+            self._successors.setdefault(handle.lease_key, deque()).append(handle)
+
+    def task_finished(
+        self, handle: Successor, label_selector: Mapping[str, str], message: str
+    ) -> None:
+        """A launched task returned: start an identical queued one in its place if its
+        lease is open, else give the quota back."""
+        with self._lock:
+            successors = self._successors.get(handle.lease_key)
+            open_ = self._lease_open.get(handle.lease_key, False)
+        while open_ and successors:
+            try:
+                successor = successors.popleft()
+            except IndexError:
+                break
+            if successor._take_over(label_selector):
+                with self._lock:
+                    self._reports_handovers.append((handle.workload, successor.workload))
+                    self._handles.pop(handle.workload, None)
+                    self._lock.notify_all()
+                return
+        self.report_finished(handle.workload, failed=False, message=message)
+        self.forget(handle.workload)
+
     def cancel(self, workloads: Sequence[WorkloadId]) -> list[bool]:
         self.flush()
         result: list[bool] = self.call(self.manager.cancel.remote(list(workloads)))
@@ -233,18 +283,20 @@ class ClientRuntime:
                 batch = self._take_buffer()
                 started, self._reports_started = self._reports_started, []
                 finished, self._reports_finished = self._reports_finished, []
+                handovers, self._reports_handovers = self._reports_handovers, []
             try:
                 if batch:
                     self._send(batch)
                     batch = []
-                if started or finished:
-                    self.call(self.manager.report.remote(started, finished))
+                if started or finished or handovers:
+                    self.call(self.manager.report.remote(started, finished, handovers))
             except ManagerUnavailableError:
                 # Put it all back in front: nothing is dropped while the manager restarts.
                 with self._lock:
                     self._buffer[:0] = batch
                     self._reports_started[:0] = started
                     self._reports_finished[:0] = finished
+                    self._reports_handovers[:0] = handovers
                 raise
 
     # -- running tasks --------------------------------------------------------------------
@@ -263,10 +315,7 @@ class ClientRuntime:
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                while (
-                    not (self._buffer or self._reports_started or self._reports_finished)
-                    and not self._stop.is_set()
-                ):
+                while not self._has_work() and not self._stop.is_set():
                     self._lock.wait(0.5)
             # No artificial delay: while one batch is in flight the next one accumulates,
             # so a burst becomes a few large calls and a lone submission is not delayed.
@@ -276,6 +325,14 @@ class ClientRuntime:
                 if not self._stop.is_set():
                     logger.exception("ray_queue: sending a batch to the manager failed")
                     time.sleep(0.5)
+
+    def _has_work(self) -> bool:
+        return bool(
+            self._buffer
+            or self._reports_started
+            or self._reports_finished
+            or self._reports_handovers
+        )
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -294,9 +351,23 @@ class ClientRuntime:
             self._epoch = batch.epoch
             self._seq = batch.seq
             for event in batch.events:
+                if event.lease_key is not None:
+                    with self._lock:
+                        self._lease_open[event.lease_key] = event.lease_open
+                    continue
                 with self._lock:
                     handle = self._handles.get(event.workload)
+                    if event.state.is_terminal:
+                        # The manager is done with it: no event for it will follow.
+                        self._handles.pop(event.workload, None)
                 if handle is None:
+                    if event.decision == "admit" and event.kind is not WorkloadKind.JOB:
+                        # Handles are forgotten only once their work ended, so this is work
+                        # that ended while the manager preempted and readmitted it: give
+                        # the quota back instead of holding it forever.
+                        self.report_finished(
+                            event.workload, failed=False, message="had already ended"
+                        )
                     continue
                 try:
                     handle._on_event(event)
@@ -312,7 +383,12 @@ class ClientRuntime:
             if not refs:
                 continue
             try:
-                done, _ = ray.wait(refs, num_returns=len(refs), timeout=0.02, fetch_local=False)
+                # Block briefly for the first to finish, then sweep up all that have; tasks
+                # launched meanwhile join the next round, so keep the block short.
+                done, rest = ray.wait(refs, num_returns=1, timeout=0.01, fetch_local=False)
+                if done and rest:
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)
+                    done += more
             except Exception:
                 logger.exception("ray_queue: watching tasks failed")
                 time.sleep(0.1)
@@ -322,8 +398,6 @@ class ClientRuntime:
                     running = self._running.pop(ref, None)
                 if running is not None:
                     running.handle._on_done(ref, running.attempt)
-            if not done:
-                time.sleep(0.005)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -217,9 +217,10 @@ class QueueManager:
         self,
         started: Sequence[WorkloadId] = (),
         finished: Sequence[tuple[WorkloadId, bool, str]] = (),
+        handovers: Sequence[tuple[WorkloadId, WorkloadId]] = (),
     ) -> None:
         self._ensure_loop()
-        self._core.report(started=started, finished=finished)
+        self._core.report(started=started, finished=finished, handovers=handovers)
 
     async def apply_config(self, config: QueueConfig) -> int:
         """Returns how many workloads the new config evicted (HoldAndDrain)."""

@@ -32,6 +32,7 @@ from ray_queue.engine.model import (
     Decision,
     DecisionKind,
     GangDemand,
+    LeaseKey,
     PendingPosition,
     WorkloadId,
     WorkloadKind,
@@ -99,6 +100,8 @@ class ManagerCore:
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
         self._job_retries: dict[WorkloadId, int] = {}
+        #: Lease states last told to owners (``_publish_leases``).
+        self._leases: dict[LeaseKey, bool] = {}
         self.admissions = 0
         self.preemptions = 0
         for status in engine.workloads():
@@ -254,19 +257,52 @@ class ManagerCore:
         *,
         started: Iterable[WorkloadId] = (),
         finished: Iterable[tuple[WorkloadId, bool, str]] = (),
+        handovers: Iterable[tuple[WorkloadId, WorkloadId]] = (),
     ) -> None:
-        """Client reports, batched: work launched on nodes, and work that ended.
+        """Client reports, batched: work launched on nodes, work that ended, and tasks
+        that ended and whose owner started an identical pending task in their place.
 
-        Reports that no longer apply (the workload was preempted or cancelled meanwhile)
-        are ignored: the client and the manager race by design.
+        A hand-over the engine refuses (someone else waits for the quota by now) counts
+        as the first task finishing; the second is told ``handover_refused`` and must
+        stop and wait for its own admission. Reports that no longer apply (the workload
+        was preempted or cancelled meanwhile) are ignored: the client and the manager
+        race by design.
         """
         touched: set[WorkloadId] = set()
+        decisions: list[Decision] = []
+        reported: set[WorkloadId] = set()
+        refused: list[tuple[WorkloadId, WorkloadId, str]] = []
         for workload in started:
             if self._known(workload) and self._engine.mark_placed(workload):
                 touched.add(workload)
+        # Hand-overs before finishes: a task that took over and then ended is in both
+        # lists of one report, and it must be admitted before it can finish.
+        for done, successor in handovers:
+            refusal = self._engine.handover_refusal(done, successor)
+            reported.add(done)
+            if refusal is None:
+                decisions.append(self._engine.hand_over(done, successor))
+                touched |= {done, successor}
+                reported.add(successor)
+                continue
+            touched |= self._finish(done, failed=False, message="task returned")
+            if self._known(successor):
+                refused.append((done, successor, refusal))
         for workload, failed, message in finished:
             touched |= self._finish(workload, failed=failed, message=message)
-        self._commit(touched, [])
+            reported.add(workload)
+        self._commit(touched, decisions, reported=frozenset(reported))
+        # Told after the cycle, so the event carries where the successor now stands: the
+        # cycle may have admitted it in its own right, and then it keeps running.
+        for done, successor, refusal in refused:
+            self._emit(
+                self._engine.workload(successor),
+                decision="handover_refused",
+                reason="HandOverRefused",
+                message=f"not admitted in place of {done}: {refusal}",
+            )
+        if refused and self._on_events is not None:
+            self._on_events()
 
     def mark_placed(self, workload: WorkloadId, pg_id: str | None = None) -> None:
         """A placement group the manager created is ready (ignored if it was replaced)."""
@@ -427,11 +463,14 @@ class ManagerCore:
         config: QueueConfig | None = None,
         payloads: Mapping[WorkloadId, Payload] | None = None,
         acted: bool = False,
+        reported: frozenset[WorkloadId] = frozenset(),
     ) -> None:
         """Schedule, persist (write-ahead), act, notify: one cycle, logged with timings.
 
         ``decisions`` came from the event itself; when ``acted`` their teardown is already
         done (an eviction's teardown must see the workload's state before the event).
+        ``reported``: workloads whose change the owner reported itself (it ended them, or
+        started them in another's place); their owner needs no event for it.
         """
         t0 = time.perf_counter()
         scheduled = self._engine.schedule()
@@ -445,14 +484,17 @@ class ManagerCore:
         for decision in decisions:
             if not acted:
                 self._carry_out(decision)
-            self._notify(decision)
+            if decision.workload not in reported:
+                self._notify(decision)
             notified.add(decision.workload)
         for decision in scheduled:
             self._carry_out(decision)
             self._notify(decision)
             notified.add(decision.workload)
         for status in statuses:
-            if status.spec.id not in notified and status.state.is_terminal:
+            if status.spec.id in notified or status.spec.id in reported:
+                continue
+            if status.state.is_terminal:
                 self._notify_state(status)
         failures, self._action_failures = self._action_failures, []
         for workload, message in failures:
@@ -478,8 +520,26 @@ class ManagerCore:
             )
         if self._on_cycle is not None:
             self._on_cycle(t1 - t0, [*decisions, *scheduled])
-        if self._on_events is not None and (notified or statuses):
+        leases_changed = self._publish_leases()
+        if self._on_events is not None and (notified or statuses or leases_changed):
             self._on_events()
+
+    def _publish_leases(self) -> bool:
+        """Tell owners whose tasks may now hand over, or no longer may; whether any did."""
+        states = self._engine.lease_states()
+        changed = False
+        for key, open_ in states.items():
+            if self._leases.get(key) != open_:
+                self._emit_lease(key, open_)
+                changed = True
+        self._leases = states
+        return changed
+
+    def _emit_lease(self, key: LeaseKey, open_: bool) -> None:
+        self._seq += 1
+        self._events.setdefault(key[0], deque(maxlen=_EVENTS_PER_OWNER)).append(
+            _lease_event(self._seq, key, open_)
+        )
 
     def _carry_out(self, decision: Decision) -> None:
         try:
@@ -626,6 +686,11 @@ class ManagerCore:
                     bundles=tuple(self._bundles(status)[0]) if admitted else (),
                 )
             )
+        out.extend(
+            _lease_event(self._seq, key, open_)
+            for key, open_ in self._leases.items()
+            if key[0] == owner
+        )
         return tuple(out)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -689,6 +754,22 @@ class ManagerCore:
 def _to_ray(resources: Mapping[str, int]) -> dict[str, float]:
     """Milli-units back to Ray's units; zero amounts are dropped (Ray rejects them in PGs)."""
     return {name: amount / MILLI for name, amount in resources.items() if amount > 0}
+
+
+def _lease_event(seq: int, key: LeaseKey, open_: bool) -> ClientEvent:
+    return ClientEvent(
+        seq=seq,
+        workload=WorkloadId(""),
+        kind=WorkloadKind.TASK,
+        state=WorkloadState.ADMITTED,
+        decision="lease",
+        reason="LeaseOpen" if open_ else "LeaseClosed",
+        message="finished tasks may hand their quota to the next identical task"
+        if open_
+        else "other work waits for this quota: finished tasks give it back",
+        lease_key=key,
+        lease_open=open_,
+    )
 
 
 def _submission_id(status: WorkloadStatus) -> str:

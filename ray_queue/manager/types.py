@@ -15,12 +15,14 @@ from ray_queue.engine.model import (
     BundleGroup,
     ClusterQueueStatus,
     CohortStatus,
+    LeaseKey,
     PlacementStrategy,
     WorkloadId,
     WorkloadKind,
     WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
+    lease_key,
 )
 
 
@@ -41,6 +43,9 @@ class SubmitRequest:
     #: bundle), and for jobs ``entrypoint``, ``runtime_env``, ``metadata``,
     #: ``entrypoint_resources`` (Ray units). JSON-compatible.
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def lease_key(self) -> LeaseKey:
+        return lease_key(self.owner, self.queue, self.priority_class, self.bundle_groups)
 
     def to_spec(self, created_at: float) -> WorkloadSpec:
         return WorkloadSpec(
@@ -83,6 +88,10 @@ class ClientEvent:
     placement_group_id: str | None = None
     #: The bundles admitted, in Ray units (partial admission may give fewer).
     bundles: tuple[Mapping[str, float], ...] = ()
+    #: ``decision == "lease"``: whether this owner's tasks with this lease key may hand
+    #: their quota to the next identical task when they finish (``report(handovers=…)``).
+    lease_key: LeaseKey | None = None
+    lease_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
 from ray_queue.engine.clock import ManualClock
+from ray_queue.engine.config import Preemption
 from ray_queue.engine.errors import (
     InvalidWorkloadError,
     UnknownPriorityClassError,
@@ -21,7 +22,6 @@ from ray_queue.engine.model import (
     to_milli,
 )
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.defaults import default_config
 from ray_queue.manager.types import NodeShape, SubmitRequest
 from ray_queue.store.base import MemoryStore
 from ray_queue.store.sqlite import SQLiteStore
@@ -162,100 +162,60 @@ def test_tasks_need_no_placement_group_and_finish_by_report() -> None:
     core.submit_many([req("t1", gpu=2, kind=WorkloadKind.TASK)])
     assert state(core, "t1") is WorkloadState.ADMITTED
     assert actions.calls == []
-    [event] = core.events("driver-1", after_seq=0, epoch=core.epoch).events
+    event, lease = core.events("driver-1", after_seq=0, epoch=core.epoch).events
     assert event.decision == "admit" and dict(event.label_selector) == A100
+    assert lease.decision == "lease" and lease.lease_open
     core.report(started=[W("t1")], finished=[(W("t1"), False, "")])
     assert state(core, "t1") is WorkloadState.FINISHED
     # A late duplicate report is harmless.
     core.report(finished=[(W("t1"), False, "")])
 
 
-def test_jobs_are_submitted_stopped_on_preemption_and_finish_when_ray_says() -> None:
-    core, actions = new_core()
-    payload = {"entrypoint": "python x.py"}
-    core.submit_many([req("j1", gpu=4, kind=WorkloadKind.JOB, payload=payload)])
-    assert ("submit_job", "rq-j1-1") in actions.calls
-    assert actions.job_payloads["rq-j1-1"] == payload
-    core.submit_many([req("h", gpu=2, priority="high")])
-    assert ("stop_job", "rq-j1-1") in actions.calls
-    core.cancel([W("h")])
-    # Re-admitted: a fresh submission id, so Ray does not refuse a duplicate.
-    assert ("submit_job", "rq-j1-2") in actions.calls
-    core.job_states({"rq-j1-2": "SUCCEEDED"})
-    assert state(core, "j1") is WorkloadState.FINISHED
+def test_a_task_hands_its_quota_over_silently_and_durably() -> None:
+    store = MemoryStore()
+    core, _ = new_core(store)
+    core.submit_many([req(f"t{i}", kind=WorkloadKind.TASK) for i in range(1, 6)])
+    seq = core.events("driver-1", after_seq=0, epoch=core.epoch).seq
+    # The driver already started t5 in t1's place and then saw t5 end, in one report.
+    core.report(handovers=[(W("t1"), W("t5"))], finished=[(W("t5"), False, "task returned")])
+    assert (state(core, "t1"), state(core, "t5")) == (WorkloadState.FINISHED,) * 2
+    assert core.workload(W("t5")).history[1].reason == "HandedOver"
+    # The owner reported all of it itself: no event comes back for either.
+    assert core.events("driver-1", after_seq=seq, epoch=core.epoch).events == ()
+    restored, _ = new_core(store)
+    assert (state(restored, "t1"), state(restored, "t5")) == (WorkloadState.FINISHED,) * 2
 
 
-def test_events_resync_on_a_new_epoch() -> None:
-    core, _ = new_core()
-    core.submit_many([req("w1")])
-    batch = core.events("driver-1", after_seq=0, epoch="stale")
-    assert batch.resync and [e.workload for e in batch.events] == ["w1"]
-    assert batch.events[0].decision == "admit"
-    assert core.events("driver-1", after_seq=batch.seq, epoch=core.epoch).events == ()
-
-
-def test_recovery_from_sqlite_readopts_and_cleans_placement_groups(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path)
-    core, actions = new_core(store)
-    core.submit_many([req("a", gpu=2), req("b", gpu=2), req("c", gpu=2), req("p", gpu=2)])
-    admitted = {w for w in "abcp" if state(core, w) is WorkloadState.ADMITTED}
-    assert len(admitted) == 2
-    # A placement group for a workload that is not admitted (crash between act and persist
-    # of a later eviction is impossible, but a stray one must still be cleaned up).
-    actions.pgs[W("stray")] = "dead"
-    # One admitted PG vanished (crash right after persisting a re-admission).
-    lost = sorted(admitted)[0]
-    del actions.pgs[W(lost)]
-    store.close()
-
-    store2 = SQLiteStore(tmp_path)
-    actions.calls.clear()
-    core2 = ManagerCore.recover(
-        store2, actions, ManualClock(200.0), default_config=lambda: teams_config(cpu=99)
+@pytest.mark.parametrize(
+    ("priority", "gets_the_quota"),
+    [("high", "other"), ("low", "t5")],
+    ids=["the-waiting-workload-goes-first", "the-successor-was-first-in-line-anyway"],
+)
+def test_a_refused_hand_over_gives_the_quota_to_whoever_is_next(
+    priority: str, gets_the_quota: str
+) -> None:
+    config = teams_config()
+    cqs = config.cluster_queues
+    no_preemption = {n: replace(c, preemption=Preemption()) for n, c in cqs.items()}
+    core = ManagerCore.recover(
+        MemoryStore(),
+        RecordingActions(),
+        ManualClock(100.0),
+        default_config=lambda: replace(config, cluster_queues=no_preemption),
     )
-    assert {w for w in "abcp" if core2.workload(W(w)).state is WorkloadState.ADMITTED} == admitted
-    assert ("remove_pg", "stray") in actions.calls
-    assert ("create_pg", lost) in actions.calls
-    assert [c for c in actions.calls if c[0] == "create_pg"] == [("create_pg", lost)]
-    # The stored config won over the default.
-    assert core2.config == teams_config()
-    # Nothing is admitted twice: finishing frees exactly what was held.
-    for w in sorted(admitted):
-        core2.report(finished=[(W(w), False, "")])
-    assert {w for w in "abcp" if core2.workload(W(w)).state is WorkloadState.ADMITTED} == (
-        set("abcp") - admitted
-    )
-
-
-def test_default_config_is_sized_to_the_nodes() -> None:
-    nodes = [
-        NodeShape("h", {}, {"CPU": 2000, "memory": 10, "node:1.2.3.4": 1000}, is_head=True),
-        NodeShape("g", A100, {"CPU": 4000, "GPU": 2000}),
-    ]
-    config = default_config(nodes)
-    [cq] = config.cluster_queues.values()
-    quotas = {r.name: r.nominal for fq in cq.resource_groups[0].flavors for r in fq.resources}
-    assert quotas == {"CPU": 6000, "GPU": 2000, "memory": 10}
-    assert list(config.queues) == ["default"]
-
-
-@pytest.mark.parametrize("bad", ["", None])
-def test_cancel_of_unknown_workloads_is_harmless(bad: str | None) -> None:
-    core, _ = new_core()
-    assert core.cancel([W(bad or "missing")]) == [False]
-
-
-def test_job_submission_is_retried_while_ray_refuses_it() -> None:
-    core, actions = new_core()
-    actions.failing_job_submits = 2
-    payload = {"entrypoint": "python x.py"}
-    core.submit_many([req("j", gpu=1, kind=WorkloadKind.JOB, payload=payload)])
-    assert state(core, "j") is WorkloadState.ADMITTED
-    assert "rq-j-1" not in actions.job_state
-    core.job_states(actions.jobs())  # second attempt fails too
-    core.job_states(actions.jobs())  # third succeeds
-    assert actions.job_state["rq-j-1"] == "PENDING"
-    assert [c for c in actions.calls if c[0] == "submit_job"] == [("submit_job", "rq-j-1")] * 3
-    actions.job_state["rq-j-1"] = "SUCCEEDED"
-    core.job_states(actions.jobs())
-    assert state(core, "j") is WorkloadState.FINISHED
+    core.submit_many([req(f"t{i}", kind=WorkloadKind.TASK) for i in range(1, 6)])
+    seq = core.events("driver-1", after_seq=0, epoch=core.epoch).seq
+    # Another driver's work arrives: the lease closes, and the driver is told.
+    core.submit_many([req("other", owner="driver-2", priority=priority)])
+    closed = core.events("driver-1", after_seq=seq, epoch=core.epoch).events
+    assert [(e.decision, e.lease_open) for e in closed] == [("lease", False)]
+    # A driver that had not heard yet hands t1 over anyway: refused, so t1 just
+    # finishes and the freed quota goes to the next in line.
+    core.report(handovers=[(W("t1"), W("t5"))])
+    assert state(core, "t1") is WorkloadState.FINISHED
+    assert state(core, gets_the_quota) is WorkloadState.ADMITTED
+    events = core.events("driver-1", after_seq=closed[-1].seq, epoch=core.epoch).events
+    refused = next(e for e in events if e.decision == "handover_refused")
+    assert refused.workload == "t5" and "other workloads are waiting" in refused.message
+    # The event says where t5 stands: admitted in its own right, or waiting again.
+    assert refused.state is state(core, "t5")
