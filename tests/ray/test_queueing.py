@@ -9,6 +9,7 @@ cohort, so each can borrow the other's two.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,14 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 import ray_queue
+from ray_queue.engine.config import Preemption
 from ray_queue.engine.model import WorkloadState
 from tests.manager.configs import A100, teams_config
 from tests.ray.harness import (
     cancel_everything,
     cluster_session,
     live_pgs,
+    manager,
     state_of,
     wait_for,
 )
@@ -159,6 +162,49 @@ def test_queued_tasks_run_on_the_flavors_nodes_and_free_quota(teams: None) -> No
     ready, _ = ray_queue.wait(many, num_returns=300, timeout=90)
     assert len(ready) == 300
     assert sum(ray_queue.get(many, timeout=30)) == sum(i * i for i in range(300))
+
+
+def _handed_over(workload: str) -> bool:
+    history = ray.get(manager().workload.remote(workload)).history
+    return any(t.reason == "HandedOver" for t in history)
+
+
+def test_a_backlog_hands_quota_over_until_someone_else_waits(cluster: Cluster) -> None:
+    # Without preemption, so that the high-priority group below can only get in when a
+    # task gives its quota back instead of handing it to the next task of the backlog.
+    config = teams_config(cpu=4, gpu=2)
+    no_preemption = {
+        n: replace(c, preemption=Preemption()) for n, c in config.cluster_queues.items()
+    }
+    ray_queue.apply_config(replace(config, cluster_queues=no_preemption))
+    try:
+
+        @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+        def brief(i: int) -> int:
+            import time
+
+            time.sleep(0.2)
+            return i
+
+        backlog = [brief.remote(i) for i in range(60)]
+        wait_for(lambda: sum(_handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
+        # Someone else waits now: the next task to end gives its quota back.
+        group = ray_queue.placement_group([{"GPU": 1}], queue="team-a", priority="high")
+        assert group.wait(timeout_seconds=30)
+        unfinished = sum(state_of(h.workload) is not S.FINISHED for h in backlog)
+        assert unfinished >= 20, "the group waited for the whole backlog"
+        assert ray_queue.get(backlog, timeout=60) == list(range(60))
+        # Once it was admitted nothing else waited, and hand-overs went on.
+        admitted_at = group.status().history[-1].at
+        later = [
+            h
+            for h in backlog
+            if ray.get(manager().workload.remote(h.workload)).history[-1].at > admitted_at
+        ]
+        assert any(_handed_over(h.workload) for h in later)
+        group.remove()
+    finally:
+        cancel_everything()
 
 
 def test_queued_actor_and_options(teams: None) -> None:
