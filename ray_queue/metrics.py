@@ -26,7 +26,6 @@ from ray_queue.engine.model import (
     CohortStatus,
     Decision,
     DecisionKind,
-    PendingPosition,
     WorkloadId,
     WorkloadState,
     WorkloadStatus,
@@ -206,20 +205,25 @@ class MetricsSnapshot:
 
     cluster_queues: Sequence[ClusterQueueStatus] = ()
     cohorts: Sequence[CohortStatus] = ()
-    pending: Sequence[PendingPosition] = ()
+    #: Pending workloads per (Queue, ClusterQueue).
+    pending_by_queue: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Pending workloads set aside until quota is released, per ClusterQueue.
     inadmissible: dict[str, int] = field(default_factory=dict)
 
 
 def snapshot_of(engine: Engine) -> MetricsSnapshot:
     """What the gauges need, read from the engine (call it where the engine is safe to
-    read: the manager's loop)."""
+    read: the manager's loop). Costs O(live workloads), not O(every remembered one): it
+    runs on the manager's loop every second, between admissions."""
+    by_queue: dict[tuple[str, str], int] = {}
     inadmissible: dict[str, int] = {}
-    for status in engine.workloads():
-        if status.set_aside:
-            inadmissible[status.cluster_queue] = inadmissible.get(status.cluster_queue, 0) + 1
+    for cq_name, (per_queue, set_aside) in engine.pending_counts().items():
+        for queue, count in per_queue.items():
+            by_queue[(queue, cq_name)] = count
+        if set_aside:
+            inadmissible[cq_name] = set_aside
     return MetricsSnapshot(
-        engine.cluster_queue_status(), engine.cohort_status(), engine.pending(), inadmissible
+        engine.cluster_queue_status(), engine.cohort_status(), by_queue, inadmissible
     )
 
 
@@ -238,11 +242,7 @@ class _SnapshotCollector(Collector):
             for spec in METRICS
             if spec.kind == "gauge"
         }
-        per_queue: dict[tuple[str, str], int] = {}
-        for position in snap.pending:
-            key = (position.queue, position.cluster_queue)
-            per_queue[key] = per_queue.get(key, 0) + 1
-        for (queue, cq_name), count in sorted(per_queue.items()):
+        for (queue, cq_name), count in sorted(snap.pending_by_queue.items()):
             families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq_name], count)
         for cq in snap.cluster_queues:
             inadmissible = snap.inadmissible.get(cq.name, 0)

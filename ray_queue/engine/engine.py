@@ -96,6 +96,9 @@ class Engine:
         self._config = config
         self._tree = QuotaTree(config)
         self._records: dict[WorkloadId, Record] = {}
+        #: The records that are not terminal: most records are, and are only kept for
+        #: status queries until ``forget_finished``.
+        self._live: dict[WorkloadId, Record] = {}
         self._by_owner: dict[str, set[WorkloadId]] = {}
         self._pending: dict[str, ClusterQueuePending] = {
             name: ClusterQueuePending() for name in config.cluster_queues
@@ -134,10 +137,7 @@ class Engine:
         self._borrowed_memo.clear()
         self._pending = {name: ClusterQueuePending() for name in config.cluster_queues}
         holding: dict[str, dict[WorkloadId, Candidate]] = {n: {} for n in config.cluster_queues}
-        live = sorted(
-            (r for r in self._records.values() if not r.state.is_terminal),
-            key=lambda r: (r.admitted_seq, r.spec.id),
-        )
+        live = sorted(self._live.values(), key=lambda r: (r.admitted_seq, r.spec.id))
         for record in live:
             record.priority = self._priority(record.spec.priority_class)
             if record.state.holds_quota and record.admission is not None:
@@ -186,6 +186,7 @@ class Engine:
             Transition(self._clock.now(), S.PENDING, S.PENDING, "Created", record.message)
         )
         self._records[spec.id] = record
+        self._live[spec.id] = record
         if spec.owner:
             self._by_owner.setdefault(spec.owner, set()).add(spec.id)
         self._enqueue(record)
@@ -752,6 +753,7 @@ class Engine:
         record.message = message
         if to.is_terminal:
             record.ended_at = now
+            self._live.pop(record.spec.id, None)
             owned = self._by_owner.get(record.spec.owner)
             if owned is not None:
                 owned.discard(record.spec.id)
@@ -805,9 +807,7 @@ class Engine:
     def _check_config_keeps_live_workloads(self, config: QueueConfig) -> None:
         problems: list[ConfigProblem] = []
         seen: set[tuple[str, str]] = set()
-        for record in self._records.values():
-            if record.state.is_terminal:
-                continue
+        for record in self._live.values():
             spec = record.spec
             needs = [("Queue", spec.queue, spec.queue in config.queues)]
             if spec.priority_class is not None:
@@ -896,6 +896,7 @@ class Engine:
         self._records[workload] = record
         if record.state.is_terminal:
             return
+        self._live[workload] = record
         if record.spec.owner:
             self._by_owner.setdefault(record.spec.owner, set()).add(workload)
         if record.state.holds_quota and record.admission is not None:
@@ -960,7 +961,12 @@ class Engine:
         return out
 
     def cluster_queue_status(self) -> list[ClusterQueueStatus]:
-        return views.cluster_queue_status(self._config, self._tree, self._records.values())
+        return views.cluster_queue_status(self._config, self._tree, self._live.values())
+
+    def pending_counts(self) -> dict[str, tuple[dict[str, int], int]]:
+        """Per ClusterQueue: pending workloads per Queue, and how many are set aside.
+        Cheap (no ordering), for metrics scraped every few seconds."""
+        return {name: pending.counts() for name, pending in self._pending.items()}
 
     def cohort_status(self) -> list[CohortStatus]:
         return views.cohort_status(self._config, self._tree)

@@ -81,6 +81,18 @@ class ClusterQueuePending:
         if not owners[owner]:
             del owners[owner]
 
+    def counts(self) -> tuple[dict[str, int], int]:
+        """Pending workloads per Queue, and how many of them are set aside."""
+        per_queue: dict[str, int] = {}
+        set_aside = 0
+        for bucket in self._buckets.values():
+            live = sum(bucket.owners.values())
+            if live:
+                per_queue[bucket.queue] = per_queue.get(bucket.queue, 0) + live
+                if self.blocked_reason is not None or bucket.blocked_reason is not None:
+                    set_aside += live
+        return per_queue, set_aside
+
     def groups(self, limit: int) -> set[tuple[BucketKey, str]]:
         """Up to ``limit`` distinct (bucket, owner) pairs among the pending workloads."""
         found: set[tuple[BucketKey, str]] = set()

@@ -398,6 +398,17 @@ def check_invariants(run: Run, model: TreeModel) -> None:
             if node in model.cluster_queues:
                 keep = max(0, model.guaranteed(node, fr) - use)
                 assert model.available(node, fr, cq_usage) >= keep, (node, fr)
+    # The cheap counts the metrics read agree with the workloads themselves.
+    statuses = engine.workloads()
+    for name, (per_queue, set_aside) in engine.pending_counts().items():
+        waiting = [
+            s for s in statuses if s.state is WorkloadState.PENDING and s.cluster_queue == name
+        ]
+        assert sum(per_queue.values()) == len(waiting), name
+        assert set_aside == sum(s.set_aside for s in waiting), name
+    for cq_status in engine.cluster_queue_status():
+        mine = [s for s in statuses if s.cluster_queue == cq_status.name]
+        assert cq_status.admitted == sum(s.state is WorkloadState.ADMITTED for s in mine)
     # Every pending workload is really pending (not holding quota) and listed once.
     listed = [p.workload for p in engine.pending()]
     assert len(listed) == len(set(listed))
