@@ -923,6 +923,14 @@ class Engine:
         """The live quota tree (read-only by convention; for status and invariant checks)."""
         return self._tree
 
+    def knows(self, workload: WorkloadId) -> bool:
+        return workload in self._records
+
+    def awaits_placement(self, workload: WorkloadId) -> bool:
+        """Admitted but not yet known to be on nodes (cheaper than ``workload``)."""
+        record = self._records.get(workload)
+        return record is not None and record.state is S.ADMITTED and not record.placed
+
     def workload(self, workload: WorkloadId) -> WorkloadStatus:
         """Raises ``UnknownWorkloadError``."""
         return self._status(self._get(workload))

@@ -221,6 +221,7 @@ class QueueManager:
     ) -> None:
         self._ensure_loop()
         self._core.report(started=started, finished=finished, handovers=handovers)
+        self._watch_placement_groups()
 
     async def apply_config(self, config: QueueConfig) -> int:
         """Returns how many workloads the new config evicted (HoldAndDrain)."""

@@ -437,12 +437,7 @@ class ManagerCore:
 
     def unplaced_placement_groups(self) -> dict[WorkloadId, str]:
         """Admitted placement groups not yet known to be ready, by workload."""
-        out = {}
-        for workload, pg_id in self._pgs.items():
-            status = self._engine.workload(workload)
-            if status.state is WorkloadState.ADMITTED and not status.placed:
-                out[workload] = pg_id
-        return out
+        return {w: pg_id for w, pg_id in self._pgs.items() if self._engine.awaits_placement(w)}
 
     def events(self, owner: str, *, after_seq: int, epoch: str | None) -> EventBatch:
         """Events for ``owner`` after ``after_seq``; a snapshot if the client is lost."""
@@ -706,11 +701,7 @@ class ManagerCore:
             self._owned.setdefault(spec.owner, set()).add(spec.id)
 
     def _known(self, workload: WorkloadId) -> bool:
-        try:
-            self._engine.workload(workload)
-        except UnknownWorkloadError:
-            return False
-        return True
+        return self._engine.knows(workload)
 
     def _flavor_labels(self, flavors: Iterable[str]) -> dict[str, str]:
         labels: dict[str, str] = {}
