@@ -138,7 +138,8 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
     config = load_config(queues["data"]["queues.yaml"])
     assert set(config.flavors) == {"cpu"}
     assert config.flavors["cpu"].worker_group == "cpu-workers"
-    assert dict(config.flavors["cpu"].node_labels) == {"ray.io/node-group": "cpu-workers"}
+    assert dict(config.flavors["cpu"].node_labels) == {"ray-queue.io/flavor": "cpu"}
+    assert group["rayStartParams"]["labels"] == "ray-queue.io/flavor=cpu"
     assert set(config.cluster_queues) == {"default"} and set(config.queues) == {"default"}
 
     dashboard = _one(objects, "ConfigMap", "-dashboard")
@@ -214,7 +215,10 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
     assert set(groups) == {"cpu-workers", "gpu-a100"}
     gpu = groups["gpu-a100"]
-    assert gpu["rayStartParams"] == {"num-gpus": "4", "labels": "example.com/accelerator=a100"}
+    assert gpu["rayStartParams"] == {
+        "num-gpus": "4",
+        "labels": "example.com/accelerator=a100,ray-queue.io/flavor=a100",
+    }
     assert gpu["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert gpu["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "32Gi"
 
@@ -223,7 +227,7 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     assert config.flavors["a100"].worker_group == "gpu-a100"
     assert dict(config.flavors["a100"].node_labels) == {
         "example.com/accelerator": "a100",
-        "ray.io/node-group": "gpu-a100",
+        "ray-queue.io/flavor": "a100",
     }
     assert set(config.cluster_queues) == {"training", "research"}
 

@@ -84,11 +84,13 @@ app.kubernetes.io/component: head
 {{- default .name .flavor -}}
 {{- end -}}
 
-{{/* Ray node labels of a worker group: the user's, plus ray.io/node-group. */}}
-{{/* Ray sets ray.io/node-group itself (from RAY_NODE_TYPE_NAME, which KubeRay sets to
-the group name) and rejects custom ray.io/ keys, so only the user's labels go to --labels. */}}
+{{/* Ray node labels of a worker group, which its flavor selects: the user's, plus
+ray-queue.io/flavor. Not ray.io/node-group: Ray sets that one to the group's name, and the
+autoscaler's per-gang copies of an all-at-once group have names of their own, so a flavor
+selecting by it would never find the nodes provisioned for its gangs. The copies do keep
+the group's `ray start --labels`, so the flavor's own label goes there. */}}
 {{- define "ray-queue.groupLabels" -}}
-{{- $labels := dict "ray.io/node-group" .name -}}
+{{- $labels := dict "ray-queue.io/flavor" (include "ray-queue.flavorName" .) -}}
 {{- range $k, $v := (default dict .labels) -}}
 {{- $_ := set $labels $k (toString $v) -}}
 {{- end -}}
@@ -98,7 +100,7 @@ the group name) and rejects custom ray.io/ keys, so only the user's labels go to
 {{/* The --labels value of `ray start`: "k1=v1,k2=v2", sorted for a stable render. */}}
 {{- define "ray-queue.rayLabelsArg" -}}
 {{- $pairs := list -}}
-{{- range $k, $v := (default dict .labels) -}}
+{{- range $k, $v := (include "ray-queue.groupLabels" . | fromJson) -}}
 {{- $pairs = append $pairs (printf "%s=%s" $k (toString $v)) -}}
 {{- end -}}
 {{- join "," (sortAlpha $pairs) -}}
@@ -128,7 +130,7 @@ only make sense together. Each failure names the value to change.
 {{- end -}}
 {{- range $key, $_ := (default dict $g.labels) -}}
 {{- if hasPrefix "ray.io/" $key -}}
-{{- fail (printf "workerGroups[%d].labels: %q: Ray reserves the ray.io/ prefix for its own node labels (ray.io/node-group is set to the group name already); use another prefix" $i $key) -}}
+{{- fail (printf "workerGroups[%d].labels: %q: Ray reserves the ray.io/ prefix for its own node labels; use another prefix" $i $key) -}}
 {{- end -}}
 {{- end -}}
 {{- $replicas := int (default 0 $g.replicas) -}}
