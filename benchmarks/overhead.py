@@ -74,6 +74,22 @@ def raw_tasks(fn: Any, count: int) -> float:
     return time.perf_counter() - started
 
 
+def raw_tasks_per_slot(fn: Any, count: int, slots: int) -> float:
+    """Plain Ray tasks launched the way a queue must launch them: ``slots`` at a time, the
+    next one only when one has returned. Not a side of the ratio; it shows how much of raw
+    Ray's speed comes from pipelining tasks onto leased workers, which admission per task
+    gives up."""
+    started = time.perf_counter()
+    running = [fn.remote() for _ in range(min(slots, count))]
+    left = count - len(running)
+    while running:
+        done, running = ray.wait(running, num_returns=1, fetch_local=False)
+        launch = min(left, len(done))
+        running.extend(fn.remote() for _ in range(launch))
+        left -= launch
+    return time.perf_counter() - started
+
+
 def queued_tasks(fn: Any, count: int) -> float:
     started = time.perf_counter()
     ray_queue.get([fn.remote() for _ in range(count)], timeout=300)
@@ -151,6 +167,12 @@ def measure(
                     repetitions,
                 ),
             )
+            slots = max(1, int(cpus / task_cpus))
+            per_slot = [raw_tasks_per_slot(plain, task_count, slots) for _ in range(repetitions)]
+            tasks["raw_per_slot"] = {"slots": slots, **_side(task_count, per_slot)}
+            tasks["ratio_to_raw_per_slot"] = (
+                tasks["queued"]["median_per_s"] / tasks["raw_per_slot"]["median_per_s"]
+            )
         finally:
             ray_queue.shutdown()
     finally:
@@ -220,6 +242,14 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
             f"{doc[ratio]:.2f}",
             f">= {TARGETS[ratio]:g}",
         )
+    per_slot = doc["tasks"]["raw_per_slot"]
+    table.add_row(
+        f"  raw, {per_slot['slots']} at a time, next when one returns",
+        f"{per_slot['median_per_s']:.0f}",
+        "",
+        f"{doc['tasks']['ratio_to_raw_per_slot']:.2f}",
+        "",
+    )
     console.print(table)
     console.print(f"reproduce: {doc['command']}")
 

@@ -98,5 +98,8 @@ def test_overhead_tiny_measures_both_sides(tmp_path: Path) -> None:
             assert section[side]["median_per_s"] > 0
             assert section[side]["spread"] >= 0
         assert len(section["ratio_per_repetition"]) == 2
+    per_slot = doc["tasks"]["raw_per_slot"]
+    assert per_slot["slots"] == 4 and len(per_slot["seconds"]) == 2
+    assert doc["tasks"]["ratio_to_raw_per_slot"] > 0
     assert doc["command"].startswith("python -m benchmarks.overhead")
     assert {"machine", "load_average", "git_commit", "targets"} <= doc.keys()
