@@ -145,14 +145,18 @@ class QueuedObjectRef(_Handle):
         if waiting and not self._has_queued_args():
             self._runtime.add_successor(self)
 
+    @property
+    def waiting(self) -> bool:
+        return (
+            self._state is WorkloadState.PENDING
+            and self._ref is None
+            and self._error is None
+            and not self._done
+        )
+
     def _take_over(self, label_selector: Mapping[str, str]) -> bool:
         with self._cv:
-            if (
-                self._state is not WorkloadState.PENDING
-                or self._ref is not None
-                or self._error is not None
-                or self._done
-            ):
+            if not self.waiting:
                 return False
             self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
             self._launch(label_selector, report=False)

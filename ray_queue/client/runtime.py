@@ -56,6 +56,8 @@ from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 5.0
+#: Successor queues are compacted once they are this long (or twice their last size).
+_COMPACT_MIN = 1024
 
 
 class Tracked(Protocol):
@@ -73,6 +75,11 @@ class Successor(Protocol):
 
     workload: WorkloadId
     lease_key: LeaseKey
+
+    @property
+    def waiting(self) -> bool:
+        """Queued and not started (a hint: read without the handle's lock)."""
+        ...
 
     def _take_over(self, label_selector: Mapping[str, str]) -> bool:
         """Start now, with the predecessor's node labels, if still waiting; whether it did."""
@@ -123,6 +130,7 @@ class ClientRuntime:
         #: Queued tasks the manager knows of, oldest first, that may take a slot over.
         #: Entries that were admitted or ended meanwhile are skipped when popped.
         self._successors: dict[LeaseKey, deque[Successor]] = {}
+        self._compact_at: dict[LeaseKey, int] = {}
         self._accepted_shapes: set[Hashable] = set()
         self._catalog_queues: set[str] = set()
         self._catalog_priorities: set[str] = set()
@@ -245,7 +253,15 @@ class ClientRuntime:
 
     def add_successor(self, handle: Successor) -> None:
         with self._lock:
-            self._successors.setdefault(handle.lease_key, deque()).append(handle)
+            key = handle.lease_key
+            successors = self._successors.setdefault(key, deque())
+            successors.append(handle)
+            # While the lease stays closed nothing is popped, and tasks admitted in their
+            # own right stay behind: drop them now and then (amortised O(1) per task).
+            if len(successors) > self._compact_at.get(key, _COMPACT_MIN):
+                waiting = deque(s for s in successors if s.waiting)
+                self._successors[key] = waiting
+                self._compact_at[key] = max(_COMPACT_MIN, 2 * len(waiting))
 
     def task_finished(
         self, handle: Successor, label_selector: Mapping[str, str], message: str
