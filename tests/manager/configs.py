@@ -52,15 +52,20 @@ def cq(
 
 
 def teams_config(
-    *, cpu: float = 2, gpu: float = 2, flavor_labels: dict[str, str] | None = None
+    *,
+    cpu: float = 2,
+    gpu: float = 2,
+    flavor_labels: dict[str, str] | None = None,
+    preempt: bool = True,
 ) -> QueueConfig:
-    """Two teams in one cohort, each with ``cpu``/``gpu`` of flavor a100; priorities."""
+    """Two teams in one cohort, each with ``cpu``/``gpu`` of flavor a100; priorities;
+    with ``preempt``, LowerPriority within a queue and reclaim Any across the cohort."""
     labels = A100 if flavor_labels is None else flavor_labels
     return QueueConfig(
         flavors={"a100": ResourceFlavor("a100", labels)},
         cluster_queues={
-            "cq-a": cq("cq-a", cpu=cpu, gpu=gpu, cohort="all"),
-            "cq-b": cq("cq-b", cpu=cpu, gpu=gpu, cohort="all"),
+            "cq-a": cq("cq-a", cpu=cpu, gpu=gpu, cohort="all", preempt=preempt),
+            "cq-b": cq("cq-b", cpu=cpu, gpu=gpu, cohort="all", preempt=preempt),
         },
         queues={"team-a": Queue("team-a", "cq-a"), "team-b": Queue("team-b", "cq-b")},
         priority_classes={

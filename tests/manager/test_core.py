@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from ray_queue.engine.clock import ManualClock
-from ray_queue.engine.config import Preemption
 from ray_queue.engine.errors import (
     InvalidWorkloadError,
     UnknownPriorityClassError,
@@ -194,14 +191,11 @@ def test_a_task_hands_its_quota_over_silently_and_durably() -> None:
 def test_a_refused_hand_over_gives_the_quota_to_whoever_is_next(
     priority: str, gets_the_quota: str
 ) -> None:
-    config = teams_config()
-    cqs = config.cluster_queues
-    no_preemption = {n: replace(c, preemption=Preemption()) for n, c in cqs.items()}
     core = ManagerCore.recover(
         MemoryStore(),
         RecordingActions(),
         ManualClock(100.0),
-        default_config=lambda: replace(config, cluster_queues=no_preemption),
+        default_config=lambda: teams_config(preempt=False),
     )
     core.submit_many([req(f"t{i}", kind=WorkloadKind.TASK) for i in range(1, 6)])
     seq = core.events("driver-1", after_seq=0, epoch=core.epoch).seq

@@ -9,7 +9,6 @@ cohort, so each can borrow the other's two.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 import ray_queue
-from ray_queue.engine.config import Preemption
 from ray_queue.engine.model import WorkloadState
 from tests.manager.configs import A100, teams_config
 from tests.ray.harness import (
@@ -172,11 +170,7 @@ def _handed_over(workload: str) -> bool:
 def test_a_backlog_hands_quota_over_until_someone_else_waits(cluster: Cluster) -> None:
     # Without preemption, so that the high-priority group below can only get in when a
     # task gives its quota back instead of handing it to the next task of the backlog.
-    config = teams_config(cpu=4, gpu=2)
-    no_preemption = {
-        n: replace(c, preemption=Preemption()) for n, c in config.cluster_queues.items()
-    }
-    ray_queue.apply_config(replace(config, cluster_queues=no_preemption))
+    ray_queue.apply_config(teams_config(cpu=4, gpu=2, preempt=False))
     try:
 
         @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
