@@ -191,6 +191,8 @@ EVICTION_REASONS = (
     "CapacityRevoked",
     "Stopped",
 )
+#: How a ClusterQueue's workload can need room: from its own queue or its cohort's.
+PREEMPTION_REASONS = ("InClusterQueue", "InCohortReclamation")
 REJECTION_REASONS = (
     "AdmissionCheckRejected",
     "AdmissionCheckRetry",
@@ -355,6 +357,8 @@ class QueueMetrics:
                 self._evicted.labels(cq.name, reason)
             for reason in REJECTION_REASONS:
                 self._rejected.labels(cq.name, reason)
+            for reason in PREEMPTION_REASONS:
+                self._preempted.labels(cq.name, reason)
             self._counted.add(cq.name)
         return snap
 

@@ -104,7 +104,9 @@ def test_metrics_follow_engine_decisions_and_state() -> None:
 
     assert value("ray_queue_admitted_workloads_total", cluster_queue="a") == 3
     assert value("ray_queue_admitted_workloads_total", cluster_queue="b") == 1
-    assert value("ray_queue_preempted_workloads_total", preempting_cluster_queue="b") == 1
+    preempted = "ray_queue_preempted_workloads_total"
+    assert value(preempted, preempting_cluster_queue="b", reason="InCohortReclamation") == 1
+    assert value(preempted, preempting_cluster_queue="b", reason="InClusterQueue") == 0
     assert value("ray_queue_evicted_workloads_total", cluster_queue="a", reason="Preempted") == 1
     assert value("ray_queue_admission_wait_time_seconds_count", cluster_queue="a") == 3
     assert value("ray_queue_admission_wait_time_seconds_sum", cluster_queue="a") == 15
