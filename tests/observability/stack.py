@@ -185,23 +185,21 @@ class HeadPod:
     def wait_for_sidecar_to_fail_a_pass(self, timeout_s: float) -> None:
         """Until the manager is up, the sidecar's passes fail (no demand yet) — as in a
         head pod, whose containers start together while the manager waits for Ray."""
-        assert self.autoscaler is not None
-        process = self.autoscaler
-        wait_for(
-            lambda: process.check_alive() and "autoscaler pass failed" in self.autoscaler_log(),
-            timeout_s,
-            interval_s=0.5,
-            what="the sidecar's first (failing) pass",
-        )
+        self._wait_for_sidecar_log("autoscaler pass failed", timeout_s, "first (failing) pass")
 
     def wait_for_sidecar_pass(self, timeout_s: float) -> None:
+        self._wait_for_sidecar_log(
+            "autoscaler pass 1:", timeout_s, "first pass with the manager's demand"
+        )
+
+    def _wait_for_sidecar_log(self, line: str, timeout_s: float, what: str) -> None:
         assert self.autoscaler is not None
         process = self.autoscaler
         wait_for(
-            lambda: process.check_alive() and "autoscaler pass 1:" in self.autoscaler_log(),
+            lambda: process.check_alive() and line in self.autoscaler_log(),
             timeout_s,
             interval_s=0.5,
-            what="the sidecar's first pass with the manager's demand",
+            what=f"the sidecar's {what}",
         )
 
     def stop(self) -> None:
