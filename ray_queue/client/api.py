@@ -180,8 +180,13 @@ def _get_results(handles: Sequence[QueuedObjectRef], timeout: float | None) -> l
         return list(ray.get(refs, timeout=remaining()))
     except ray.exceptions.GetTimeoutError as e:
         raise QueueTimeoutError(f"{len(handles)} queued tasks not all done in time") from e
-    except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError):
-        # Some run was preempted (or stopped): each handle waits for its own re-run.
+    except (
+        ray.exceptions.TaskCancelledError,
+        ray.exceptions.WorkerCrashedError,
+        ray.exceptions.TaskPlacementGroupRemoved,
+    ):
+        # Some run was preempted (or stopped, or lost with its slot): each handle waits
+        # for its own re-run.
         return [handle.get(remaining()) for handle in handles]
 
 

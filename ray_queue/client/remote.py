@@ -25,6 +25,7 @@ import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ray_queue.client.runtime import ClientRuntime, current, to_bundle
+from ray_queue.client.slots import Slot, lost_with_its_placement_group
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind, WorkloadState
 from ray_queue.errors import (
     Preempted,
@@ -129,6 +130,9 @@ class QueuedObjectRef(_Handle):
     ) -> None:
         super().__init__(runtime, request.id, getattr(remote_fn, "_function_name", "task"))
         self.lease_key = request.lease_key()
+        self.slot_eligible = request.payload.get("slot", True) is not False and any(
+            amount > 0 for group in request.bundle_groups for amount in group.resources.values()
+        )
         self._remote_fn = remote_fn
         self._ray_options = ray_options
         self._args = args
@@ -138,6 +142,8 @@ class QueuedObjectRef(_Handle):
         self._retriable = ray_options.get("max_retries", 3) != 0
         #: Node labels of the admitted flavor, passed on to a task that takes over.
         self._label_selector: Mapping[str, str] = {}
+        #: The slot its real task was launched in (as holder or queued behind), if any.
+        self._slot: Slot | None = None
 
     def _on_submitted(self, result: SubmitResult) -> None:
         super()._on_submitted(result)
@@ -154,6 +160,10 @@ class QueuedObjectRef(_Handle):
             and not self._done
         )
 
+    @property
+    def returned(self) -> bool:
+        return self._done
+
     def _take_over(self, label_selector: Mapping[str, str]) -> bool:
         with self._cv:
             if not self.waiting:
@@ -163,11 +173,45 @@ class QueuedObjectRef(_Handle):
             self._cv.notify_all()
             return True
 
+    def _stage(self, slot: Slot) -> bool:
+        with self._cv:
+            if not self.waiting:
+                return False
+            self._message = "queued in Ray behind an identical task, to take its quota over"
+            self._launch({}, report=False, slot=slot)
+            self._cv.notify_all()
+            return True
+
+    def _promote(self, slot: Slot) -> bool:
+        with self._cv:
+            if self._slot is not slot or self._state is not WorkloadState.PENDING:
+                return False
+            if self._error is not None or self._ref is None:
+                return False
+            self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
+            self._cv.notify_all()
+            return True
+
+    def _unstage(self, slot: Slot) -> Any:
+        with self._cv:
+            if self._slot is not slot or self._state is not WorkloadState.PENDING:
+                return None
+            ref, self._ref, self._slot = self._ref, None, None
+            self._cv.notify_all()
+            return ref
+
     def _on_event(self, event: ClientEvent) -> None:
         cancel_ref = None
         requeued = False
+        opened: Slot | None = None
+        lost: Slot | None = None
         with self._cv:
+            queued_in_slot = self._slot is not None and self._state is WorkloadState.PENDING
             self._state, self._message = event.state, event.message
+            if event.decision == "admit" and queued_in_slot and not self._done:
+                # Admitted in its own right while queued behind another task: leave that
+                # slot and run as admitted.
+                cancel_ref, self._ref, self._slot = self._ref, None, None
             if event.decision == "admit" and self._ref is None and self._error is None:
                 if self._done:
                     self._runtime.report_finished(self.workload, failed=False)
@@ -176,19 +220,24 @@ class QueuedObjectRef(_Handle):
                     # Its arguments may not be launched yet; never block the event thread.
                     threading.Thread(target=self._launch_locked, args=(event,), daemon=True).start()
                 else:
-                    self._launch(event.label_selector)
+                    opened = self._launch_admitted(event)
             elif event.decision == "handover_refused":
                 # Started in a finished task's place, but by then someone else was waiting
                 # for that quota: stop, and run when admitted like any other task (unless
-                # the manager admitted it in the meantime anyway).
-                if event.state is WorkloadState.ADMITTED:
+                # the manager admitted it in the meantime anyway). In a slot, the refusal
+                # removed the slot's placement group, so even then it starts afresh.
+                lost, self._slot = self._slot, None
+                if lost is None and event.state is WorkloadState.ADMITTED:
                     self._runtime.report_started(self.workload)
                 elif not self._done:
                     cancel_ref, self._ref = self._ref, None
+                    if event.state is WorkloadState.ADMITTED:
+                        opened = self._launch_admitted(event)
                     requeued = event.state is WorkloadState.PENDING
             elif event.decision in ("preempt", "evict") or event.state.is_terminal:
                 if event.decision == "preempt":
                     self._preemptions += 1
+                lost, self._slot = self._slot, None
                 if not self._done:
                     cancel_ref, self._ref = self._ref, None
                     if event.state.is_terminal:
@@ -205,6 +254,10 @@ class QueuedObjectRef(_Handle):
                 ray.cancel(cancel_ref, force=True)
         if requeued:
             self._runtime.add_successor(self)
+        if lost is not None and not queued_in_slot:
+            self._runtime.abandon(lost)
+        if opened is not None:
+            self._runtime.fill(opened)
 
     def _has_queued_args(self) -> bool:
         values = [*self._args, *self._kwargs.values()]
@@ -213,37 +266,74 @@ class QueuedObjectRef(_Handle):
     def _launch_locked(self, event: ClientEvent) -> None:
         args = tuple(_resolve(a) for a in self._args)
         kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
+        opened = None
         with self._cv:
             admitted = self._state is WorkloadState.ADMITTED
             if admitted and self._ref is None and self._error is None and not self._done:
                 self._args, self._kwargs = args, kwargs
-                self._launch(event.label_selector)
+                opened = self._launch_admitted(event)
             self._cv.notify_all()
+        if opened is not None:
+            self._runtime.fill(opened)
 
-    def _launch(self, label_selector: Mapping[str, str], *, report: bool = True) -> None:
-        """Start the real task (holding ``_cv``); ``report`` tells the manager it started
-        (a hand-over says so itself)."""
+    def _launch_admitted(self, event: ClientEvent) -> Slot | None:
+        """Start the real task as ``event`` admitted it (holding ``_cv``): in the slot the
+        manager made for it, if any (returned, to be filled once the lock is released)."""
+        if event.placement_group_id is None:
+            self._launch(event.label_selector)
+            return None
+        slot = self._runtime.open_slot(event.placement_group_id, self)
+        self._launch(event.label_selector, slot=slot)
+        return slot
+
+    def _launch(
+        self, label_selector: Mapping[str, str], *, report: bool = True, slot: Slot | None = None
+    ) -> None:
+        """Start the real task (holding ``_cv``), in ``slot`` if given; ``report`` tells the
+        manager it started (a hand-over says so itself)."""
         self._label_selector = label_selector
-        selector = dict(self._ray_options.get("label_selector") or {})
-        selector.update(label_selector)
+        self._slot = slot
         options = dict(self._ray_options)
-        if selector:
-            options["label_selector"] = selector
+        if slot is not None:
+            # The slot's bundle carries the node labels (the user's and the flavor's).
+            options.pop("label_selector", None)
+            options["scheduling_strategy"] = slot.strategy
+        else:
+            selector = dict(self._ray_options.get("label_selector") or {})
+            selector.update(label_selector)
+            if selector:
+                options["label_selector"] = selector
         args = tuple(_resolve(a) for a in self._args)
         kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
         self._attempt += 1
         self._ref = self._remote_fn.options(**options).remote(*args, **kwargs)
-        self._runtime.watch(self._ref, self, self._attempt)
+        self._runtime.watch(self._ref, self, self._attempt, in_slot=slot is not None)
         if report:
             self._runtime.report_started(self.workload)
 
     def _on_done(self, ref: Any, attempt: int) -> None:
+        requeued = False
         with self._cv:
             if ref is not self._ref or attempt != self._attempt:
                 return  # a cancelled (preempted) attempt
-            self._done = True
+            slot = self._slot
+            if slot is not None and lost_with_its_placement_group(ref):
+                # Not a result: the slot was lost (a refused hand-over, a preemption).
+                if self._state is not WorkloadState.PENDING:
+                    return  # the holder: the manager's event for it says what comes next
+                self._ref, self._slot = None, None
+                requeued = True
+            else:
+                self._done = True
             self._cv.notify_all()
-        self._runtime.task_finished(self, self._label_selector, "task returned")
+        if requeued:
+            assert slot is not None
+            self._runtime.abandon(slot)
+            self._runtime.add_successor(self)
+        elif slot is not None:
+            self._runtime.slot_task_returned(slot)
+        else:
+            self._runtime.task_finished(self, self._label_selector, "task returned")
 
     def object_ref(self, timeout: float | None = None) -> Any:
         """The current real ObjectRef, waiting for admission and launch."""
@@ -261,6 +351,11 @@ class QueuedObjectRef(_Handle):
                 return ray.get(ref, timeout=remaining)
             except ray.exceptions.GetTimeoutError as e:
                 raise QueueTimeoutError(f"{self._what} ({self.workload}) timed out") from e
+            except ray.exceptions.TaskPlacementGroupRemoved:
+                # Queued in a slot that was lost: it goes back to waiting for its own
+                # admission as soon as the watcher sees this too; then wait for that run.
+                with self._cv:
+                    self._wait_for(lambda lost=ref: self._ref is not lost, deadline)
             except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError):
                 with self._cv:
                     if self._ref is ref and self._error is None:
@@ -418,6 +513,7 @@ class QueuedRemoteFunction:
             queue=ours.get("queue"),
             priority=ours.get("priority"),
             name=ours.get("name") or self.__name__,
+            payload=_task_payload(theirs),
         )
         handle = QueuedObjectRef(runtime, request, self._remote_fn, theirs, args, kwargs)
         runtime.submit(request, handle)
@@ -458,6 +554,18 @@ class QueuedActorClass:
         handle = QueuedActor(runtime, request.id, self._actor_cls, theirs, args, kwargs)
         runtime.submit(request, handle)
         return handle
+
+
+def _task_payload(ray_options: Mapping[str, Any]) -> dict[str, Any]:
+    """What the manager needs to know to launch the task in a slot (``slots.py``): its own
+    node labels go on the slot's bundle; a task that picks its own scheduling strategy
+    cannot run in a placement group, and one that must not be retried must not be killed
+    with a slot it was only queued in, so neither gets a slot."""
+    if ray_options.get("scheduling_strategy") is not None or ray_options.get("max_retries") == 0:
+        return {"slot": False}
+    if ray_options.get("label_selector"):
+        return {"bundle_label_selector": [dict(ray_options["label_selector"])]}
+    return {}
 
 
 def _resolve(value: Any) -> Any:

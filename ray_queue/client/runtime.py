@@ -13,7 +13,9 @@ off the data path and off the per-task round trip:
   finished one's place at once and reports the hand-over afterwards, the way Ray's own
   owners reuse a worker lease for tasks of one scheduling class. The manager accepts a
   hand-over only if it is exactly what its next cycle would have done, and otherwise
-  tells the handle to stop and wait for its own admission.
+  tells the handle to stop and wait for its own admission. When the manager gave the
+  admitted task a *slot* (a placement group of its shape, ``slots.py``), the next ones
+  are queued in Ray behind it ahead of time, so Ray runs them back to back.
 
 What a caller must see at once (unknown queue or priority class, negative resources, a
 bundle that can never fit) is checked synchronously: the catalogue of queues and priority
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 
 import ray
 
+from ray_queue.client.slots import SLOT_DEPTH, Slot, new_slot
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import (
     BundleGroup,
@@ -51,11 +54,13 @@ from ray_queue.errors import (
     UnknownPriorityClassError,
     UnknownQueueError,
 )
-from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult
+from ray_queue.manager.types import ClientEvent, HandOver, SubmitRequest, SubmitResult
 
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 5.0
+#: How long the watcher collects completions while every task it watches is in a slot.
+_SLOT_SWEEP_S = 0.002
 #: Successor queues are compacted once they are this long (or twice their last size).
 _COMPACT_MIN = 1024
 
@@ -75,6 +80,8 @@ class Successor(Protocol):
 
     workload: WorkloadId
     lease_key: LeaseKey
+    #: The manager gives it a slot when admitted with a backlog (``_wants_slot``).
+    slot_eligible: bool
 
     @property
     def waiting(self) -> bool:
@@ -85,11 +92,32 @@ class Successor(Protocol):
         """Start now, with the predecessor's node labels, if still waiting; whether it did."""
         ...
 
+    def _stage(self, slot: Slot) -> bool:
+        """Queue the real task in ``slot`` behind its holder, if still waiting; whether it
+        did. It stays pending (not admitted) until it takes the slot over."""
+        ...
+
+    def _promote(self, slot: Slot) -> bool:
+        """Take the slot's quota over from the holder that just returned, if still queued
+        in ``slot``; whether it did."""
+        ...
+
+    def _unstage(self, slot: Slot) -> Any:
+        """Queued in ``slot`` and not admitted: stop it and return its Ray ref to cancel
+        (``None`` if it was not), so it waits for an admission of its own again."""
+        ...
+
+    @property
+    def returned(self) -> bool:
+        """Its real task returned (a hint: read without the handle's lock)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Running:
     handle: Any
     attempt: int
+    in_slot: bool
 
 
 def new_workload_id(kind: WorkloadKind) -> WorkloadId:
@@ -123,7 +151,7 @@ class ClientRuntime:
         self._buffer: list[tuple[SubmitRequest, Tracked]] = []
         self._reports_started: list[WorkloadId] = []
         self._reports_finished: list[tuple[WorkloadId, bool, str]] = []
-        self._reports_handovers: list[tuple[WorkloadId, WorkloadId]] = []
+        self._reports_handovers: list[HandOver] = []
         self._handles: dict[WorkloadId, Tracked] = {}
         #: What the manager last said of each lease key (``ClientEvent.lease_open``).
         self._lease_open: dict[LeaseKey, bool] = {}
@@ -135,6 +163,7 @@ class ClientRuntime:
         self._catalog_queues: set[str] = set()
         self._catalog_priorities: set[str] = set()
         self._running: dict[Any, _Running] = {}
+        self._running_in_slots = 0
         self._running_cv = threading.Condition()
         self._stop = threading.Event()
         self._epoch: str | None = None
@@ -271,6 +300,10 @@ class ClientRuntime:
         with self._lock:
             successors = self._successors.get(handle.lease_key)
             open_ = self._lease_open.get(handle.lease_key, False)
+        if open_ and successors and handle.slot_eligible:
+            # It ran without a slot (it was admitted alone): rather than hand over one
+            # task at a time, give the quota back; the next admission comes with a slot.
+            open_ = False
         while open_ and successors:
             try:
                 successor = successors.popleft()
@@ -278,12 +311,73 @@ class ClientRuntime:
                 break
             if successor._take_over(label_selector):
                 with self._lock:
-                    self._reports_handovers.append((handle.workload, successor.workload))
+                    self._reports_handovers.append(HandOver(handle.workload, successor.workload))
                     self._handles.pop(handle.workload, None)
                     self._lock.notify_all()
                 return
         self.report_finished(handle.workload, failed=False, message=message)
         self.forget(handle.workload)
+
+    # -- slots (see slots.py) -------------------------------------------------------------
+
+    def open_slot(self, pg_id: str, holder: Successor) -> Slot:
+        """A slot for an admitted task the manager made a placement group for."""
+        slot = new_slot(pg_id, holder.lease_key)
+        slot.tasks.append(holder)
+        return slot
+
+    def fill(self, slot: Slot) -> None:
+        """Queue waiting identical tasks in ``slot`` behind its holder, while the lease is
+        open, up to ``SLOT_DEPTH``."""
+        with slot.lock:
+            self._fill_locked(slot)
+
+    def _fill_locked(self, slot: Slot) -> None:
+        while slot.alive and len(slot.tasks) < SLOT_DEPTH:
+            with self._lock:
+                successors = self._successors.get(slot.lease_key)
+                if not successors or not self._lease_open.get(slot.lease_key, False):
+                    return
+                successor = successors.popleft()
+            if successor._stage(slot):
+                slot.tasks.append(successor)
+
+    def slot_task_returned(self, slot: Slot) -> None:
+        """A task in ``slot`` returned: each holder at the front that has returned hands
+        the quota to the next one queued behind it, or gives it back (and with it the
+        placement group) when none is left."""
+        with slot.lock:
+            while slot.tasks and slot.tasks[0].returned:
+                holder = slot.tasks.popleft()
+                self._fill_locked(slot)
+                while slot.tasks and not slot.tasks[0]._promote(slot):
+                    slot.tasks.popleft()
+                if slot.tasks:
+                    with self._lock:
+                        handover = HandOver(holder.workload, slot.tasks[0].workload, slot.pg_id)
+                        self._reports_handovers.append(handover)
+                        self._handles.pop(holder.workload, None)
+                        self._lock.notify_all()
+                    continue
+                slot.alive = False
+                self.report_finished(holder.workload, failed=False, message="task returned")
+                self.forget(holder.workload)
+
+    def abandon(self, slot: Slot) -> None:
+        """``slot``'s placement group is gone: the tasks queued in it that were not
+        admitted go back to waiting (their Ray tasks cancelled, since one of them may be
+        running and Ray would retry it into the removed group forever)."""
+        with slot.lock:
+            slot.alive = False
+            stopped = [(task, task._unstage(slot)) for task in slot.tasks]
+            # Admitted ones stay, so a holder that still returns gives its quota back.
+            slot.tasks = deque(task for task, ref in stopped if ref is None)
+        for task, ref in stopped:
+            if ref is None:
+                continue
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+            self.add_successor(task)
 
     def cancel(self, workloads: Sequence[WorkloadId]) -> list[bool]:
         self.flush()
@@ -317,9 +411,10 @@ class ClientRuntime:
 
     # -- running tasks --------------------------------------------------------------------
 
-    def watch(self, ref: Any, handle: Any, attempt: int) -> None:
+    def watch(self, ref: Any, handle: Any, attempt: int, *, in_slot: bool = False) -> None:
         with self._running_cv:
-            self._running[ref] = _Running(handle, attempt)
+            self._running[ref] = _Running(handle, attempt, in_slot)
+            self._running_in_slots += in_slot
             self._running_cv.notify_all()
 
     def forget(self, workload: WorkloadId) -> None:
@@ -396,15 +491,25 @@ class ClientRuntime:
                 while not self._running and not self._stop.is_set():
                     self._running_cv.wait(0.5)
                 refs = list(self._running)
+                all_in_slots = self._running_in_slots == len(refs)
             if not refs:
                 continue
             try:
-                # Block briefly for the first to finish, then sweep up all that have; tasks
-                # launched meanwhile join the next round, so keep the block short.
-                done, rest = ray.wait(refs, num_returns=1, timeout=0.01, fetch_local=False)
-                if done and rest:
-                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)
-                    done += more
+                if all_in_slots:
+                    # Ray runs what is queued in a slot without waiting for us: collect
+                    # completions in small batches rather than waking for each one.
+                    done, _ = ray.wait(
+                        refs, num_returns=len(refs), timeout=_SLOT_SWEEP_S, fetch_local=False
+                    )
+                else:
+                    # Block briefly for the first to finish, then sweep up all that have;
+                    # tasks launched meanwhile join the next round, so keep the block short.
+                    done, rest = ray.wait(refs, num_returns=1, timeout=0.01, fetch_local=False)
+                    if done and rest:
+                        more, _ = ray.wait(
+                            rest, num_returns=len(rest), timeout=0, fetch_local=False
+                        )
+                        done += more
             except Exception:
                 logger.exception("ray_queue: watching tasks failed")
                 time.sleep(0.1)
@@ -412,6 +517,8 @@ class ClientRuntime:
             for ref in done:
                 with self._running_cv:
                     running = self._running.pop(ref, None)
+                    if running is not None:
+                        self._running_in_slots -= running.in_slot
                 if running is not None:
                     running.handle._on_done(ref, running.attempt)
 

@@ -328,6 +328,21 @@ class Engine:
             for key, holders in self._leases.items()
         }
 
+    def has_backlog(self, workload: WorkloadId) -> bool:
+        """Whether an admitted task may hand its quota over now and its owner has identical
+        tasks pending to take it: they can then run back to back in its place."""
+        record = self._records.get(workload)
+        if record is None or record.state is not S.ADMITTED:
+            return False
+        if record.spec.kind is not WorkloadKind.TASK:
+            return False
+        assert record.admission is not None
+        own = (record.spec.queue, record.priority, _shape(record.spec))
+        pending = self._pending.get(record.admission.cluster_queue)
+        if pending is None or not pending.has(own, record.spec.owner):
+            return False
+        return self._lease_refusal(record, {}) is None
+
     def handover_refusal(self, finished: WorkloadId, successor: WorkloadId) -> str | None:
         """Why ``hand_over(finished, successor)`` would be refused now, or ``None``."""
         done, nxt = self._records.get(finished), self._records.get(successor)

@@ -93,6 +93,11 @@ class ClusterQueuePending:
                     set_aside += live
         return per_queue, set_aside
 
+    def has(self, bucket: BucketKey, owner: str) -> bool:
+        """Whether ``owner`` has a pending workload in ``bucket``."""
+        entry = self._buckets.get(bucket)
+        return entry is not None and entry.owners.get(owner, 0) > 0
+
     def groups(self, limit: int) -> set[tuple[BucketKey, str]]:
         """Up to ``limit`` distinct (bucket, owner) pairs among the pending workloads."""
         found: set[tuple[BucketKey, str]] = set()

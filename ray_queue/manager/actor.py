@@ -38,7 +38,13 @@ from ray_queue.engine.model import WorkloadStatus as _Status
 from ray_queue.grpc.server import PORT_ENV
 from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
-from ray_queue.manager.types import EventBatch, ManagerStatus, SubmitRequest, SubmitResult
+from ray_queue.manager.types import (
+    EventBatch,
+    HandOver,
+    ManagerStatus,
+    SubmitRequest,
+    SubmitResult,
+)
 from ray_queue.metrics import MetricsSnapshot, QueueMetrics
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
 from ray_queue.ray_adapter.cluster import dead_owners, head_node_id, node_shapes
@@ -217,7 +223,7 @@ class QueueManager:
         self,
         started: Sequence[WorkloadId] = (),
         finished: Sequence[tuple[WorkloadId, bool, str]] = (),
-        handovers: Sequence[tuple[WorkloadId, WorkloadId]] = (),
+        handovers: Sequence[HandOver] = (),
     ) -> None:
         self._ensure_loop()
         self._core.report(started=started, finished=finished, handovers=handovers)

@@ -44,6 +44,7 @@ from ray_queue.manager.capacity import Capacity
 from ray_queue.manager.types import (
     ClientEvent,
     EventBatch,
+    HandOver,
     JobRun,
     ManagerStatus,
     NodeShape,
@@ -56,7 +57,8 @@ from ray_queue.store.base import Payload, Store
 
 logger = logging.getLogger(__name__)
 
-#: Kinds whose admission is a placement group the manager creates and owns.
+#: Kinds whose admission is a placement group the manager creates and owns (a task's is
+#: its slot, if it gets one: ``_wants_slot``).
 _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
 #: Events kept per owner; a client that falls further behind gets a resync snapshot.
 _EVENTS_PER_OWNER = 50_000
@@ -158,6 +160,15 @@ class ManagerCore:
                 else:
                     self._create_pg(status)
                     created += 1
+            elif status.spec.kind is WorkloadKind.TASK:
+                # A slot is kept if Ray still has it; a task that lost it keeps running (or
+                # is launched) without one, so there is nothing to create.
+                created_for = self._payloads.get(workload, {}).get("placement_group_of", workload)
+                if created_for in live_pgs:
+                    self._pgs[workload] = live_pgs.pop(created_for)
+                    if created_for != workload:
+                        self._actions.move_placement_group(created_for, workload)
+                    adopted += 1
             elif status.spec.kind is WorkloadKind.JOB:
                 run = JobRun(workload, _submission_id(status))
                 wanted_jobs.add(run.submission_id)
@@ -257,32 +268,49 @@ class ManagerCore:
         *,
         started: Iterable[WorkloadId] = (),
         finished: Iterable[tuple[WorkloadId, bool, str]] = (),
-        handovers: Iterable[tuple[WorkloadId, WorkloadId]] = (),
+        handovers: Iterable[HandOver] = (),
     ) -> None:
         """Client reports, batched: work launched on nodes, work that ended, and tasks
         that ended and whose owner started an identical pending task in their place.
 
         A hand-over the engine refuses (someone else waits for the quota by now) counts
         as the first task finishing; the second is told ``handover_refused`` and must
-        stop and wait for its own admission. Reports that no longer apply (the workload
-        was preempted or cancelled meanwhile) are ignored: the client and the manager
-        race by design.
+        stop and wait for its own admission. An accepted one moves the first task's slot
+        (its placement group, if it has one) to the second. Reports that no longer apply
+        (the workload was preempted or cancelled meanwhile) are ignored: the client and
+        the manager race by design.
         """
         touched: set[WorkloadId] = set()
         decisions: list[Decision] = []
         reported: set[WorkloadId] = set()
         refused: list[tuple[WorkloadId, WorkloadId, str]] = []
+        payloads: dict[WorkloadId, Payload] = {}
         for workload in started:
             if self._known(workload) and self._engine.mark_placed(workload):
                 touched.add(workload)
         # Hand-overs before finishes: a task that took over and then ended is in both
         # lists of one report, and it must be admitted before it can finish.
-        for done, successor in handovers:
+        for handover in handovers:
+            done, successor = handover.done, handover.successor
             refusal = self._engine.handover_refusal(done, successor)
+            if refusal is None and handover.slot != self._pgs.get(done):
+                refusal = f"it was not started in the placement group {done} was given"
             reported.add(done)
             if refusal is None:
                 decisions.append(self._engine.hand_over(done, successor))
                 touched |= {done, successor}
+                reported.add(successor)
+                payloads.update(self._move_slot(done, successor))
+                continue
+            if self._admitted_meanwhile(handover):
+                # A cycle admitted the successor in its own right while its owner was
+                # already running it in done's slot: it stays there, on its own quota
+                # (the slot made for it goes unused), and done's quota goes back.
+                if self._pgs.pop(successor, None) is not None:
+                    self._actions.remove_placement_group(successor)
+                payloads.update(self._move_slot(done, successor))
+                touched |= self._finish(done, failed=False, message="task returned")
+                touched.add(successor)
                 reported.add(successor)
                 continue
             touched |= self._finish(done, failed=False, message="task returned")
@@ -291,15 +319,17 @@ class ManagerCore:
         for workload, failed, message in finished:
             touched |= self._finish(workload, failed=failed, message=message)
             reported.add(workload)
-        self._commit(touched, decisions, reported=frozenset(reported))
+        self._commit(touched, decisions, payloads=payloads, reported=frozenset(reported))
         # Told after the cycle, so the event carries where the successor now stands: the
         # cycle may have admitted it in its own right, and then it keeps running.
         for done, successor, refusal in refused:
+            now = self._engine.workload(successor)
             self._emit(
-                self._engine.workload(successor),
+                now,
                 decision="handover_refused",
                 reason="HandOverRefused",
                 message=f"not admitted in place of {done}: {refusal}",
+                label_selector=self._label_selector(now),
             )
         if refused and self._on_events is not None:
             self._on_events()
@@ -548,11 +578,20 @@ class ManagerCore:
             self._action_failures.append((decision.workload, f"{type(e).__name__}: {e}"))
 
     def _act(self, decision: Decision) -> None:
+        if decision.kind is DecisionKind.ADMIT and decision.reason == "HandedOver":
+            # A task that took a quota over already runs where its predecessor ran.
+            self.admissions += 1
+            return
         status = self._as_decided(decision)
         if decision.kind is DecisionKind.ADMIT:
             self.admissions += 1
             if status.spec.kind in _PG_KINDS:
                 self._create_pg(status)
+            elif self._wants_slot(status):
+                self._create_pg(status)
+                # Its owner launches it at once, as any task: placement is Ray's to wait
+                # for, not the manager's (no ready-watch for slots).
+                self._engine.mark_placed(status.spec.id)
             elif status.spec.kind is WorkloadKind.JOB:
                 run = JobRun(status.spec.id, _submission_id(status))
                 self._jobs[status.spec.id] = run.submission_id
@@ -597,6 +636,50 @@ class ManagerCore:
             status.spec.id, bundles, status.spec.strategy, selectors
         )
         self._pgs[status.spec.id] = pg_id
+
+    def _wants_slot(self, status: WorkloadStatus) -> bool:
+        """An admitted task gets a slot (a placement group of its shape that the identical
+        tasks queued behind it then run in, one after another; ``client/slots.py``) when
+        it has such a backlog and nothing else waits for its quota."""
+        if status.spec.kind is not WorkloadKind.TASK:
+            return False
+        if self._payloads.get(status.spec.id, {}).get("slot", True) is False:
+            return False
+        bundles, _ = self._bundles(status)
+        return all(bundles) and self._engine.has_backlog(status.spec.id)
+
+    def _admitted_meanwhile(self, handover: HandOver) -> bool:
+        """Whether a hand-over into ``done``'s slot came too late only because the
+        successor was admitted on its own meanwhile, to the same flavors: then it can
+        simply stay where it runs."""
+        if handover.slot is None or handover.slot != self._pgs.get(handover.done):
+            return False
+        if not (self._known(handover.done) and self._known(handover.successor)):
+            return False
+        done = self._engine.workload(handover.done)
+        successor = self._engine.workload(handover.successor)
+        if done.state is not WorkloadState.ADMITTED:
+            return False
+        if successor.state is not WorkloadState.ADMITTED:
+            return False
+        if done.spec.lease_key() != successor.spec.lease_key():
+            return False
+        assert done.admission is not None and successor.admission is not None
+        return done.admission.groups == successor.admission.groups
+
+    def _move_slot(self, done: WorkloadId, successor: WorkloadId) -> dict[WorkloadId, Payload]:
+        """Give ``done``'s slot to the task that took its quota over; returns the payload
+        to persist, so a restarted manager knows whose group it is (Ray knows it by the
+        name of the task it was created for)."""
+        pg_id = self._pgs.pop(done, None)
+        if pg_id is None:
+            return {}
+        self._pgs[successor] = pg_id
+        self._actions.move_placement_group(done, successor)
+        created_for = self._payloads.get(done, {}).get("placement_group_of", done)
+        payload = {**self._payloads.get(successor, {}), "placement_group_of": created_for}
+        self._payloads[successor] = payload
+        return {successor: payload}
 
     def _submit_job(self, status: WorkloadStatus, run: JobRun) -> None:
         self._actions.submit_job(

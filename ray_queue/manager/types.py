@@ -95,6 +95,19 @@ class ClientEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class HandOver:
+    """A task that returned, and the identical pending task its owner started in its
+    place (``report(handovers=…)``)."""
+
+    done: WorkloadId
+    successor: WorkloadId
+    #: Hex id of the slot (placement group) the successor runs in, ``None`` if it was
+    #: launched without one. Refused unless it is the one the manager gave ``done``:
+    #: the client and the manager must agree on where the quota is enforced.
+    slot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventBatch:
     #: Changes whenever the manager restarts; a client seeing a new epoch resyncs.
     epoch: str
@@ -154,6 +167,12 @@ class RayActions(Protocol):
         ...
 
     def remove_placement_group(self, workload: WorkloadId) -> None: ...
+
+    def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
+        """The group made for ``workload`` now belongs to ``to`` (a task that took its
+        quota over): later calls name ``to``. ``placement_groups`` still reports it under
+        the workload it was created for."""
+        ...
 
     def placement_groups(self) -> Mapping[WorkloadId, str]:
         """Every live placement group this manager created, by workload (for re-adoption)."""

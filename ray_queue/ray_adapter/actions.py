@@ -80,6 +80,11 @@ class RayAdapter:
         except Exception as e:  # already gone (removed by an operator, or by a restart race)
             logger.warning("removing placement group of %s: %s", workload, e)
 
+    def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
+        pg = self._handles.pop(workload, None)
+        if pg is not None:
+            self._handles[to] = pg
+
     def placement_groups(self) -> Mapping[WorkloadId, str]:
         found: dict[WorkloadId, str] = {}
         for info in placement_group_table().values():

@@ -151,6 +151,17 @@ def test_work_waiting_elsewhere_in_the_cohort_closes_the_lease() -> None:
     assert set(engine.lease_states().values()) == {True}
 
 
+def test_a_backlog_is_an_open_lease_with_the_owners_identical_tasks_behind_it() -> None:
+    engine = running_two_with_one_waiting(two_slot_config())
+    assert engine.has_backlog(W("a")) and engine.has_backlog(W("b"))
+    assert not engine.has_backlog(W("c")), "pending, not admitted"
+    engine.cancel(W("c"))
+    assert not engine.has_backlog(W("a")), "nothing left to hand over to"
+    engine.submit(task("c2", created=5))
+    engine.submit(task("x", owner="driver-2", created=6))
+    assert not engine.has_backlog(W("a")), "someone else waits: the lease is closed"
+
+
 def test_hand_over_refuses_what_a_cycle_would_not_do() -> None:
     engine = running_two_with_one_waiting(two_slot_config())
     engine.submit(task("big", cpu=2, created=9))

@@ -12,7 +12,10 @@ from ray_queue.manager.types import JobRun
 class RecordingActions:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        #: Live groups by the workload each was created for (its name in Ray).
         self.pgs: dict[WorkloadId, str] = {}
+        #: Workloads holding a group created for another (``move_placement_group``).
+        self.moved: dict[WorkloadId, WorkloadId] = {}
         self.pg_specs: dict[WorkloadId, tuple[list[dict[str, float]], list[dict[str, str]]]] = {}
         self.job_state: dict[str, str] = {}
         self.job_payloads: dict[str, Mapping[str, Any]] = {}
@@ -36,7 +39,11 @@ class RecordingActions:
 
     def remove_placement_group(self, workload: WorkloadId) -> None:
         self.calls.append(("remove_pg", workload))
-        self.pgs.pop(workload, None)
+        self.pgs.pop(self.moved.pop(workload, workload), None)
+
+    def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
+        self.calls.append(("move_pg", f"{workload}->{to}"))
+        self.moved[to] = self.moved.pop(workload, workload)
 
     def placement_groups(self) -> Mapping[WorkloadId, str]:
         return dict(self.pgs)

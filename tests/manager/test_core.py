@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from ray_queue.engine.clock import ManualClock
@@ -19,7 +21,7 @@ from ray_queue.engine.model import (
     to_milli,
 )
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.types import NodeShape, SubmitRequest
+from ray_queue.manager.types import ClientEvent, HandOver, NodeShape, SubmitRequest
 from ray_queue.store.base import MemoryStore
 from ray_queue.store.sqlite import SQLiteStore
 from tests.manager.configs import A100, teams_config
@@ -66,6 +68,11 @@ def new_core(
 
 def state(core: ManagerCore, wid: str) -> WorkloadState:
     return core.workload(W(wid)).state
+
+
+def slot_of(events: Sequence[ClientEvent], wid: str) -> str | None:
+    """The placement group the admission event of ``wid`` carries."""
+    return next(e.placement_group_id for e in events if e.workload == wid)
 
 
 def test_admission_creates_a_labelled_placement_group() -> None:
@@ -172,9 +179,13 @@ def test_a_task_hands_its_quota_over_silently_and_durably() -> None:
     store = MemoryStore()
     core, _ = new_core(store)
     core.submit_many([req(f"t{i}", kind=WorkloadKind.TASK) for i in range(1, 6)])
-    seq = core.events("driver-1", after_seq=0, epoch=core.epoch).seq
+    batch = core.events("driver-1", after_seq=0, epoch=core.epoch)
+    seq, slot = batch.seq, slot_of(batch.events, "t1")
     # The driver already started t5 in t1's place and then saw t5 end, in one report.
-    core.report(handovers=[(W("t1"), W("t5"))], finished=[(W("t5"), False, "task returned")])
+    core.report(
+        handovers=[HandOver(W("t1"), W("t5"), slot)],
+        finished=[(W("t5"), False, "task returned")],
+    )
     assert (state(core, "t1"), state(core, "t5")) == (WorkloadState.FINISHED,) * 2
     assert core.workload(W("t5")).history[1].reason == "HandedOver"
     # The owner reported all of it itself: no event comes back for either.
@@ -198,14 +209,15 @@ def test_a_refused_hand_over_gives_the_quota_to_whoever_is_next(
         default_config=lambda: teams_config(preempt=False),
     )
     core.submit_many([req(f"t{i}", kind=WorkloadKind.TASK) for i in range(1, 6)])
-    seq = core.events("driver-1", after_seq=0, epoch=core.epoch).seq
+    batch = core.events("driver-1", after_seq=0, epoch=core.epoch)
+    seq, slot = batch.seq, slot_of(batch.events, "t1")
     # Another driver's work arrives: the lease closes, and the driver is told.
     core.submit_many([req("other", owner="driver-2", priority=priority)])
     closed = core.events("driver-1", after_seq=seq, epoch=core.epoch).events
     assert [(e.decision, e.lease_open) for e in closed] == [("lease", False)]
     # A driver that had not heard yet hands t1 over anyway: refused, so t1 just
     # finishes and the freed quota goes to the next in line.
-    core.report(handovers=[(W("t1"), W("t5"))])
+    core.report(handovers=[HandOver(W("t1"), W("t5"), slot)])
     assert state(core, "t1") is WorkloadState.FINISHED
     assert state(core, gets_the_quota) is WorkloadState.ADMITTED
     events = core.events("driver-1", after_seq=closed[-1].seq, epoch=core.epoch).events

@@ -201,6 +201,49 @@ def test_a_backlog_hands_quota_over_until_someone_else_waits(cluster: Cluster) -
         cancel_everything()
 
 
+def test_a_backlog_runs_in_slots_on_its_flavor_within_quota(teams: None) -> None:
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def where(i: int) -> tuple[int, str | None, str, float, float]:
+        import time
+
+        started = time.time()
+        time.sleep(0.05)
+        context = ray.get_runtime_context()
+        return i, context.get_placement_group_id(), context.get_node_id(), started, time.time()
+
+    results = ray_queue.get([where.remote(i) for i in range(40)], timeout=120)
+    assert [r[0] for r in results] == list(range(40))
+    # The first one was admitted alone (no backlog yet) and its successors follow it
+    # without a slot; the others were admitted with a backlog and got one each.
+    assert sum(r[1] is not None for r in results) >= 20
+    labels = node_labels()
+    assert all(A100.items() <= labels[r[2]].items() for r in results)
+    # Two GPUs of team-a's own and two borrowed: never more than four at once.
+    edges = sorted([(r[3], 1) for r in results] + [(r[4], -1) for r in results])
+    running = [sum(step for _, step in edges[: k + 1]) for k in range(len(edges))]
+    assert max(running) <= 4
+    wait_for(lambda: not any(w.startswith("ta-") for w in live_pgs()), 30)
+
+
+def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> None:
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def brief(i: int) -> int:
+        import time
+
+        time.sleep(0.1)
+        return i
+
+    backlog = [brief.remote(i) for i in range(60)]
+    wait_for(lambda: sum(_handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
+    # team-b takes its own two GPUs back: the slots team-a borrowed them for are
+    # preempted, and what was queued in them waits for quota again.
+    group = ray_queue.placement_group([{"GPU": 1}, {"GPU": 1}], queue="team-b", priority="low")
+    assert group.wait(timeout_seconds=60)
+    assert ray_queue.get(backlog, timeout=120) == list(range(60))
+    assert sum(h.preemptions for h in backlog) >= 1
+    group.remove()
+
+
 def test_queued_actor_and_options(teams: None) -> None:
     @ray_queue.remote(num_cpus=1, queue="team-a", priority="low")
     class Counter:
