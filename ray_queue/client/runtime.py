@@ -59,6 +59,8 @@ from ray_queue.manager.types import ClientEvent, HandOver, SubmitRequest, Submit
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 5.0
+#: How long reports (started, finished, handed over) gather before they are sent.
+_REPORT_BATCH_S = 0.005
 #: How long the watcher collects completions while every task it watches is in a slot.
 _SLOT_SWEEP_S = 0.002
 #: Successor queues are compacted once they are this long (or twice their last size).
@@ -428,8 +430,13 @@ class ClientRuntime:
             with self._lock:
                 while not self._has_work() and not self._stop.is_set():
                     self._lock.wait(0.5)
-            # No artificial delay: while one batch is in flight the next one accumulates,
-            # so a burst becomes a few large calls and a lone submission is not delayed.
+                only_reports = not self._buffer
+            # Submissions go at once: while one batch is in flight the next one
+            # accumulates, so a burst becomes a few large calls and a lone submission is
+            # not delayed. Reports may wait a moment: tasks returning a thousand times a
+            # second would otherwise cost the manager a call each.
+            if only_reports:
+                self._stop.wait(_REPORT_BATCH_S)
             try:
                 self.flush()
             except Exception:

@@ -222,6 +222,9 @@ def test_a_backlog_runs_in_slots_on_its_flavor_within_quota(teams: None) -> None
     edges = sorted([(r[3], 1) for r in results] + [(r[4], -1) for r in results])
     running = [sum(step for _, step in edges[: k + 1]) for k in range(len(edges))]
     assert max(running) <= 4
+    # A task that must not be retried is never queued where a lost slot could kill it.
+    alone = ray_queue.get([where.options(max_retries=0).remote(i) for i in range(8)], timeout=60)
+    assert [r[1] for r in alone] == [None] * 8
     wait_for(lambda: not any(w.startswith("ta-") for w in live_pgs()), 30)
 
 
