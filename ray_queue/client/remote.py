@@ -147,7 +147,7 @@ class QueuedObjectRef(_Handle):
 
     def _on_submitted(self, result: SubmitResult) -> None:
         super()._on_submitted(result)
-        waiting = result.status is not None and result.status.state is WorkloadState.PENDING
+        waiting = result.state is WorkloadState.PENDING
         if waiting and not self._has_queued_args():
             self._runtime.add_successor(self)
 

@@ -263,7 +263,7 @@ class ClientRuntime:
 
     def _send(self, batch: list[tuple[SubmitRequest, Tracked]]) -> list[SubmitResult]:
         results: list[SubmitResult] = self.call(
-            self.manager.submit_many.remote([r for r, _ in batch])
+            self.manager.submit_many.remote([r for r, _ in batch], brief=True)
         )
         for (_, handle), result in zip(batch, results, strict=True):
             if result.error is not None:

@@ -941,6 +941,11 @@ class Engine:
     def knows(self, workload: WorkloadId) -> bool:
         return workload in self._records
 
+    def state(self, workload: WorkloadId) -> WorkloadState:
+        """The workload's state alone (cheaper than ``workload``); raises
+        ``UnknownWorkloadError``."""
+        return self._get(workload).state
+
     def awaits_placement(self, workload: WorkloadId) -> bool:
         """Admitted but not yet known to be on nodes (cheaper than ``workload``)."""
         record = self._records.get(workload)

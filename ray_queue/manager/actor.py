@@ -209,9 +209,11 @@ class QueueManager:
     async def pid(self) -> int:
         return os.getpid()
 
-    async def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
+    async def submit_many(
+        self, requests: Sequence[SubmitRequest], brief: bool = False
+    ) -> list[SubmitResult]:
         self._ensure_loop()
-        results = self._core.submit_many(requests)
+        results = self._core.submit_many(requests, brief=brief)
         self._watch_placement_groups()
         return results
 

@@ -65,9 +65,12 @@ class SubmitRequest:
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     workload: WorkloadId
+    #: The whole status after the batch's cycle (``None`` if refused, or when a brief
+    #: answer was asked for: then only ``state``).
     status: WorkloadStatus | None = None
     #: Why the workload was refused; nothing was queued for it.
     error: RayQueueError | None = None
+    state: WorkloadState | None = None
 
 
 @dataclass(frozen=True, slots=True)
