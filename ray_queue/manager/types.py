@@ -87,7 +87,8 @@ class ClientEvent:
     message: str
     #: Node labels of the admitted flavor(s): where a task or actor must run.
     label_selector: Mapping[str, str] = field(default_factory=dict)
-    #: Hex id of the placement group the manager created (placement groups, actors).
+    #: Hex id of the placement group the manager created (placement groups, actors, a
+    #: task's slot).
     placement_group_id: str | None = None
     #: The bundles admitted, in Ray units (partial admission may give fewer).
     bundles: tuple[Mapping[str, float], ...] = ()
