@@ -91,5 +91,11 @@ def state_of(workload: str) -> WorkloadState:
     return ray.get(manager().workload.remote(workload)).state
 
 
+def handed_over(workload: str) -> bool:
+    """Whether the task took its quota over from a finished one."""
+    history = ray.get(manager().workload.remote(workload)).history
+    return any(t.reason == "HandedOver" for t in history)
+
+
 def runtime() -> client_runtime.ClientRuntime:
     return client_runtime.current()

@@ -22,6 +22,7 @@ from tests.manager.configs import A100, teams_config
 from tests.ray.harness import (
     cancel_everything,
     cluster_session,
+    handed_over,
     live_pgs,
     manager,
     state_of,
@@ -162,11 +163,6 @@ def test_queued_tasks_run_on_the_flavors_nodes_and_free_quota(teams: None) -> No
     assert sum(ray_queue.get(many, timeout=30)) == sum(i * i for i in range(300))
 
 
-def _handed_over(workload: str) -> bool:
-    history = ray.get(manager().workload.remote(workload)).history
-    return any(t.reason == "HandedOver" for t in history)
-
-
 def test_a_backlog_hands_quota_over_until_someone_else_waits(cluster: Cluster) -> None:
     # Without preemption, so that the high-priority group below can only get in when a
     # task gives its quota back instead of handing it to the next task of the backlog.
@@ -181,7 +177,7 @@ def test_a_backlog_hands_quota_over_until_someone_else_waits(cluster: Cluster) -
             return i
 
         backlog = [brief.remote(i) for i in range(60)]
-        wait_for(lambda: sum(_handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
+        wait_for(lambda: sum(handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
         # Someone else waits now: the next task to end gives its quota back.
         group = ray_queue.placement_group([{"GPU": 1}], queue="team-a", priority="high")
         assert group.wait(timeout_seconds=30)
@@ -195,7 +191,7 @@ def test_a_backlog_hands_quota_over_until_someone_else_waits(cluster: Cluster) -
             for h in backlog
             if ray.get(manager().workload.remote(h.workload)).history[-1].at > admitted_at
         ]
-        assert any(_handed_over(h.workload) for h in later)
+        assert any(handed_over(h.workload) for h in later)
         group.remove()
     finally:
         cancel_everything()
@@ -237,7 +233,7 @@ def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> Non
         return i
 
     backlog = [brief.remote(i) for i in range(60)]
-    wait_for(lambda: sum(_handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
+    wait_for(lambda: sum(handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
     # team-b takes its own two GPUs back: the slots team-a borrowed them for are
     # preempted, and what was queued in them waits for quota again.
     group = ray_queue.placement_group([{"GPU": 1}, {"GPU": 1}], queue="team-b", priority="low")

@@ -23,7 +23,14 @@ from ray.cluster_utils import Cluster
 import ray_queue
 from ray_queue.engine.model import WorkloadState
 from tests.manager.configs import teams_config
-from tests.ray.harness import cancel_everything, cluster_session, live_pgs, manager, wait_for
+from tests.ray.harness import (
+    cancel_everything,
+    cluster_session,
+    handed_over,
+    live_pgs,
+    manager,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
@@ -90,6 +97,51 @@ def test_manager_kill_9_loses_nothing_admits_nothing_twice_and_readopts_groups(
     # And new submissions are accepted by the restarted manager.
     late = ray_queue.placement_group([{"CPU": 1}], queue="team-b", priority="high")
     assert late.wait(timeout_seconds=30)
+
+
+@ray.remote(num_cpus=0)
+class Runs:
+    """Counts how often each task body ran."""
+
+    def __init__(self) -> None:
+        self.runs: dict[int, int] = {}
+
+    def ran(self, i: int) -> None:
+        self.runs[i] = self.runs.get(i, 0) + 1
+
+    def counts(self) -> dict[int, int]:
+        return self.runs
+
+
+def test_a_backlog_in_slots_survives_a_manager_kill_9(teams: None) -> None:
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def step(runs: ray.actor.ActorHandle, i: int) -> int:
+        ray.get(runs.ran.remote(i))
+        time.sleep(0.05)
+        return i
+
+    runs = Runs.remote()  # type: ignore[attr-defined]
+    backlog = [step.remote(runs, i) for i in range(80)]
+    # Wait until a slot has passed from task to task, so its group carries another
+    # task's name: the restarted manager must still know whose it is.
+    wait_for(lambda: any(handed_over(h.workload) for h in backlog[:20]), 30)
+    old_epoch = ray.get(manager().ping.remote())
+    os.kill(ray.get(manager().pid.remote()), signal.SIGKILL)
+    wait_for(lambda: new_epoch(old_epoch), 90, 0.5)
+
+    assert ray_queue.get(backlog, timeout=120) == list(range(80))
+    # Each ran once: had the restarted manager not re-adopted the slots, it would have
+    # removed them, killing the task running in each (which would then run again).
+    assert ray.get(runs.counts.remote()) == {i: 1 for i in range(80)}
+
+    def unfinished() -> list[str]:
+        states = {s.spec.id: s.state for s in ray.get(manager().workloads.remote())}
+        return [h.workload for h in backlog if states[h.workload] is not S.FINISHED]
+
+    # Results are in; the driver's last reports follow within moments.
+    wait_for(lambda: not unfinished(), 30)
+    # Nothing leaked: every slot went with the last task that held it.
+    wait_for(lambda: not any(w.startswith("ta-") for w in live_pgs()), 30)
 
 
 DRIVER = textwrap.dedent(
