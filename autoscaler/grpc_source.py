@@ -2,8 +2,8 @@
 
 A background thread follows the ``WatchDemand`` stream and keeps the latest snapshot, so
 a reconcile pass reads demand without a round trip and a new demand wakes the loop at
-once (``changed``). The stream's gangs carry neither the flavor's worker group, nor the
-provisioning check, nor the attempt number; those come from the manager's config
+once (``changed``). The stream's gangs carry their attempt number, but neither the
+flavor's worker group nor the provisioning check; those come from the manager's config
 (``GetConfig``, re-read every ``config_refresh_s``) and the workload (``GetWorkload``,
 only for all-at-once gangs, which are few), and the same ``enrich`` as in-process mode
 fills them in. If the stream breaks it is re-opened with back-off; until the first
@@ -78,7 +78,7 @@ class GrpcSource:
                         raise SourceError(f"cannot read workload {gang.workload}: {exc}") from exc
                     self._may_read_workloads = False
                     logger.warning("this token may not read workloads (%s); all-at-once gangs "
-                                   "use --provisioning-check and attempt 0", exc)
+                                   "use --provisioning-check", exc)
             out.append(enrich(gang, config, status, self._overrides))
         return Demand.of(out)
 

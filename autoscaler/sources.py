@@ -122,7 +122,7 @@ def enrich(
     status: WorkloadStatus | None,
     overrides: Overrides,
 ) -> Gang:
-    """The engine's demand plus worker group, provisioning check, class and attempt."""
+    """The engine's demand plus worker group, provisioning check and class."""
     flavor = config.flavors.get(demand.flavor)
     group = overrides.worker_groups.get(demand.flavor) or (flavor.worker_group if flavor else None)
     check, klass = (None, None)
@@ -135,7 +135,7 @@ def enrich(
         worker_group=group,
         check=check,
         provisioning_class=klass or (overrides.default_provisioning_class if check else None),
-        attempt=status.requeue_count if status is not None else 0,
+        attempt=demand.attempt,
     )
 
 

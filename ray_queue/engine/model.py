@@ -280,3 +280,6 @@ class GangDemand:
     strategy: PlacementStrategy
     all_at_once: bool
     state: WorkloadState
+    #: How many times the workload was requeued before: each attempt gets its own
+    #: ProvisioningRequest, so a stale Failed one never fails the next attempt.
+    attempt: int = 0

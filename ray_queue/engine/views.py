@@ -153,6 +153,7 @@ def demand(config: QueueConfig, holders: Iterable[Record]) -> list[GangDemand]:
                     strategy=record.spec.strategy,
                     all_at_once=rf is not None and rf.provisioning is ProvisioningMode.ALL_AT_ONCE,
                     state=record.state,
+                    attempt=record.requeue_count,
                 )
             )
     return out

@@ -395,6 +395,7 @@ def demand_to_pb(gangs: Iterable[GangDemand]) -> list[apb.FlavorDemand]:
                 strategy=_STRATEGY_TO_PB[gang.strategy],
                 all_at_once=gang.all_at_once,
                 state=_STATE_TO_PB[gang.state],
+                attempt=gang.attempt,
             )
         )
         counts = shapes.setdefault(gang.flavor, {})
@@ -518,6 +519,7 @@ def demand_from_pb(flavors: Iterable[apb.FlavorDemand]) -> list[GangDemand]:
             strategy=_STRATEGY_FROM_PB[g.strategy],
             all_at_once=g.all_at_once,
             state=_STATE_FROM_PB[g.state],
+            attempt=g.attempt,
         )
         for f in flavors
         for g in f.gangs

@@ -146,7 +146,8 @@ def test_grpc_source_with_an_autoscaler_token_uses_the_overrides() -> None:
     from ray_queue.grpc.server import QueueServer, ServerOptions
     from ray_queue.manager.types import SubmitRequest
 
-    backend = EngineBackend(load_config(GRPC_CONFIG), ManualClock(0.0))
+    clock = ManualClock(0.0)
+    backend = EngineBackend(load_config(GRPC_CONFIG), clock)
     backend.submit_many([SubmitRequest(id=WorkloadId("train"), queue="team",
                                        bundle_groups=(BundleGroup({"GPU": 1000}, 1),))])
     token = "autoscaler-token-0123"
@@ -163,6 +164,14 @@ def test_grpc_source_with_an_autoscaler_token_uses_the_overrides() -> None:
         gangs = wait_for(lambda: source.demand().gangs, 20, what="the gang in the stream")
         (gang,) = gangs
         assert (gang.worker_group, gang.check, gang.attempt) == ("gpu-group", "prov", 0)
+        # Provisioning failed: the workload is requeued, and its next attempt (a new
+        # ProvisioningRequest name) comes in the stream, though the token cannot read it.
+        source.report_check(WorkloadId("train"), "prov", CheckState.RETRY, "no capacity")
+        clock.advance(3600.0)
+        backend.tick()
+        wait_for(
+            lambda: [g.attempt for g in source.demand().gangs] == [1], 20, what="attempt 1"
+        )
         source.report_check(WorkloadId("train"), "prov", CheckState.READY, "provisioned")
         assert backend.workload(WorkloadId("train")).state is WorkloadState.ADMITTED
         # CapacityRevoked on a running gang: evicted over the AutoscalerService.

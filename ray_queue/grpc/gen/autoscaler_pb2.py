@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ray_queue.grpc.gen import queue_pb2 as ray__queue_dot_v1_dot_queue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dray_queue/v1/autoscaler.proto\x12\x0cray_queue.v1\x1a\x18ray_queue/v1/queue.proto\"\x82\x01\n\x06\x42undle\x12\x41\n\x0fresources_milli\x18\x01 \x03(\x0b\x32(.ray_queue.v1.Bundle.ResourcesMilliEntry\x1a\x35\n\x13ResourcesMilliEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb3\x01\n\x04Gang\x12\x10\n\x08workload\x18\x01 \x01(\t\x12%\n\x07\x62undles\x18\x02 \x03(\x0b\x32\x14.ray_queue.v1.Bundle\x12\x31\n\x08strategy\x18\x03 \x01(\x0e\x32\x1f.ray_queue.v1.PlacementStrategy\x12\x13\n\x0b\x61ll_at_once\x18\x04 \x01(\x08\x12*\n\x05state\x18\x05 \x01(\x0e\x32\x1b.ray_queue.v1.WorkloadState\"\x9b\x01\n\x0b\x42undleShape\x12\x46\n\x0fresources_milli\x18\x01 \x03(\x0b\x32-.ray_queue.v1.BundleShape.ResourcesMilliEntry\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x1a\x35\n\x13ResourcesMilliEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x81\x01\n\x0c\x46lavorDemand\x12\x0e\n\x06\x66lavor\x18\x01 \x01(\t\x12\x13\n\x0b\x61ll_at_once\x18\x02 \x01(\x08\x12!\n\x05gangs\x18\x03 \x03(\x0b\x32\x12.ray_queue.v1.Gang\x12)\n\x06shapes\x18\x04 \x03(\x0b\x32\x19.ray_queue.v1.BundleShape\"%\n\x12WatchDemandRequest\x12\x0f\n\x07\x66lavors\x18\x01 \x03(\t\"]\n\x0e\x44\x65mandSnapshot\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12+\n\x07\x66lavors\x18\x03 \x03(\x0b\x32\x1a.ray_queue.v1.FlavorDemand\"x\n\x1bReportAdmissionCheckRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.ray_queue.v1.CheckState\x12\x0f\n\x07message\x18\x04 \x01(\t\"H\n\x1cReportAdmissionCheckResponse\x12(\n\x08workload\x18\x01 \x01(\x0b\x32\x16.ray_queue.v1.Workload\"I\n\x14\x45victWorkloadRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x15\x45victWorkloadResponse\x12(\n\x08workload\x18\x01 \x01(\x0b\x32\x16.ray_queue.v1.Workload2\xad\x02\n\x11\x41utoscalerService\x12O\n\x0bWatchDemand\x12 .ray_queue.v1.WatchDemandRequest\x1a\x1c.ray_queue.v1.DemandSnapshot0\x01\x12m\n\x14ReportAdmissionCheck\x12).ray_queue.v1.ReportAdmissionCheckRequest\x1a*.ray_queue.v1.ReportAdmissionCheckResponse\x12X\n\rEvictWorkload\x12\".ray_queue.v1.EvictWorkloadRequest\x1a#.ray_queue.v1.EvictWorkloadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dray_queue/v1/autoscaler.proto\x12\x0cray_queue.v1\x1a\x18ray_queue/v1/queue.proto\"\x82\x01\n\x06\x42undle\x12\x41\n\x0fresources_milli\x18\x01 \x03(\x0b\x32(.ray_queue.v1.Bundle.ResourcesMilliEntry\x1a\x35\n\x13ResourcesMilliEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xc4\x01\n\x04Gang\x12\x10\n\x08workload\x18\x01 \x01(\t\x12%\n\x07\x62undles\x18\x02 \x03(\x0b\x32\x14.ray_queue.v1.Bundle\x12\x31\n\x08strategy\x18\x03 \x01(\x0e\x32\x1f.ray_queue.v1.PlacementStrategy\x12\x13\n\x0b\x61ll_at_once\x18\x04 \x01(\x08\x12*\n\x05state\x18\x05 \x01(\x0e\x32\x1b.ray_queue.v1.WorkloadState\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\x9b\x01\n\x0b\x42undleShape\x12\x46\n\x0fresources_milli\x18\x01 \x03(\x0b\x32-.ray_queue.v1.BundleShape.ResourcesMilliEntry\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x1a\x35\n\x13ResourcesMilliEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x81\x01\n\x0c\x46lavorDemand\x12\x0e\n\x06\x66lavor\x18\x01 \x01(\t\x12\x13\n\x0b\x61ll_at_once\x18\x02 \x01(\x08\x12!\n\x05gangs\x18\x03 \x03(\x0b\x32\x12.ray_queue.v1.Gang\x12)\n\x06shapes\x18\x04 \x03(\x0b\x32\x19.ray_queue.v1.BundleShape\"%\n\x12WatchDemandRequest\x12\x0f\n\x07\x66lavors\x18\x01 \x03(\t\"]\n\x0e\x44\x65mandSnapshot\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12+\n\x07\x66lavors\x18\x03 \x03(\x0b\x32\x1a.ray_queue.v1.FlavorDemand\"x\n\x1bReportAdmissionCheckRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.ray_queue.v1.CheckState\x12\x0f\n\x07message\x18\x04 \x01(\t\"H\n\x1cReportAdmissionCheckResponse\x12(\n\x08workload\x18\x01 \x01(\x0b\x32\x16.ray_queue.v1.Workload\"I\n\x14\x45victWorkloadRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"A\n\x15\x45victWorkloadResponse\x12(\n\x08workload\x18\x01 \x01(\x0b\x32\x16.ray_queue.v1.Workload2\xad\x02\n\x11\x41utoscalerService\x12O\n\x0bWatchDemand\x12 .ray_queue.v1.WatchDemandRequest\x1a\x1c.ray_queue.v1.DemandSnapshot0\x01\x12m\n\x14ReportAdmissionCheck\x12).ray_queue.v1.ReportAdmissionCheckRequest\x1a*.ray_queue.v1.ReportAdmissionCheckResponse\x12X\n\rEvictWorkload\x12\".ray_queue.v1.EvictWorkloadRequest\x1a#.ray_queue.v1.EvictWorkloadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,25 +41,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUNDLE_RESOURCESMILLIENTRY']._serialized_start=151
   _globals['_BUNDLE_RESOURCESMILLIENTRY']._serialized_end=204
   _globals['_GANG']._serialized_start=207
-  _globals['_GANG']._serialized_end=386
-  _globals['_BUNDLESHAPE']._serialized_start=389
-  _globals['_BUNDLESHAPE']._serialized_end=544
+  _globals['_GANG']._serialized_end=403
+  _globals['_BUNDLESHAPE']._serialized_start=406
+  _globals['_BUNDLESHAPE']._serialized_end=561
   _globals['_BUNDLESHAPE_RESOURCESMILLIENTRY']._serialized_start=151
   _globals['_BUNDLESHAPE_RESOURCESMILLIENTRY']._serialized_end=204
-  _globals['_FLAVORDEMAND']._serialized_start=547
-  _globals['_FLAVORDEMAND']._serialized_end=676
-  _globals['_WATCHDEMANDREQUEST']._serialized_start=678
-  _globals['_WATCHDEMANDREQUEST']._serialized_end=715
-  _globals['_DEMANDSNAPSHOT']._serialized_start=717
-  _globals['_DEMANDSNAPSHOT']._serialized_end=810
-  _globals['_REPORTADMISSIONCHECKREQUEST']._serialized_start=812
-  _globals['_REPORTADMISSIONCHECKREQUEST']._serialized_end=932
-  _globals['_REPORTADMISSIONCHECKRESPONSE']._serialized_start=934
-  _globals['_REPORTADMISSIONCHECKRESPONSE']._serialized_end=1006
-  _globals['_EVICTWORKLOADREQUEST']._serialized_start=1008
-  _globals['_EVICTWORKLOADREQUEST']._serialized_end=1081
-  _globals['_EVICTWORKLOADRESPONSE']._serialized_start=1083
-  _globals['_EVICTWORKLOADRESPONSE']._serialized_end=1148
-  _globals['_AUTOSCALERSERVICE']._serialized_start=1151
-  _globals['_AUTOSCALERSERVICE']._serialized_end=1452
+  _globals['_FLAVORDEMAND']._serialized_start=564
+  _globals['_FLAVORDEMAND']._serialized_end=693
+  _globals['_WATCHDEMANDREQUEST']._serialized_start=695
+  _globals['_WATCHDEMANDREQUEST']._serialized_end=732
+  _globals['_DEMANDSNAPSHOT']._serialized_start=734
+  _globals['_DEMANDSNAPSHOT']._serialized_end=827
+  _globals['_REPORTADMISSIONCHECKREQUEST']._serialized_start=829
+  _globals['_REPORTADMISSIONCHECKREQUEST']._serialized_end=949
+  _globals['_REPORTADMISSIONCHECKRESPONSE']._serialized_start=951
+  _globals['_REPORTADMISSIONCHECKRESPONSE']._serialized_end=1023
+  _globals['_EVICTWORKLOADREQUEST']._serialized_start=1025
+  _globals['_EVICTWORKLOADREQUEST']._serialized_end=1098
+  _globals['_EVICTWORKLOADRESPONSE']._serialized_start=1100
+  _globals['_EVICTWORKLOADRESPONSE']._serialized_end=1165
+  _globals['_AUTOSCALERSERVICE']._serialized_start=1168
+  _globals['_AUTOSCALERSERVICE']._serialized_end=1469
 # @@protoc_insertion_point(module_scope)

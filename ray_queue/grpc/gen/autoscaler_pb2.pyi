@@ -21,18 +21,20 @@ class Bundle(_message.Message):
     def __init__(self, resources_milli: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Gang(_message.Message):
-    __slots__ = ("workload", "bundles", "strategy", "all_at_once", "state")
+    __slots__ = ("workload", "bundles", "strategy", "all_at_once", "state", "attempt")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     BUNDLES_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     ALL_AT_ONCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     workload: str
     bundles: _containers.RepeatedCompositeFieldContainer[Bundle]
     strategy: _queue_pb2.PlacementStrategy
     all_at_once: bool
     state: _queue_pb2.WorkloadState
-    def __init__(self, workload: _Optional[str] = ..., bundles: _Optional[_Iterable[_Union[Bundle, _Mapping]]] = ..., strategy: _Optional[_Union[_queue_pb2.PlacementStrategy, str]] = ..., all_at_once: _Optional[bool] = ..., state: _Optional[_Union[_queue_pb2.WorkloadState, str]] = ...) -> None: ...
+    attempt: int
+    def __init__(self, workload: _Optional[str] = ..., bundles: _Optional[_Iterable[_Union[Bundle, _Mapping]]] = ..., strategy: _Optional[_Union[_queue_pb2.PlacementStrategy, str]] = ..., all_at_once: _Optional[bool] = ..., state: _Optional[_Union[_queue_pb2.WorkloadState, str]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class BundleShape(_message.Message):
     __slots__ = ("resources_milli", "count")
