@@ -188,8 +188,8 @@ class QueuedObjectRef(_Handle):
                 return False
             if self._error is not None or self._ref is None:
                 return False
+            # Nobody waits for this change (only for ``_ref``): no notify.
             self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
-            self._cv.notify_all()
             return True
 
     def _unstage(self, slot: Slot) -> Any:
@@ -293,20 +293,19 @@ class QueuedObjectRef(_Handle):
         manager it started (a hand-over says so itself)."""
         self._label_selector = label_selector
         self._slot = slot
-        options = dict(self._ray_options)
         if slot is not None:
-            # The slot's bundle carries the node labels (the user's and the flavor's).
-            options.pop("label_selector", None)
-            options["scheduling_strategy"] = slot.strategy
+            launcher = slot.launcher(self._remote_fn, self._ray_options)
         else:
+            options = dict(self._ray_options)
             selector = dict(self._ray_options.get("label_selector") or {})
             selector.update(label_selector)
             if selector:
                 options["label_selector"] = selector
+            launcher = self._remote_fn.options(**options)
         args = tuple(_resolve(a) for a in self._args)
         kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
         self._attempt += 1
-        self._ref = self._remote_fn.options(**options).remote(*args, **kwargs)
+        self._ref = launcher.remote(*args, **kwargs)
         self._runtime.watch(self._ref, self, self._attempt, in_slot=slot is not None)
         if report:
             self._runtime.report_started(self.workload)
@@ -493,6 +492,8 @@ class QueuedRemoteFunction:
     def __init__(self, function: Any, options: dict[str, Any]) -> None:
         self._function = function
         self._options = options
+        # Split once: every call shares Ray's options (a slot keeps them as its key).
+        self._ours, self._theirs = _split(options)
         self._remote_fn: Any = None
         self.__name__ = getattr(function, "__name__", "task")
 
@@ -503,7 +504,7 @@ class QueuedRemoteFunction:
 
     def remote(self, *args: Any, **kwargs: Any) -> QueuedObjectRef:
         runtime = current()
-        ours, theirs = _split(self._options)
+        ours, theirs = self._ours, self._theirs
         if self._remote_fn is None:
             self._remote_fn = ray.remote(self._function)
         bundle = to_bundle(_request_resources(theirs, default_cpus=1), f"task {self.__name__}")

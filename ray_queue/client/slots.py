@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.core.generated.common_pb2 import ErrorType
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ray_queue.engine.model import LeaseKey
@@ -37,6 +39,8 @@ from ray_queue.ray_adapter.actions import pg_from_hex
 #: 0.6 of plain Ray's batch speed here, 8 measured 0.7), shallow enough that little work
 #: is thrown away when the slot is lost.
 SLOT_DEPTH = 8
+#: How Ray marks a task that failed because its placement group was removed.
+_PLACEMENT_GROUP_REMOVED = str(ErrorType.Value("TASK_PLACEMENT_GROUP_REMOVED")).encode()
 
 
 @dataclass(eq=False)
@@ -52,6 +56,21 @@ class Slot:
     alive: bool = True
     #: Orders queueing into and handing over within the slot (taken before a handle's).
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _launcher: tuple[Any, Any, Any] | None = None
+
+    def launcher(self, remote_fn: Any, ray_options: Mapping[str, Any]) -> Any:
+        """``remote_fn`` with ``ray_options``, scheduled into this slot. Ray's
+        ``.options()`` costs more than submitting a task, and a slot runs one function
+        over and over, so the last one is kept."""
+        cached = self._launcher
+        if cached is not None and cached[0] is remote_fn and cached[1] is ray_options:
+            return cached[2]
+        # The slot's bundle carries the node labels (the user's and the flavor's).
+        options = {k: v for k, v in ray_options.items() if k != "label_selector"}
+        options["scheduling_strategy"] = self.strategy
+        launcher = remote_fn.options(**options)
+        self._launcher = (remote_fn, ray_options, launcher)
+        return launcher
 
 
 def new_slot(pg_id: str, lease_key: LeaseKey) -> Slot:
@@ -63,16 +82,14 @@ def lost_with_its_placement_group(ref: Any) -> bool:
     """Whether a finished task ended because its slot's placement group was removed,
     rather than by running.
 
-    Only a result held in this process's memory store is read: errors always are, and a
-    result in the object store is a real return, so nothing large is ever fetched here.
+    Called for every task that ends in a slot, so it reads the result's metadata (Ray's
+    error type) from this process's memory store without deserializing anything: errors
+    always live there, and a result in the object store is a real return, so nothing is
+    ever fetched. (Ray's public ``ray.get`` costs several times as much per task.)
     """
     core_worker = ray._private.worker.global_worker.core_worker
     if not core_worker.object_exists(ref, memory_store_only=True):
         return False
-    try:
-        ray.get(ref, timeout=0)
-    except ray.exceptions.TaskPlacementGroupRemoved:
-        return True
-    except Exception:
-        return False
-    return False
+    (stored,) = core_worker.get_objects([ref], 0)
+    metadata = stored.metadata
+    return metadata is not None and bytes(metadata) == _PLACEMENT_GROUP_REMOVED

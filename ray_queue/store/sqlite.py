@@ -92,22 +92,26 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('config', ?)",
                     (dumps_config(config),),
                 )
+            rows = []
             for status in workloads:
                 workload = status.spec.id
                 payload = payloads.get(workload)
                 self._seq += 1
-                # Keep the first seq (submission order) and any stored payload on update.
-                db.execute(
-                    "INSERT INTO workloads(id, seq, status, payload) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET status=excluded.status, "
-                    "payload=COALESCE(excluded.payload, workloads.payload)",
+                rows.append(
                     (
                         workload,
                         self._seq,
                         dumps_status(status),
                         json.dumps(payload) if payload is not None else None,
-                    ),
+                    )
                 )
+            # Keep the first seq (submission order) and any stored payload on update.
+            db.executemany(
+                "INSERT INTO workloads(id, seq, status, payload) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET status=excluded.status, "
+                "payload=COALESCE(excluded.payload, workloads.payload)",
+                rows,
+            )
             db.executemany("DELETE FROM workloads WHERE id=?", [(w,) for w in forget])
             db.execute("COMMIT")
         except BaseException:
