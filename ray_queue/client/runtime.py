@@ -59,8 +59,10 @@ from ray_queue.manager.types import ClientEvent, HandOver, SubmitRequest, Submit
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 5.0
-#: How long reports (started, finished, handed over) gather before they are sent.
+#: How long reports of started and finished work gather before they are sent...
 _REPORT_BATCH_S = 0.005
+#: ...and hand-overs, when nothing else is to be sent.
+_HANDOVER_BATCH_S = 0.02
 #: How long the watcher collects completions while every task it watches is in a slot.
 _SLOT_SWEEP_S = 0.002
 #: Successor queues are compacted once they are this long (or twice their last size).
@@ -430,19 +432,30 @@ class ClientRuntime:
             with self._lock:
                 while not self._has_work() and not self._stop.is_set():
                     self._lock.wait(0.5)
-                only_reports = not self._buffer
+                delay = self._send_delay()
             # Submissions go at once: while one batch is in flight the next one
             # accumulates, so a burst becomes a few large calls and a lone submission is
-            # not delayed. Reports may wait a moment: tasks returning a thousand times a
-            # second would otherwise cost the manager a call each.
-            if only_reports:
-                self._stop.wait(_REPORT_BATCH_S)
+            # not delayed. Reports may wait a moment: a call costs the manager about a
+            # millisecond of CPU, and tasks returning a thousand times a second would
+            # otherwise cost it a call each.
+            if delay:
+                self._stop.wait(delay)
             try:
                 self.flush()
             except Exception:
                 if not self._stop.is_set():
                     logger.exception("ray_queue: sending a batch to the manager failed")
                     time.sleep(0.5)
+
+    def _send_delay(self) -> float:
+        """How long what is buffered may wait (holding ``_lock``): nothing for
+        submissions; a moment for reports that free or claim quota; longer for hand-overs
+        alone, which change nothing anyone else could use (the quota stays taken)."""
+        if self._buffer:
+            return 0.0
+        if self._reports_started or self._reports_finished:
+            return _REPORT_BATCH_S
+        return _HANDOVER_BATCH_S
 
     def _has_work(self) -> bool:
         return bool(
