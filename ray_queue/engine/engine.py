@@ -354,7 +354,7 @@ class Engine:
             return f"{successor} is {nxt.state.value}, not pending"
         if done.spec.kind is not WorkloadKind.TASK or nxt.spec.kind is not WorkloadKind.TASK:
             return "only tasks hand their quota over"
-        if done.spec.lease_key() != nxt.spec.lease_key() or nxt.spec.min_count is not None:
+        if done.lease_key != nxt.lease_key or nxt.spec.min_count is not None:
             return "they differ in owner, queue, priority class or resources"
         assert done.admission is not None
         if nxt.cluster_queue != done.admission.cluster_queue:
@@ -372,9 +372,17 @@ class Engine:
         would have done; among one owner's identical tasks, the owner picks the order.
         Raises ``InvalidTransitionError`` if refused (nothing changes).
         """
+        outcome = self.try_hand_over(finished, successor)
+        if isinstance(outcome, str):
+            raise InvalidTransitionError(f"cannot hand {finished} over to {successor}: {outcome}")
+        return outcome
+
+    def try_hand_over(self, finished: WorkloadId, successor: WorkloadId) -> Decision | str:
+        """``hand_over`` if accepted, else why not (and nothing changes): one check, for
+        callers that expect refusals."""
         refusal = self.handover_refusal(finished, successor)
         if refusal is not None:
-            raise InvalidTransitionError(f"cannot hand {finished} over to {successor}: {refusal}")
+            return refusal
         done, nxt = self._records[finished], self._records[successor]
         admission = done.admission
         assert admission is not None
@@ -776,10 +784,10 @@ class Engine:
                     del self._by_owner[record.spec.owner]
 
     def _add_lease(self, record: Record) -> None:
-        self._leases.setdefault(record.spec.lease_key(), {})[record.spec.id] = None
+        self._leases.setdefault(record.lease_key, {})[record.spec.id] = None
 
     def _drop_lease(self, record: Record) -> None:
-        key = record.spec.lease_key()
+        key = record.lease_key
         holders = self._leases.get(key)
         if holders is not None:
             holders.pop(record.spec.id, None)

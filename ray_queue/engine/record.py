@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ray_queue.engine.model import (
     Admission,
     CheckState,
+    LeaseKey,
     Transition,
     WorkloadSpec,
     WorkloadState,
@@ -31,3 +32,8 @@ class Record:
     admitted_seq: int = 0
     ended_at: float | None = None
     history: list[Transition] = field(default_factory=list)
+    #: ``spec.lease_key()``, computed once: hand-overs compare it several times each.
+    lease_key: LeaseKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lease_key = self.spec.lease_key()

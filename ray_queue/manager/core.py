@@ -306,12 +306,15 @@ class ManagerCore:
         # lists of one report, and it must be admitted before it can finish.
         for handover in handovers:
             done, successor = handover.done, handover.successor
-            refusal = self._engine.handover_refusal(done, successor)
-            if refusal is None and handover.slot != self._pgs.get(done):
-                refusal = f"it was not started in the placement group {done} was given"
             reported.add(done)
-            if refusal is None:
-                decisions.append(self._engine.hand_over(done, successor))
+            if handover.slot != self._pgs.get(done):
+                outcome: Decision | str = (
+                    f"it was not started in the placement group {done} was given"
+                )
+            else:
+                outcome = self._engine.try_hand_over(done, successor)
+            if isinstance(outcome, Decision):
+                decisions.append(outcome)
                 touched |= {done, successor}
                 reported.add(successor)
                 payloads.update(self._move_slot(done, successor))
@@ -329,7 +332,7 @@ class ManagerCore:
                 continue
             touched |= self._finish(done, failed=False, message="task returned")
             if self._known(successor):
-                refused.append((done, successor, refusal))
+                refused.append((done, successor, outcome))
         for workload, failed, message in finished:
             touched |= self._finish(workload, failed=failed, message=message)
             reported.add(workload)
