@@ -145,12 +145,6 @@ class QueuedObjectRef(_Handle):
         #: The slot its real task was launched in (as holder or queued behind), if any.
         self._slot: Slot | None = None
 
-    def _on_submitted(self, result: SubmitResult) -> None:
-        super()._on_submitted(result)
-        waiting = result.state is WorkloadState.PENDING
-        if waiting and not self._has_queued_args():
-            self._runtime.add_successor(self)
-
     @property
     def waiting(self) -> bool:
         return (
@@ -163,6 +157,9 @@ class QueuedObjectRef(_Handle):
     @property
     def returned(self) -> bool:
         return self._done
+
+    def in_slot(self, slot: Slot) -> bool:
+        return self._slot is slot
 
     def _take_over(self, label_selector: Mapping[str, str]) -> bool:
         with self._cv:
@@ -518,6 +515,11 @@ class QueuedRemoteFunction:
         )
         handle = QueuedObjectRef(runtime, request, self._remote_fn, theirs, args, kwargs)
         runtime.submit(request, handle)
+        if not handle._has_queued_args():
+            # A successor from now on, not only once the manager has answered: a backlog
+            # submitted in several batches keeps its slots busy meanwhile. Any hand-over
+            # to it is reported after its submission, so the manager always knows it.
+            runtime.add_successor(handle)
         return handle
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

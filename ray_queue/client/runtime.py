@@ -116,6 +116,10 @@ class Successor(Protocol):
         """Its real task returned (a hint: read without the handle's lock)."""
         ...
 
+    def in_slot(self, slot: Slot) -> bool:
+        """Its real task was launched in ``slot`` and has not left it (a hint)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Running:
@@ -351,7 +355,14 @@ class ClientRuntime:
         the quota to the next one queued behind it, or gives it back (and with it the
         placement group) when none is left."""
         with slot.lock:
-            while slot.tasks and slot.tasks[0].returned:
+            while slot.tasks:
+                if not slot.tasks[0].returned:
+                    if slot.tasks[0].in_slot(slot):
+                        break
+                    # It left the slot (admitted on its own, preempted, cancelled): it
+                    # must not keep the holders behind it waiting.
+                    slot.tasks.popleft()
+                    continue
                 holder = slot.tasks.popleft()
                 self._fill_locked(slot)
                 while slot.tasks and not slot.tasks[0]._promote(slot):
