@@ -205,10 +205,16 @@ class QueuedObjectRef(_Handle):
         with self._cv:
             queued_in_slot = self._slot is not None and self._state is WorkloadState.PENDING
             self._state, self._message = event.state, event.message
-            if event.decision == "admit" and queued_in_slot and not self._done:
-                # Admitted in its own right while queued behind another task: leave that
-                # slot and run as admitted.
-                cancel_ref, self._ref, self._slot = self._ref, None, None
+            if event.decision == "admit" and queued_in_slot:
+                # Admitted in its own right while queued behind another task. If it has
+                # run there already, its own admission ends at once; otherwise it leaves
+                # that slot and runs as admitted. Either way no hand-over goes to it.
+                self._slot = None
+                if self._done:
+                    self._runtime.report_finished(self.workload, failed=False)
+                    self._runtime.forget(self.workload)
+                else:
+                    cancel_ref, self._ref = self._ref, None
             if event.decision == "admit" and self._ref is None and self._error is None:
                 if self._done:
                     self._runtime.report_finished(self.workload, failed=False)
