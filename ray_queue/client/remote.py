@@ -202,17 +202,18 @@ class QueuedObjectRef(_Handle):
         requeued = False
         opened: Slot | None = None
         lost: Slot | None = None
+        already_ran = False
         with self._cv:
             queued_in_slot = self._slot is not None and self._state is WorkloadState.PENDING
             self._state, self._message = event.state, event.message
             if event.decision == "admit" and queued_in_slot:
-                # Admitted in its own right while queued behind another task. If it has
-                # run there already, its own admission ends at once; otherwise it leaves
-                # that slot and runs as admitted. Either way no hand-over goes to it.
+                # Admitted in its own right while queued behind another task (the manager
+                # lags behind a fast driver). If it has run there already, its admission
+                # passes straight to the next waiting identical task; otherwise it leaves
+                # that slot and runs as admitted. Either way no hand-over goes to it there.
                 self._slot = None
                 if self._done:
-                    self._runtime.report_finished(self.workload, failed=False)
-                    self._runtime.forget(self.workload)
+                    already_ran = True
                 else:
                     cancel_ref, self._ref = self._ref, None
             if event.decision == "admit" and self._ref is None and self._error is None:
@@ -261,6 +262,8 @@ class QueuedObjectRef(_Handle):
             self._runtime.abandon(lost)
         if opened is not None:
             self._runtime.fill(opened)
+        if already_ran:
+            self._runtime.pass_admission_on(self, event)
 
     def _has_queued_args(self) -> bool:
         values = [*self._args, *self._kwargs.values()]

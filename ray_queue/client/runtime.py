@@ -378,6 +378,15 @@ class ClientRuntime:
                 self.report_finished(holder.workload, failed=False, message="task returned")
                 self.forget(holder.workload)
 
+    def pass_admission_on(self, handle: Successor, event: ClientEvent) -> None:
+        """``handle`` was admitted on its own after it had already run (queued in a slot
+        while the manager was behind): its admission goes to the next waiting identical
+        task, in the slot made for it if any, as if it had just returned there."""
+        if event.placement_group_id is None:
+            self.task_finished(handle, event.label_selector, "had already run")
+            return
+        self.slot_task_returned(self.open_slot(event.placement_group_id, handle))
+
     def abandon(self, slot: Slot) -> None:
         """``slot``'s placement group is gone: the tasks queued in it that were not
         admitted go back to waiting (their Ray tasks cancelled, since one of them may be
