@@ -34,7 +34,7 @@ from ray_queue.errors import (
     WorkloadFailed,
     WorkloadRejected,
 )
-from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult
+from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult, slot_eligible
 from ray_queue.ray_adapter.actions import pg_from_hex
 
 #: Our options; everything else is passed to Ray untouched.
@@ -130,9 +130,7 @@ class QueuedObjectRef(_Handle):
     ) -> None:
         super().__init__(runtime, request.id, getattr(remote_fn, "_function_name", "task"))
         self.lease_key = request.lease_key()
-        self.slot_eligible = request.payload.get("slot", True) is not False and any(
-            amount > 0 for group in request.bundle_groups for amount in group.resources.values()
-        )
+        self.slot_eligible = slot_eligible(request.bundle_groups, request.payload)
         self._remote_fn = remote_fn
         self._ray_options = ray_options
         self._args = args

@@ -51,6 +51,7 @@ from ray_queue.manager.types import (
     RayActions,
     SubmitRequest,
     SubmitResult,
+    slot_eligible,
 )
 from ray_queue.metrics import MetricsSnapshot, snapshot_of
 from ray_queue.store.base import Payload, Store
@@ -660,10 +661,10 @@ class ManagerCore:
         it has such a backlog and nothing else waits for its quota."""
         if status.spec.kind is not WorkloadKind.TASK:
             return False
-        if self._payloads.get(status.spec.id, {}).get("slot", True) is False:
+        payload = self._payloads.get(status.spec.id, {})
+        if not slot_eligible(status.spec.bundle_groups, payload):
             return False
-        bundles, _ = self._bundles(status)
-        return all(bundles) and self._engine.has_backlog(status.spec.id)
+        return self._engine.has_backlog(status.spec.id)
 
     def _admitted_meanwhile(self, handover: HandOver) -> bool:
         """Whether a hand-over into ``done``'s slot came too late only because the

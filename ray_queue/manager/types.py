@@ -62,6 +62,16 @@ class SubmitRequest:
         )
 
 
+def slot_eligible(bundle_groups: Sequence[BundleGroup], payload: Mapping[str, Any]) -> bool:
+    """Whether a task may run in a slot (``client/slots.py``) once admitted with a
+    backlog: it asks for some resource (a placement group bundle cannot be empty) and
+    its owner did not rule slots out (``payload["slot"] is False``). The one rule the
+    manager and the driver both apply."""
+    if payload.get("slot", True) is False:
+        return False
+    return any(amount > 0 for group in bundle_groups for amount in group.resources.values())
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     workload: WorkloadId
