@@ -64,16 +64,35 @@ def _established(api_client: Any, name: str) -> bool:
     )
 
 
+def _discoverable(api_client: Any, group: str, version: str, plural: str) -> bool:
+    from kubernetes import client
+
+    # A 404 here (group-version not yet published) raises, which wait_for counts as "not yet".
+    found = client.CustomObjectsApi(api_client).get_api_resources(group, version)
+    return any(r.name == plural for r in found.resources)
+
+
 def install_crds(api_client: Any, *, timeout_s: float = 60.0) -> list[str]:
-    """Create every CRD (idempotent) and wait until each is Established. Returns their names."""
+    """Create every CRD (idempotent) and wait until each is Established and discoverable.
+
+    Returns their names. Established alone is not enough: the API server publishes a new
+    group-version in discovery a moment later, and a client that lists it in between gets 404.
+    """
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     ext = client.ApiextensionsV1Api(api_client)
     names: list[str] = []
+    served: list[tuple[str, str, str]] = []
     for doc in load_crds(crd_paths()):
         name = doc["metadata"]["name"]
         names.append(name)
+        spec = doc["spec"]
+        served.extend(
+            (spec["group"], v["name"], spec["names"]["plural"])
+            for v in spec["versions"]
+            if v.get("served", True)
+        )
         try:
             ext.create_custom_resource_definition(cast(Any, doc), _preload_content=False)
         except ApiException as exc:
@@ -84,5 +103,11 @@ def install_crds(api_client: Any, *, timeout_s: float = 60.0) -> list[str]:
             functools.partial(_established, api_client, name),
             timeout_s,
             what=f"CRD {name} Established",
+        )
+    for group, version, plural in served:
+        wait_for(
+            functools.partial(_discoverable, api_client, group, version, plural),
+            timeout_s,
+            what=f"{plural}.{group}/{version} in discovery",
         )
     return names
