@@ -9,7 +9,7 @@ import pytest
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.model import WorkloadId, WorkloadKind, WorkloadState, WorkloadStatus
-from ray_queue.store.codec import CodecError, decode, roundtrip
+from ray_queue.store.codec import CodecError, decode, dumps_status, loads_status, roundtrip
 from ray_queue.store.sqlite import SQLiteStore
 from tests.manager.configs import teams_config
 from tests.manager.test_core import new_core, req
@@ -42,6 +42,34 @@ def test_workload_statuses_round_trip_through_every_state() -> None:
     }
     for status in statuses:
         assert roundtrip(WorkloadStatus, status) == status
+
+
+# A task preempted and requeued, as store format 1 wrote it before the encoder was
+# specialised per type: stores already on disk must read and re-encode to the same text.
+FORMAT_1_STATUS = (
+    '{"spec":{"id":"b","queue":"team-a","bundle_groups":[{"resources":[["GPU",2000]],"cou'
+    'nt":1}],"created_at":100.000001,"kind":"task","strategy":"PACK","priority_class":"lo'
+    'w","owner":"driver-1","min_count":null,"name":""},"state":"PENDING","priority":10,"c'
+    'luster_queue":"cq-a","admission":null,"checks":[],"reason":"Requeued","message":"wai'
+    "ting: insufficient unused quota for GPU in flavor a100: request 2, available 0; no w"
+    'orkload may be preempted to make room","requeue_count":0,"requeue_at":null,"placed":'
+    'false,"history":[{"at":100.0,"from_state":"PENDING","to_state":"PENDING","reason":"C'
+    'reated","message":"waiting for its turn in queue team-a","admission":null},{"at":100'
+    '.0,"from_state":"PENDING","to_state":"ADMITTED","reason":"Admitted","message":"admit'
+    'ted by ClusterQueue cq-a","admission":{"cluster_queue":"cq-a","groups":[{"flavors":['
+    '["GPU","a100"]],"count":1}],"usage":[[["a100","GPU"],2000]]}},{"at":100.0,"from_stat'
+    'e":"ADMITTED","to_state":"EVICTED","reason":"Preempted","message":"preempted (within'
+    ' ClusterQueue) to admit c (priority 100) in ClusterQueue cq-a","admission":null},{"a'
+    't":100.0,"from_state":"EVICTED","to_state":"PENDING","reason":"Requeued","message":"'
+    'requeued at its original position","admission":null}],"set_aside":true}'
+)
+
+
+def test_stored_format_1_text_decodes_and_encodes_unchanged() -> None:
+    status = loads_status(FORMAT_1_STATUS)
+    assert status.state is WorkloadState.PENDING and len(status.history) == 4
+    assert status.history[1].admission is not None
+    assert dumps_status(status) == FORMAT_1_STATUS
 
 
 def test_malformed_data_is_a_codec_error() -> None:
