@@ -38,6 +38,7 @@ from ray_queue.engine.model import WorkloadStatus as _Status
 from ray_queue.grpc.server import PORT_ENV
 from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
+from ray_queue.manager.release_pacing import RELEASE_LAG_S
 from ray_queue.manager.types import (
     EventBatch,
     HandOver,
@@ -96,6 +97,7 @@ class QueueManager:
             default_config=lambda: config or default_config(nodes),
             on_events=self._wake,
             on_cycle=self._observe_cycle,
+            release_lag_s=RELEASE_LAG_S,
         )
         self._metrics_snapshot = self._core.metrics_snapshot()
         self._serve_metrics(registry)
@@ -104,6 +106,7 @@ class QueueManager:
         self._core.set_nodes(nodes)
         self._ready_waits: dict[WorkloadId, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._placement_timer: asyncio.TimerHandle | None = None
         logger.info("queue manager up (pid %d, store %s)", os.getpid(), self._store.path)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -112,6 +115,27 @@ class QueueManager:
         # Wake every waiter by setting the current event, then start a fresh one.
         self._changed.set()
         self._changed = asyncio.Event()
+        self._schedule_placement()
+
+    def _schedule_placement(self) -> None:
+        """Wake up when the next placement group held back after a removal is due (the
+        background tick would find it too, but up to ``TICK_S`` late)."""
+        at = self._core.next_placement_at()
+        if at is None or self._placement_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not called from the loop: the next tick places it
+            return
+        self._placement_timer = loop.call_later(max(0.0, at - time.time()), self._place_due)
+
+    def _place_due(self) -> None:
+        self._placement_timer = None
+        try:
+            self._core.place_due()
+        except Exception:
+            logger.exception("creating held placement groups failed; the tick retries")
+        self._schedule_placement()
 
     async def _wait_changed(self, timeout_s: float) -> None:
         changed = self._changed

@@ -41,6 +41,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
 )
 from ray_queue.manager.capacity import Capacity
+from ray_queue.manager.release_pacing import ReleasePacer
 from ray_queue.manager.types import (
     ClientEvent,
     EventBatch,
@@ -84,7 +85,10 @@ class ManagerCore:
         payloads: Mapping[WorkloadId, Payload] | None = None,
         on_events: Callable[[], None] | None = None,
         on_cycle: Callable[[float, list[Decision]], None] | None = None,
+        release_lag_s: float = 0.0,
     ) -> None:
+        """``release_lag_s``: how long a placement group's creation waits after the
+        manager removed one (``release_pacing``; the actor passes ``RELEASE_LAG_S``)."""
         self._engine = engine
         self._store = store
         self._actions = actions
@@ -98,6 +102,7 @@ class ManagerCore:
         self._events: dict[str, deque[ClientEvent]] = {}
         self._owned: dict[str, set[WorkloadId]] = {}
         self._pgs: dict[WorkloadId, str] = {}
+        self._pacer = ReleasePacer(release_lag_s)
         self._jobs: dict[WorkloadId, str] = {}
         self._capacity = Capacity()
         self._last_created = 0.0
@@ -122,6 +127,7 @@ class ManagerCore:
         default_config: Callable[[], QueueConfig],
         on_events: Callable[[], None] | None = None,
         on_cycle: Callable[[float, list[Decision]], None] | None = None,
+        release_lag_s: float = 0.0,
     ) -> ManagerCore:
         """Start from the store (or ``default_config()`` on first start) and reconcile Ray
         to it: re-adopt placement groups and jobs that belong to live admissions, create
@@ -141,6 +147,7 @@ class ManagerCore:
             payloads=state.payloads,
             on_events=on_events,
             on_cycle=on_cycle,
+            release_lag_s=release_lag_s,
         )
         core._reconcile()
         return core
@@ -178,7 +185,7 @@ class ManagerCore:
                     # Retried from the slow tick: the job server may not be up yet.
                     self._job_retries[workload] = 1
         for workload in live_pgs:
-            self._actions.remove_placement_group(workload)
+            self._remove_pg(workload)
         for submission_id, state in live_jobs.items():
             if submission_id not in wanted_jobs and state not in _JOB_DONE:
                 self._actions.stop_job(submission_id)
@@ -325,7 +332,7 @@ class ManagerCore:
                 # already running it in done's slot: it stays there, on its own quota
                 # (the slot made for it goes unused), and done's quota goes back.
                 if self._pgs.pop(successor, None) is not None:
-                    self._actions.remove_placement_group(successor)
+                    self._remove_pg(successor)
                 payloads.update(self._move_slot(done, successor))
                 touched |= self._finish(done, failed=False, message="task returned")
                 touched.add(successor)
@@ -417,7 +424,28 @@ class ManagerCore:
 
     def tick(self) -> None:
         """Periodic: release back-offs, enforce placement timeouts, admit what now fits."""
+        self.place_due()
         self._commit(set(), [])
+
+    def next_placement_at(self) -> float | None:
+        """When ``place_due`` next has a held placement group to create (clock time)."""
+        return self._pacer.next_at()
+
+    def place_due(self) -> None:
+        """Create the placement groups held back after a removal (``release_pacing``)
+        whose time has come, and tell their owners they are admitted."""
+        due = self._pacer.due(self._clock.now())
+        for decision in due:
+            if self._engine.workload(decision.workload).state is not WorkloadState.ADMITTED:
+                continue
+            try:
+                self._create_admitted_pg(decision)
+            except Exception as e:
+                self._refused(decision, e)
+            self._notify(decision)
+        self._fail_refused()
+        if due and self._on_events is not None:
+            self._on_events()
 
     def forget_finished(self, *, older_than_s: float) -> int:
         """Drop workloads that ended more than ``older_than_s`` ago (memory and store)."""
@@ -527,25 +555,21 @@ class ManagerCore:
         for decision in decisions:
             if not acted:
                 self._carry_out(decision)
-            if decision.workload not in reported:
+            if decision.workload not in reported and not self._pacer.holds(decision.workload):
                 self._notify(decision)
             notified.add(decision.workload)
         for decision in scheduled:
             self._carry_out(decision)
-            self._notify(decision)
+            if not self._pacer.holds(decision.workload):
+                # A held admission is told when its group is created (``place_due``).
+                self._notify(decision)
             notified.add(decision.workload)
         for status in statuses:
             if status.spec.id in notified or status.spec.id in reported:
                 continue
             if status.state.is_terminal:
                 self._notify_state(status)
-        failures, self._action_failures = self._action_failures, []
-        for workload, message in failures:
-            if self._engine.workload(workload).state is WorkloadState.ADMITTED:
-                self._finish(workload, failed=True, message=f"Ray refused it: {message}")
-                failed = self._engine.workload(workload)
-                self._store.write(workloads=[failed])
-                self._notify_state(failed)
+        self._fail_refused()
         t3 = time.perf_counter()
         if scheduled or decisions:
             # One line per cycle; at INFO only when slow, so a busy manager does not ship a
@@ -588,12 +612,22 @@ class ManagerCore:
         try:
             self._act(decision)
         except Exception as e:
-            # Ray refused (bad label selector, job server down…): the workload cannot run
-            # as admitted, so it fails visibly instead of holding quota forever.
-            logger.exception(
-                "carrying out %s for %s failed", decision.kind.value, decision.workload
-            )
-            self._action_failures.append((decision.workload, f"{type(e).__name__}: {e}"))
+            self._refused(decision, e)
+
+    def _refused(self, decision: Decision, error: Exception) -> None:
+        # Ray refused (bad label selector, job server down…): the workload cannot run as
+        # admitted, so it fails visibly (``_fail_refused``) instead of holding quota forever.
+        logger.exception("carrying out %s for %s failed", decision.kind.value, decision.workload)
+        self._action_failures.append((decision.workload, f"{type(error).__name__}: {error}"))
+
+    def _fail_refused(self) -> None:
+        failures, self._action_failures = self._action_failures, []
+        for workload, message in failures:
+            if self._engine.workload(workload).state is WorkloadState.ADMITTED:
+                self._finish(workload, failed=True, message=f"Ray refused it: {message}")
+                failed = self._engine.workload(workload)
+                self._store.write(workloads=[failed])
+                self._notify_state(failed)
 
     def _act(self, decision: Decision) -> None:
         if decision.kind is DecisionKind.ADMIT and decision.reason == "HandedOver":
@@ -603,13 +637,9 @@ class ManagerCore:
         status = self._as_decided(decision)
         if decision.kind is DecisionKind.ADMIT:
             self.admissions += 1
-            if status.spec.kind in _PG_KINDS:
-                self._create_pg(status)
-            elif self._wants_slot(status):
-                self._create_pg(status)
-                # Its owner launches it at once, as any task: placement is Ray's to wait
-                # for, not the manager's (no ready-watch for slots).
-                self._engine.mark_placed(status.spec.id)
+            if status.spec.kind in _PG_KINDS or self._wants_slot(status):
+                if not self._pacer.hold(decision, self._clock.now()):
+                    self._create_admitted_pg(decision)
             elif status.spec.kind is WorkloadKind.JOB:
                 run = JobRun(status.spec.id, _submission_id(status))
                 self._jobs[status.spec.id] = run.submission_id
@@ -642,11 +672,24 @@ class ManagerCore:
         """Remove whatever Ray objects the manager holds for the workload (idempotent)."""
         workload = status.spec.id
         self._job_retries.pop(workload, None)
+        self._pacer.drop(workload)
         if self._pgs.pop(workload, None) is not None:
-            self._actions.remove_placement_group(workload)
+            self._remove_pg(workload)
         submission_id = self._jobs.pop(workload, None)
         if submission_id is not None:
             self._actions.stop_job(submission_id)
+
+    def _remove_pg(self, workload: WorkloadId) -> None:
+        self._actions.remove_placement_group(workload)
+        self._pacer.released(self._clock.now())
+
+    def _create_admitted_pg(self, decision: Decision) -> None:
+        status = self._as_decided(decision)
+        self._create_pg(status)
+        if status.spec.kind is WorkloadKind.TASK:
+            # A slot: its owner launches the task at once, as any task; placement is
+            # Ray's to wait for, not the manager's (no ready-watch for slots).
+            self._engine.mark_placed(status.spec.id)
 
     def _create_pg(self, status: WorkloadStatus) -> None:
         bundles, selectors = self._bundles(status)
