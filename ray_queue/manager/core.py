@@ -384,6 +384,26 @@ class ManagerCore:
                 touched |= self._finish(workload, failed=failed, message=f"Ray job {state}")
         self._commit(touched, [])
 
+    def audit_placement_groups(self) -> None:
+        """End each admitted placement group or actor whose group Ray no longer has: it
+        was removed outside ray_queue (``ray.util.remove_placement_group`` on the handle),
+        and its quota would otherwise stay held forever. A task's slot is left to its
+        owner, who sees the loss itself."""
+        alive = self._actions.live_placement_group_ids()
+        touched: set[WorkloadId] = set()
+        for workload, pg_id in list(self._pgs.items()):
+            if pg_id in alive or not self._known(workload):
+                continue
+            kind = self._engine.workload(workload).spec.kind
+            if kind in _PG_KINDS:
+                touched |= self._finish(
+                    workload,
+                    failed=kind is WorkloadKind.ACTOR,
+                    message="its placement group was removed outside ray_queue",
+                )
+        if touched:
+            self._commit(touched, [])
+
     def _retry_job(self, workload: WorkloadId, submission_id: str) -> set[WorkloadId]:
         attempts = self._job_retries.pop(workload)
         status = self._engine.workload(workload)

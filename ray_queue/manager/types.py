@@ -192,6 +192,11 @@ class RayActions(Protocol):
         """Every live placement group this manager created, by workload (for re-adoption)."""
         ...
 
+    def live_placement_group_ids(self) -> set[str]:
+        """The ids of the live placement groups this manager created (a read, no side
+        effects: to notice groups removed behind the manager's back)."""
+        ...
+
     def submit_job(
         self,
         run: JobRun,

@@ -34,6 +34,16 @@ def pg_name(workload: WorkloadId) -> str:
     return f"{PG_PREFIX}{workload}"
 
 
+def _live_placement_groups() -> dict[WorkloadId, str]:
+    """The manager's groups Ray has not removed, by the workload each was created for."""
+    found: dict[WorkloadId, str] = {}
+    for info in placement_group_table().values():
+        name = info.get("name") or ""
+        if name.startswith(PG_PREFIX) and info.get("state") != "REMOVED":
+            found[WorkloadId(name[len(PG_PREFIX) :])] = info["placement_group_id"]
+    return found
+
+
 def pg_from_hex(pg_id: str) -> PlacementGroup:
     """A handle to an existing placement group from its hex id (names are namespaced,
     ids are not, so clients in other namespaces use ids)."""
@@ -86,15 +96,13 @@ class RayAdapter:
             self._handles[to] = pg
 
     def placement_groups(self) -> Mapping[WorkloadId, str]:
-        found: dict[WorkloadId, str] = {}
-        for info in placement_group_table().values():
-            name = info.get("name") or ""
-            if not name.startswith(PG_PREFIX) or info.get("state") == "REMOVED":
-                continue
-            workload = WorkloadId(name[len(PG_PREFIX) :])
-            found[workload] = info["placement_group_id"]
-            self._handles[workload] = pg_from_hex(info["placement_group_id"])
+        found = _live_placement_groups()
+        for workload, pg_id in found.items():
+            self._handles[workload] = pg_from_hex(pg_id)
         return found
+
+    def live_placement_group_ids(self) -> set[str]:
+        return set(_live_placement_groups().values())
 
     def handle(self, workload: WorkloadId) -> PlacementGroup | None:
         return self._handles.get(workload)

@@ -48,6 +48,9 @@ class RecordingActions:
     def placement_groups(self) -> Mapping[WorkloadId, str]:
         return dict(self.pgs)
 
+    def live_placement_group_ids(self) -> set[str]:
+        return set(self.pgs.values())
+
     def submit_job(
         self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]
     ) -> None:

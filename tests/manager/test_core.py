@@ -225,3 +225,16 @@ def test_a_refused_hand_over_gives_the_quota_to_whoever_is_next(
     assert refused.workload == "t5" and "other workloads are waiting" in refused.message
     # The event says where t5 stands: admitted in its own right, or waiting again.
     assert refused.state is state(core, "t5")
+
+
+def test_a_group_removed_behind_the_managers_back_ends_its_workload() -> None:
+    core, actions = new_core()
+    core.submit_many([req("pg", gpu=4), req("next", gpu=4)])
+    actions.pgs.pop(W("pg"))  # what ray.util.remove_placement_group on the handle does
+    core.audit_placement_groups()
+    gone = core.workload(W("pg"))
+    assert gone.state is WorkloadState.FINISHED
+    assert "removed outside ray_queue" in gone.message
+    assert state(core, "next") is WorkloadState.ADMITTED
+    core.audit_placement_groups()  # nothing else is missing
+    assert state(core, "next") is WorkloadState.ADMITTED
