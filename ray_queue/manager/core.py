@@ -389,6 +389,8 @@ class ManagerCore:
         was removed outside ray_queue (``ray.util.remove_placement_group`` on the handle),
         and its quota would otherwise stay held forever. A task's slot is left to its
         owner, who sees the loss itself."""
+        if not self._pgs:
+            return  # nothing to check: spare Ray the table read
         alive = self._actions.live_placement_group_ids()
         touched: set[WorkloadId] = set()
         for workload, pg_id in list(self._pgs.items()):
