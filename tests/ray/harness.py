@@ -93,6 +93,8 @@ def state_of(workload: str) -> WorkloadState:
 
 def handed_over(workload: str) -> bool:
     """Whether the task took its quota over from a finished one."""
+    # Submissions are batched: make sure the manager has this driver's before asking.
+    runtime().flush()
     history = ray.get(manager().workload.remote(workload)).history
     return any(t.reason == "HandedOver" for t in history)
 
