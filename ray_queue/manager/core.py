@@ -461,7 +461,7 @@ class ManagerCore:
             if self._engine.workload(decision.workload).state is not WorkloadState.ADMITTED:
                 continue
             try:
-                self._create_admitted_pg(decision)
+                self._create_admitted_pg(self._as_decided(decision))
             except Exception as e:
                 self._refused(decision, e)
             self._notify(decision)
@@ -661,7 +661,7 @@ class ManagerCore:
             self.admissions += 1
             if status.spec.kind in _PG_KINDS or self._wants_slot(status):
                 if not self._pacer.hold(decision, self._clock.now()):
-                    self._create_admitted_pg(decision)
+                    self._create_admitted_pg(status)
             elif status.spec.kind is WorkloadKind.JOB:
                 run = JobRun(status.spec.id, _submission_id(status))
                 self._jobs[status.spec.id] = run.submission_id
@@ -705,8 +705,7 @@ class ManagerCore:
         self._actions.remove_placement_group(workload)
         self._pacer.released(self._clock.now())
 
-    def _create_admitted_pg(self, decision: Decision) -> None:
-        status = self._as_decided(decision)
+    def _create_admitted_pg(self, status: WorkloadStatus) -> None:
         self._create_pg(status)
         if status.spec.kind is WorkloadKind.TASK:
             # A slot: its owner launches the task at once, as any task; placement is
