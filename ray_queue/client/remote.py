@@ -142,6 +142,9 @@ class QueuedObjectRef(_Handle):
         self._label_selector: Mapping[str, str] = {}
         #: The slot its real task was launched in (as holder or queued behind), if any.
         self._slot: Slot | None = None
+        #: Set while it is queued in another task's slot but admitted in its own right
+        #: (``_on_event``): the admission to run on should that slot be lost first.
+        self._own_admission: ClientEvent | None = None
 
     @property
     def waiting(self) -> bool:
@@ -155,6 +158,11 @@ class QueuedObjectRef(_Handle):
     @property
     def returned(self) -> bool:
         return self._done
+
+    @property
+    def launched_ref(self) -> Any:
+        """The Ray ref of its current run, if launched (a hint: read without the lock)."""
+        return self._ref
 
     def in_slot(self, slot: Slot) -> bool:
         return self._slot is slot
@@ -179,9 +187,14 @@ class QueuedObjectRef(_Handle):
 
     def _promote(self, slot: Slot) -> bool:
         with self._cv:
-            if self._slot is not slot or self._state is not WorkloadState.PENDING:
+            if self._slot is not slot or self._error is not None or self._ref is None:
                 return False
-            if self._error is not None or self._ref is None:
+            if self._own_admission is not None:
+                # Admitted on its own while queued here: the hand-over still goes to it,
+                # and the manager keeps it in this slot and drops the group made for it.
+                self._own_admission = None
+                return True
+            if self._state is not WorkloadState.PENDING:
                 return False
             # Nobody waits for this change (only for ``_ref``): no notify.
             self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
@@ -203,16 +216,27 @@ class QueuedObjectRef(_Handle):
         already_ran = False
         with self._cv:
             queued_in_slot = self._slot is not None and self._state is WorkloadState.PENDING
+            # Queued in another task's slot on an admission of its own: that slot is not
+            # this task's to give up.
+            guest = self._own_admission is not None
             self._state, self._message = event.state, event.message
             if event.decision == "admit" and queued_in_slot:
                 # Admitted in its own right while queued behind another task (the manager
-                # lags behind a fast driver). If it has run there already, its admission
-                # passes straight to the next waiting identical task; otherwise it leaves
-                # that slot and runs as admitted. Either way no hand-over goes to it there.
-                self._slot = None
+                # lags behind a fast driver, or restarted). If it has run there already,
+                # its admission passes straight to the next waiting identical task and no
+                # hand-over goes to it there. If it may be running there now, it stays —
+                # stopping it would run it twice — and takes the slot over in turn (or
+                # runs on this admission if the slot is lost first). Otherwise it leaves
+                # the slot and runs as admitted.
+                assert self._slot is not None
                 if self._done:
+                    self._slot = None
                     already_ran = True
+                elif self._slot.may_have_started(self):
+                    self._own_admission = event
+                    self._runtime.report_started(self.workload)
                 else:
+                    self._slot = None
                     cancel_ref, self._ref = self._ref, None
             if event.decision == "admit" and self._ref is None and self._error is None:
                 if self._done:
@@ -240,6 +264,8 @@ class QueuedObjectRef(_Handle):
                 if event.decision == "preempt":
                     self._preemptions += 1
                 lost, self._slot = self._slot, None
+                if guest:
+                    lost, self._own_admission = None, None
                 if not self._done:
                     cancel_ref, self._ref = self._ref, None
                     if event.state.is_terminal:
@@ -280,14 +306,14 @@ class QueuedObjectRef(_Handle):
         if opened is not None:
             self._runtime.fill(opened)
 
-    def _launch_admitted(self, event: ClientEvent) -> Slot | None:
+    def _launch_admitted(self, event: ClientEvent, *, report: bool = True) -> Slot | None:
         """Start the real task as ``event`` admitted it (holding ``_cv``): in the slot the
         manager made for it, if any (returned, to be filled once the lock is released)."""
         if event.placement_group_id is None:
-            self._launch(event.label_selector)
+            self._launch(event.label_selector, report=report)
             return None
         slot = self._runtime.open_slot(event.placement_group_id, self)
-        self._launch(event.label_selector, slot=slot)
+        self._launch(event.label_selector, report=report, slot=slot)
         return slot
 
     def _launch(
@@ -320,7 +346,13 @@ class QueuedObjectRef(_Handle):
             if ref is not self._ref or attempt != self._attempt:
                 return  # a cancelled (preempted) attempt
             slot = self._slot
-            if slot is not None and lost_with_its_placement_group(ref):
+            own, self._own_admission = self._own_admission, None
+            lost = slot is not None and lost_with_its_placement_group(ref)
+            if lost and own is not None:
+                # Queued in a slot that was lost, on an admission of its own: run on it.
+                opened = self._launch_admitted(own, report=False)
+                self._cv.notify_all()
+            elif lost:
                 # Not a result: the slot was lost (a refused hand-over, a preemption).
                 if self._state is not WorkloadState.PENDING:
                     return  # the holder: the manager's event for it says what comes next
@@ -328,8 +360,18 @@ class QueuedObjectRef(_Handle):
                 requeued = True
             else:
                 self._done = True
+                if own is not None:
+                    # Returned while queued on an admission of its own, before the task
+                    # ahead of it handed over: it leaves the slot (the next one there is
+                    # handed that quota instead) and its own admission passes on.
+                    self._slot = None
             self._cv.notify_all()
-        if requeued:
+        if lost and own is not None:
+            if opened is not None:
+                self._runtime.fill(opened)
+        elif own is not None:
+            self._runtime.pass_admission_on(self, own)
+        elif requeued:
             assert slot is not None
             self._runtime.abandon(slot)
             self._runtime.add_successor(self)

@@ -116,6 +116,11 @@ class Successor(Protocol):
         """Its real task returned (a hint: read without the handle's lock)."""
         ...
 
+    @property
+    def launched_ref(self) -> Any:
+        """The Ray ref of its current run, if launched (a hint)."""
+        ...
+
     def in_slot(self, slot: Slot) -> bool:
         """Its real task was launched in ``slot`` and has not left it (a hint)."""
         ...

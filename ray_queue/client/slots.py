@@ -72,6 +72,19 @@ class Slot:
         self._launcher = (remote_fn, ray_options, launcher)
         return launcher
 
+    def may_have_started(self, task: Any) -> bool:
+        """Whether ``task``, queued in this slot, may be running already. Ray runs the
+        slot's tasks one at a time in order, so it is not while the one ahead of it has
+        not finished. (Read without the lock, a hint: the task ahead may finish a moment
+        later.)"""
+        tasks = list(self.tasks)
+        position = tasks.index(task) if task in tasks else 0
+        ahead = tasks[position - 1].launched_ref if position else None
+        if ahead is None:
+            return True
+        done, _ = ray.wait([ahead], timeout=0, fetch_local=False)
+        return bool(done)
+
 
 def new_slot(pg_id: str, lease_key: LeaseKey) -> Slot:
     strategy = PlacementGroupSchedulingStrategy(pg_from_hex(pg_id), placement_group_bundle_index=0)

@@ -101,3 +101,17 @@ def handed_over(workload: str) -> bool:
 
 def runtime() -> client_runtime.ClientRuntime:
     return client_runtime.current()
+
+
+@ray.remote(num_cpus=0)
+class Runs:
+    """Counts how often each task body ran."""
+
+    def __init__(self) -> None:
+        self.runs: dict[int, int] = {}
+
+    def ran(self, i: int) -> None:
+        self.runs[i] = self.runs.get(i, 0) + 1
+
+    def counts(self) -> dict[int, int]:
+        return self.runs

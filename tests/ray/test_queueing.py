@@ -8,6 +8,7 @@ cohort, so each can borrow the other's two.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,13 @@ import ray_queue
 from ray_queue.engine.model import WorkloadState
 from tests.manager.configs import A100, teams_config
 from tests.ray.harness import (
+    Runs,
     cancel_everything,
     cluster_session,
     handed_over,
     live_pgs,
     manager,
+    runtime,
     state_of,
     wait_for,
 )
@@ -264,6 +267,39 @@ def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> Non
     assert ray_queue.get(backlog, timeout=120) == list(range(60))
     assert sum(h.preemptions for h in backlog) >= 1
     group.remove()
+
+
+def test_a_task_admitted_on_its_own_while_running_in_a_slot_runs_once(teams: None) -> None:
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def step(runs: ray.actor.ActorHandle, i: int, seconds: float) -> int:
+        ray.get(runs.ran.remote(i))
+        time.sleep(seconds)
+        return i
+
+    def started(i: int) -> bool:
+        return i in ray.get(runs.counts.remote())
+
+    # Three of the cohort's four GPUs are held, so the backlog runs one task at a time:
+    # step 0 alone, then step 1 in a slot with the others queued behind it in Ray.
+    held = ray_queue.placement_group([{"GPU": 1}] * 3, queue="team-a", priority="low")
+    assert held.wait(timeout_seconds=30)
+    runs = Runs.remote()  # type: ignore[attr-defined]
+    seconds = {1: 0.5, 2: 3.0}
+    backlog = [step.remote(runs, i, seconds.get(i, 0.05)) for i in range(10)]
+    wait_for(lambda: started(1), 30, interval_s=0.01)
+    # Hold the driver's watcher back, as a busy driver would be: Ray starts step 2 in the
+    # slot when step 1 returns, but the driver does not see that yet and hands nothing
+    # over, so the manager still has step 2 pending when quota frees up and admits it on
+    # its own. It must stay where it runs, not be stopped and started again elsewhere.
+    with runtime()._running_cv:
+        wait_for(lambda: started(2), 30, interval_s=0.01)
+        ray.get(manager().cancel.remote([held.workload]))
+        wait_for(lambda: state_of(backlog[2].workload) is S.ADMITTED, 10, interval_s=0.02)
+        time.sleep(0.5)  # the driver receives the admission
+    assert ray_queue.get(backlog, timeout=60) == list(range(10))
+    assert ray.get(runs.counts.remote()) == {i: 1 for i in range(10)}
+    wait_for(lambda: all(state_of(h.workload) is S.FINISHED for h in backlog), 30)
+    wait_for(lambda: not any(w.startswith("ta-") for w in live_pgs()), 30)
 
 
 def test_queued_actor_and_options(teams: None) -> None:

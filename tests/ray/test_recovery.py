@@ -24,6 +24,7 @@ import ray_queue
 from ray_queue.engine.model import WorkloadState
 from tests.manager.configs import teams_config
 from tests.ray.harness import (
+    Runs,
     cancel_everything,
     cluster_session,
     handed_over,
@@ -97,20 +98,6 @@ def test_manager_kill_9_loses_nothing_admits_nothing_twice_and_readopts_groups(
     # And new submissions are accepted by the restarted manager.
     late = ray_queue.placement_group([{"CPU": 1}], queue="team-b", priority="high")
     assert late.wait(timeout_seconds=30)
-
-
-@ray.remote(num_cpus=0)
-class Runs:
-    """Counts how often each task body ran."""
-
-    def __init__(self) -> None:
-        self.runs: dict[int, int] = {}
-
-    def ran(self, i: int) -> None:
-        self.runs[i] = self.runs.get(i, 0) + 1
-
-    def counts(self) -> dict[int, int]:
-        return self.runs
 
 
 def test_a_backlog_in_slots_survives_a_manager_kill_9(teams: None) -> None:
