@@ -342,6 +342,7 @@ class QueuedObjectRef(_Handle):
 
     def _on_done(self, ref: Any, attempt: int) -> None:
         requeued = False
+        opened: Slot | None = None
         with self._cv:
             if ref is not self._ref or attempt != self._attempt:
                 return  # a cancelled (preempted) attempt

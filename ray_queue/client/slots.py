@@ -76,13 +76,14 @@ class Slot:
         """Whether ``task``, queued in this slot, may be running already. Ray runs the
         slot's tasks one at a time in order, so it is not while the one ahead of it has
         not finished. (Read without the lock, a hint: the task ahead may finish a moment
-        later.)"""
+        later.) When in doubt — no task ahead of it, or that one has left the slot — it
+        may have."""
         tasks = list(self.tasks)
         position = tasks.index(task) if task in tasks else 0
-        ahead = tasks[position - 1].launched_ref if position else None
-        if ahead is None:
+        ahead = tasks[position - 1] if position else None
+        if ahead is None or not ahead.in_slot(self) or ahead.launched_ref is None:
             return True
-        done, _ = ray.wait([ahead], timeout=0, fetch_local=False)
+        done, _ = ray.wait([ahead.launched_ref], timeout=0, fetch_local=False)
         return bool(done)
 
 
