@@ -46,6 +46,7 @@ class GrpcSource:
         self._config: QueueConfig | None = None
         self._config_at = 0.0
         self._may_read_workloads = True
+        self._may_read_config = True
         self._stop = threading.Event()
         #: Set whenever a new snapshot arrives; the loop may wait on it between passes.
         self.changed = threading.Event()
@@ -105,7 +106,8 @@ class GrpcSource:
 
     def _current_config(self) -> QueueConfig:
         now = time.monotonic()
-        if self._config is None or now - self._config_at > self._config_refresh_s:
+        stale = self._config is None or now - self._config_at > self._config_refresh_s
+        if stale and self._may_read_config:
             from ray_queue.engine.config_loader import parse_yaml
 
             try:
@@ -113,15 +115,18 @@ class GrpcSource:
             except Exception as exc:
                 if _denied(exc):
                     # An autoscaler token may call only the AutoscalerService: flavors map
-                    # to groups through --worker-group alone.
+                    # to groups through --worker-group alone. Tokens do not change while
+                    # the sidecar runs, so it neither asks nor warns again.
                     logger.warning("this token may not read the config (%s); using only "
                                    "--worker-group mappings", exc)
+                    self._may_read_config = False
                     self._config = QueueConfig()
                 elif self._config is None:
                     raise SourceError(f"cannot read the manager's config: {exc}") from exc
                 else:
                     logger.warning("config refresh failed (%s); keeping the last one", exc)
             self._config_at = now
+        assert self._config is not None
         return self._config
 
     def _follow(self) -> None:  # the watch thread

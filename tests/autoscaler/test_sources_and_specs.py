@@ -137,7 +137,9 @@ def test_grpc_source_follows_the_demand_stream_and_reports(
 
 
 @pytest.mark.timeout(60)
-def test_grpc_source_with_an_autoscaler_token_uses_the_overrides() -> None:
+def test_grpc_source_with_an_autoscaler_token_uses_the_overrides(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """An autoscaler token may call only the AutoscalerService: no config, no workloads."""
     from ray_queue.engine.model import BundleGroup
     from ray_queue.grpc.auth import Principal, Role, digest
@@ -159,11 +161,17 @@ def test_grpc_source_with_an_autoscaler_token_uses_the_overrides() -> None:
     source = GrpcSource(
         client,
         overrides=Overrides(worker_groups={"gpu": "gpu-group"}, provisioning_check="prov"),
+        config_refresh_s=0.0,
     ).start()
     try:
         gangs = wait_for(lambda: source.demand().gangs, 20, what="the gang in the stream")
         (gang,) = gangs
         assert (gang.worker_group, gang.check, gang.attempt) == ("gpu-group", "prov", 0)
+        # Refused once, the config is not asked for (nor warned about) again.
+        for _ in range(3):
+            source.demand()
+        denials = [r for r in caplog.records if "may not read the config" in r.getMessage()]
+        assert len(denials) == 1
         # Provisioning failed: the workload is requeued, and its next attempt (a new
         # ProvisioningRequest name) comes in the stream, though the token cannot read it.
         source.report_check(WorkloadId("train"), "prov", CheckState.RETRY, "no capacity")
