@@ -126,7 +126,6 @@ class GrpcSource:
                 else:
                     logger.warning("config refresh failed (%s); keeping the last one", exc)
             self._config_at = now
-        assert self._config is not None
         return self._config
 
     def _follow(self) -> None:  # the watch thread

@@ -352,7 +352,6 @@ class QueuedObjectRef(_Handle):
             if lost and own is not None:
                 # Queued in a slot that was lost, on an admission of its own: run on it.
                 opened = self._launch_admitted(own, report=False)
-                self._cv.notify_all()
             elif lost:
                 # Not a result: the slot was lost (a refused hand-over, a preemption).
                 if self._state is not WorkloadState.PENDING:
