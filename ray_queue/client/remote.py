@@ -145,6 +145,8 @@ class QueuedObjectRef(_Handle):
         #: Set while it is queued in another task's slot but admitted in its own right
         #: (``_on_event``): the admission to run on should that slot be lost first.
         self._own_admission: ClientEvent | None = None
+        #: When its current run started, as far as this driver can tell (``_on_done``).
+        self._run_started = 0.0
 
     @property
     def waiting(self) -> bool:
@@ -158,11 +160,6 @@ class QueuedObjectRef(_Handle):
     @property
     def returned(self) -> bool:
         return self._done
-
-    @property
-    def launched_ref(self) -> Any:
-        """The Ray ref of its current run, if launched (a hint: read without the lock)."""
-        return self._ref
 
     def in_slot(self, slot: Slot) -> bool:
         return self._slot is slot
@@ -198,6 +195,7 @@ class QueuedObjectRef(_Handle):
                 return False
             # Nobody waits for this change (only for ``_ref``): no notify.
             self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
+            self._run_started = time.monotonic()
             return True
 
     def _unstage(self, slot: Slot) -> Any:
@@ -224,20 +222,19 @@ class QueuedObjectRef(_Handle):
                 # Admitted in its own right while queued behind another task (the manager
                 # lags behind a fast driver, or restarted). If it has run there already,
                 # its admission passes straight to the next waiting identical task and no
-                # hand-over goes to it there. If it may be running there now, it stays —
-                # stopping it would run it twice — and takes the slot over in turn (or
-                # runs on this admission if the slot is lost first). Otherwise it leaves
-                # the slot and runs as admitted.
-                assert self._slot is not None
+                # hand-over goes to it there. Otherwise it stays where it is and takes the
+                # slot over in turn (or runs on this admission if the slot is lost
+                # first): it may be running already, since Ray starts it as soon as the
+                # task ahead returns, before that task's result is visible here, and
+                # cancelling it to run it elsewhere would run it twice (or, if it is
+                # just returning, crash this driver on a race in Ray's cancellation).
+                # Tasks are queued in slots only behind short ones, so the wait is brief.
                 if self._done:
                     self._slot = None
                     already_ran = True
-                elif self._slot.may_have_started(self):
+                else:
                     self._own_admission = event
                     self._runtime.report_started(self.workload)
-                else:
-                    self._slot = None
-                    cancel_ref, self._ref = self._ref, None
             if event.decision == "admit" and self._ref is None and self._error is None:
                 if self._done:
                     self._runtime.report_finished(self.workload, failed=False)
@@ -285,7 +282,7 @@ class QueuedObjectRef(_Handle):
         if lost is not None and not queued_in_slot:
             self._runtime.abandon(lost)
         if opened is not None:
-            self._runtime.fill(opened)
+            self._runtime.fill_after_events(opened)
         if already_ran:
             self._runtime.pass_admission_on(self, event)
 
@@ -335,6 +332,7 @@ class QueuedObjectRef(_Handle):
         args = tuple(_resolve(a) for a in self._args)
         kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
         self._attempt += 1
+        self._run_started = time.monotonic()
         self._ref = launcher.remote(*args, **kwargs)
         self._runtime.watch(self._ref, self, self._attempt, in_slot=slot is not None)
         if report:
@@ -360,6 +358,7 @@ class QueuedObjectRef(_Handle):
                 requeued = True
             else:
                 self._done = True
+                self._runtime.note_run(self.lease_key, time.monotonic() - self._run_started)
                 if own is not None:
                     # Returned while queued on an admission of its own, before the task
                     # ahead of it handed over: it leaves the slot (the next one there is

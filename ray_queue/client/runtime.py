@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import ray
 
-from ray_queue.client.slots import SLOT_DEPTH, Slot, new_slot
+from ray_queue.client.slots import PIPELINE_MAX_RUN_S, SLOT_DEPTH, Slot, new_slot
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import (
     BundleGroup,
@@ -116,11 +116,6 @@ class Successor(Protocol):
         """Its real task returned (a hint: read without the handle's lock)."""
         ...
 
-    @property
-    def launched_ref(self) -> Any:
-        """The Ray ref of its current run, if launched (a hint)."""
-        ...
-
     def in_slot(self, slot: Slot) -> bool:
         """Its real task was launched in ``slot`` and has not left it (a hint)."""
         ...
@@ -172,6 +167,13 @@ class ClientRuntime:
         #: Entries that were admitted or ended meanwhile are skipped when popped.
         self._successors: dict[LeaseKey, deque[Successor]] = {}
         self._compact_at: dict[LeaseKey, int] = {}
+        #: Lease keys whose last task returned within ``PIPELINE_MAX_RUN_S``: only behind
+        #: those are tasks queued in a slot (``_fill_locked``).
+        self._pipelined: set[LeaseKey] = set()
+        #: Live slots per lease key (``open_slot`` / ``_close_slot``).
+        self._slots_open: dict[LeaseKey, int] = {}
+        #: Slots opened while the poller hands a batch of events out, filled after it.
+        self._fills_due: list[Slot] = []
         self._accepted_shapes: set[Hashable] = set()
         self._catalog_queues: set[str] = set()
         self._catalog_priorities: set[str] = set()
@@ -310,12 +312,15 @@ class ClientRuntime:
     ) -> None:
         """A launched task returned: start an identical queued one in its place if its
         lease is open, else give the quota back."""
+        key = handle.lease_key
         with self._lock:
-            successors = self._successors.get(handle.lease_key)
-            open_ = self._lease_open.get(handle.lease_key, False)
-        if open_ and successors and handle.slot_eligible:
+            successors = self._successors.get(key)
+            open_ = self._lease_open.get(key, False)
+        if open_ and successors and handle.slot_eligible and not self._slots_open.get(key):
             # It ran without a slot (it was admitted alone): rather than hand over one
             # task at a time, give the quota back; the next admission comes with a slot.
+            # Not while slots of its kind are open: the manager would admit the oldest
+            # waiting task, likely one queued in a slot already, where it would wait.
             open_ = False
         while open_ and successors:
             try:
@@ -337,16 +342,42 @@ class ClientRuntime:
         """A slot for an admitted task the manager made a placement group for."""
         slot = new_slot(pg_id, holder.lease_key)
         slot.tasks.append(holder)
+        with self._lock:
+            self._slots_open[slot.lease_key] = self._slots_open.get(slot.lease_key, 0) + 1
         return slot
+
+    def _close_slot(self, slot: Slot) -> None:
+        """Nothing more is queued in ``slot`` (holding its lock)."""
+        if not slot.alive:
+            return
+        slot.alive = False
+        with self._lock:
+            left = self._slots_open.pop(slot.lease_key) - 1
+            if left:
+                self._slots_open[slot.lease_key] = left
 
     def fill(self, slot: Slot) -> None:
         """Queue waiting identical tasks in ``slot`` behind its holder, while the lease is
-        open, up to ``SLOT_DEPTH``."""
+        open, up to ``SLOT_DEPTH`` (one, the next holder, unless its tasks are short)."""
         with slot.lock:
             self._fill_locked(slot)
 
+    def fill_after_events(self, slot: Slot) -> None:
+        """``fill`` once the poller has handed out the batch it is in. A cycle often
+        admits several identical tasks at once: filling the first one's slot with the
+        others before their own admissions are read would keep them waiting there."""
+        self._fills_due.append(slot)
+
+    def note_run(self, key: LeaseKey, seconds: float) -> None:
+        """A task of ``key`` returned ``seconds`` after it started (as seen here)."""
+        if seconds <= PIPELINE_MAX_RUN_S:
+            self._pipelined.add(key)
+        else:
+            self._pipelined.discard(key)
+
     def _fill_locked(self, slot: Slot) -> None:
-        while slot.alive and len(slot.tasks) < SLOT_DEPTH:
+        depth = SLOT_DEPTH if slot.lease_key in self._pipelined else 1
+        while slot.alive and len(slot.tasks) < depth:
             with self._lock:
                 successors = self._successors.get(slot.lease_key)
                 if not successors or not self._lease_open.get(slot.lease_key, False):
@@ -379,7 +410,7 @@ class ClientRuntime:
                         self._handles.pop(holder.workload, None)
                         self._lock.notify_all()
                     continue
-                slot.alive = False
+                self._close_slot(slot)
                 self.report_finished(holder.workload, failed=False, message="task returned")
                 self.forget(holder.workload)
 
@@ -397,7 +428,7 @@ class ClientRuntime:
         admitted go back to waiting (their Ray tasks cancelled, since one of them may be
         running and Ray would retry it into the removed group forever)."""
         with slot.lock:
-            slot.alive = False
+            self._close_slot(slot)
             stopped = [(task, task._unstage(slot)) for task in slot.tasks]
             # Admitted ones stay, so a holder that still returns gives its quota back.
             slot.tasks = deque(task for task, ref in stopped if ref is None)
@@ -529,6 +560,9 @@ class ClientRuntime:
                     handle._on_event(event)
                 except Exception:
                     logger.exception("ray_queue: handling %s failed", event)
+            fills, self._fills_due = self._fills_due, []
+            for slot in fills:
+                self.fill(slot)
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():

@@ -8,10 +8,11 @@ it returns. Slots win it back without letting work run outside its quota.
 When the manager admits a task whose owner has identical tasks queued behind it and
 nothing else waits for that quota (its lease is open), it creates a one-bundle placement
 group of the task's shape: a *slot*. The client launches the task in it and, while the
-lease stays open, queues up to ``SLOT_DEPTH - 1`` of the waiting identical tasks behind it
-in the same bundle. The bundle holds one at a time, so Ray enforces the quota, and runs
-them back to back on one leased worker. Each one that returns hands the quota to the next
-(``report(handovers=…)``) and the manager moves the placement group along with it.
+lease stays open and such tasks are short (``PIPELINE_MAX_RUN_S``), queues up to
+``SLOT_DEPTH - 1`` of the waiting identical tasks behind it in the same bundle. The bundle
+holds one at a time, so Ray enforces the quota, and runs them back to back on one leased
+worker. Each one that returns hands the quota to the next (``report(handovers=…)``) and
+the manager moves the placement group along with it.
 
 The tasks queued behind are not admitted. When the manager refuses a hand-over or preempts
 the holder it removes the placement group; Ray fails what was queued in it with
@@ -39,6 +40,12 @@ from ray_queue.ray_adapter.actions import pg_from_hex
 #: 0.6 of plain Ray's batch speed here, 8 measured 0.7), shallow enough that little work
 #: is thrown away when the slot is lost.
 SLOT_DEPTH = 8
+#: Tasks are queued behind a holder only while their kind (lease key) last ran at most
+#: this long. Pipelining saves a driver round trip per task, which only short tasks
+#: notice; and a task queued in a slot that is then admitted on its own waits there for
+#: the tasks ahead of it (Ray may have started it, so it cannot be moved), which only
+#: short tasks make brief.
+PIPELINE_MAX_RUN_S = 0.5
 #: How Ray marks a task that failed because its placement group was removed.
 _PLACEMENT_GROUP_REMOVED = str(ErrorType.Value("TASK_PLACEMENT_GROUP_REMOVED")).encode()
 
@@ -71,20 +78,6 @@ class Slot:
         launcher = remote_fn.options(**options)
         self._launcher = (remote_fn, ray_options, launcher)
         return launcher
-
-    def may_have_started(self, task: Any) -> bool:
-        """Whether ``task``, queued in this slot, may be running already. Ray runs the
-        slot's tasks one at a time in order, so it is not while the one ahead of it has
-        not finished. (Read without the lock, a hint: the task ahead may finish a moment
-        later.) When in doubt — no task ahead of it, or that one has left the slot — it
-        may have."""
-        tasks = list(self.tasks)
-        position = tasks.index(task) if task in tasks else 0
-        ahead = tasks[position - 1] if position else None
-        if ahead is None or not ahead.in_slot(self) or ahead.launched_ref is None:
-            return True
-        done, _ = ray.wait([ahead.launched_ref], timeout=0, fetch_local=False)
-        return bool(done)
 
 
 def new_slot(pg_id: str, lease_key: LeaseKey) -> Slot:

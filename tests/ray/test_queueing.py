@@ -243,6 +243,28 @@ def test_a_backlog_runs_in_slots_on_its_flavor_within_quota(teams: None) -> None
     wait_for(lambda: not any(w.startswith("ta-") for w in live_pgs()), 30)
 
 
+def test_a_backlog_of_long_tasks_is_not_queued_in_ray_behind_them(teams: None) -> None:
+    # A shape of its own, so no earlier test's short tasks say this kind is short.
+    @ray_queue.remote(num_gpus=1, num_cpus=0.5, queue="team-a", priority="low")
+    def long(i: int) -> int:
+        import time
+
+        time.sleep(0.7)
+        return i
+
+    backlog = [long.remote(i) for i in range(12)]
+    most_launched = 0
+    deadline = time.monotonic() + 90
+    while not all(h.returned for h in backlog) and time.monotonic() < deadline:
+        launched = sum(h._ref is not None and not h.returned for h in backlog)
+        most_launched = max(most_launched, launched)
+        time.sleep(0.02)
+    assert ray_queue.get(backlog, timeout=30) == list(range(12))
+    # Each one started only when admitted or handed a finished one's quota: never more
+    # than the four GPUs team-a can hold, none queued in Ray behind a running one.
+    assert 1 <= most_launched <= 4
+
+
 def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> None:
     @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
     def brief(i: int) -> int:
@@ -284,6 +306,8 @@ def test_a_task_admitted_on_its_own_while_running_in_a_slot_runs_once(teams: Non
     held = ray_queue.placement_group([{"GPU": 1}] * 3, queue="team-a", priority="low")
     assert held.wait(timeout_seconds=30)
     runs = Runs.remote()  # type: ignore[attr-defined]
+    # Up first, so step 0 runs briefly: tasks are queued in a slot only behind short ones.
+    ray.get(runs.counts.remote())
     seconds = {1: 0.5, 2: 3.0}
     backlog = [step.remote(runs, i, seconds.get(i, 0.05)) for i in range(10)]
     wait_for(lambda: started(1), 30, interval_s=0.01)
