@@ -198,13 +198,16 @@ class QueuedObjectRef(_Handle):
             self._run_started = time.monotonic()
             return True
 
-    def _unstage(self, slot: Slot) -> Any:
+    def _unstage(self, slot: Slot) -> tuple[bool, Any]:
         with self._cv:
             if self._slot is not slot or self._state is not WorkloadState.PENDING:
-                return None
-            ref, self._ref, self._slot = self._ref, None, None
+                return False, None
+            self._slot = None
+            if self._settle_returned():
+                return True, None
+            ref, self._ref = self._ref, None
             self._cv.notify_all()
-            return ref
+            return True, ref
 
     def _on_event(self, event: ClientEvent) -> None:
         cancel_ref = None
@@ -212,6 +215,7 @@ class QueuedObjectRef(_Handle):
         opened: Slot | None = None
         lost: Slot | None = None
         already_ran = False
+        settled = False
         with self._cv:
             queued_in_slot = self._slot is not None and self._state is WorkloadState.PENDING
             # Queued in another task's slot on an admission of its own: that slot is not
@@ -252,6 +256,8 @@ class QueuedObjectRef(_Handle):
                 lost, self._slot = self._slot, None
                 if lost is None and event.state is WorkloadState.ADMITTED:
                     self._runtime.report_started(self.workload)
+                elif self._settle_returned():
+                    settled = True
                 elif not self._done:
                     cancel_ref, self._ref = self._ref, None
                     if event.state is WorkloadState.ADMITTED:
@@ -263,7 +269,9 @@ class QueuedObjectRef(_Handle):
                 lost, self._slot = self._slot, None
                 if guest:
                     lost, self._own_admission = None, None
-                if not self._done:
+                if not event.state.is_terminal and self._settle_returned():
+                    settled = True
+                elif not self._done:
                     cancel_ref, self._ref = self._ref, None
                     if event.state.is_terminal:
                         self._error = self._terminal_error(event)
@@ -285,6 +293,24 @@ class QueuedObjectRef(_Handle):
             self._runtime.fill_after_events(opened)
         if already_ran:
             self._runtime.pass_admission_on(self, event)
+        if settled:
+            self._runtime.settled(self, event.state)
+
+    def _settle_returned(self) -> bool:
+        """(Holding ``_cv``.) If its current run has returned a result in Ray that the
+        watcher has not seen yet, keep it: it is done, and the watcher's sighting of it
+        changes nothing. Whether it did. A preemption or refusal that reaches a task
+        which has already returned must not run it again (a busy driver sees returns
+        late; Ray runs what is queued in a slot without it)."""
+        ref = self._ref
+        if self._done or ref is None:
+            return False
+        done, _ = ray.wait([ref], timeout=0, fetch_local=False)
+        if not done or lost_with_its_placement_group(ref):
+            return False
+        self._done = True
+        self._attempt += 1
+        return True
 
     def _has_queued_args(self) -> bool:
         values = [*self._args, *self._kwargs.values()]

@@ -44,6 +44,7 @@ from ray_queue.engine.model import (
     LeaseKey,
     WorkloadId,
     WorkloadKind,
+    WorkloadState,
     WorkloadStatus,
     to_milli,
 )
@@ -106,9 +107,10 @@ class Successor(Protocol):
         in ``slot``; whether it did."""
         ...
 
-    def _unstage(self, slot: Slot) -> Any:
-        """Queued in ``slot`` and not admitted: stop it and return its Ray ref to cancel
-        (``None`` if it was not), so it waits for an admission of its own again."""
+    def _unstage(self, slot: Slot) -> tuple[bool, Any]:
+        """If queued in ``slot`` and not admitted, take it out: whether it left, and the
+        Ray ref to cancel so it waits for an admission of its own again (``None`` if it
+        had returned already: then it is done, ``settled``)."""
         ...
 
     @property
@@ -429,15 +431,27 @@ class ClientRuntime:
         running and Ray would retry it into the removed group forever)."""
         with slot.lock:
             self._close_slot(slot)
-            stopped = [(task, task._unstage(slot)) for task in slot.tasks]
+            stopped = [(task, *task._unstage(slot)) for task in slot.tasks]
             # Admitted ones stay, so a holder that still returns gives its quota back.
-            slot.tasks = deque(task for task, ref in stopped if ref is None)
-        for task, ref in stopped:
+            slot.tasks = deque(task for task, left, _ in stopped if not left)
+        for task, left, ref in stopped:
+            if not left:
+                continue
             if ref is None:
+                self.settled(task, WorkloadState.PENDING)
                 continue
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
             self.add_successor(task)
+
+    def settled(self, handle: Successor, state: WorkloadState) -> None:
+        """``handle`` returned before a preemption, refusal or lost slot reached it, and
+        the manager has it in ``state``: if admitted it finishes now; if pending, its
+        admission, when it comes, is answered "had already ended" (the handle is
+        forgotten, so it is never launched again)."""
+        if state is WorkloadState.ADMITTED:
+            self.report_finished(handle.workload, failed=False, message="task returned")
+        self.forget(handle.workload)
 
     def cancel(self, workloads: Sequence[WorkloadId]) -> list[bool]:
         self.flush()

@@ -537,3 +537,33 @@ def test_handles_can_be_awaited(teams: None) -> None:
         return list(results), await actor.echo.remote(7)
 
     assert asyncio.run(asyncio.wait_for(main(), 60)) == ([0, 2, 4, 6, 8], 7)
+
+
+def test_tasks_that_returned_are_not_run_again_when_their_slots_are_preempted(
+    teams: None,
+) -> None:
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def tick(runs: ray.actor.ActorHandle, i: int) -> int:
+        ray.get(runs.ran.remote(i))
+        return i
+
+    runs = Runs.remote()  # type: ignore[attr-defined]
+    ray.get(runs.counts.remote())
+    assert ray_queue.get([tick.remote(runs, -i - 1) for i in range(4)], timeout=60)
+    backlog = [tick.remote(runs, i) for i in range(200)]
+    wait_for(lambda: sum(handed_over(h.workload) for h in backlog[:40]) >= 4, 60, 0.05)
+    # Hold the driver's watcher back, as a busy driver would be: Ray runs what is queued
+    # in the slots to its end, but the driver has not seen any of it return when the
+    # slots' holders are preempted and the slots removed. Those results stand.
+    with runtime()._running_cv:
+        time.sleep(1.0)
+        ran = ray.get(runs.counts.remote())
+        group = ray_queue.placement_group([{"GPU": 1}] * 4, queue="team-a", priority="high")
+        wait_for(lambda: state_of(group.workload) is S.ADMITTED, 30, interval_s=0.02)
+        time.sleep(0.5)  # the driver receives the preemptions
+    assert group.wait(timeout_seconds=60)
+    group.remove()
+    assert ray_queue.get(backlog, timeout=120) == list(range(200))
+    counts = ray.get(runs.counts.remote())
+    assert len(ran) > 4, "nothing ran while the watcher was held"
+    assert {i: n for i, n in counts.items() if n != 1} == {}
