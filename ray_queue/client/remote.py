@@ -200,7 +200,11 @@ class QueuedObjectRef(_Handle):
 
     def _unstage(self, slot: Slot) -> tuple[bool, Any]:
         with self._cv:
-            if self._slot is not slot or self._state is not WorkloadState.PENDING:
+            if (
+                self._slot is not slot
+                or self._state is not WorkloadState.PENDING
+                or self._ref is None
+            ):
                 return False, None
             self._slot = None
             if self._settle_returned():
