@@ -365,9 +365,10 @@ class ClientRuntime:
             self._fill_locked(slot)
 
     def fill_after_events(self, slot: Slot) -> None:
-        """``fill`` once the poller has handed out the batch it is in. A cycle often
-        admits several identical tasks at once: filling the first one's slot with the
-        others before their own admissions are read would keep them waiting there."""
+        """``fill`` once the poller has handed out the batch it is in (called on the
+        poller's thread only, from ``_on_event``). A cycle often admits several identical
+        tasks at once: filling the first one's slot with the others before their own
+        admissions are read would keep them waiting there."""
         self._fills_due.append(slot)
 
     def note_run(self, key: LeaseKey, seconds: float) -> None:

@@ -247,8 +247,6 @@ def test_a_backlog_of_long_tasks_is_not_queued_in_ray_behind_them(teams: None) -
     # A shape of its own, so no earlier test's short tasks say this kind is short.
     @ray_queue.remote(num_gpus=1, num_cpus=0.5, queue="team-a", priority="low")
     def long(i: int) -> int:
-        import time
-
         time.sleep(0.7)
         return i
 
