@@ -61,9 +61,11 @@ METRICS_PORT_ENV = "RAY_QUEUE_METRICS_PORT"
 DEFAULT_METRICS_PORT = 9090
 TICK_S = 0.25
 SLOW_TICK_S = 1.0
-#: Slow ticks between reads of Ray's placement group table (to notice groups removed
-#: behind the manager's back): the table lists every group (~75 ms for 1,000 here).
-PG_AUDIT_EVERY = 10
+#: Placement groups looked up in Ray per slow tick, to notice groups removed behind the
+#: manager's back: ~0.4 ms each here, so a tick costs at most ~20 ms and 500 live groups
+#: are all checked every 10 s (Ray's whole table would cost more with every group the
+#: cluster ever removed: 0.7 s at 16,000).
+PG_AUDIT_PER_TICK = 50
 #: Finished workloads are remembered this long for status queries, then forgotten.
 RETENTION_S = 3600.0
 
@@ -190,8 +192,7 @@ class QueueManager:
                 self._watch_placement_groups()
                 if n % slow_every == 0:
                     self._slow_tick()
-                if n % (slow_every * PG_AUDIT_EVERY) == 0:
-                    self._core.audit_placement_groups()
+                    self._core.audit_placement_groups(limit=PG_AUDIT_PER_TICK)
                 if n % (slow_every * 60) == 0:
                     self._core.forget_finished(older_than_s=RETENTION_S)
             except Exception:

@@ -102,6 +102,8 @@ class ManagerCore:
         self._events: dict[str, deque[ClientEvent]] = {}
         self._owned: dict[str, set[WorkloadId]] = {}
         self._pgs: dict[WorkloadId, str] = {}
+        #: Placement-group workloads still to be checked in this round of the audit.
+        self._audit_turns: deque[WorkloadId] = deque()
         self._pacer = ReleasePacer(release_lag_s)
         self._jobs: dict[WorkloadId, str] = {}
         self._capacity = Capacity()
@@ -384,27 +386,38 @@ class ManagerCore:
                 touched |= self._finish(workload, failed=failed, message=f"Ray job {state}")
         self._commit(touched, [])
 
-    def audit_placement_groups(self) -> None:
+    def audit_placement_groups(self, limit: int) -> None:
         """End each admitted placement group or actor whose group Ray no longer has: it
         was removed outside ray_queue (``ray.util.remove_placement_group`` on the handle),
-        and its quota would otherwise stay held forever. A task's slot is left to its
-        owner, who sees the loss itself."""
-        if not self._pgs:
-            return  # nothing to check: spare Ray the table read
-        alive = self._actions.live_placement_group_ids()
+        and its quota would otherwise stay held forever. Looks up at most ``limit``
+        groups per call, taking turns, so the cost of a call stays bounded however many
+        groups are live. A task's slot is left to its owner, who sees the loss itself."""
+        if not self._audit_turns:
+            self._audit_turns = deque(w for w in self._pgs if self._is_pg_kind(w))
+        batch: dict[str, WorkloadId] = {}
+        while self._audit_turns and len(batch) < limit:
+            workload = self._audit_turns.popleft()
+            pg_id = self._pgs.get(workload)
+            if pg_id is not None:
+                batch[pg_id] = workload
+        if not batch:
+            return
         touched: set[WorkloadId] = set()
-        for workload, pg_id in list(self._pgs.items()):
-            if pg_id in alive or not self._known(workload):
-                continue
+        for pg_id in self._actions.removed_placement_groups(list(batch)):
+            workload = batch[pg_id]
+            if self._pgs.get(workload) != pg_id:
+                continue  # its workload ended meanwhile
             kind = self._engine.workload(workload).spec.kind
-            if kind in _PG_KINDS:
-                touched |= self._finish(
-                    workload,
-                    failed=kind is WorkloadKind.ACTOR,
-                    message="its placement group was removed outside ray_queue",
-                )
+            touched |= self._finish(
+                workload,
+                failed=kind is WorkloadKind.ACTOR,
+                message="its placement group was removed outside ray_queue",
+            )
         if touched:
             self._commit(touched, [])
+
+    def _is_pg_kind(self, workload: WorkloadId) -> bool:
+        return self._known(workload) and self._engine.workload(workload).spec.kind in _PG_KINDS
 
     def _retry_job(self, workload: WorkloadId, submission_id: str) -> set[WorkloadId]:
         attempts = self._job_retries.pop(workload)

@@ -192,9 +192,9 @@ class RayActions(Protocol):
         """Every live placement group this manager created, by workload (for re-adoption)."""
         ...
 
-    def live_placement_group_ids(self) -> set[str]:
-        """The ids of the live placement groups this manager created (a read, no side
-        effects: to notice groups removed behind the manager's back)."""
+    def removed_placement_groups(self, pg_ids: Sequence[str]) -> set[str]:
+        """Those of ``pg_ids`` Ray no longer has (a read, no side effects: to notice groups
+        removed behind the manager's back). Costs a lookup per id, not a table read."""
         ...
 
     def submit_job(

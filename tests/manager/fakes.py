@@ -19,6 +19,8 @@ class RecordingActions:
         self.pg_specs: dict[WorkloadId, tuple[list[dict[str, float]], list[dict[str, str]]]] = {}
         self.job_state: dict[str, str] = {}
         self.job_payloads: dict[str, Mapping[str, Any]] = {}
+        #: The ids each ``removed_placement_groups`` call looked up.
+        self.audited: list[list[str]] = []
         self._next = 0
         #: How many upcoming ``submit_job`` calls fail (like Ray's "no available agent").
         self.failing_job_submits = 0
@@ -48,8 +50,9 @@ class RecordingActions:
     def placement_groups(self) -> Mapping[WorkloadId, str]:
         return dict(self.pgs)
 
-    def live_placement_group_ids(self) -> set[str]:
-        return set(self.pgs.values())
+    def removed_placement_groups(self, pg_ids: Sequence[str]) -> set[str]:
+        self.audited.append(list(pg_ids))
+        return set(pg_ids) - set(self.pgs.values())
 
     def submit_job(
         self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]

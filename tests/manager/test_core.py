@@ -231,10 +231,25 @@ def test_a_group_removed_behind_the_managers_back_ends_its_workload() -> None:
     core, actions = new_core()
     core.submit_many([req("pg", gpu=4), req("next", gpu=4)])
     actions.pgs.pop(W("pg"))  # what ray.util.remove_placement_group on the handle does
-    core.audit_placement_groups()
+    core.audit_placement_groups(limit=10)
     gone = core.workload(W("pg"))
     assert gone.state is WorkloadState.FINISHED
     assert "removed outside ray_queue" in gone.message
     assert state(core, "next") is WorkloadState.ADMITTED
-    core.audit_placement_groups()  # nothing else is missing
+    core.audit_placement_groups(limit=10)  # nothing else is missing
     assert state(core, "next") is WorkloadState.ADMITTED
+
+
+def test_the_audit_looks_up_a_bounded_number_of_groups_per_call_taking_turns() -> None:
+    core, actions = new_core()
+    core.submit_many([req(f"pg{i}", gpu=1) for i in range(4)])
+    ids = dict(actions.pgs)
+    assert len(ids) == 4
+    actions.pgs.pop(W("pg3"))
+    for _ in range(3):
+        core.audit_placement_groups(limit=3)
+    # A round of 3 + 1 covers every group once; the next round starts over (3 left).
+    assert [len(batch) for batch in actions.audited] == [3, 1, 3]
+    assert sorted(actions.audited[0] + actions.audited[1]) == sorted(ids.values())
+    assert state(core, "pg3") is WorkloadState.FINISHED
+    assert all(state(core, f"pg{i}") is WorkloadState.ADMITTED for i in range(3))

@@ -83,7 +83,7 @@ def test_a_group_removed_with_ray_directly_ends_its_workload_and_frees_quota(
     waiting = ray_queue.placement_group([{"GPU": 2}], queue="team-a", priority="low")
     assert not waiting.wait(timeout_seconds=1)
     ray.util.remove_placement_group(pg.placement_group)
-    # Noticed by the manager's audit of Ray's placement group table (every 10 s).
+    # Noticed by the manager's audit, which looks its groups up in Ray (50 a second).
     wait_for(lambda: state_of(pg.workload) is S.FINISHED, timeout_s=30)
     assert "removed outside ray_queue" in pg.status().message
     assert waiting.wait(timeout_seconds=30)
