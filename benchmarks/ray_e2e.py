@@ -66,6 +66,8 @@ class _Track:
     submitted_s: float | None = None
     first_admitted_s: float | None = None
     last_admitted_s: float | None = None
+    #: When the driver saw Ray place the group of the last admission.
+    placed_s: float | None = None
     finished_s: float | None = None
     #: Bumped on every admission and preemption, so a ready or hold timer that belongs to
     #: an earlier admission is ignored.
@@ -242,6 +244,7 @@ class Driver:
                     track, generation = entry
                     if track.generation != generation:
                         continue
+                    track.placed_s = now
                     hold_s = track.arrival.workload_class.runtime_ms / 1000.0 / self.time_scale
                     heapq.heappush(self._holds, (now + hold_s, next(self._seq), track, generation))
                 self._wake.notify_all()
@@ -305,6 +308,11 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
             ),
             "mean_time_to_first_admission_s": _mean_scaled(
                 [(t.first_admitted_s or 0.0) - (t.submitted_s or 0.0) for t in done], scale
+            ),
+            # Admission event -> Ray placed the group: the wait a user sees after admission
+            # (release pacing, Ray's placement, the ready notification).
+            "mean_admitted_to_placed_s": _mean_scaled(
+                [(t.placed_s or 0.0) - (t.last_admitted_s or 0.0) for t in done], scale
             ),
             "mean_time_to_finish_s": _mean_scaled(
                 [(t.finished_s or 0.0) - (t.submitted_s or 0.0) for t in done], scale

@@ -1,8 +1,9 @@
 """The real-Ray benchmarks run end to end on tiny inputs and report every field sanely.
 
-They check that ``benchmarks.ray_e2e`` and ``benchmarks.overhead`` measure what they
-claim — every workload of the tiny shape is submitted, placed, held and removed; both
-sides of each comparison complete — never how fast: speed is the benchmarks' own output.
+They check that ``benchmarks.ray_e2e``, ``benchmarks.overhead`` and
+``benchmarks.ray_ceiling`` measure what they claim — every workload of the tiny shape is
+submitted, placed, held and removed; both sides of each comparison complete; churned
+groups are counted once placed — never how fast: speed is the benchmarks' own output.
 Each benchmark starts (and shuts down) its own small local Ray cluster.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import ray
 
-from benchmarks import overhead, ray_e2e
+from benchmarks import overhead, ray_ceiling, ray_e2e
 from benchmarks.scenarios import TINY
 
 pytestmark = pytest.mark.ray
@@ -61,6 +62,7 @@ def test_ray_e2e_tiny_runs_every_workload(tmp_path: Path) -> None:
     assert doc["makespan_s"] >= doc["ideal_makespan_s"]
     assert set(doc["mean_time_to_admission_s"]) == {"small", "medium", "large"}
     assert all(v >= 0 for v in doc["mean_time_to_admission_s"].values())
+    assert all(c["mean_admitted_to_placed_s"] >= 0 for c in doc["classes"].values())
     # At least one admission per workload, one more per preemption that was re-admitted.
     assert doc["admissions"] >= doc["workloads"]
     assert doc["admissions_per_s"] > 0
@@ -103,3 +105,25 @@ def test_overhead_tiny_measures_both_sides(tmp_path: Path) -> None:
     assert doc["tasks"]["ratio_to_raw_per_slot"] > 0
     assert doc["command"].startswith("python -m benchmarks.overhead")
     assert {"machine", "load_average", "git_commit", "targets"} <= doc.keys()
+
+
+@pytest.mark.timeout(120)
+def test_ray_ceiling_counts_the_groups_ray_placed() -> None:
+    [point] = ray_ceiling.measure(
+        [ray_ceiling.Point(live=5, in_flight=2)], seconds=1.0, repetitions=2
+    )
+    assert point["live_groups"] == 5 and point["in_flight"] == 2
+    assert len(point["placed_per_s"]) == 2
+    assert all(rate > 0 for rate in point["placed_per_s"])
+    assert min(point["placed_per_s"]) <= point["median_placed_per_s"] <= max(point["placed_per_s"])
+    doc = ray_ceiling.report([point], command="x", seconds=1.0, repetitions=2)
+    assert {"machine", "load_average", "git_commit", "points", "ray_cluster"} <= doc.keys()
+
+
+@pytest.mark.timeout(30)
+def test_ray_ceiling_refuses_a_point_that_fills_the_node() -> None:
+    # Checked before any cluster starts.
+    with pytest.raises(ValueError, match="free"):
+        ray_ceiling.measure(
+            [ray_ceiling.Point(live=ray_ceiling.NODE_CPUS, in_flight=1)], seconds=1, repetitions=1
+        )
