@@ -39,5 +39,7 @@ def git(*measured: str) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no", "--", *measured)
+    # Reports being rewritten under benchmarks/results are not code that was measured.
+    paths = [*measured, ":(exclude)benchmarks/results"]
+    status = run("status", "--porcelain", "--untracked-files=no", "--", *paths)
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
