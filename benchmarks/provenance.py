@@ -39,7 +39,7 @@ def git(*measured: str) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = run("rev-parse", "HEAD")
-    # Reports being rewritten under benchmarks/results are not code that was measured.
-    paths = [*measured, ":(exclude)benchmarks/results"]
+    # Reports being rewritten under benchmarks/results, and prose, are not measured code.
+    paths = [*measured, ":(exclude)benchmarks/results", ":(exclude)*.md"]
     status = run("status", "--porcelain", "--untracked-files=no", "--", *paths)
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
