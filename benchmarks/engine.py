@@ -29,8 +29,6 @@ import argparse
 import heapq
 import json
 import resource
-import shlex
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -535,11 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ideal makespan, at most 1 s apart); never counted in engine time",
     )
     args = parser.parse_args(argv)
-    command = (
-        shlex.join(sys.orig_argv)
-        if argv is None
-        else shlex.join(["python", "-m", "benchmarks.engine", *argv])
-    )
+    command = provenance.command("benchmarks.engine", argv)
     doc = run(
         SCENARIOS[args.scenario],
         args.out,

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -270,11 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.pg_count, args.task_count, args.repetitions, args.cpus) < 1:
         parser.error("counts, repetitions and cpus must be >= 1")
-    command = (
-        shlex.join(sys.orig_argv)
-        if argv is None
-        else shlex.join(["python", "-m", "benchmarks.overhead", *argv])
-    )
+    command = provenance.command("benchmarks.overhead", argv)
     measured = measure(
         pg_count=args.pg_count,
         task_count=args.task_count,

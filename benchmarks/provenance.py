@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def command(module: str, argv: Sequence[str] | None) -> str:
+    """The command line that reproduces this run: the real one when run from a shell
+    (``argv`` is ``None``), else ``python -m <module>`` with the arguments a test gave."""
+    if argv is None:
+        return shlex.join(sys.orig_argv)
+    return shlex.join(["python", "-m", module, *argv])
 
 
 def machine() -> dict[str, Any]:

@@ -19,9 +19,7 @@ import argparse
 import collections
 import json
 import os
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,11 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.repetitions < 1:
         parser.error("seconds must be > 0 and repetitions >= 1")
-    command = (
-        shlex.join(sys.orig_argv)
-        if argv is None
-        else shlex.join(["python", "-m", "benchmarks.ray_ceiling", *argv])
-    )
+    command = provenance.command("benchmarks.ray_ceiling", argv)
     points = measure(DEFAULT_POINTS, seconds=args.seconds, repetitions=args.repetitions)
     doc = report(points, command=command, seconds=args.seconds, repetitions=args.repetitions)
     args.out.parent.mkdir(parents=True, exist_ok=True)

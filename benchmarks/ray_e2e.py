@@ -25,8 +25,6 @@ import itertools
 import json
 import logging
 import os
-import shlex
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -462,11 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--timeout-s", type=float, default=None, help="wall-clock limit")
     args = parser.parse_args(argv)
-    command = (
-        shlex.join(sys.orig_argv)
-        if argv is None
-        else shlex.join(["python", "-m", "benchmarks.ray_e2e", *argv])
-    )
+    command = provenance.command("benchmarks.ray_e2e", argv)
     doc = run(
         SCENARIOS[args.scenario],
         args.out,
