@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ray_queue.client.runtime import ClientRuntime, current, to_bundle
+from ray_queue.client.runtime import ClientRuntime, Unstaged, current, to_bundle
 from ray_queue.client.slots import Slot, lost_with_its_placement_group
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind, WorkloadState
 from ray_queue.errors import (
@@ -198,20 +198,20 @@ class QueuedObjectRef(_Handle):
             self._run_started = time.monotonic()
             return True
 
-    def _unstage(self, slot: Slot) -> tuple[bool, Any]:
+    def _unstage(self, slot: Slot) -> Unstaged:
         with self._cv:
             if (
                 self._slot is not slot
                 or self._state is not WorkloadState.PENDING
                 or self._ref is None
             ):
-                return False, None
+                return Unstaged(left=False)
             self._slot = None
             if self._settle_returned():
-                return True, None
+                return Unstaged(left=True)
             ref, self._ref = self._ref, None
             self._cv.notify_all()
-            return True, ref
+            return Unstaged(left=True, cancel=ref)
 
     def _on_event(self, event: ClientEvent) -> None:
         cancel_ref = None

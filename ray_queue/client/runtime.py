@@ -33,7 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import ray
 
@@ -80,6 +80,16 @@ class Tracked(Protocol):
     def _on_submitted(self, result: SubmitResult) -> None: ...
 
 
+class Unstaged(NamedTuple):
+    """What taking a task out of a slot did (``Successor._unstage``)."""
+
+    #: It was queued there, not admitted, and has left.
+    left: bool
+    #: The Ray ref to cancel so it waits for an admission of its own again; ``None`` if it
+    #: had returned already (then it is done: ``ClientRuntime.settled``).
+    cancel: Any = None
+
+
 class Successor(Protocol):
     """A queued task that may start in a finished identical task's place."""
 
@@ -107,10 +117,8 @@ class Successor(Protocol):
         in ``slot``; whether it did."""
         ...
 
-    def _unstage(self, slot: Slot) -> tuple[bool, Any]:
-        """If queued in ``slot`` and not admitted, take it out: whether it left, and the
-        Ray ref to cancel so it waits for an admission of its own again (``None`` if it
-        had returned already: then it is done, ``settled``)."""
+    def _unstage(self, slot: Slot) -> Unstaged:
+        """If queued in ``slot`` and not admitted, take it out."""
         ...
 
     @property
@@ -318,7 +326,8 @@ class ClientRuntime:
         with self._lock:
             successors = self._successors.get(key)
             open_ = self._lease_open.get(key, False)
-        if open_ and successors and handle.slot_eligible and not self._slots_open.get(key):
+            slots_open = self._slots_open.get(key, 0)
+        if open_ and successors and handle.slot_eligible and not slots_open:
             # It ran without a slot (it was admitted alone): rather than hand over one
             # task at a time, give the quota back; the next admission comes with a slot.
             # Not while slots of its kind are open: the manager would admit the oldest
@@ -432,17 +441,17 @@ class ClientRuntime:
         running and Ray would retry it into the removed group forever)."""
         with slot.lock:
             self._close_slot(slot)
-            stopped = [(task, *task._unstage(slot)) for task in slot.tasks]
+            stopped = [(task, task._unstage(slot)) for task in slot.tasks]
             # Admitted ones stay, so a holder that still returns gives its quota back.
-            slot.tasks = deque(task for task, left, _ in stopped if not left)
-        for task, left, ref in stopped:
-            if not left:
+            slot.tasks = deque(task for task, unstaged in stopped if not unstaged.left)
+        for task, unstaged in stopped:
+            if not unstaged.left:
                 continue
-            if ref is None:
+            if unstaged.cancel is None:
                 self.settled(task, WorkloadState.PENDING)
                 continue
             with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
+                ray.cancel(unstaged.cancel, force=True)
             self.add_successor(task)
 
     def settled(self, handle: Successor, state: WorkloadState) -> None:
