@@ -556,7 +556,11 @@ def test_tasks_that_returned_are_not_run_again_when_their_slots_are_preempted(
     with runtime()._running_cv:
         time.sleep(1.0)
         ran = ray.get(runs.counts.remote())
-        group = ray_queue.placement_group([{"GPU": 1}] * 4, queue="team-a", priority="high")
+        # Two GPUs, team-a's nominal quota: always admissible by preempting its own
+        # lower-priority tasks. A group of all four could need more borrowing than team-a
+        # had at that instant (a slot's quota in transit), which preemption never adds, and
+        # with the watcher held no returning task frees it: the wait timed out once.
+        group = ray_queue.placement_group([{"GPU": 1}] * 2, queue="team-a", priority="high")
         wait_for(lambda: state_of(group.workload) is S.ADMITTED, 30, interval_s=0.02)
         time.sleep(0.5)  # the driver receives the preemptions
     assert group.wait(timeout_seconds=60)
