@@ -190,6 +190,10 @@ class ClientRuntime:
         self._running: dict[Any, _Running] = {}
         self._running_in_slots = 0
         self._running_cv = threading.Condition()
+        #: Held by the watcher while it collects and handles one round of completions,
+        #: and by nothing else: a test holds it to stand in for a driver too busy to see
+        #: tasks return, without blocking the threads that launch and track tasks.
+        self.watch_round = threading.Lock()
         self._stop = threading.Event()
         self._epoch: str | None = None
         self._seq = 0
@@ -597,33 +601,35 @@ class ClientRuntime:
                 all_in_slots = self._running_in_slots == len(refs)
             if not refs:
                 continue
-            try:
-                if all_in_slots:
-                    # Ray runs what is queued in a slot without waiting for us: collect
-                    # completions in small batches rather than waking for each one.
-                    done, _ = ray.wait(
-                        refs, num_returns=len(refs), timeout=_SLOT_SWEEP_S, fetch_local=False
-                    )
-                else:
-                    # Block briefly for the first to finish, then sweep up all that have;
-                    # tasks launched meanwhile join the next round, so keep the block short.
-                    done, rest = ray.wait(refs, num_returns=1, timeout=0.01, fetch_local=False)
-                    if done and rest:
-                        more, _ = ray.wait(
-                            rest, num_returns=len(rest), timeout=0, fetch_local=False
-                        )
-                        done += more
-            except Exception:
-                logger.exception("ray_queue: watching tasks failed")
-                time.sleep(0.1)
-                continue
-            for ref in done:
-                with self._running_cv:
-                    running = self._running.pop(ref, None)
-                    if running is not None:
-                        self._running_in_slots -= running.in_slot
+            with self.watch_round:
+                self._watch_round(refs, all_in_slots)
+
+    def _watch_round(self, refs: list[Any], all_in_slots: bool) -> None:
+        try:
+            if all_in_slots:
+                # Ray runs what is queued in a slot without waiting for us: collect
+                # completions in small batches rather than waking for each one.
+                done, _ = ray.wait(
+                    refs, num_returns=len(refs), timeout=_SLOT_SWEEP_S, fetch_local=False
+                )
+            else:
+                # Block briefly for the first to finish, then sweep up all that have;
+                # tasks launched meanwhile join the next round, so keep the block short.
+                done, rest = ray.wait(refs, num_returns=1, timeout=0.01, fetch_local=False)
+                if done and rest:
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)
+                    done += more
+        except Exception:
+            logger.exception("ray_queue: watching tasks failed")
+            time.sleep(0.1)
+            return
+        for ref in done:
+            with self._running_cv:
+                running = self._running.pop(ref, None)
                 if running is not None:
-                    running.handle._on_done(ref, running.attempt)
+                    self._running_in_slots -= running.in_slot
+            if running is not None:
+                running.handle._on_done(ref, running.attempt)
 
     # -- helpers --------------------------------------------------------------------------------
 

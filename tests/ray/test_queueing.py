@@ -304,8 +304,11 @@ def test_a_task_admitted_on_its_own_while_running_in_a_slot_runs_once(teams: Non
     held = ray_queue.placement_group([{"GPU": 1}] * 3, queue="team-a", priority="low")
     assert held.wait(timeout_seconds=30)
     runs = Runs.remote()  # type: ignore[attr-defined]
-    # Up first, so step 0 runs briefly: tasks are queued in a slot only behind short ones.
+    # Warm up, so that step 0 runs briefly as the driver sees it (a first run includes
+    # starting a worker): tasks are queued in a slot only behind short ones.
     ray.get(runs.counts.remote())
+    for warm_up in (-1, -2):
+        assert ray_queue.get(step.remote(runs, warm_up, 0.0), timeout=30) == warm_up
     seconds = {1: 0.5, 2: 3.0}
     backlog = [step.remote(runs, i, seconds.get(i, 0.05)) for i in range(10)]
     wait_for(lambda: started(1), 30, interval_s=0.01)
@@ -313,13 +316,13 @@ def test_a_task_admitted_on_its_own_while_running_in_a_slot_runs_once(teams: Non
     # slot when step 1 returns, but the driver does not see that yet and hands nothing
     # over, so the manager still has step 2 pending when quota frees up and admits it on
     # its own. It must stay where it runs, not be stopped and started again elsewhere.
-    with runtime()._running_cv:
+    with runtime().watch_round:
         wait_for(lambda: started(2), 30, interval_s=0.01)
         ray.get(manager().cancel.remote([held.workload]))
         wait_for(lambda: state_of(backlog[2].workload) is S.ADMITTED, 10, interval_s=0.02)
         time.sleep(0.5)  # the driver receives the admission
     assert ray_queue.get(backlog, timeout=60) == list(range(10))
-    assert ray.get(runs.counts.remote()) == {i: 1 for i in range(10)}
+    assert ray.get(runs.counts.remote()) == {i: 1 for i in range(-2, 10)}
     wait_for(lambda: all(state_of(h.workload) is S.FINISHED for h in backlog), 30)
     wait_for(lambda: not any(w.startswith("ta-") for w in live_pgs()), 30)
 
@@ -553,7 +556,7 @@ def test_tasks_that_returned_are_not_run_again_when_their_slots_are_preempted(
     # Hold the driver's watcher back, as a busy driver would be: Ray runs what is queued
     # in the slots to its end, but the driver has not seen any of it return when the
     # slots' holders are preempted and the slots removed. Those results stand.
-    with runtime()._running_cv:
+    with runtime().watch_round:
         time.sleep(1.0)
         ran = ray.get(runs.counts.remote())
         # Two GPUs, team-a's nominal quota: always admissible by preempting its own
