@@ -12,6 +12,10 @@ hundreds of groups fit at once without hundreds of logical CPUs (which would let
 hundreds of worker processes for the tasks on a small machine), and a few CPUs for the
 tasks. The queue is the manager's default: one ClusterQueue sized to the cluster.
 
+Each repetition also records the CPU time every process of the cluster spent on it
+(``process_cpu``), per item and by role: on a small machine many short tasks are bound
+by CPU, so the task ratio is close to raw Ray's CPU per task over the queued path's.
+
     .venv/bin/python -m benchmarks.overhead --out benchmarks/results/overhead.json
 """
 
@@ -22,7 +26,8 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 import ray_queue
-from benchmarks import provenance
+from benchmarks import process_cpu, provenance
+from ray_queue.manager.actor import find_manager
 
 PG_RESOURCE = "pg_slot"
 #: Issue 3's targets: queued throughput over raw throughput.
@@ -94,15 +100,30 @@ def queued_tasks(fn: Any, count: int) -> float:
     return time.perf_counter() - started
 
 
+@dataclass
+class _Runs:
+    """One side's repetitions: seconds, and CPU seconds by process role (``process_cpu``)."""
+
+    seconds: list[float] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, run: Callable[[], float], named: Mapping[int, str]) -> None:
+        seconds, cpu = process_cpu.measured(run, named)
+        self.seconds.append(seconds)
+        self.cpu.append(cpu)
+
+
 def _alternate(
-    raw: Callable[[], float], queued: Callable[[], float], repetitions: int
-) -> tuple[list[float], list[float]]:
-    raw_s: list[float] = []
-    queued_s: list[float] = []
+    raw: Callable[[], float],
+    queued: Callable[[], float],
+    repetitions: int,
+    named: Mapping[int, str],
+) -> tuple[_Runs, _Runs]:
+    raw_runs, queued_runs = _Runs(), _Runs()
     for _ in range(repetitions):
-        raw_s.append(raw())
-        queued_s.append(queued())
-    return raw_s, queued_s
+        raw_runs.add(raw, named)
+        queued_runs.add(queued, named)
+    return raw_runs, queued_runs
 
 
 def _side(count: int, seconds: list[float]) -> dict[str, Any]:
@@ -118,8 +139,21 @@ def _side(count: int, seconds: list[float]) -> dict[str, Any]:
     }
 
 
-def _compare(count: int, raw_s: list[float], queued_s: list[float]) -> dict[str, Any]:
-    raw, queued = _side(count, raw_s), _side(count, queued_s)
+def _cpu_ms_per_item(count: int, cpu: list[dict[str, float]]) -> dict[str, float]:
+    """Median over repetitions of each role's CPU milliseconds per item."""
+    roles = sorted({role for run in cpu for role in run})
+    return {
+        role: statistics.median(1e3 * run.get(role, 0.0) / count for run in cpu) for role in roles
+    }
+
+
+def _compare(count: int, raw_runs: _Runs, queued_runs: _Runs) -> dict[str, Any]:
+    raw_s, queued_s = raw_runs.seconds, queued_runs.seconds
+    raw = {**_side(count, raw_s), "cpu_ms_per_item": _cpu_ms_per_item(count, raw_runs.cpu)}
+    queued = {
+        **_side(count, queued_s),
+        "cpu_ms_per_item": _cpu_ms_per_item(count, queued_runs.cpu),
+    }
     return {
         "count": count,
         "raw": raw,
@@ -153,9 +187,14 @@ def measure(
             queued_pgs(warm_pgs)
             raw_tasks(plain, warm_tasks)
             queued_tasks(queued, warm_tasks)
+            manager = find_manager()
+            assert manager is not None, "ray_queue.init() started no manager"
+            named = {int(ray.get(manager.pid.remote())): "manager"}
             pgs = _compare(
                 pg_count,
-                *_alternate(lambda: raw_pgs(pg_count), lambda: queued_pgs(pg_count), repetitions),
+                *_alternate(
+                    lambda: raw_pgs(pg_count), lambda: queued_pgs(pg_count), repetitions, named
+                ),
             )
             tasks = _compare(
                 task_count,
@@ -163,6 +202,7 @@ def measure(
                     lambda: raw_tasks(plain, task_count),
                     lambda: queued_tasks(queued, task_count),
                     repetitions,
+                    named,
                 ),
             )
             slots = max(1, int(cpus / task_cpus))
@@ -249,6 +289,15 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
         "",
     )
     console.print(table)
+    raw_cpu = doc["tasks"]["raw"]["cpu_ms_per_item"]
+    queued_cpu = doc["tasks"]["queued"]["cpu_ms_per_item"]
+    cpu = Table(title="CPU ms per task, by process (median of the repetitions)")
+    cpu.add_column("process")
+    cpu.add_column("raw", justify="right")
+    cpu.add_column("queued", justify="right")
+    for role in sorted({*raw_cpu, *queued_cpu}, key=lambda r: (r == "total", r)):
+        cpu.add_row(role, f"{raw_cpu.get(role, 0.0):.2f}", f"{queued_cpu.get(role, 0.0):.2f}")
+    console.print(cpu)
     console.print(f"reproduce: {doc['command']}")
 
 

@@ -100,6 +100,12 @@ def test_overhead_tiny_measures_both_sides(tmp_path: Path) -> None:
             assert section[side]["median_per_s"] > 0
             assert section[side]["spread"] >= 0
         assert len(section["ratio_per_repetition"]) == 2
+    cpu = {side: doc["tasks"][side]["cpu_ms_per_item"] for side in ("raw", "queued")}
+    for side in ("raw", "queued"):
+        assert cpu[side]["driver"] > 0 and cpu[side]["ray_workers"] > 0
+        parts = sum(v for role, v in cpu[side].items() if role != "total")
+        assert cpu[side]["total"] >= parts * 0.999
+    assert cpu["queued"]["manager"] > 0
     per_slot = doc["tasks"]["raw_per_slot"]
     assert per_slot["slots"] == 4 and len(per_slot["seconds"]) == 2
     assert doc["tasks"]["ratio_to_raw_per_slot"] > 0
