@@ -188,7 +188,8 @@ def measure(
             raw_tasks(plain, warm_tasks)
             queued_tasks(queued, warm_tasks)
             manager = find_manager()
-            assert manager is not None, "ray_queue.init() started no manager"
+            if manager is None:
+                raise RuntimeError("ray_queue.init() returned, but no queue manager is running")
             named = {int(ray.get(manager.pid.remote())): "manager"}
             pgs = _compare(
                 pg_count,
