@@ -147,13 +147,13 @@ def _cpu_ms_per_item(count: int, cpu: list[dict[str, float]]) -> dict[str, float
     }
 
 
+def _measured_side(count: int, runs: _Runs) -> dict[str, Any]:
+    return {**_side(count, runs.seconds), "cpu_ms_per_item": _cpu_ms_per_item(count, runs.cpu)}
+
+
 def _compare(count: int, raw_runs: _Runs, queued_runs: _Runs) -> dict[str, Any]:
     raw_s, queued_s = raw_runs.seconds, queued_runs.seconds
-    raw = {**_side(count, raw_s), "cpu_ms_per_item": _cpu_ms_per_item(count, raw_runs.cpu)}
-    queued = {
-        **_side(count, queued_s),
-        "cpu_ms_per_item": _cpu_ms_per_item(count, queued_runs.cpu),
-    }
+    raw, queued = _measured_side(count, raw_runs), _measured_side(count, queued_runs)
     return {
         "count": count,
         "raw": raw,
