@@ -326,7 +326,8 @@ class ManagerCore:
             if isinstance(outcome, Decision):
                 decisions.append(outcome)
                 touched |= {done, successor}
-                reported.add(successor)
+                if not _was_evicted(self._engine.workload(successor)):
+                    reported.add(successor)
                 payloads.update(self._move_slot(done, successor))
                 continue
             if self._admitted_meanwhile(handover):
@@ -923,6 +924,15 @@ class ManagerCore:
 def _to_ray(resources: Mapping[str, int]) -> dict[str, float]:
     """Milli-units back to Ray's units; zero amounts are dropped (Ray rejects them in PGs)."""
     return {name: amount / MILLI for name, amount in resources.items() if amount > 0}
+
+
+def _was_evicted(status: WorkloadStatus) -> bool:
+    """Whether ``status`` was ever preempted or evicted. A hand-over to such a task may
+    have crossed that preemption: its owner started it in a finished task's place
+    before the preemption of an admission of its own reached it, and then stopped it.
+    Its owner is told of the hand-over's admission then, so that it starts it again
+    (it changes nothing if the task still runs)."""
+    return any(t.to_state is WorkloadState.EVICTED for t in status.history)
 
 
 def _lease_event(seq: int, key: LeaseKey, open_: bool) -> ClientEvent:

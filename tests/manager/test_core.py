@@ -194,6 +194,28 @@ def test_a_task_hands_its_quota_over_silently_and_durably() -> None:
     assert (state(restored, "t1"), state(restored, "t5")) == (WorkloadState.FINISHED,) * 2
 
 
+def test_a_hand_over_that_crossed_a_preemption_is_told_to_the_owner() -> None:
+    core, _ = new_core()
+    core.submit_many([req(f"t{i}", kind=WorkloadKind.TASK) for i in range(1, 7)])
+    batch = core.events("driver-1", after_seq=0, epoch=core.epoch)
+    slot = slot_of(batch.events, "t2")
+    # t1 gives its quota back; the cycle admits t5, the oldest waiting. Then team-b takes
+    # its two GPUs back, and the two admitted last, t4 and t5, are preempted.
+    core.report(finished=[(W("t1"), False, "task returned")])
+    core.submit_many([req("reclaim", queue="team-b", gpu=1, count=2)])
+    assert state(core, "reclaim") is WorkloadState.ADMITTED
+    assert state(core, "t5") is WorkloadState.PENDING
+    seq = core.events("driver-1", after_seq=0, epoch=core.epoch).seq
+    # The driver, before it heard of either, started t5 in t2's place when t2 returned,
+    # and then stopped it when the preemption reached it. The hand-over stands, so the
+    # driver is told t5 is admitted, and starts it again.
+    core.report(handovers=[HandOver(W("t2"), W("t5"), slot)])
+    assert state(core, "t5") is WorkloadState.ADMITTED
+    [told] = core.events("driver-1", after_seq=seq, epoch=core.epoch).events
+    assert (told.workload, told.decision, told.reason) == ("t5", "admit", "HandedOver")
+    assert told.placement_group_id == slot
+
+
 @pytest.mark.parametrize(
     ("priority", "gets_the_quota"),
     [("high", "other"), ("low", "t5")],
