@@ -216,7 +216,6 @@ class QueuedObjectRef(_Handle):
     def _on_event(self, event: ClientEvent) -> None:
         cancel_ref = None
         requeued = False
-        opened: Slot | None = None
         lost: Slot | None = None
         already_ran = False
         settled = False
@@ -251,7 +250,7 @@ class QueuedObjectRef(_Handle):
                     # Its arguments may not be launched yet; never block the event thread.
                     threading.Thread(target=self._launch_locked, args=(event,), daemon=True).start()
                 else:
-                    opened = self._launch_admitted(event)
+                    self._launch_admitted(event)
             elif event.decision == "handover_refused":
                 # Started in a finished task's place, but by then someone else was waiting
                 # for that quota: stop, and run when admitted like any other task (unless
@@ -265,7 +264,7 @@ class QueuedObjectRef(_Handle):
                 elif not self._done:
                     cancel_ref, self._ref = self._ref, None
                     if event.state is WorkloadState.ADMITTED:
-                        opened = self._launch_admitted(event)
+                        self._launch_admitted(event)
                     requeued = event.state is WorkloadState.PENDING
             elif event.decision in ("preempt", "evict") or event.state.is_terminal:
                 if event.decision == "preempt":
@@ -293,8 +292,6 @@ class QueuedObjectRef(_Handle):
             self._runtime.add_successor(self)
         if lost is not None and not queued_in_slot:
             self._runtime.abandon(lost)
-        if opened is not None:
-            self._runtime.fill_after_events(opened)
         if already_ran:
             self._runtime.pass_admission_on(self, event)
         if settled:
@@ -323,25 +320,20 @@ class QueuedObjectRef(_Handle):
     def _launch_locked(self, event: ClientEvent) -> None:
         args = tuple(_resolve(a) for a in self._args)
         kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
-        opened = None
         with self._cv:
             admitted = self._state is WorkloadState.ADMITTED
             if admitted and self._ref is None and self._error is None and not self._done:
                 self._args, self._kwargs = args, kwargs
-                opened = self._launch_admitted(event)
+                self._launch_admitted(event)
             self._cv.notify_all()
-        if opened is not None:
-            self._runtime.fill(opened)
 
-    def _launch_admitted(self, event: ClientEvent, *, report: bool = True) -> Slot | None:
+    def _launch_admitted(self, event: ClientEvent, *, report: bool = True) -> None:
         """Start the real task as ``event`` admitted it (holding ``_cv``): in the slot the
-        manager made for it, if any (returned, to be filled once the lock is released)."""
-        if event.placement_group_id is None:
-            self._launch(event.label_selector, report=report)
-            return None
-        slot = self._runtime.open_slot(event.placement_group_id, self)
+        manager made for it, if any."""
+        slot = None
+        if event.placement_group_id is not None:
+            slot = self._runtime.open_slot(event.placement_group_id, self)
         self._launch(event.label_selector, report=report, slot=slot)
-        return slot
 
     def _launch(
         self, label_selector: Mapping[str, str], *, report: bool = True, slot: Slot | None = None
@@ -370,7 +362,6 @@ class QueuedObjectRef(_Handle):
 
     def _on_done(self, ref: Any, attempt: int) -> None:
         requeued = False
-        opened: Slot | None = None
         with self._cv:
             if ref is not self._ref or attempt != self._attempt:
                 return  # a cancelled (preempted) attempt
@@ -379,8 +370,10 @@ class QueuedObjectRef(_Handle):
             lost = slot is not None and lost_with_its_placement_group(ref)
             if lost and own is not None:
                 # Queued in a slot that was lost, on an admission of its own: run on it.
-                opened = self._launch_admitted(own, report=False)
-            elif lost:
+                self._launch_admitted(own, report=False)
+                self._cv.notify_all()
+                return
+            if lost:
                 # Not a result: the slot was lost (a refused hand-over, a preemption).
                 if self._state is not WorkloadState.PENDING:
                     return  # the holder: the manager's event for it says what comes next
@@ -395,10 +388,7 @@ class QueuedObjectRef(_Handle):
                     # handed that quota instead) and its own admission passes on.
                     self._slot = None
             self._cv.notify_all()
-        if lost and own is not None:
-            if opened is not None:
-                self._runtime.fill(opened)
-        elif own is not None:
+        if own is not None:
             self._runtime.pass_admission_on(self, own)
         elif requeued:
             assert slot is not None

@@ -178,12 +178,10 @@ class ClientRuntime:
         self._successors: dict[LeaseKey, deque[Successor]] = {}
         self._compact_at: dict[LeaseKey, int] = {}
         #: Lease keys whose last task returned within ``PIPELINE_MAX_RUN_S``: only behind
-        #: those are tasks queued in a slot (``_fill_locked``).
+        #: those are tasks queued in a slot (``_fill``).
         self._pipelined: set[LeaseKey] = set()
         #: Live slots per lease key (``open_slot`` / ``_close_slot``).
         self._slots_open: dict[LeaseKey, int] = {}
-        #: Slots opened while the poller hands a batch of events out, filled after it.
-        self._fills_due: list[Slot] = []
         self._accepted_shapes: set[Hashable] = set()
         self._catalog_queues: set[str] = set()
         self._catalog_priorities: set[str] = set()
@@ -371,19 +369,6 @@ class ClientRuntime:
             if left:
                 self._slots_open[slot.lease_key] = left
 
-    def fill(self, slot: Slot) -> None:
-        """Queue waiting identical tasks in ``slot`` behind its holder, while the lease is
-        open, up to ``SLOT_DEPTH`` (one, the next holder, unless its tasks are short)."""
-        with slot.lock:
-            self._fill_locked(slot)
-
-    def fill_after_events(self, slot: Slot) -> None:
-        """``fill`` once the poller has handed out the batch it is in (called on the
-        poller's thread only, from ``_on_event``). A cycle often admits several identical
-        tasks at once: filling the first one's slot with the others before their own
-        admissions are read would keep them waiting there."""
-        self._fills_due.append(slot)
-
     def note_run(self, key: LeaseKey, seconds: float) -> None:
         """A task of ``key`` returned ``seconds`` after it started (as seen here)."""
         if seconds <= PIPELINE_MAX_RUN_S:
@@ -391,8 +376,11 @@ class ClientRuntime:
         else:
             self._pipelined.discard(key)
 
-    def _fill_locked(self, slot: Slot) -> None:
-        depth = SLOT_DEPTH if slot.lease_key in self._pipelined else 1
+    def _fill(self, slot: Slot) -> None:
+        """Queue waiting identical tasks in ``slot`` behind its holder (holding its lock),
+        while the lease is open: up to ``SLOT_DEPTH`` once a task has run to the end in
+        it and while its kind is short, else just the next holder."""
+        depth = SLOT_DEPTH if slot.warm and slot.lease_key in self._pipelined else 1
         while slot.alive and len(slot.tasks) < depth:
             with self._lock:
                 successors = self._successors.get(slot.lease_key)
@@ -402,11 +390,13 @@ class ClientRuntime:
             if successor._stage(slot):
                 slot.tasks.append(successor)
 
-    def slot_task_returned(self, slot: Slot) -> None:
-        """A task in ``slot`` returned: each holder at the front that has returned hands
-        the quota to the next one queued behind it, or gives it back (and with it the
-        placement group) when none is left."""
+    def slot_task_returned(self, slot: Slot, *, ran_in_it: bool = True) -> None:
+        """A task in ``slot`` returned (``ran_in_it``; else it had run elsewhere and
+        ``slot`` is new): each holder at the front that has returned hands the quota to
+        the next one queued behind it, or gives it back (and with it the placement
+        group) when none is left."""
         with slot.lock:
+            slot.warm = slot.warm or ran_in_it
             while slot.tasks:
                 if not slot.tasks[0].returned:
                     if slot.tasks[0].in_slot(slot):
@@ -416,7 +406,7 @@ class ClientRuntime:
                     slot.tasks.popleft()
                     continue
                 holder = slot.tasks.popleft()
-                self._fill_locked(slot)
+                self._fill(slot)
                 while slot.tasks and not slot.tasks[0]._promote(slot):
                     slot.tasks.popleft()
                 if slot.tasks:
@@ -437,7 +427,8 @@ class ClientRuntime:
         if event.placement_group_id is None:
             self.task_finished(handle, event.label_selector, "had already run")
             return
-        self.slot_task_returned(self.open_slot(event.placement_group_id, handle))
+        slot = self.open_slot(event.placement_group_id, handle)
+        self.slot_task_returned(slot, ran_in_it=False)
 
     def abandon(self, slot: Slot) -> None:
         """``slot``'s placement group is gone: the tasks queued in it that were not
@@ -588,9 +579,6 @@ class ClientRuntime:
                     handle._on_event(event)
                 except Exception:
                     logger.exception("ray_queue: handling %s failed", event)
-            fills, self._fills_due = self._fills_due, []
-            for slot in fills:
-                self.fill(slot)
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():

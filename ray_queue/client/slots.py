@@ -7,9 +7,10 @@ it returns. Slots win it back without letting work run outside its quota.
 
 When the manager admits a task whose owner has identical tasks queued behind it and
 nothing else waits for that quota (its lease is open), it creates a one-bundle placement
-group of the task's shape: a *slot*. The client launches the task in it and, while the
-lease stays open and such tasks are short (``PIPELINE_MAX_RUN_S``), queues up to
-``SLOT_DEPTH - 1`` of the waiting identical tasks behind it in the same bundle. The bundle
+group of the task's shape: a *slot*. The client launches the task in it and, once a task
+has run to the end there (``Slot.warm``) and while the lease stays open and such tasks
+are short (``PIPELINE_MAX_RUN_S``), queues up to ``SLOT_DEPTH - 1`` of the waiting
+identical tasks behind the one holding it, in the same bundle. The bundle
 holds one at a time, so Ray enforces the quota, and runs them back to back on one leased
 worker. Each one that returns hands the quota to the next (``report(handovers=…)``) and
 the manager moves the placement group along with it.
@@ -61,6 +62,13 @@ class Slot:
     tasks: deque[Any] = field(default_factory=deque)
     #: False once its placement group is gone (or going): nothing more is queued in it.
     alive: bool = True
+    #: True once a task ran to the end in it: its bundle is placed and a worker started
+    #: there, so what is queued behind the holder starts as soon as the holder returns.
+    #: Until then only the holder is in it (``ClientRuntime._fill``): a bundle Ray has not
+    #: placed yet (a node still starting, workers still spawning) must not keep a
+    #: backlog's tasks waiting while other slots run dry, nor hold the quota of those the
+    #: manager admits meanwhile.
+    warm: bool = False
     #: Orders queueing into and handing over within the slot (taken before a handle's).
     lock: threading.Lock = field(default_factory=threading.Lock)
     _launcher: tuple[Any, Any, Any] | None = None

@@ -19,6 +19,7 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 import ray_queue
+from ray_queue.client.remote import QueuedObjectRef
 from ray_queue.engine.model import WorkloadState
 from tests.manager.configs import A100, teams_config
 from tests.ray.harness import (
@@ -267,6 +268,33 @@ def test_a_backlog_of_long_tasks_is_not_queued_in_ray_behind_them(teams: None) -
     assert 1 <= most_launched <= 4
 
 
+def test_nothing_is_queued_in_a_slot_until_a_task_has_run_there(teams: None) -> None:
+    # Three of the four GPUs are taken outside ray-queue, so of the slots the manager
+    # makes for team-a's backlog Ray can place at most one: the others wait for a GPU.
+    # Tasks queued behind their holders would wait with them while the one free GPU
+    # runs the rest of the backlog (and, once admitted, hold quota doing nothing).
+    @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
+    def brief(i: int) -> int:
+        import time
+
+        time.sleep(0.05)
+        return i
+
+    # Short as the driver sees it, so its tasks are queued in slots (``PIPELINE_MAX_RUN_S``).
+    for warm_up in (-1, -2):
+        assert ray_queue.get(brief.remote(warm_up), timeout=30) == warm_up
+    taken = ray.util.placement_group([{"GPU": 1}] * 3, strategy="SPREAD")
+    assert taken.wait(timeout_seconds=30)
+    backlog = [brief.remote(i) for i in range(40)]
+    try:
+        # All of it runs on the one free GPU but the holders of the slots Ray cannot
+        # place (at most three: team-a holds four GPUs of quota).
+        wait_for(lambda: sum(h.returned for h in backlog) >= 37, 30)
+    finally:
+        ray.util.remove_placement_group(taken)
+    assert ray_queue.get(backlog, timeout=60) == list(range(40))
+
+
 def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> None:
     @ray_queue.remote(num_gpus=1, num_cpus=0, queue="team-a", priority="low")
     def brief(i: int) -> int:
@@ -279,17 +307,24 @@ def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> Non
         [cq_a] = [q for q in ray_queue.status().cluster_queues if q.name == "cq-a"]
         return cq_a.admitted > 2  # one GPU each, two of them nominal
 
+    def queued_in_a_slot(h: QueuedObjectRef) -> bool:
+        """Started in Ray behind the task holding a slot, not admitted itself."""
+        return h._slot is not None and h._state is S.PENDING
+
     backlog = [brief.remote(i) for i in range(60)]
-    wait_for(lambda: sum(handed_over(h.workload) for h in backlog[:12]) >= 2, 30)
-    # team-a's admitted count dips now and then as its slots hand quota on; submit
-    # team-b's group while team-a is seen borrowing, or it may fit without preempting.
-    wait_for(team_a_borrows, 30, interval_s=0.02)
-    # team-b takes its own two GPUs back: the slots team-a borrowed them for are
-    # preempted, and what was queued in them waits for quota again.
-    group = ray_queue.placement_group([{"GPU": 1}, {"GPU": 1}], queue="team-b", priority="low")
+    wait_for(lambda: any(queued_in_a_slot(h) for h in backlog), 30, interval_s=0.01)
+    # Hold the driver's watcher back: it reports no returns, so team-a's quota in use
+    # only grows (the manager admits into what is free) until team-a borrows, and stays.
+    with runtime().watch_round:
+        wait_for(team_a_borrows, 30, interval_s=0.02)
+        # team-b takes its own two GPUs back: the slots team-a borrowed them for are
+        # preempted, and what was queued in them waits for quota again.
+        group = ray_queue.placement_group([{"GPU": 1}, {"GPU": 1}], queue="team-b", priority="low")
+        wait_for(lambda: state_of(group.workload) is S.ADMITTED, 30, interval_s=0.02)
     assert group.wait(timeout_seconds=60)
     assert ray_queue.get(backlog, timeout=120) == list(range(60))
-    assert sum(h.preemptions for h in backlog) >= 1
+    statuses = ray.get(manager().workloads.remote(ids=[h.workload for h in backlog]))
+    assert any(t.reason == "Preempted" for s in statuses for t in s.history)
     group.remove()
 
 
@@ -303,27 +338,28 @@ def test_a_task_admitted_on_its_own_while_running_in_a_slot_runs_once(teams: Non
     def started(i: int) -> bool:
         return i in ray.get(runs.counts.remote())
 
-    # Three of the cohort's four GPUs are held, so the backlog runs one task at a time:
-    # step 0 alone, then step 1 in a slot with the others queued behind it in Ray.
+    # Three of the cohort's four GPUs are held, so the backlog runs one task at a time,
+    # in one slot once it has one; once a task has returned there, the others are
+    # queued behind the one holding it, in Ray.
     held = ray_queue.placement_group([{"GPU": 1}] * 3, queue="team-a", priority="low")
     assert held.wait(timeout_seconds=30)
     runs = Runs.remote()  # type: ignore[attr-defined]
-    # Warm up, so that step 0 runs briefly as the driver sees it (a first run includes
-    # starting a worker): tasks are queued in a slot only behind short ones.
+    # Warm up, so that the first steps run briefly as the driver sees them (a first run
+    # includes starting a worker): tasks are queued in a slot only behind short ones.
     ray.get(runs.counts.remote())
     for warm_up in (-1, -2):
         assert ray_queue.get(step.remote(runs, warm_up, 0.0), timeout=30) == warm_up
-    seconds = {1: 0.5, 2: 3.0}
+    seconds = {2: 0.5, 3: 3.0}
     backlog = [step.remote(runs, i, seconds.get(i, 0.05)) for i in range(10)]
-    wait_for(lambda: started(1), 30, interval_s=0.01)
-    # Hold the driver's watcher back, as a busy driver would be: Ray starts step 2 in the
-    # slot when step 1 returns, but the driver does not see that yet and hands nothing
-    # over, so the manager still has step 2 pending when quota frees up and admits it on
+    wait_for(lambda: started(2), 30, interval_s=0.01)
+    # Hold the driver's watcher back, as a busy driver would be: Ray starts step 3 in the
+    # slot when step 2 returns, but the driver does not see that yet and hands nothing
+    # over, so the manager still has step 3 pending when quota frees up and admits it on
     # its own. It must stay where it runs, not be stopped and started again elsewhere.
     with runtime().watch_round:
-        wait_for(lambda: started(2), 30, interval_s=0.01)
+        wait_for(lambda: started(3), 30, interval_s=0.01)
         ray.get(manager().cancel.remote([held.workload]))
-        wait_for(lambda: state_of(backlog[2].workload) is S.ADMITTED, 10, interval_s=0.02)
+        wait_for(lambda: state_of(backlog[3].workload) is S.ADMITTED, 10, interval_s=0.02)
         time.sleep(0.5)  # the driver receives the admission
     assert ray_queue.get(backlog, timeout=60) == list(range(10))
     assert ray.get(runs.counts.remote()) == {i: 1 for i in range(-2, 10)}
