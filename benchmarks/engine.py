@@ -21,6 +21,13 @@ called once. ADMIT starts a run; PREEMPT stops it, and the work done so far is l
 
 writes the JSON report, a PNG of usage and pending per cohort beside it (same stem),
 and prints a table and the command that reproduces it.
+
+``--placement-rate R`` models what real Ray adds: its GCS places placement groups one at
+a time, so an admitted workload starts only when a serial placer working at ``R`` groups
+a second reaches it (its quota is held from admission, as the manager's group holds it in
+Ray). With ``R`` at the best rate raw Ray reaches on a machine (``benchmarks.ray_ceiling``,
+which churns one removal per placement as this does), the makespan is a lower bound for
+any scheduler that gives each workload its own Ray placement group there.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
 import resource
 import time
 from collections.abc import Iterator, Sequence
@@ -95,6 +103,7 @@ class Simulation:
     wasted_cpu_ms: int = 0
     peak_rss_mb: float = 0.0
     sample_interval_s: float = 1.0
+    placement_rate_per_s: float | None = None
 
 
 class _Meter:
@@ -129,12 +138,18 @@ class SimulationMismatch(RuntimeError):
 
 
 def simulate(
-    scenario: Scenario, *, sample_interval_s: float | None = None, verify: bool = False
+    scenario: Scenario,
+    *,
+    sample_interval_s: float | None = None,
+    placement_rate_per_s: float | None = None,
+    verify: bool = False,
 ) -> Simulation:
     """Run ``scenario`` to completion (or until nothing more can happen).
 
-    ``verify`` cross-checks the simulator's pending counts and running CPU against the
-    engine's own status after every step; it is slow and meant for tests.
+    ``placement_rate_per_s`` delays each admitted run until a serial placer of that rate
+    reaches it (module docstring); ``None`` starts runs at admission. ``verify``
+    cross-checks the simulator's pending counts and running CPU against the engine's own
+    status after every step; it is slow and meant for tests.
     """
     if sample_interval_s is None:
         sample_interval_s = default_sample_interval_s(scenario)
@@ -143,8 +158,14 @@ def simulate(
     engine = Engine(scenario.to_queue_config(), clock)
     # One meter per call, so a slow run says which engine call to look at.
     meters = {"finish": _Meter(), "submit": _Meter(), "schedule": _Meter()}
-    sim = Simulation(scenario=scenario, tracks={}, sample_interval_s=sample_interval_s)
+    sim = Simulation(
+        scenario=scenario,
+        tracks={},
+        sample_interval_s=sample_interval_s,
+        placement_rate_per_s=placement_rate_per_s,
+    )
     tracks = sim.tracks
+    placer = _Placer(placement_rate_per_s)
 
     # Pending counts per cohort, kept from the decisions (the engine's pending() is a
     # full ordered listing: too slow to call every simulated second on 50,000 workloads).
@@ -199,7 +220,7 @@ def simulate(
             pending[arrival.cohort] += 1
         for decision in decisions:
             seq += 1
-            _apply(sim, decision, now_ms, seq, completions, pending)
+            _apply(sim, decision, now_ms, seq, completions, pending, placer)
 
         if verify:
             _verify(sim, engine, pending)
@@ -227,6 +248,7 @@ def _apply(
     seq: int,
     completions: list[tuple[int, int, WorkloadId, int]],
     pending: dict[str, int],
+    placer: _Placer,
 ) -> None:
     kind = decision.kind.value
     sim.decisions[kind] = sim.decisions.get(kind, 0) + 1
@@ -234,16 +256,18 @@ def _apply(
     cohort = track.arrival.cohort
     if decision.kind is DecisionKind.ADMIT:
         track.run += 1
-        track.running_since_ms = now_ms
+        track.running_since_ms = placer.placed_at(now_ms)
         track.last_admitted_ms = now_ms
         if track.first_admitted_ms is None:
             track.first_admitted_ms = now_ms
         pending[cohort] -= 1
-        done_ms = now_ms + track.arrival.workload_class.runtime_ms
+        done_ms = track.running_since_ms + track.arrival.workload_class.runtime_ms
         heapq.heappush(completions, (done_ms, seq, decision.workload, track.run))
     elif decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT):
         if track.running_since_ms is not None:
-            ran_ms = now_ms - track.running_since_ms
+            # Preempted before it was placed, it lost no work (its turn at the placer
+            # stays spent: Ray spends a removal on a group it has not placed yet).
+            ran_ms = max(0, now_ms - track.running_since_ms)
             sim.wasted_cpu_ms += ran_ms * track.arrival.workload_class.cpu_milli
         track.running_since_ms = None
         track.evictions += 1
@@ -252,6 +276,25 @@ def _apply(
         # Terminal: it will never finish, which the report shows as unfinished work.
         pending[cohort] -= 1
     # RESERVE cannot happen (no admission checks in these shapes); it is only counted.
+
+
+class _Placer:
+    """Ray's placement of admitted groups, one at a time at a fixed rate (or instant)."""
+
+    __slots__ = ("_free_at_ms", "_service_ms")
+
+    def __init__(self, rate_per_s: float | None) -> None:
+        if rate_per_s is not None and rate_per_s <= 0:
+            raise ValueError(f"placement rate must be > 0 groups/s, got {rate_per_s}")
+        self._service_ms = None if rate_per_s is None else 1000.0 / rate_per_s
+        self._free_at_ms = 0.0
+
+    def placed_at(self, admitted_ms: int) -> int:
+        """When a group admitted at ``admitted_ms`` is on its node (whole ms, rounded up)."""
+        if self._service_ms is None:
+            return admitted_ms
+        self._free_at_ms = max(float(admitted_ms), self._free_at_ms) + self._service_ms
+        return math.ceil(self._free_at_ms)
 
 
 def _verify(sim: Simulation, engine: Engine, pending: dict[str, int]) -> None:
@@ -359,6 +402,8 @@ def report(sim: Simulation, *, command: str, plot_path: str | None) -> dict[str,
         "makespan_s": makespan_s,
         "ideal_makespan_s": ideal_s,
         "makespan_over_ideal": makespan_s / ideal_s if ideal_s else None,
+        # None: runs start at admission; else the serial placer's rate (module docstring).
+        "placement_rate_per_s": sim.placement_rate_per_s,
         "mean_time_to_admission_s": {
             name: stats["mean_time_to_admission_s"] for name, stats in per_class.items()
         },
@@ -396,7 +441,8 @@ def report(sim: Simulation, *, command: str, plot_path: str | None) -> dict[str,
         "plot": plot_path,
         "plot_sample_interval_s": sim.sample_interval_s,
     }
-    doc["targets"] = _targets(scenario.name, doc)
+    # The targets are the engine's own; a placement-rate run bounds real Ray instead.
+    doc["targets"] = _targets(scenario.name, doc) if sim.placement_rate_per_s is None else {}
     return doc
 
 
@@ -476,6 +522,8 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
         f"{kueue['makespan_s']:.0f}" if "makespan_s" in kueue else "",
     )
     table.add_row("ideal makespan (s)", f"{doc['ideal_makespan_s']:.1f}", "")
+    if doc["placement_rate_per_s"] is not None:
+        table.add_row("placement rate (groups/s)", f"{doc['placement_rate_per_s']:g}", "")
     table.add_row("makespan / ideal", f"{doc['makespan_over_ideal']:.3f}", "")
     for name, value in doc["mean_time_to_admission_s"].items():
         theirs = kueue_tta.get(name)
@@ -499,10 +547,17 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
 
 
 def run(
-    scenario: Scenario, out: Path, *, command: str, sample_interval_s: float | None = None
+    scenario: Scenario,
+    out: Path,
+    *,
+    command: str,
+    sample_interval_s: float | None = None,
+    placement_rate_per_s: float | None = None,
 ) -> dict[str, Any]:
     """Simulate, then write the JSON report and the PNG plot beside it."""
-    sim = simulate(scenario, sample_interval_s=sample_interval_s)
+    sim = simulate(
+        scenario, sample_interval_s=sample_interval_s, placement_rate_per_s=placement_rate_per_s
+    )
     plot = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_plot(sim, plot)
@@ -532,13 +587,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="simulated seconds between plot samples (default: ~200 samples over the "
         "ideal makespan, at most 1 s apart); never counted in engine time",
     )
+    parser.add_argument(
+        "--placement-rate",
+        type=float,
+        default=None,
+        metavar="GROUPS_PER_S",
+        help="start each admitted run only when a serial placer of this rate reaches it, "
+        "as Ray's GCS places groups one at a time (default: at admission)",
+    )
     args = parser.parse_args(argv)
+    if args.placement_rate is not None and args.placement_rate <= 0:
+        parser.error(f"--placement-rate must be > 0 groups/s, got {args.placement_rate:g}")
     command = provenance.command("benchmarks.engine", argv)
     doc = run(
         SCENARIOS[args.scenario],
         args.out,
         command=command,
         sample_interval_s=args.sample_interval_s,
+        placement_rate_per_s=args.placement_rate,
     )
     print_summary(doc, Console())
     return 0 if doc["unfinished"] == 0 else 1

@@ -176,3 +176,29 @@ def test_arrivals_follow_kueues_generator_timing() -> None:
     assert spec.created_at == 0.4
     assert spec.total_request() == {"CPU": 4000}
     assert spec.priority_class in TINY.to_queue_config().priority_classes
+
+
+@pytest.mark.timeout(60)
+def test_a_serial_placer_delays_every_run_and_loses_nothing() -> None:
+    instant = bench.report(bench.simulate(TINY), command="x", plot_path=None)
+    sim = bench.simulate(TINY, placement_rate_per_s=10.0, verify=True)
+    placed = bench.report(sim, command="x", plot_path=None)
+    assert placed["finished"] == TINY.workload_count
+    assert placed["placement_rate_per_s"] == 10.0
+    # One group every 100 ms: the last of all admissions (re-admissions included) is
+    # placed no sooner than that many turns, and then still has to run.
+    admissions = placed["decisions_by_kind"]["admit"]
+    assert placed["makespan_s"] >= admissions * 0.1
+    assert placed["makespan_s"] > instant["makespan_s"]
+    # The engine's own targets do not apply to a model of Ray's placement.
+    assert placed["targets"] == {}
+    assert instant["placement_rate_per_s"] is None
+
+
+def test_a_placement_rate_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        bench.simulate(TINY, placement_rate_per_s=0.0)
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--scenario", "tiny", "--out", "x.json", "--placement-rate", "-5"])
+    assert exited.value.code == 2
+    assert "--placement-rate must be > 0" in capsys.readouterr().err
