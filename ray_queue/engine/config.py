@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ray_queue.engine.model import FlavorName, FlavorResource, Milli, ResourceName
+from ray_queue.engine.errors import UnknownPriorityClassError
+from ray_queue.engine.model import Admission, FlavorName, FlavorResource, Milli, ResourceName
 
 
 class QueueingStrategy(str, Enum):
@@ -151,6 +152,16 @@ class ClusterQueue:
     def quotas(self) -> dict[FlavorResource, ResourceQuota]:
         return _quotas(self.resource_groups)
 
+    def checks_for(self, admission: Admission) -> list[str]:
+        """The admission checks that apply to the flavors an admission was given."""
+        flavors = admission.flavors()
+        applies = [
+            c
+            for c in self.admission_checks
+            if not c.on_flavors or not flavors.isdisjoint(c.on_flavors)
+        ]
+        return [c.name for c in applies]
+
 
 @dataclass(frozen=True, slots=True)
 class Cohort:
@@ -255,6 +266,22 @@ class QueueConfig:
             if pc.global_default:
                 return pc.value
         return 0
+
+    def priority_value(self, priority_class: str | None) -> int:
+        """The priority a workload naming ``priority_class`` gets (``None``: the default).
+
+        Raises ``UnknownPriorityClassError`` for a name the config does not define.
+        """
+        if priority_class is None:
+            return self.default_priority()
+        pc = self.priority_classes.get(priority_class)
+        if pc is None:
+            known = ", ".join(sorted(self.priority_classes)) or "none"
+            raise UnknownPriorityClassError(
+                f"priority class {priority_class!r} does not exist (known: {known}); "
+                "use one of those, omit it for the default, or define it in the config"
+            )
+        return pc.value
 
 
 def _quotas(groups: tuple[ResourceGroup, ...]) -> dict[FlavorResource, ResourceQuota]:

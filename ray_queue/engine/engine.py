@@ -11,32 +11,29 @@ always yields the same decisions.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ray_queue.engine import lifecycle, views
+from ray_queue.engine import handover, lifecycle, views
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import (
-    BorrowWithinCohortPolicy,
     ClusterQueue,
     QueueConfig,
     QueueingStrategy,
-    ReclaimWithinCohort,
     StopPolicy,
 )
+from ray_queue.engine.config_change import live_workload_problems
 from ray_queue.engine.errors import (
     ConfigError,
-    ConfigProblem,
     DuplicateWorkloadError,
     InvalidTransitionError,
     InvalidWorkloadError,
-    UnknownPriorityClassError,
     UnknownQueueError,
     UnknownWorkloadError,
     WorkloadRejected,
 )
-from ray_queue.engine.fair_share import admission_penalty, decay, dominant_resource_share
-from ray_queue.engine.flavor_assignment import Assignment, Mode, assign_flavors
+from ray_queue.engine.fair_share import QueueUsage, fair_rank, recorded_charges
+from ray_queue.engine.flavor_assignment import Assignment, Mode, assign_flavors, assign_largest
 from ray_queue.engine.model import (
     Admission,
     CheckState,
@@ -44,7 +41,6 @@ from ray_queue.engine.model import (
     CohortStatus,
     Decision,
     DecisionKind,
-    FlavorResource,
     GangDemand,
     GroupAdmission,
     LeaseKey,
@@ -56,18 +52,10 @@ from ray_queue.engine.model import (
     WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
-    shape_of,
+    validate_spec,
 )
-from ray_queue.engine.preemption import (
-    Candidate,
-    Preemptor,
-    classical_victims,
-    fair_victims,
-    reclaim_allows,
-    under_nominal,
-    within_cluster_queue_allows,
-)
-from ray_queue.engine.queues import BucketKey, ClusterQueuePending, order_key
+from ray_queue.engine.preemption import Candidate, Holders, Preemptor, find_victims
+from ray_queue.engine.queues import ClusterQueuePending, bucket_key, order_key
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
 
@@ -103,22 +91,14 @@ class Engine:
         self._pending: dict[str, ClusterQueuePending] = {
             name: ClusterQueuePending() for name in config.cluster_queues
         }
-        #: Per ClusterQueue, the workloads holding its quota, as ready-made victim candidates.
-        self._holding: dict[str, dict[WorkloadId, Candidate]] = {
-            n: {} for n in config.cluster_queues
-        }
+        self._holders = Holders(config.cluster_queues)
         self._backoff: list[tuple[float, WorkloadId]] = []
         self._placement_deadlines: list[tuple[float, int, WorkloadId]] = []
         #: ClusterQueues whose head may have changed since the last cycle.
         self._dirty: set[str] = set()
-        #: Queue → (decayed usage score, when it was last updated).
-        self._queue_usage: dict[str, tuple[float, float]] = {}
+        self._queue_usage = QueueUsage()
         self._seq = 0
-        self._borrowed_memo: dict[
-            tuple[QuotaNode, frozenset[FlavorResource]], tuple[int, list[Candidate]]
-        ] = {}
-        #: Admitted tasks by lease key (insertion-ordered, so a replay picks the same one).
-        self._leases: dict[LeaseKey, dict[WorkloadId, None]] = {}
+        self._leases = handover.Leases()
 
     # -- events ---------------------------------------------------------------------
 
@@ -131,25 +111,25 @@ class Engine:
         decrease); set-aside workloads are retried. Returns evictions caused by a new
         HoldAndDrain.
         """
-        self._check_config_keeps_live_workloads(config)
+        problems = live_workload_problems(config, self._live.values())
+        if problems:
+            raise ConfigError(problems)
         self._config = config
         self._tree = QuotaTree(config)
-        self._borrowed_memo.clear()
         self._pending = {name: ClusterQueuePending() for name in config.cluster_queues}
-        holding: dict[str, dict[WorkloadId, Candidate]] = {n: {} for n in config.cluster_queues}
+        self._holders = Holders(config.cluster_queues)
         live = sorted(self._live.values(), key=lambda r: (r.admitted_seq, r.spec.id))
         for record in live:
-            record.priority = self._priority(record.spec.priority_class)
+            record.priority = config.priority_value(record.spec.priority_class)
             if record.state.holds_quota and record.admission is not None:
                 cq = record.admission.cluster_queue
                 self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
-                holding[cq][record.spec.id] = _candidate(record)
+                self._holders.add(record)
             elif record.state is S.PENDING:
                 record.cluster_queue = config.queues[record.spec.queue].cluster_queue
                 self._enqueue(record)
             elif record.state is S.EVICTED:
                 record.cluster_queue = config.queues[record.spec.queue].cluster_queue
-        self._holding = holding
         self._dirty = set(config.cluster_queues)
         return self._drain_stopped()
 
@@ -161,7 +141,7 @@ class Engine:
         no flavor of its ClusterQueue could ever hold it, even with the whole cohort
         lent to it. Admission happens in ``schedule``.
         """
-        _validate_spec(spec)
+        validate_spec(spec)
         if spec.id in self._records:
             raise DuplicateWorkloadError(f"workload {spec.id!r} was already submitted")
         queue = self._config.queues.get(spec.queue)
@@ -171,7 +151,7 @@ class Engine:
                 f"queue {spec.queue!r} does not exist (known queues: {known}); "
                 "submit to one of those or apply a config that defines it"
             )
-        priority = self._priority(spec.priority_class)
+        priority = self._config.priority_value(spec.priority_class)
         cq = self._config.cluster_queues[queue.cluster_queue]
         node = self._tree.cluster_queues[cq.name]
         ever = assign_flavors(spec, cq, node, self._tree, first_group_count=spec.min_count)
@@ -322,43 +302,27 @@ class Engine:
 
         A hint for clients, so they only try hand-overs that would be accepted now.
         """
-        memo: dict[QuotaNode, set[tuple[BucketKey, str]]] = {}
+        memo: handover.WaitingMemo = {}
         return {
-            key: self._lease_refusal(self._records[next(iter(holders))], memo) is None
-            for key, holders in self._leases.items()
+            key: self._lease_refusal(self._records[first], memo) is None
+            for key, first in self._leases.firsts()
         }
 
     def has_backlog(self, workload: WorkloadId) -> bool:
         """Whether an admitted task may hand its quota over now and its owner has identical
         tasks pending to take it: they can then run back to back in its place."""
         record = self._records.get(workload)
-        if record is None or record.state is not S.ADMITTED:
-            return False
-        if record.spec.kind is not WorkloadKind.TASK:
-            return False
-        assert record.admission is not None
-        own = (record.spec.queue, record.priority, _shape(record.spec))
-        pending = self._pending.get(record.admission.cluster_queue)
-        if pending is None or not pending.has(own, record.spec.owner):
+        if record is None or not handover.sibling_waiting(record, self._pending):
             return False
         return self._lease_refusal(record, {}) is None
 
     def handover_refusal(self, finished: WorkloadId, successor: WorkloadId) -> str | None:
         """Why ``hand_over(finished, successor)`` would be refused now, or ``None``."""
         done, nxt = self._records.get(finished), self._records.get(successor)
-        if done is None or nxt is None:
-            return f"{finished if done is None else successor} is not a known workload"
-        if done.state is not S.ADMITTED:
-            return f"{finished} is {done.state.value}, not admitted"
-        if nxt.state is not S.PENDING:
-            return f"{successor} is {nxt.state.value}, not pending"
-        if done.spec.kind is not WorkloadKind.TASK or nxt.spec.kind is not WorkloadKind.TASK:
-            return "only tasks hand their quota over"
-        if done.lease_key != nxt.lease_key or nxt.spec.min_count is not None:
-            return "they differ in owner, queue, priority class or resources"
-        assert done.admission is not None
-        if nxt.cluster_queue != done.admission.cluster_queue:
-            return f"{successor} waits in another ClusterQueue ({nxt.cluster_queue})"
+        refusal = handover.pair_refusal(finished, successor, done, nxt)
+        if refusal is not None:
+            return refusal
+        assert done is not None
         return self._lease_refusal(done, {})
 
     def hand_over(self, finished: WorkloadId, successor: WorkloadId) -> Decision:
@@ -401,35 +365,10 @@ class Engine:
         nxt.placed = True
         return self._admit_decision(nxt, "HandedOver")
 
-    def _lease_refusal(
-        self, record: Record, memo: dict[QuotaNode, set[tuple[BucketKey, str]]]
-    ) -> str | None:
-        """Why an admitted task's quota may not go straight to a sibling: the hand-over
-        must be exactly what the next cycle would do. That holds when every workload
-        pending anywhere in the quota tree is the owner's identical task (the freed quota
-        then fits the bucket's top and nobody else could take it), the ClusterQueue is
-        running, and no admission check would have to run first."""
-        assert record.admission is not None
-        cq = self._config.cluster_queues.get(record.admission.cluster_queue)
-        if cq is None:
-            return f"ClusterQueue {record.admission.cluster_queue} no longer exists"
-        if cq.stop_policy is not StopPolicy.NONE or self._queue_held(record.spec.queue):
-            return f"queue {record.spec.queue} or ClusterQueue {cq.name} is stopped"
-        if _checks_for(cq, record.admission):
-            return f"ClusterQueue {cq.name} runs admission checks before admitting"
-        node = self._tree.cluster_queues[cq.name]
-        waiting = memo.get(node.tree_root)
-        if waiting is None:
-            waiting = set()
-            for member in self._tree.same_tree(node):
-                waiting |= self._pending[member.name].groups(limit=2)
-                if len(waiting) >= 2:
-                    break
-            memo[node.tree_root] = waiting
-        own = ((record.spec.queue, record.priority, _shape(record.spec)), record.spec.owner)
-        if waiting - {own}:
-            return f"other workloads are waiting for quota in ClusterQueue {cq.name}'s cohort"
-        return None
+    def _lease_refusal(self, record: Record, memo: handover.WaitingMemo) -> str | None:
+        return handover.lease_refusal(
+            record, self._config, self._tree, self._pending, self._queue_held, memo
+        )
 
     # -- the cycle ----------------------------------------------------------------------
 
@@ -470,32 +409,13 @@ class Engine:
         return _Entry(record, cq, node, self._assign(record, cq, node))
 
     def _assign(self, record: Record, cq: ClusterQueue, node: QuotaNode) -> Assignment:
-        spec = record.spec
-        full = assign_flavors(spec, cq, node, self._tree)
-        if full.mode is Mode.FIT or spec.min_count is None:
-            return full
-        # Partial admission: the largest count of the first group that fits (Kueue
-        # searches the same way, since fitting is monotone in the count).
-        low, high = spec.min_count, spec.bundle_groups[0].count - 1
-        best: Assignment | None = None
-        while low <= high:
-            mid = (low + high) // 2
-            attempt = assign_flavors(spec, cq, node, self._tree, first_group_count=mid)
-            if attempt.mode is Mode.FIT:
-                best, low = attempt, mid + 1
-            else:
-                high = mid - 1
-        return best or full
+        return assign_largest(record.spec, cq, node, self._tree)
 
     def _entry_order(self, entry: _Entry) -> tuple[object, ...]:
         spec = entry.record.spec
         tail = (-entry.record.priority, spec.created_at, spec.id)
         if self._config.settings.fair_sharing.enable:
-            # Compare cohorts top-down, then the ClusterQueue as if the head were admitted.
-            ancestors = [a for a in entry.node.ancestors() if a.parent is not None]
-            shares = tuple(dominant_resource_share(a) for a in reversed(ancestors))
-            own = dominant_resource_share(entry.node, entry.assignment.usage)
-            return (*shares, own, *tail)
+            return (*fair_rank(entry.node, entry.assignment.usage), *tail)
         return (entry.assignment.borrows, *tail)
 
     def _find_victims(self, entry: _Entry) -> list[Candidate] | None:
@@ -507,74 +427,15 @@ class Engine:
             usage=entry.assignment.usage,
             needs=entry.assignment.needs_preemption,
         )
-        candidates = [
-            c
-            for c in self._candidates(entry.cq.name, preemptor.needs)
-            if within_cluster_queue_allows(preemptor, c)
-        ]
-        if self._may_take_from_cohort(entry, preemptor):
-            candidates.extend(
-                c
-                for c in self._borrowed_candidates(entry.node, preemptor.needs)
-                if c.cluster_queue != entry.cq.name and reclaim_allows(preemptor, c)
-            )
-        if not candidates:
-            return None
-        fair = self._config.settings.fair_sharing
-        if fair.enable:
-            return fair_victims(preemptor, self._tree, candidates, fair.preemption_strategies)
-        return classical_victims(preemptor, self._tree, candidates)
-
-    def _may_take_from_cohort(self, entry: _Entry, preemptor: Preemptor) -> bool:
-        """Whether other ClusterQueues' workloads can be victims at all.
-
-        Classical preemption only reclaims while the preemptor's queue is under nominal
-        quota, unless borrowWithinCohort allows it; skipping the cohort scan otherwise
-        keeps a blocked head cheap in cohorts with hundreds of queues.
-        """
-        preemption = entry.cq.preemption
-        if (
-            preemption.reclaim_within_cohort is ReclaimWithinCohort.NEVER
-            or entry.node.parent is None
-        ):
-            return False
-        if self._config.settings.fair_sharing.enable:
-            return True
-        if preemption.borrow_within_cohort.policy is BorrowWithinCohortPolicy.LOWER_PRIORITY:
-            return True
-        return under_nominal(preemptor)
-
-    def _borrowed_candidates(
-        self, node: QuotaNode, needs: frozenset[FlavorResource]
-    ) -> list[Candidate]:
-        """Workloads of queues in ``node``'s tree that borrow what ``needs`` names.
-
-        Cached per quota-tree state: after a release, every blocked head of a cohort is
-        retried against the same state, and rescanning hundreds of queues each time
-        would dominate the cycle.
-        """
-        key = (node.tree_root, needs)
-        cached = self._borrowed_memo.get(key)
-        if cached is not None and cached[0] == self._tree.version:
-            return cached[1]
-        found = [
-            c
-            for other in self._tree.same_tree(node)
-            if self._tree.is_borrowing(other, iter(needs))
-            for c in self._candidates(other.name, needs)
-        ]
-        self._borrowed_memo[key] = (self._tree.version, found)
-        return found
-
-    def _candidates(self, cq_name: str, needs: frozenset[FlavorResource]) -> Iterable[Candidate]:
-        return (c for c in self._holding[cq_name].values() if not needs.isdisjoint(c.usage))
+        fair_sharing = self._config.settings.fair_sharing
+        return find_victims(preemptor, self._holders, self._tree, fair_sharing)
 
     def _reserve(self, entry: _Entry) -> Decision:
         record, cq, assignment = entry.record, entry.cq, entry.assignment
         workload = record.spec.id
         self._grant(record, cq, entry.node, assignment.groups, assignment.usage)
         assert record.admission is not None
-        checks = _checks_for(cq, record.admission)
+        checks = cq.checks_for(record.admission)
         if checks:
             record.checks = {name: CheckState.PENDING for name in checks}
             self._transition(
@@ -606,7 +467,7 @@ class Engine:
         record.cluster_queue = cq.name
         self._seq += 1
         record.admitted_seq = self._seq
-        self._holding[cq.name][workload] = _candidate(record)
+        self._holders.add(record)
         record.placed = False
         if cq.usage_based_fair_sharing:
             self._charge_queue(record.spec.queue, record.admission, self._clock.now())
@@ -684,11 +545,11 @@ class Engine:
 
     def _drain_stopped(self) -> list[Decision]:
         decisions = []
-        for cq_name, holding in self._holding.items():
+        for cq_name, holding in self._holders.by_cluster_queue():
             cq_drains = (
                 self._config.cluster_queues[cq_name].stop_policy is StopPolicy.HOLD_AND_DRAIN
             )
-            for workload in list(holding):
+            for workload in holding:
                 record = self._records[workload]
                 queue = self._config.queues.get(record.spec.queue)
                 queue_drains = queue is not None and queue.stop_policy is StopPolicy.HOLD_AND_DRAIN
@@ -741,7 +602,7 @@ class Engine:
             return
         node = self._tree.cluster_queues[admission.cluster_queue]
         self._tree.remove_usage(node, admission.usage)
-        self._holding[admission.cluster_queue].pop(record.spec.id, None)
+        self._holders.discard(admission.cluster_queue, record.spec.id)
         record.admission = None
         record.checks = {}
         record.placed = False
@@ -752,7 +613,7 @@ class Engine:
 
     def _enqueue(self, record: Record) -> None:
         spec = record.spec
-        bucket = (spec.queue, record.priority, _shape(spec))
+        bucket = bucket_key(spec, record.priority)
         key = order_key(record.priority, spec.created_at, spec.id)
         self._pending[record.cluster_queue].push(spec.id, bucket, key, spec.owner)
         self._dirty.add(record.cluster_queue)
@@ -768,9 +629,9 @@ class Engine:
         record.history.append(Transition(now, record.state, to, reason, message, granted))
         if record.spec.kind is WorkloadKind.TASK:
             if to is S.ADMITTED:
-                self._add_lease(record)
+                self._leases.add(record)
             elif record.state is S.ADMITTED:
-                self._drop_lease(record)
+                self._leases.drop(record)
         record.state = to
         record.reason = reason
         record.message = message
@@ -783,80 +644,22 @@ class Engine:
                 if not owned:
                     del self._by_owner[record.spec.owner]
 
-    def _add_lease(self, record: Record) -> None:
-        self._leases.setdefault(record.lease_key, {})[record.spec.id] = None
-
-    def _drop_lease(self, record: Record) -> None:
-        key = record.lease_key
-        holders = self._leases.get(key)
-        if holders is not None:
-            holders.pop(record.spec.id, None)
-            if not holders:
-                del self._leases[key]
-
-    def _priority(self, priority_class: str | None) -> int:
-        if priority_class is None:
-            return self._config.default_priority()
-        pc = self._config.priority_classes.get(priority_class)
-        if pc is None:
-            known = ", ".join(sorted(self._config.priority_classes)) or "none"
-            raise UnknownPriorityClassError(
-                f"priority class {priority_class!r} does not exist (known: {known}); "
-                "use one of those, omit it for the default, or define it in the config"
-            )
-        return pc.value
-
     def _queue_held(self, queue: str) -> bool:
         q = self._config.queues.get(queue)
         return q is None or q.stop_policy is not StopPolicy.NONE
 
     def _queue_score(self, queue: str) -> float:
-        score, at = self._queue_usage.get(queue, (0.0, 0.0))
         half_life = self._config.settings.admission_fair_sharing.usage_half_life_s
-        decayed = decay(score, self._clock.now() - at, half_life)
+        now = self._clock.now()
         weight = self._config.queues[queue].fair_sharing_weight
-        # A zero-weight Queue goes after every other Queue that has any usage.
-        return decayed / weight if weight > 0 else (float("inf") if decayed > 0 else 0.0)
+        return self._queue_usage.score(queue, now, half_life, weight)
 
     def _charge_queue(self, queue: str, admission: Admission, at: float) -> None:
         node = self._tree.cluster_queues.get(admission.cluster_queue)
         if node is None:
             return
-        score, since = self._queue_usage.get(queue, (0.0, at))
         half_life = self._config.settings.admission_fair_sharing.usage_half_life_s
-        penalty = admission_penalty(admission.usage, node.nominal)
-        self._queue_usage[queue] = (decay(score, at - since, half_life) + penalty, at)
-
-    def _check_config_keeps_live_workloads(self, config: QueueConfig) -> None:
-        problems: list[ConfigProblem] = []
-        seen: set[tuple[str, str]] = set()
-        for record in self._live.values():
-            spec = record.spec
-            needs = [("Queue", spec.queue, spec.queue in config.queues)]
-            if spec.priority_class is not None:
-                needs.append(
-                    (
-                        "PriorityClass",
-                        spec.priority_class,
-                        spec.priority_class in config.priority_classes,
-                    )
-                )
-            if record.admission is not None:
-                cq = record.admission.cluster_queue
-                needs.append(("ClusterQueue", cq, cq in config.cluster_queues))
-            for kind, name, present in needs:
-                if not present and (kind, name) not in seen:
-                    seen.add((kind, name))
-                    problems.append(
-                        ConfigProblem(
-                            f"{kind}/{name}",
-                            "",
-                            "is still used by queued or running workloads; cancel or let them "
-                            "finish before removing it",
-                        )
-                    )
-        if problems:
-            raise ConfigError(problems)
+        self._queue_usage.charge(queue, admission.usage, node.nominal, at, half_life)
 
     def _get(self, workload: WorkloadId) -> Record:
         record = self._records.get(workload)
@@ -880,14 +683,8 @@ class Engine:
         quota held by reserved/admitted records is re-added, pending ones re-queued."""
         engine = cls(config, clock)
         statuses = list(records)
-        holding_order = sorted(
-            (s for s in statuses if s.state.holds_quota),
-            key=lambda s: (views.admitted_at(s), s.spec.id),
-        )
-        seq = {s.spec.id: i + 1 for i, s in enumerate(holding_order)}
-        engine._seq = len(holding_order)
-        for status in statuses:
-            record = views.record_from_status(status, seq.get(status.spec.id, 0))
+        restored, engine._seq = views.restored_records(statuses)
+        for record in restored:
             engine._adopt(record)
         engine._rebuild_queue_usage(statuses)
         for status in statuses:
@@ -902,16 +699,7 @@ class Engine:
         fair_shared = {
             name for name, cq in self._config.cluster_queues.items() if cq.usage_based_fair_sharing
         }
-        charges = sorted(
-            (
-                (t.at, status.spec.queue, t.admission)
-                for status in statuses
-                for t in status.history
-                if t.admission is not None and t.admission.cluster_queue in fair_shared
-            ),
-            key=lambda charge: (charge[0], charge[1]),
-        )
-        for at, queue, admission in charges:
+        for at, queue, admission in recorded_charges(statuses, fair_shared):
             self._charge_queue(queue, admission, at)
 
     def _adopt(self, record: Record) -> None:
@@ -925,11 +713,11 @@ class Engine:
         if record.state.holds_quota and record.admission is not None:
             cq = record.admission.cluster_queue
             self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
-            self._holding[cq][workload] = _candidate(record)
+            self._holders.add(record)
             if record.state is S.ADMITTED and not record.placed:
                 self._start_placement_clock(record)
             if record.state is S.ADMITTED and record.spec.kind is WorkloadKind.TASK:
-                self._add_lease(record)
+                self._leases.add(record)
         elif record.state is S.PENDING:
             self._enqueue(record)
         elif record.state is S.EVICTED and record.requeue_at is not None:
@@ -972,29 +760,9 @@ class Engine:
     ) -> list[PendingPosition]:
         """Pending workloads in the order they would be considered, with positions."""
         names = [cluster_queue] if cluster_queue is not None else sorted(self._pending)
-        out: list[PendingPosition] = []
-        for name in names:
-            pending = self._pending.get(name)
-            if pending is None:
-                continue
-            cq = self._config.cluster_queues[name]
-            score = self._queue_score if cq.usage_based_fair_sharing else None
-            per_queue: dict[str, int] = {}
-            for index, (workload, q) in enumerate(pending.ordered(score)):
-                position_in_queue = per_queue.get(q, 0)
-                per_queue[q] = position_in_queue + 1
-                if queue is not None and q != queue:
-                    continue
-                record = self._records[workload]
-                reason = (
-                    pending.blocked_reason_for(workload) or record.message or "waiting for its turn"
-                )
-                out.append(
-                    PendingPosition(
-                        workload, q, name, record.priority, position_in_queue, index, reason
-                    )
-                )
-        return out
+        return views.pending_positions(
+            self._config, self._pending, self._records, names, queue, self._queue_score
+        )
 
     def cluster_queue_status(self) -> list[ClusterQueueStatus]:
         return views.cluster_queue_status(self._config, self._tree, self._live.values())
@@ -1009,7 +777,7 @@ class Engine:
 
     def demand(self) -> list[GangDemand]:
         """Workloads holding quota whose bundles are not yet placed, per flavor."""
-        holders = (self._records[w] for h in self._holding.values() for w in h)
+        holders = (self._records[w] for w in self._holders.workloads())
         return views.demand(self._config, holders)
 
     def forget_finished(self, *, older_than: float) -> int:
@@ -1022,57 +790,3 @@ class Engine:
         for workload in old:
             del self._records[workload]
         return len(old)
-
-
-def _validate_spec(spec: WorkloadSpec) -> None:
-    if not spec.id:
-        raise InvalidWorkloadError("a workload needs a non-empty id")
-    if not spec.bundle_groups:
-        raise InvalidWorkloadError(f"workload {spec.id!r} has no bundles; give at least one")
-    for index, group in enumerate(spec.bundle_groups):
-        if group.count < 1:
-            raise InvalidWorkloadError(
-                f"workload {spec.id!r}: bundle group {index} has count {group.count}; use >= 1"
-            )
-        if not group.resources:
-            raise InvalidWorkloadError(
-                f"workload {spec.id!r}: bundle group {index} asks for no resources; "
-                "give each bundle at least one resource, e.g. {'CPU': 1}"
-            )
-        for name, amount in group.resources.items():
-            if amount < 0:
-                raise InvalidWorkloadError(
-                    f"workload {spec.id!r}: {name} = {amount / 1000:g} is negative; "
-                    "resource amounts must be >= 0"
-                )
-    if spec.min_count is not None and not 1 <= spec.min_count <= spec.bundle_groups[0].count:
-        raise InvalidWorkloadError(
-            f"workload {spec.id!r}: min_count {spec.min_count} must be between 1 and the first "
-            f"group's count ({spec.bundle_groups[0].count})"
-        )
-
-
-def _candidate(record: Record) -> Candidate:
-    assert record.admission is not None
-    return Candidate(
-        workload=record.spec.id,
-        cluster_queue=record.admission.cluster_queue,
-        priority=record.priority,
-        created_at=record.spec.created_at,
-        admitted_seq=record.admitted_seq,
-        usage=record.admission.usage,
-    )
-
-
-def _checks_for(cq: ClusterQueue, admission: Admission) -> list[str]:
-    """The admission checks that apply to the flavors an admission was given."""
-    flavors = admission.flavors()
-    applies = [
-        c for c in cq.admission_checks if not c.on_flavors or not flavors.isdisjoint(c.on_flavors)
-    ]
-    return [c.name for c in applies]
-
-
-def _shape(spec: WorkloadSpec) -> Hashable:
-    """Workloads with equal shapes (and priority and Queue) succeed or fail together."""
-    return shape_of(spec.bundle_groups, spec.min_count)

@@ -7,10 +7,10 @@ victim choice must agree on exactly one definition of "who has more than its sha
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ray_queue.engine.config import FairSharingStrategy
-from ray_queue.engine.model import FlavorResource, Milli, ResourceName
+from ray_queue.engine.model import Admission, FlavorResource, Milli, ResourceName, WorkloadStatus
 from ray_queue.engine.quota import QuotaNode
 
 INFINITE_SHARE = math.inf
@@ -58,6 +58,16 @@ def dominant_resource_share(
     return share / node.weight
 
 
+def fair_rank(node: QuotaNode, usage: Mapping[FlavorResource, Milli]) -> tuple[float, ...]:
+    """How a head admitting ``usage`` into ``node``'s ClusterQueue ranks under fair
+    sharing (lower goes first)."""
+    # Compare cohorts top-down, then the ClusterQueue as if the head were admitted.
+    ancestors = [a for a in node.ancestors() if a.parent is not None]
+    shares = tuple(dominant_resource_share(a) for a in reversed(ancestors))
+    own = dominant_resource_share(node, usage)
+    return (*shares, own)
+
+
 def strategy_allows(
     strategy: FairSharingStrategy,
     *,
@@ -92,3 +102,50 @@ def admission_penalty(
         quota = nominal.get(fr, 0)
         penalty = max(penalty, amount / quota if quota > 0 else 1.0)
     return penalty
+
+
+class QueueUsage:
+    """Per Queue, the decayed recent-usage score that orders the Queues of a ClusterQueue
+    under usage-based admission fair sharing (lower goes first)."""
+
+    __slots__ = ("_scores",)
+
+    def __init__(self) -> None:
+        #: Queue → (decayed usage score, when it was last updated).
+        self._scores: dict[str, tuple[float, float]] = {}
+
+    def score(self, queue: str, now: float, half_life_s: float, weight: float) -> float:
+        """``queue``'s usage decayed to ``now``, per unit of its fair-sharing weight."""
+        score, at = self._scores.get(queue, (0.0, 0.0))
+        decayed = decay(score, now - at, half_life_s)
+        # A zero-weight Queue goes after every other Queue that has any usage.
+        return decayed / weight if weight > 0 else (float("inf") if decayed > 0 else 0.0)
+
+    def charge(
+        self,
+        queue: str,
+        request: Mapping[FlavorResource, Milli],
+        nominal: Mapping[FlavorResource, Milli],
+        at: float,
+        half_life_s: float,
+    ) -> None:
+        """``queue`` was given ``request`` at ``at``, in a ClusterQueue with ``nominal``."""
+        score, since = self._scores.get(queue, (0.0, at))
+        penalty = admission_penalty(request, nominal)
+        self._scores[queue] = (decay(score, at - since, half_life_s) + penalty, at)
+
+
+def recorded_charges(
+    statuses: Iterable[WorkloadStatus], fair_shared: set[str]
+) -> list[tuple[float, str, Admission]]:
+    """Every recorded admission into the ``fair_shared`` ClusterQueues, as (when, Queue,
+    admission), oldest first: replaying them rebuilds ``QueueUsage`` after a restart."""
+    return sorted(
+        (
+            (t.at, status.spec.queue, t.admission)
+            for status in statuses
+            for t in status.history
+            if t.admission is not None and t.admission.cluster_queue in fair_shared
+        ),
+        key=lambda charge: (charge[0], charge[1]),
+    )

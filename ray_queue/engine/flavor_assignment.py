@@ -96,6 +96,28 @@ def assign_flavors(
     )
 
 
+def assign_largest(
+    spec: WorkloadSpec, cq: ClusterQueue, node: QuotaNode, tree: QuotaTree
+) -> Assignment:
+    """``assign_flavors`` for the whole workload or, when that does not fit and it allows
+    partial admission, for the largest count of its first group that fits."""
+    full = assign_flavors(spec, cq, node, tree)
+    if full.mode is Mode.FIT or spec.min_count is None:
+        return full
+    # Partial admission: the largest count of the first group that fits (Kueue
+    # searches the same way, since fitting is monotone in the count).
+    low, high = spec.min_count, spec.bundle_groups[0].count - 1
+    best: Assignment | None = None
+    while low <= high:
+        mid = (low + high) // 2
+        attempt = assign_flavors(spec, cq, node, tree, first_group_count=mid)
+        if attempt.mode is Mode.FIT:
+            best, low = attempt, mid + 1
+        else:
+            high = mid - 1
+    return best or full
+
+
 def _no_fit(reason: str) -> Assignment:
     return Assignment(Mode.NO_FIT, (), {}, False, frozenset(), reason)
 

@@ -4,6 +4,8 @@ Everything the engine takes in or hands out is one of these frozen dataclasses, 
 adapters (Ray, gRPC, store) convert at the edge and never leak their own types inward.
 Resource amounts are integers in *milli-units* (1 CPU == 1000), like Kubernetes
 quantities, so quota arithmetic is exact and replays are bit-for-bit deterministic.
+``validate_spec`` sits beside ``WorkloadSpec`` so what makes a spec well-formed is
+stated next to the spec itself.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NewType
+
+from ray_queue.engine.errors import InvalidWorkloadError
 
 WorkloadId = NewType("WorkloadId", str)
 
@@ -147,6 +151,35 @@ class WorkloadSpec:
             for name, amount in group.total().items():
                 totals[name] = totals.get(name, 0) + amount
         return totals
+
+
+def validate_spec(spec: WorkloadSpec) -> None:
+    """Raise ``InvalidWorkloadError`` if ``spec`` is malformed, naming what to fix."""
+    if not spec.id:
+        raise InvalidWorkloadError("a workload needs a non-empty id")
+    if not spec.bundle_groups:
+        raise InvalidWorkloadError(f"workload {spec.id!r} has no bundles; give at least one")
+    for index, group in enumerate(spec.bundle_groups):
+        if group.count < 1:
+            raise InvalidWorkloadError(
+                f"workload {spec.id!r}: bundle group {index} has count {group.count}; use >= 1"
+            )
+        if not group.resources:
+            raise InvalidWorkloadError(
+                f"workload {spec.id!r}: bundle group {index} asks for no resources; "
+                "give each bundle at least one resource, e.g. {'CPU': 1}"
+            )
+        for name, amount in group.resources.items():
+            if amount < 0:
+                raise InvalidWorkloadError(
+                    f"workload {spec.id!r}: {name} = {amount / 1000:g} is negative; "
+                    "resource amounts must be >= 0"
+                )
+    if spec.min_count is not None and not 1 <= spec.min_count <= spec.bundle_groups[0].count:
+        raise InvalidWorkloadError(
+            f"workload {spec.id!r}: min_count {spec.min_count} must be between 1 and the first "
+            f"group's count ({spec.bundle_groups[0].count})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,16 +4,20 @@ Both searches take a preemptor whose flavor assignment came back ``PREEMPT`` and
 admitted candidates it may legally take, and return the smallest set of victims that
 makes the preemptor fit, or ``None``. They mutate the quota tree only as a what-if and
 always restore it before returning; carrying out the evictions is the caller's job.
+
+``Holders`` and ``find_victims`` gather those legal candidates from the workloads
+holding quota, so the whole victim search lives here and the engine only asks for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ray_queue.engine.config import (
     BorrowWithinCohortPolicy,
     ClusterQueue,
+    FairSharing,
     FairSharingStrategy,
     ReclaimWithinCohort,
     WithinClusterQueue,
@@ -21,6 +25,7 @@ from ray_queue.engine.config import (
 from ray_queue.engine.fair_share import dominant_resource_share, strategy_allows
 from ray_queue.engine.model import FlavorResource, Milli, WorkloadId
 from ray_queue.engine.quota import QuotaNode, QuotaTree
+from ray_queue.engine.record import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,122 @@ class Preemptor:
     node: QuotaNode
     usage: Mapping[FlavorResource, Milli]
     needs: frozenset[FlavorResource]
+
+
+# -- the workloads holding quota, and which of them may be victims --------------------
+
+
+def candidate_of(record: Record) -> Candidate:
+    """``record`` (which holds quota) as a victim candidate."""
+    assert record.admission is not None
+    return Candidate(
+        workload=record.spec.id,
+        cluster_queue=record.admission.cluster_queue,
+        priority=record.priority,
+        created_at=record.spec.created_at,
+        admitted_seq=record.admitted_seq,
+        usage=record.admission.usage,
+    )
+
+
+class Holders:
+    """Per ClusterQueue, the workloads holding its quota, as ready-made victim candidates."""
+
+    __slots__ = ("_borrowed_memo", "_by_cq")
+
+    def __init__(self, cluster_queues: Iterable[str]) -> None:
+        self._by_cq: dict[str, dict[WorkloadId, Candidate]] = {n: {} for n in cluster_queues}
+        self._borrowed_memo: dict[
+            tuple[QuotaNode, frozenset[FlavorResource]], tuple[int, list[Candidate]]
+        ] = {}
+
+    def add(self, record: Record) -> None:
+        """``record`` now holds quota in its admission's ClusterQueue."""
+        candidate = candidate_of(record)
+        self._by_cq[candidate.cluster_queue][candidate.workload] = candidate
+
+    def discard(self, cluster_queue: str, workload: WorkloadId) -> None:
+        self._by_cq[cluster_queue].pop(workload, None)
+
+    def workloads(self) -> Iterator[WorkloadId]:
+        """Every holder, ClusterQueue by ClusterQueue, each in the order it got quota."""
+        return (w for held in self._by_cq.values() for w in held)
+
+    def by_cluster_queue(self) -> Iterator[tuple[str, list[WorkloadId]]]:
+        """Each ClusterQueue with a snapshot of its holders, taken when it is reached, so
+        the caller may evict them as it goes."""
+        for name, held in self._by_cq.items():
+            yield name, list(held)
+
+    def candidates(self, cq_name: str, needs: frozenset[FlavorResource]) -> Iterator[Candidate]:
+        return (c for c in self._by_cq[cq_name].values() if not needs.isdisjoint(c.usage))
+
+    def borrowed_candidates(
+        self, tree: QuotaTree, node: QuotaNode, needs: frozenset[FlavorResource]
+    ) -> list[Candidate]:
+        """Workloads of queues in ``node``'s tree that borrow what ``needs`` names.
+
+        Cached per quota-tree state: after a release, every blocked head of a cohort is
+        retried against the same state, and rescanning hundreds of queues each time
+        would dominate the cycle.
+        """
+        key = (node.tree_root, needs)
+        cached = self._borrowed_memo.get(key)
+        if cached is not None and cached[0] == tree.version:
+            return cached[1]
+        found = [
+            c
+            for other in tree.same_tree(node)
+            if tree.is_borrowing(other, iter(needs))
+            for c in self.candidates(other.name, needs)
+        ]
+        self._borrowed_memo[key] = (tree.version, found)
+        return found
+
+
+def find_victims(
+    preemptor: Preemptor, holders: Holders, tree: QuotaTree, fair_sharing: FairSharing
+) -> list[Candidate] | None:
+    """The victims that would let ``preemptor`` fit, among the holders it may legally
+    take (its own queue's per ``withinClusterQueue``, the cohort's per
+    ``reclaimWithinCohort``), or ``None``."""
+    own = preemptor.cq.name
+    candidates = [
+        c
+        for c in holders.candidates(own, preemptor.needs)
+        if within_cluster_queue_allows(preemptor, c)
+    ]
+    if _may_take_from_cohort(preemptor, fair_sharing):
+        candidates.extend(
+            c
+            for c in holders.borrowed_candidates(tree, preemptor.node, preemptor.needs)
+            if c.cluster_queue != own and reclaim_allows(preemptor, c)
+        )
+    if not candidates:
+        return None
+    if fair_sharing.enable:
+        return fair_victims(preemptor, tree, candidates, fair_sharing.preemption_strategies)
+    return classical_victims(preemptor, tree, candidates)
+
+
+def _may_take_from_cohort(preemptor: Preemptor, fair_sharing: FairSharing) -> bool:
+    """Whether other ClusterQueues' workloads can be victims at all.
+
+    Classical preemption only reclaims while the preemptor's queue is under nominal
+    quota, unless borrowWithinCohort allows it; skipping the cohort scan otherwise
+    keeps a blocked head cheap in cohorts with hundreds of queues.
+    """
+    preemption = preemptor.cq.preemption
+    if (
+        preemption.reclaim_within_cohort is ReclaimWithinCohort.NEVER
+        or preemptor.node.parent is None
+    ):
+        return False
+    if fair_sharing.enable:
+        return True
+    if preemption.borrow_within_cohort.policy is BorrowWithinCohortPolicy.LOWER_PRIORITY:
+        return True
+    return under_nominal(preemptor)
 
 
 # -- who may be a candidate ------------------------------------------------------------

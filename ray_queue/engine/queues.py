@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Hashable, Iterator
 
-from ray_queue.engine.model import WorkloadId
+from ray_queue.engine.model import WorkloadId, WorkloadSpec, shape_of
 
 #: (-priority, created_at, workload id): smaller sorts first.
 OrderKey = tuple[int, float, str]
@@ -28,6 +28,11 @@ BucketKey = tuple[str, int, Hashable]
 
 def order_key(priority: int, created_at: float, workload: WorkloadId) -> OrderKey:
     return (-priority, created_at, workload)
+
+
+def bucket_key(spec: WorkloadSpec, priority: int) -> BucketKey:
+    """Workloads with equal shapes (and priority and Queue) succeed or fail together."""
+    return (spec.queue, priority, shape_of(spec.bundle_groups, spec.min_count))
 
 
 class _Bucket:

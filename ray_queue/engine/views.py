@@ -1,4 +1,5 @@
-"""Read-only views of engine state: workload status, queue status, autoscaler demand.
+"""Read-only views of engine state: workload status, pending positions, queue status,
+autoscaler demand.
 
 Kept apart from the cycle so that what people and the autoscaler see is built in one
 place from the same records, and so the engine module stays about decisions.
@@ -6,7 +7,7 @@ place from the same records, and so the engine module stays about decisions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ray_queue.engine.config import ProvisioningMode, QueueConfig
 from ray_queue.engine.fair_share import dominant_resource_share
@@ -14,10 +15,13 @@ from ray_queue.engine.model import (
     ClusterQueueStatus,
     CohortStatus,
     GangDemand,
+    PendingPosition,
     ResourceStatus,
+    WorkloadId,
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.engine.queues import ClusterQueuePending
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
 
@@ -53,6 +57,18 @@ def admitted_at(status: WorkloadStatus) -> float:
     return 0.0
 
 
+def restored_records(statuses: Sequence[WorkloadStatus]) -> tuple[list[Record], int]:
+    """Records for persisted ``statuses`` (same order), and how many hold quota: those
+    get their admission order (``admitted_seq`` 1..n) back from when each got quota."""
+    holding_order = sorted(
+        (s for s in statuses if s.state.holds_quota),
+        key=lambda s: (admitted_at(s), s.spec.id),
+    )
+    seq = {s.spec.id: i + 1 for i, s in enumerate(holding_order)}
+    records = [record_from_status(status, seq.get(status.spec.id, 0)) for status in statuses]
+    return records, len(holding_order)
+
+
 def record_from_status(status: WorkloadStatus, admitted_seq: int) -> Record:
     ended = status.history[-1].at if status.state.is_terminal and status.history else None
     return Record(
@@ -75,6 +91,45 @@ def record_from_status(status: WorkloadStatus, admitted_seq: int) -> Record:
         ended_at=ended,
         history=list(status.history),
     )
+
+
+def pending_positions(
+    config: QueueConfig,
+    pending: Mapping[str, ClusterQueuePending],
+    records: Mapping[WorkloadId, Record],
+    cluster_queues: Iterable[str],
+    queue: str | None,
+    queue_score: Callable[[str], float],
+) -> list[PendingPosition]:
+    """The pending workloads of ``cluster_queues`` (only ``queue``'s, if given) in the
+    order they would be considered, with their positions in their Queue and ClusterQueue.
+
+    ``queue_score`` is used only for ClusterQueues with usage-based fair sharing, as in
+    the cycle, so the order shown is the order admitted.
+    """
+    out: list[PendingPosition] = []
+    for name in cluster_queues:
+        cq_pending = pending.get(name)
+        if cq_pending is None:
+            continue
+        cq = config.cluster_queues[name]
+        score = queue_score if cq.usage_based_fair_sharing else None
+        per_queue: dict[str, int] = {}
+        for index, (workload, q) in enumerate(cq_pending.ordered(score)):
+            position_in_queue = per_queue.get(q, 0)
+            per_queue[q] = position_in_queue + 1
+            if queue is not None and q != queue:
+                continue
+            record = records[workload]
+            reason = (
+                cq_pending.blocked_reason_for(workload) or record.message or "waiting for its turn"
+            )
+            out.append(
+                PendingPosition(
+                    workload, q, name, record.priority, position_in_queue, index, reason
+                )
+            )
+    return out
 
 
 def _resources(node: QuotaNode) -> tuple[ResourceStatus, ...]:
