@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -27,12 +26,10 @@ from ray_queue.engine.errors import (
     WorkloadRejected,
 )
 from ray_queue.engine.model import (
-    MILLI,
     CheckState,
     Decision,
     DecisionKind,
     GangDemand,
-    LeaseKey,
     PendingPosition,
     WorkloadId,
     WorkloadKind,
@@ -40,10 +37,12 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.manager.bundles import label_selector, ray_bundles
 from ray_queue.manager.capacity import Capacity
+from ray_queue.manager.owner_events import AdmittedShape, OwnerEvents
 from ray_queue.manager.release_pacing import ReleasePacer
+from ray_queue.manager.slots import admitted_meanwhile, wants_slot, was_evicted
 from ray_queue.manager.types import (
-    ClientEvent,
     EventBatch,
     HandOver,
     JobRun,
@@ -52,7 +51,6 @@ from ray_queue.manager.types import (
     RayActions,
     SubmitRequest,
     SubmitResult,
-    slot_eligible,
 )
 from ray_queue.metrics import MetricsSnapshot, snapshot_of
 from ray_queue.store.base import Payload, Store
@@ -60,10 +58,8 @@ from ray_queue.store.base import Payload, Store
 logger = logging.getLogger(__name__)
 
 #: Kinds whose admission is a placement group the manager creates and owns (a task's is
-#: its slot, if it gets one: ``_wants_slot``).
+#: its slot, if it gets one: ``slots.wants_slot``).
 _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
-#: Events kept per owner; a client that falls further behind gets a resync snapshot.
-_EVENTS_PER_OWNER = 50_000
 #: Ray job states after which a job will not run again.
 _JOB_DONE = {"SUCCEEDED": False, "FAILED": True, "STOPPED": True}
 #: Submitting an admitted job is retried this many times (once a second) before it fails.
@@ -97,9 +93,11 @@ class ManagerCore:
         self._on_events = on_events
         #: Told each cycle's scheduling time and decisions (the metrics hook).
         self._on_cycle = on_cycle
-        self.epoch = uuid.uuid4().hex[:12]
-        self._seq = 0
-        self._events: dict[str, deque[ClientEvent]] = {}
+        self._owner_events = OwnerEvents(
+            statuses_of=lambda owner: self.workloads(owner=owner),
+            placement_group_of=lambda workload: self._pgs.get(workload),
+            admitted_shape=self._admitted_shape,
+        )
         self._owned: dict[str, set[WorkloadId]] = {}
         self._pgs: dict[WorkloadId, str] = {}
         #: Placement-group workloads still to be checked in this round of the audit.
@@ -110,8 +108,6 @@ class ManagerCore:
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
         self._job_retries: dict[WorkloadId, int] = {}
-        #: Lease states last told to owners (``_publish_leases``).
-        self._leases: dict[LeaseKey, bool] = {}
         self.admissions = 0
         self.preemptions = 0
         for status in engine.workloads():
@@ -326,11 +322,11 @@ class ManagerCore:
             if isinstance(outcome, Decision):
                 decisions.append(outcome)
                 touched |= {done, successor}
-                if not _was_evicted(self._engine.workload(successor)):
+                if not was_evicted(self._engine.workload(successor)):
                     reported.add(successor)
                 payloads.update(self._move_slot(done, successor))
                 continue
-            if self._admitted_meanwhile(handover):
+            if admitted_meanwhile(self._engine, handover, self._pgs.get(done)):
                 # A cycle admitted the successor in its own right while its owner was
                 # already running it in done's slot: it stays there, on its own quota
                 # (the slot made for it goes unused), and done's quota goes back.
@@ -352,7 +348,7 @@ class ManagerCore:
         # cycle may have admitted it in its own right, and then it keeps running.
         for done, successor, refusal in refused:
             now = self._engine.workload(successor)
-            self._emit(
+            self._owner_events.emit(
                 now,
                 decision="handover_refused",
                 reason="HandOverRefused",
@@ -502,6 +498,11 @@ class ManagerCore:
     def config(self) -> QueueConfig:
         return self._engine.config
 
+    @property
+    def epoch(self) -> str:
+        """Changes whenever the manager restarts (``OwnerEvents``)."""
+        return self._owner_events.epoch
+
     def status(self) -> ManagerStatus:
         states: dict[str, int] = {}
         for status in self._engine.workloads():
@@ -553,12 +554,7 @@ class ManagerCore:
 
     def events(self, owner: str, *, after_seq: int, epoch: str | None) -> EventBatch:
         """Events for ``owner`` after ``after_seq``; a snapshot if the client is lost."""
-        queue = self._events.get(owner, deque())
-        dropped = bool(queue) and queue[0].seq > after_seq + 1 and after_seq > 0
-        if epoch != self.epoch or dropped or after_seq > self._seq:
-            return EventBatch(self.epoch, self._seq, self._snapshot(owner), resync=True)
-        events = tuple(e for e in queue if e.seq > after_seq)
-        return EventBatch(self.epoch, self._seq, events)
+        return self._owner_events.batch(owner, after_seq=after_seq, epoch=epoch)
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -604,7 +600,7 @@ class ManagerCore:
             if status.spec.id in notified or status.spec.id in reported:
                 continue
             if status.state.is_terminal:
-                self._notify_state(status)
+                self._owner_events.state(status)
         self._fail_refused()
         t3 = time.perf_counter()
         if scheduled or decisions:
@@ -623,26 +619,9 @@ class ManagerCore:
             )
         if self._on_cycle is not None:
             self._on_cycle(t1 - t0, [*decisions, *scheduled])
-        leases_changed = self._publish_leases()
+        leases_changed = self._owner_events.publish_leases(self._engine.lease_states())
         if self._on_events is not None and (notified or statuses or leases_changed):
             self._on_events()
-
-    def _publish_leases(self) -> bool:
-        """Tell owners whose tasks may now hand over, or no longer may; whether any did."""
-        states = self._engine.lease_states()
-        changed = False
-        for key, open_ in states.items():
-            if self._leases.get(key) != open_:
-                self._emit_lease(key, open_)
-                changed = True
-        self._leases = states
-        return changed
-
-    def _emit_lease(self, key: LeaseKey, open_: bool) -> None:
-        self._seq += 1
-        self._events.setdefault(key[0], deque(maxlen=_EVENTS_PER_OWNER)).append(
-            _lease_event(self._seq, key, open_)
-        )
 
     def _carry_out(self, decision: Decision) -> None:
         try:
@@ -663,7 +642,7 @@ class ManagerCore:
                 self._finish(workload, failed=True, message=f"Ray refused it: {message}")
                 failed = self._engine.workload(workload)
                 self._store.write(workloads=[failed])
-                self._notify_state(failed)
+                self._owner_events.state(failed)
 
     def _act(self, decision: Decision) -> None:
         if decision.kind is DecisionKind.ADMIT and decision.reason == "HandedOver":
@@ -734,34 +713,8 @@ class ManagerCore:
         self._pgs[status.spec.id] = pg_id
 
     def _wants_slot(self, status: WorkloadStatus) -> bool:
-        """An admitted task gets a slot (a placement group of its shape that the identical
-        tasks queued behind it then run in, one after another; ``client/slots.py``) when
-        it has such a backlog and nothing else waits for its quota."""
-        if status.spec.kind is not WorkloadKind.TASK:
-            return False
-        payload = self._payloads.get(status.spec.id, {})
-        if not slot_eligible(status.spec.bundle_groups, payload):
-            return False
-        return self._engine.has_backlog(status.spec.id)
-
-    def _admitted_meanwhile(self, handover: HandOver) -> bool:
-        """Whether a hand-over into ``done``'s slot came too late only because the
-        successor was admitted on its own meanwhile, to the same flavors: then it can
-        simply stay where it runs."""
-        if handover.slot is None or handover.slot != self._pgs.get(handover.done):
-            return False
-        if not (self._known(handover.done) and self._known(handover.successor)):
-            return False
-        done = self._engine.workload(handover.done)
-        successor = self._engine.workload(handover.successor)
-        if done.state is not WorkloadState.ADMITTED:
-            return False
-        if successor.state is not WorkloadState.ADMITTED:
-            return False
-        if done.spec.lease_key() != successor.spec.lease_key():
-            return False
-        assert done.admission is not None and successor.admission is not None
-        return done.admission.groups == successor.admission.groups
+        """Whether an admitted task gets a slot (``slots.wants_slot``)."""
+        return wants_slot(self._engine, status, self._payloads.get(status.spec.id, {}))
 
     def _move_slot(self, done: WorkloadId, successor: WorkloadId) -> dict[WorkloadId, Payload]:
         """Give ``done``'s slot to the task that took its quota over; returns the payload
@@ -795,77 +748,13 @@ class ManagerCore:
         self._teardown(before)
         return {workload}
 
-    # -- events for owners ---------------------------------------------------------------------
+    # -- events for owners (``owner_events``) ---------------------------------------------
 
     def _notify(self, decision: Decision) -> None:
-        status = self._as_decided(decision)
-        label_selector: Mapping[str, str] = {}
-        bundles: tuple[Mapping[str, float], ...] = ()
-        if decision.kind is DecisionKind.ADMIT:
-            label_selector = self._label_selector(status)
-            bundles = tuple(self._bundles(status)[0])
-        self._emit(
-            status,
-            decision=decision.kind.value,
-            reason=decision.reason,
-            message=decision.message,
-            label_selector=label_selector,
-            bundles=bundles,
-        )
+        self._owner_events.decided(self._as_decided(decision), decision)
 
-    def _notify_state(self, status: WorkloadStatus) -> None:
-        self._emit(status, decision="state", reason=status.reason, message=status.message)
-
-    def _emit(
-        self,
-        status: WorkloadStatus,
-        *,
-        decision: str,
-        reason: str,
-        message: str,
-        label_selector: Mapping[str, str] | None = None,
-        bundles: tuple[Mapping[str, float], ...] = (),
-    ) -> None:
-        owner = status.spec.owner
-        self._seq += 1
-        event = ClientEvent(
-            seq=self._seq,
-            workload=status.spec.id,
-            kind=status.spec.kind,
-            state=status.state,
-            decision=decision,
-            reason=reason,
-            message=message,
-            label_selector=dict(label_selector or {}),
-            placement_group_id=self._pgs.get(status.spec.id),
-            bundles=bundles,
-        )
-        self._events.setdefault(owner, deque(maxlen=_EVENTS_PER_OWNER)).append(event)
-
-    def _snapshot(self, owner: str) -> tuple[ClientEvent, ...]:
-        out = []
-        for status in self.workloads(owner=owner):
-            admitted = status.state is WorkloadState.ADMITTED
-            out.append(
-                ClientEvent(
-                    seq=self._seq,
-                    workload=status.spec.id,
-                    kind=status.spec.kind,
-                    state=status.state,
-                    decision="admit" if admitted else "state",
-                    reason=status.reason,
-                    message=status.message,
-                    label_selector=self._label_selector(status) if admitted else {},
-                    placement_group_id=self._pgs.get(status.spec.id),
-                    bundles=tuple(self._bundles(status)[0]) if admitted else (),
-                )
-            )
-        out.extend(
-            _lease_event(self._seq, key, open_)
-            for key, open_ in self._leases.items()
-            if key[0] == owner
-        )
-        return tuple(out)
+    def _admitted_shape(self, status: WorkloadStatus) -> AdmittedShape:
+        return self._label_selector(status), tuple(self._bundles(status)[0])
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -882,73 +771,14 @@ class ManagerCore:
     def _known(self, workload: WorkloadId) -> bool:
         return self._engine.knows(workload)
 
-    def _flavor_labels(self, flavors: Iterable[str]) -> dict[str, str]:
-        labels: dict[str, str] = {}
-        for name in sorted(set(flavors)):
-            flavor = self._engine.config.flavors.get(name)
-            if flavor is not None:
-                labels.update(flavor.node_labels)
-        return labels
-
     def _label_selector(self, status: WorkloadStatus) -> dict[str, str]:
-        if status.admission is None:
-            return {}
-        return self._flavor_labels(status.admission.flavors())
+        return label_selector(self._engine.config, status)
 
     def _bundles(
         self, status: WorkloadStatus
     ) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
-        """The admitted bundles in Ray units, and each bundle's label selector: the user's
-        own selector, overridden by the labels of the flavor the quota was charged to."""
-        admission = status.admission
-        if admission is None:
-            return [], []
-        user: list[Mapping[str, str]] = list(
-            self._payloads.get(status.spec.id, {}).get("bundle_label_selector") or []
-        )
-        bundles: list[dict[str, float]] = []
-        selectors: list[dict[str, str]] = []
-        index = 0
-        for group, assigned in zip(status.spec.bundle_groups, admission.groups, strict=True):
-            flavor_labels = self._flavor_labels(assigned.flavors.values())
-            for n in range(group.count):
-                if n < assigned.count:
-                    bundles.append(_to_ray(group.resources))
-                    selector = dict(user[index]) if index < len(user) else {}
-                    selector.update(flavor_labels)
-                    selectors.append(selector)
-                index += 1
-        return bundles, selectors
-
-
-def _to_ray(resources: Mapping[str, int]) -> dict[str, float]:
-    """Milli-units back to Ray's units; zero amounts are dropped (Ray rejects them in PGs)."""
-    return {name: amount / MILLI for name, amount in resources.items() if amount > 0}
-
-
-def _was_evicted(status: WorkloadStatus) -> bool:
-    """Whether ``status`` was ever preempted or evicted. A hand-over to such a task may
-    have crossed that preemption: its owner started it in a finished task's place
-    before the preemption of an admission of its own reached it, and then stopped it.
-    Its owner is told of the hand-over's admission then, so that it starts it again
-    (it changes nothing if the task still runs)."""
-    return any(t.to_state is WorkloadState.EVICTED for t in status.history)
-
-
-def _lease_event(seq: int, key: LeaseKey, open_: bool) -> ClientEvent:
-    return ClientEvent(
-        seq=seq,
-        workload=WorkloadId(""),
-        kind=WorkloadKind.TASK,
-        state=WorkloadState.ADMITTED,
-        decision="lease",
-        reason="LeaseOpen" if open_ else "LeaseClosed",
-        message="finished tasks may hand their quota to the next identical task"
-        if open_
-        else "other work waits for this quota: finished tasks give it back",
-        lease_key=key,
-        lease_open=open_,
-    )
+        """The admitted bundles in Ray units and their label selectors (``bundles``)."""
+        return ray_bundles(self._engine.config, status, self._payloads.get(status.spec.id, {}))
 
 
 def _submission_id(status: WorkloadStatus) -> str:
