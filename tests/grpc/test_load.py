@@ -12,6 +12,7 @@ import pytest
 
 from ray_queue.engine.errors import DuplicateWorkloadError, RayQueueError
 from ray_queue.engine.model import WorkloadState
+from ray_queue.grpc.status import RateLimitedError
 from tests.grpc.conftest import ADMIN_TOKEN, TENANT_A_TOKEN, Harness, request
 
 CLIENTS = 16
@@ -57,7 +58,14 @@ def test_concurrent_submit_and_cancel(harness: Harness) -> None:
                             assert spec.id not in accepted
                             accepted[spec.id] = f"c{n}"
                 for victim in rng.sample(mine, min(len(mine), rng.randint(0, 3))):
-                    client.cancel(victim)
+                    try:
+                        client.cancel(victim)
+                    except RateLimitedError:
+                        # The tokens' flood limit (500/s) is reachable on a fast run; a
+                        # refused cancel must change nothing (checked below).
+                        with lock:
+                            refused["RateLimitedError"] += 1
+                        continue
                     with lock:
                         cancelled.add(victim)
         except BaseException as e:  # surfaced below

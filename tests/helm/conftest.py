@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.availability import require_k8s_tools, unavailable
 from tests.k8s import toolchain
 from tests.k8s.conftest import (  # noqa: F401  (fixtures, re-exported for this directory)
     K8sApi,
@@ -45,25 +46,12 @@ PROMETHEUS_OPERATOR_VERSION = "v0.80.1"
 SERVICEMONITOR_CRD = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark this directory's tests ``k8s``; skip them (fail under CI) without the tools."""
     ours = [item for item in items if HELM_DIR in Path(str(item.fspath)).parents]
     for item in ours:
         item.add_marker(pytest.mark.k8s)
-    if not ours:
-        return
-    try:
-        toolchain.ensure_tools(lambda msg: print(f"\n[k8s-tools] {msg}", flush=True))
-    except toolchain.ToolchainUnavailable as exc:
-        if _in_ci():
-            raise pytest.UsageError(f"CI=true and the k8s harness is unavailable: {exc}") from exc
-        skip = pytest.mark.skip(reason=f"k8s harness unavailable: {exc}")
-        for item in ours:
-            item.add_marker(skip)
+    require_k8s_tools(ours, needs_tools=lambda item: True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,10 +147,7 @@ def servicemonitor_crd(k8s_api: K8sApi) -> str:  # noqa: F811
     try:
         root = toolchain.module_dir(PROMETHEUS_OPERATOR_MODULE, PROMETHEUS_OPERATOR_VERSION)
     except toolchain.ToolchainUnavailable as exc:
-        message = f"ServiceMonitor CRD unavailable (needs the Go module proxy): {exc}"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"the ServiceMonitor CRD is unavailable (needs the Go module proxy): {exc}")
     doc = yaml.safe_load((root / SERVICEMONITOR_CRD).read_text())
     name = doc["metadata"]["name"]
     try:

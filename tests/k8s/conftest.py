@@ -20,7 +20,6 @@ once before the first k8s test runs (outside any test timeout).
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests.availability import require_k8s_tools, unavailable
 from tests.k8s import toolchain
 from tests.k8s.apiserver import ApiServer, create_namespace, delete_namespace, start_apiserver
 from tests.k8s.crds import install_crds
@@ -41,10 +41,6 @@ from tests.k8s.ray_nodes import RayHead, driver_auth, head_ready, start_head
 _K8S_DIR = Path(__file__).parent
 _NEEDS_TOOLS = {"k8s_tools", "k8s_api", "k8s_namespace", "kuberay_operator", "node_simulator"}
 """Fixtures that need the built binaries; tests without them (pure parsing) always run."""
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _ours(item: pytest.Item) -> bool:
@@ -60,18 +56,10 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Make sure the tools exist before any selected k8s test runs (after ``-m``/``-k``)."""
-    ours = [item for item in items if _ours(item)]
-    if not ours:
-        return
-    try:
-        toolchain.ensure_tools(lambda msg: print(f"\n[k8s-tools] {msg}", flush=True))
-    except toolchain.ToolchainUnavailable as exc:
-        if _in_ci():
-            raise pytest.UsageError(f"CI=true and the k8s harness is unavailable: {exc}") from exc
-        skip = pytest.mark.skip(reason=f"k8s harness unavailable: {exc}")
-        for item in ours:
-            if _NEEDS_TOOLS & set(getattr(item, "fixturenames", ())):
-                item.add_marker(skip)
+    require_k8s_tools(
+        [item for item in items if _ours(item)],
+        needs_tools=lambda item: bool(_NEEDS_TOOLS & set(getattr(item, "fixturenames", ()))),
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,9 +81,7 @@ def k8s_tools(pytestconfig: pytest.Config) -> toolchain.Tools:
     try:
         return toolchain.ensure_tools()
     except toolchain.ToolchainUnavailable as exc:
-        if _in_ci():
-            pytest.fail(f"CI=true and the k8s harness is unavailable: {exc}")
-        pytest.skip(f"k8s harness unavailable: {exc}")
+        unavailable(f"the k8s harness is unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,7 @@ import pytest
 
 from autoscaler.metrics import Metrics as AutoscalerMetrics
 from ray_queue.metrics import METRICS
+from tests.availability import unavailable
 from tests.k8s.process import ManagedProcess, wait_for
 from tests.observability.load import config_yaml
 from tests.observability.prometheus import (
@@ -72,10 +73,6 @@ SUBMIT_S = 30.0
 END_S = 42.0
 LOAD_S = 62.0
 STEP_S = 1.0
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _dashboard() -> dict[str, Any]:
@@ -188,10 +185,10 @@ def live(test: Callable[..., None]) -> Callable[..., None]:
 def prometheus_bin() -> str:
     binary = prometheus_binary()
     if binary is None:
-        message = "no prometheus binary: run scripts/install-prometheus.sh (or set PROMETHEUS_BIN)"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(
+            "there is no prometheus binary: run scripts/install-prometheus.sh "
+            "(or set PROMETHEUS_BIN)"
+        )
     return binary
 
 
