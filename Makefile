@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean k8s-tools prometheus test-deps
+.PHONY: install test lint typecheck unit demo bench clean k8s-tools test-servers test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,11 @@ typecheck: $(STAMP)
 k8s-tools: $(STAMP)
 	$(PY) -m tests.k8s.toolchain
 
-# Debian's Prometheus server, for the dashboard test.
-prometheus:
-	bash scripts/install-prometheus.sh
+# Debian's Prometheus and Redis servers, for the dashboard and head-restart tests.
+test-servers:
+	bash scripts/install-test-servers.sh
 
-test-deps: k8s-tools prometheus
+test-deps: k8s-tools test-servers
 
 test: lint typecheck test-deps
 	$(PY) -m pytest -q

@@ -1,7 +1,7 @@
 """A real Prometheus server on loopback for tests, and a small client for its HTTP API.
 
 Why this exists: the only honest check that a dashboard query works is the query engine
-that will run it. Debian's ``prometheus`` package (``scripts/install-prometheus.sh``)
+that will run it. Debian's ``prometheus`` package (``scripts/install-test-servers.sh``)
 provides the server; this module writes a temporary config that scrapes the given
 targets every second, starts the server in its own process group with a temporary TSDB,
 and stops it by pid. ``query``/``query_range`` return Prometheus's answer as JSON and

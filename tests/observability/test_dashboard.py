@@ -2,7 +2,7 @@
 
 The dashboard ships in the Helm chart; a panel whose query names a metric that does not
 exist, or misuses a label, shows "No data" forever and nobody notices. Here a real
-Prometheus (Debian's package; ``scripts/install-prometheus.sh``) scrapes, every second,
+Prometheus (Debian's package; ``scripts/install-test-servers.sh``) scrapes, every second,
 what a user runs (``stack.py``):
 
 - the QueueManager actor on a real Ray cluster (the ``tests/k8s`` harness's Ray head, with
@@ -186,7 +186,7 @@ def prometheus_bin() -> str:
     binary = prometheus_binary()
     if binary is None:
         unavailable(
-            "there is no prometheus binary: run scripts/install-prometheus.sh "
+            "there is no prometheus binary: run scripts/install-test-servers.sh "
             "(or set PROMETHEUS_BIN)"
         )
     return binary
