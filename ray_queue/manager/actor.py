@@ -2,9 +2,10 @@
 
 Detached (outlives the driver that started it), named (every driver finds the same one),
 restarted by Ray forever if it dies (``max_restarts=-1``), pinned to the head node (where
-its SQLite store lives). All core calls run on the actor's single event loop, which is
-the manager's lock: requests are applied one at a time, in arrival order. Long polls
-(``wait_events``, ``wait_placed``) await without holding it.
+its SQLite store lives), whichever node is the head after a head restart. All core calls
+run on the actor's single event loop, which is the manager's lock: requests are applied
+one at a time, in arrival order. Long polls (``wait_events``, ``wait_placed``) await
+without holding it.
 
 A background loop, about four times a second, lets time-driven events happen (back-offs,
 placement timeouts), notices placement groups becoming ready, and once a second follows
@@ -48,7 +49,7 @@ from ray_queue.manager.types import (
 )
 from ray_queue.metrics import MetricsSnapshot, QueueMetrics
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
-from ray_queue.ray_adapter.cluster import dead_owners, head_node_id, node_shapes
+from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
 from ray_queue.store.sqlite import SQLiteStore
 
 logger = logging.getLogger(__name__)
@@ -342,8 +343,6 @@ def start_manager(
     file, TLS files: the ``RAY_QUEUE_*`` variables) is set in the actor's process, and
     stays set when Ray restarts it.
     """
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     actor_cls = ray.remote(QueueManager)
     return actor_cls.options(
         name=MANAGER_NAME,
@@ -354,7 +353,9 @@ def start_manager(
         max_task_retries=-1,
         max_concurrency=1000,
         num_cpus=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(head_node_id(), soft=False),
+        # The head's own resource, not its node id: after a head restart Ray must be able
+        # to restart the manager on the new head.
+        resources=on_the_head(),
         runtime_env={"env_vars": env} if env else None,
     ).remote(config, state_path)
 

@@ -5,6 +5,6 @@ place those become Ray calls, so Ray API churn stays here.
 """
 
 from ray_queue.ray_adapter.actions import RayAdapter
-from ray_queue.ray_adapter.cluster import dead_owners, head_node_id, node_shapes
+from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
 
-__all__ = ["RayAdapter", "dead_owners", "head_node_id", "node_shapes"]
+__all__ = ["RayAdapter", "dead_owners", "node_shapes", "on_the_head"]

@@ -41,11 +41,12 @@ def node_shapes() -> list[NodeShape]:
     return shapes
 
 
-def head_node_id() -> str:
-    for node in ray.nodes():  # type: ignore[no-untyped-call]
-        if node.get("Alive") and _HEAD_RESOURCE in (node.get("Resources") or {}):
-            return str(node["NodeID"])
-    raise RuntimeError("no alive head node found in ray.nodes()")
+def on_the_head() -> dict[str, float]:
+    """A resource request that only the head node satisfies: a task or actor asking it
+    runs there. Unlike affinity to the head's node id, it follows the head across a head
+    restart (GCS fault tolerance), when the new head has a new id and Ray restarts the
+    detached actors that lived on the old one."""
+    return {_HEAD_RESOURCE: 0.001}
 
 
 def _job_table() -> list[dict[str, Any]]:
