@@ -7,9 +7,10 @@ seeded stream of placement groups, tasks and a Ray job against it for about a mi
 while a live table shows queue lengths, usage against quota, borrowing, fair shares,
 admissions and preemptions. Ends with a summary and shuts everything down.
 
-The cluster has a fixed size: the local autoscaler (a later issue) plugs in through
-``NodeProvider`` — give ``run(provider=...)`` one and it is called every refresh with
-the manager's demand (quota-reserved or admitted work not yet placed on nodes).
+The cluster has a fixed size here; ``make demo`` then runs ``autoscaler.demo``, where the
+local autoscaler adds a node for a queued gang. A ``NodeProvider`` given to
+``run(provider=...)`` is called every refresh with the manager's demand (quota-reserved
+or admitted work not yet placed on nodes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import ray
+from rich.console import Console
 
 import ray_queue
 from ray_queue.engine.config import (
@@ -134,11 +136,18 @@ def _sleep_task(seconds: float) -> str:
     return "ok"
 
 
-def run(duration_s: float = 60.0, *, seed: int = 7, provider: NodeProvider | None = None) -> int:
-    from rich.console import Console
+def run(
+    duration_s: float = 60.0,
+    *,
+    seed: int = 7,
+    provider: NodeProvider | None = None,
+    console: Console | None = None,
+) -> int:
+    """Play the demo for ``duration_s`` seconds of submissions, then drain; returns the
+    exit code. ``console``: where the live table and summary go (the terminal if None)."""
     from rich.live import Live
 
-    console = Console()
+    console = console or Console()
     logging.getLogger("ray_queue").setLevel(logging.WARNING)
     console.print("[bold]ray-queue demo[/]: starting a local Ray cluster (2 A100 and 2 T4 nodes)…")
     cluster = start_cluster()
