@@ -220,13 +220,7 @@ def classical_victims(
     own = preemptor.cq.name
     ordered = sorted(candidates, key=lambda c: candidate_order(c, own))
     same_queue = [c for c in ordered if c.cluster_queue == own]
-    # Preempting inside its own queue may replace lower-priority work but never makes the
-    # queue borrow more than it already does: otherwise the newly borrowed quota is
-    # reclaimable by the cohort, whose reclaimed work then preempts back, forever.
-    no_more_borrowing = {
-        fr: max(preemptor.node.nominal.get(fr, 0), preemptor.node.usage.get(fr, 0))
-        for fr in preemptor.usage
-    }
+    no_more_borrowing = _no_more_borrowing(preemptor)
     if len(same_queue) == len(ordered):
         return _minimal(preemptor, tree, ordered, cap=no_more_borrowing)
     if (
@@ -248,6 +242,17 @@ def classical_victims(
         if victims:
             return victims
     return _minimal(preemptor, tree, same_queue, cap=no_more_borrowing)
+
+
+def _no_more_borrowing(preemptor: Preemptor) -> dict[FlavorResource, Milli]:
+    """The cap on the preemptor's queue when its victims are its own work: preempting
+    inside its own queue may replace lower-priority work but never makes the queue
+    borrow more than it already does. Otherwise the newly borrowed quota is reclaimable
+    by the cohort, whose reclaimed work then preempts back, forever."""
+    return {
+        fr: max(preemptor.node.nominal.get(fr, 0), preemptor.node.usage.get(fr, 0))
+        for fr in preemptor.usage
+    }
 
 
 def under_nominal(preemptor: Preemptor) -> bool:
@@ -320,6 +325,21 @@ def _take_until_fits(
             return _fill_back_and_restore(tree, taken, fits)
     _restore(tree, taken)
     return None
+
+
+def _fits_with(
+    preemptor: Preemptor,
+    tree: QuotaTree,
+    victims: Sequence[Candidate],
+    cap: Mapping[FlavorResource, Milli],
+) -> bool:
+    """Whether the preemptor fits under ``cap`` once ``victims`` are gone (a what-if)."""
+    for victim in victims:
+        tree.remove_usage(tree.cluster_queues[victim.cluster_queue], victim.usage)
+    try:
+        return tree.fits(preemptor.node, preemptor.usage, cap=cap)
+    finally:
+        _restore(tree, victims)
 
 
 def _fill_back_and_restore(
@@ -404,6 +424,13 @@ def _fair_attempt(
                 continue
         taken.append(candidate)
         if fits():
-            return _fill_back_and_restore(tree, taken, fits)
+            victims = _fill_back_and_restore(tree, taken, fits)
+            if any(v.cluster_queue != own for v in victims):
+                # Taken from other queues by the fair-share rule, which is what lets this
+                # queue borrow more.
+                return victims
+            # Only its own work: the classical rule (``_no_more_borrowing``) holds here too.
+            cap = _no_more_borrowing(preemptor)
+            return victims if _fits_with(preemptor, tree, victims, cap) else None
     _restore(tree, taken)
     return None

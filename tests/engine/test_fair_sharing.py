@@ -329,6 +329,49 @@ def test_fair_preemption_within_the_own_queue() -> None:
     assert decisions == [(DecisionKind.PREEMPT, "low"), (DecisionKind.ADMIT, "high")]
 
 
+@pytest.mark.parametrize("strategy", [LT_INITIAL, LTE_FINAL])
+def test_own_queue_preemption_does_not_borrow_what_a_reclaim_just_freed(
+    strategy: FairSharingStrategy,
+) -> None:
+    # Found by make demo, where the manager hung in this loop, then shrunk by hypothesis:
+    # big preempted small inside b and borrowed the 3 GPUs other's eviction had freed;
+    # other reclaimed them from b; small reclaimed its nominal GPU from other; big
+    # preempted small again... within one schedule() call, forever.
+    config = ConfigBuilder().priorities(lo=10, mid=100).fair_sharing(strategy)
+    for name, nominal in (("a", 1), ("b", 1), ("c", 2)):
+        gpus = flavor("gpu").resource("GPU", nominal)
+        config.cluster_queue(
+            ClusterQueueBuilder(name)
+            .cohort("all")
+            .resource_group(gpus)
+            .preemption(within=WithinClusterQueue.LOWER_PRIORITY, reclaim=ReclaimWithinCohort.ANY),
+            name,
+        )
+    engine, _ = new_engine(config.build())
+    for at, (workload, queue, gpu, priority) in enumerate(
+        [("small", "b", 1, "lo"), ("big", "b", 4, "mid"), ("other", "c", 4, "lo")]
+    ):
+        engine.submit(
+            WorkloadBuilder(workload)
+            .queue(queue)
+            .bundles({"GPU": gpu})
+            .priority(priority)
+            .created(at)
+            .build()
+        )
+    decisions = [(d.kind, d.workload) for d in engine.schedule()]
+    # other goes first (c borrows less with it than b would with big); small, within its
+    # nominal GPU, reclaims it. big may not then evict small and borrow the rest: its own
+    # work is no licence to borrow more (fair sharing would let c reclaim it at once).
+    assert decisions == [
+        (DecisionKind.ADMIT, "other"),
+        (DecisionKind.PREEMPT, "other"),
+        (DecisionKind.ADMIT, "small"),
+    ]
+    assert admitted(engine) == {"small"}
+    assert engine.schedule() == []
+
+
 @pytest.mark.parametrize(
     ("weight_b", "victim"),
     [
