@@ -57,12 +57,13 @@ def demo_config() -> QueueConfig:
 
 def run(*, idle_timeout_s: float = 5.0, timeout_s: float = 180.0,
         say: Callable[[str], None] = print) -> None:
+    # Ray's own autoscaler would print "no node type can fulfil {GPU: 1}" while ours works.
+    # Ray reads this once, when it is first imported: set it before that.
+    os.environ.setdefault("RAY_SCHEDULER_EVENTS", "0")
     import ray
     from ray.cluster_utils import Cluster
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    # Ray's own autoscaler would print "no node type can fulfil {GPU: 1}" while ours works.
-    os.environ.setdefault("RAY_SCHEDULER_EVENTS", "0")
     started = time.monotonic()
 
     def log(message: str) -> None:
