@@ -5,7 +5,7 @@ import warnings
 
 from ray_queue.grpc.gen import autoscaler_pb2 as ray__queue_dot_v1_dot_autoscaler__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
