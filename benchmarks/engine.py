@@ -55,7 +55,7 @@ from ray_queue.engine.model import Decision, DecisionKind, WorkloadId
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: What each shape must achieve (DESIGN.md §8 and the benchmark issue). Kept here, not
+#: What each shape must achieve (docs/contract.md §8, the benchmark issue). Kept here, not
 #: in the scenarios, because a real-Ray run of the same shape has other targets.
 TARGETS: dict[str, dict[str, float]] = {
     "kueue-baseline": {"makespan_over_ideal_max": 1.2},

@@ -49,7 +49,7 @@ from ray_queue.manager.types import ClientEvent
 REPO_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
-#: DESIGN §8 asks 1.2x for the engine; the issue allows real Ray 1.3x of the ideal bound.
+#: docs/contract.md §8: 1.2x of the ideal bound for the engine, 1.3x for real Ray.
 MAKESPAN_OVER_IDEAL_MAX = 1.3
 #: How often the manager's RSS is sampled.
 RSS_SAMPLE_S = 0.5

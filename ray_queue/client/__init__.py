@@ -1,4 +1,4 @@
-"""The client API users write against (DESIGN §3); re-exported by ``ray_queue``."""
+"""The client API users write against (docs/contract.md §3); re-exported by ``ray_queue``."""
 
 from ray_queue.client.api import (
     apply_config,

@@ -1,4 +1,4 @@
-"""The public functions of ``ray_queue`` (DESIGN §3), thin over ``ClientRuntime``."""
+"""The public functions of ``ray_queue`` (docs/contract.md §3), thin over ``ClientRuntime``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from ray_queue.manager.types import ManagerStatus
 
 
 def load_config(config: Any) -> QueueConfig:
-    """Anything DESIGN §1 accepts (path, YAML text, dict(s), QueueConfig) → QueueConfig."""
+    """What docs/contract.md §1 accepts (path, YAML text, dict(s), QueueConfig) → QueueConfig."""
     return config_loader.load_config(config)
 
 

@@ -76,7 +76,7 @@ class Engine:
     """Kueue's admission model over an in-memory cache.
 
     Not thread-safe: the manager calls it from one asyncio loop (the "lock" of
-    DESIGN §2). Every method either fully applies or raises before changing anything.
+    docs/contract.md §2). Every method either fully applies or raises before changing anything.
     """
 
     def __init__(self, config: QueueConfig, clock: Clock) -> None:

@@ -1,7 +1,7 @@
 """Who may call what: bearer tokens, roles, and per-token flood limits.
 
 Ray's own endpoints have no authentication, so the gRPC server is the only door to the
-queue that checks who is knocking (DESIGN §5). Each request carries
+queue that checks who is knocking (docs/contract.md §5). Each request carries
 ``authorization: Bearer <token>``; the token maps to a ``Principal`` with a role:
 
 - ``admin``: everything, including config;

@@ -223,7 +223,7 @@ def test_every_transition_is_recorded_with_a_reason(
 def test_every_transition_has_a_message_a_person_can_read(
     path: Callable[[Engine, ManualClock], None], expected: list[tuple[S, S, str]]
 ) -> None:
-    # DESIGN §1: "Every transition has a reason and a message a person can read", also
+    # docs/contract.md §1: "Every transition has a reason and a message a person can read", also
     # when the caller (finish, cancel, a check controller) gave no message of its own.
     engine, clock = new_engine(config())
     path(engine, clock)

@@ -140,7 +140,7 @@ def test_every_query_names_only_real_metrics() -> None:
         if variable["type"] == "query":
             metric = re.match(r"label_values\((\w+), *(\w+)\)", variable["definition"])
             assert metric and metric.group(1) in known, variable["definition"]
-    # And the dashboard shows every family the design promises (DESIGN §6).
+    # And the dashboard shows every family the design promises (docs/contract.md §6).
     for family in (
         "ray_queue_pending_workloads",
         "ray_queue_admitted_active_workloads",

@@ -6,7 +6,7 @@ connected through the head dies with it. Here, for real: a Redis server, a head 
 GCS stores into it, one worker with two logical A100 GPUs, and the manager on the head
 with its store on disk (the head pod's persistent volume). Then every process of the
 head is killed at once and a new head starts on the same GCS port, as a pod restart
-would. What must hold afterwards (DESIGN §5): Ray restarts the manager on the *new*
+would. What must hold afterwards (docs/contract.md §5): Ray restarts the manager on the *new*
 head; a workload submitted over gRPC (its owner outlives drivers) keeps its admission
 and its placement group, re-adopted rather than created again; the workload of the
 driver that died with the head is cancelled and its quota and group freed; and the
