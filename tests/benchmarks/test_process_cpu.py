@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
 from benchmarks import process_cpu
 
-_BUSY = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+# Burns 0.3 s of CPU, says so, then sleeps without using any.
+_BUSY = (
+    "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    "print('burnt', flush=True)\ntime.sleep(30)\n"
+)
 
 
 @pytest.mark.timeout(60)
 def test_a_busy_child_is_counted_under_its_role_and_an_idle_driver_is_not() -> None:
-    child = subprocess.Popen([sys.executable, "-c", _BUSY + "time.sleep(30)"])
+    child = subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.PIPE, text=True)
     try:
         named = {child.pid: "busy_child"}
         before = process_cpu.snapshot(named)
         assert before[child.pid][0] == "busy_child"
-        time.sleep(1.5)  # the child burns 0.3 s of CPU, then sleeps; the driver sleeps
+        assert child.stdout is not None
+        # Blocks (using no CPU) until the child has burnt its share, however slow the machine.
+        assert child.stdout.readline() == "burnt\n"
         spent = process_cpu.spent(before, process_cpu.snapshot(named))
     finally:
         child.kill()

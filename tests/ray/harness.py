@@ -105,13 +105,19 @@ def runtime() -> client_runtime.ClientRuntime:
 
 @ray.remote(num_cpus=0)
 class Runs:
-    """Counts how often each task body ran."""
+    """Counts how often each task body ran, and keeps the order of the runs with where
+    each ran (``where``: e.g. the placement group id), as the tasks report them."""
 
     def __init__(self) -> None:
         self.runs: dict[int, int] = {}
+        self.order: list[tuple[int, str | None]] = []
 
-    def ran(self, i: int) -> None:
+    def ran(self, i: int, where: str | None = None) -> None:
         self.runs[i] = self.runs.get(i, 0) + 1
+        self.order.append((i, where))
 
     def counts(self) -> dict[int, int]:
         return self.runs
+
+    def log(self) -> list[tuple[int, str | None]]:
+        return self.order
