@@ -209,6 +209,8 @@ class Engine:
             self._release(record)
         elif record.state is S.PENDING:
             self._pending[record.cluster_queue].remove(workload)
+            # It may have been the head holding a StrictFIFO queue back.
+            self._dirty.add(record.cluster_queue)
         self._transition(record, S.CANCELLED, reason=reason, message=message)
         return held
 

@@ -50,7 +50,7 @@ class _Bucket:
 class ClusterQueuePending:
     """The pending set of one ClusterQueue."""
 
-    __slots__ = ("_buckets", "_live", "_owner", "blocked_reason")
+    __slots__ = ("_blocked_by", "_buckets", "_live", "_owner", "blocked_reason")
 
     def __init__(self) -> None:
         self._buckets: dict[BucketKey, _Bucket] = {}
@@ -58,6 +58,8 @@ class ClusterQueuePending:
         self._owner: dict[WorkloadId, str] = {}
         #: StrictFIFO: the head could not be admitted, so the whole queue waits.
         self.blocked_reason: str | None = None
+        #: The head that blocks the whole queue (StrictFIFO).
+        self._blocked_by: WorkloadId | None = None
 
     def __len__(self) -> int:
         return len(self._live)
@@ -67,6 +69,10 @@ class ClusterQueuePending:
 
     def push(self, workload: WorkloadId, bucket: BucketKey, key: OrderKey, owner: str) -> None:
         self.remove(workload)
+        # StrictFIFO: a newcomer may be the new head (a higher priority, or a Queue with a
+        # better score), so the queue's head is tried again rather than waiting for quota
+        # to be released.
+        self._unblock_queue()
         self._live[workload] = (bucket, key)
         self._owner[workload] = owner
         entry = self._buckets.get(bucket)
@@ -80,6 +86,9 @@ class ClusterQueuePending:
         live = self._live.pop(workload, None)
         if live is None:
             return
+        if workload == self._blocked_by:
+            # The head that held the queue back left (cancelled, say): the next one may fit.
+            self._unblock_queue()
         owner = self._owner.pop(workload)
         owners = self._buckets[live[0]].owners
         owners[owner] -= 1
@@ -151,16 +160,19 @@ class ClusterQueuePending:
     def block(self, workload: WorkloadId, reason: str, *, whole_queue: bool) -> None:
         """Set aside the workload's bucket (or, for StrictFIFO, the whole queue)."""
         if whole_queue:
-            self.blocked_reason = reason
+            self.blocked_reason, self._blocked_by = reason, workload
             return
         live = self._live.get(workload)
         if live is not None:
             self._buckets[live[0]].blocked_reason = reason
 
+    def _unblock_queue(self) -> None:
+        self.blocked_reason, self._blocked_by = None, None
+
     def unblock_all(self) -> bool:
         """Make every workload eligible again; whether anything was blocked."""
         changed = self.blocked_reason is not None
-        self.blocked_reason = None
+        self._unblock_queue()
         for bucket in self._buckets.values():
             if bucket.blocked_reason is not None:
                 bucket.blocked_reason = None

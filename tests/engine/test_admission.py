@@ -466,6 +466,36 @@ def test_strict_fifo_lists_every_waiting_workload_behind_the_blocked_head() -> N
         assert "CPU" in position.reason
 
 
+def test_strict_fifo_tries_the_next_head_when_the_blocking_one_is_cancelled() -> None:
+    engine, _ = new_engine(ten_cpus(QueueingStrategy.STRICT_FIFO))
+    engine.submit(wl("filler", CPU=6))
+    engine.schedule()
+    engine.submit(wl("big", CPU=8, created=1))
+    engine.submit(wl("small", CPU=2, created=2))
+    engine.schedule()
+    assert state(engine, "small") is S.PENDING
+    engine.cancel(WorkloadId("big"))
+    engine.schedule()
+    assert state(engine, "small") is S.ADMITTED
+    assert "waiting" not in engine.workload(WorkloadId("small")).reason
+
+
+def test_strict_fifo_tries_a_higher_priority_newcomer_at_once() -> None:
+    cq = ClusterQueueBuilder("cq").resource_group(flavor("default").resource("CPU", 10))
+    config = ConfigBuilder().priorities(low=1, high=10).cluster_queue(cq.strict_fifo(), "q")
+    engine, _ = new_engine(config.build())
+    engine.submit(wl("filler", CPU=6))
+    engine.schedule()
+    engine.submit(WorkloadBuilder("big").queue("q").bundles({"CPU": 8}).priority("low").build())
+    engine.schedule()
+    assert state(engine, "big") is S.PENDING
+    urgent = WorkloadBuilder("urgent").queue("q").bundles({"CPU": 2}).priority("high")
+    engine.submit(urgent.created(2).build())
+    engine.schedule()
+    assert state(engine, "urgent") is S.ADMITTED
+    assert state(engine, "big") is S.PENDING
+
+
 def test_strict_fifo_head_unblocks_when_a_cohort_peer_releases_quota() -> None:
     a = (
         ClusterQueueBuilder("a")
