@@ -86,6 +86,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "Wall time of one scheduling cycle.",
     ),
     MetricSpec(
+        "ray_queue_admission_cycles_cut_short_total",
+        "counter",
+        (),
+        "Scheduling cycles stopped at the engine's round limit: a scheduling loop, which is a "
+        "bug (the next cycle goes on); see the manager's log for what looped.",
+    ),
+    MetricSpec(
         "ray_queue_quota_reserved_workloads_total",
         "counter",
         ("cluster_queue",),
@@ -330,6 +337,7 @@ class QueueMetrics:
         self._cycle = _histogram(
             "ray_queue_admission_cycle_duration_seconds", registry, CYCLE_BUCKETS_S
         )
+        self._cut_short = _counter("ray_queue_admission_cycles_cut_short_total", registry)
         self._reserved = _counter("ray_queue_quota_reserved_workloads_total", registry)
         self._reserved_wait = _histogram(
             "ray_queue_quota_reserved_wait_time_seconds", registry, WAIT_BUCKETS_S
@@ -361,6 +369,10 @@ class QueueMetrics:
                 self._preempted.labels(cq.name, reason)
             self._counted.add(cq.name)
         return snap
+
+    def observe_cut_short(self) -> None:
+        """A scheduling cycle stopped at the engine's round limit."""
+        self._cut_short.inc()
 
     def observe_cycle(
         self,

@@ -61,6 +61,22 @@ from ray_queue.engine.record import Record
 
 S = WorkloadState
 
+#: Rounds one ``schedule()`` call may take: this many per live workload, plus
+#: ``ROUND_SLACK``. A sound call ends far sooner (each round admits something or sets heads
+#: aside, and the preemption rules cannot go round in circles), so more means a bug; the
+#: call then stops, leaving the rest to the next call, instead of hanging the manager.
+ROUNDS_PER_WORKLOAD = 4
+ROUND_SLACK = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CutShort:
+    """A ``schedule()`` call that hit the round limit: what it was doing when stopped."""
+
+    rounds: int
+    #: Its last decisions, oldest first: what went round.
+    last_decisions: tuple[Decision, ...]
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -98,6 +114,8 @@ class Engine:
         self._dirty: set[str] = set()
         self._queue_usage = QueueUsage()
         self._seq = 0
+        #: Set when the last ``schedule()`` call hit the round limit, else ``None``.
+        self.cut_short: CutShort | None = None
         self._leases = handover.Leases()
 
     # -- events ---------------------------------------------------------------------
@@ -284,13 +302,24 @@ class Engine:
         3. order heads (fair share, or non-borrowing first; then priority, age);
         4. admit what fits; preempt for what fits only by preempting;
         5. set aside what cannot be admitted (BestEffortFIFO) or block (StrictFIFO).
+
+        At most ``ROUNDS_PER_WORKLOAD`` rounds per live workload (plus ``ROUND_SLACK``);
+        a call that reaches that sets ``cut_short`` and leaves the rest to the next call.
         """
         now = self._clock.now()
         decisions: list[Decision] = []
+        self.cut_short = None
         self._release_backoffs(now)
         decisions.extend(self._enforce_placement_deadlines(now))
+        limit = ROUNDS_PER_WORKLOAD * len(self._live) + ROUND_SLACK
         changed, self._dirty = self._dirty, set()
+        rounds = 0
         while changed:
+            if rounds == limit:
+                self.cut_short = CutShort(rounds, tuple(decisions[-8:]))
+                self._dirty = changed
+                break
+            rounds += 1
             changed = self._round(changed, decisions)
             changed |= self._dirty
             self._dirty = set()

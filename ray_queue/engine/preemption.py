@@ -190,14 +190,14 @@ def reclaim_allows(preemptor: Preemptor, victim: Candidate) -> bool:
     return False
 
 
-def _borrow_within_cohort_allows(preemptor: Preemptor, victim: Candidate) -> bool:
-    bwc = preemptor.cq.preemption.borrow_within_cohort
-    if bwc.policy is not BorrowWithinCohortPolicy.LOWER_PRIORITY:
-        return False
-    threshold = bwc.max_priority_threshold
-    return victim.priority < preemptor.priority and (
-        threshold is None or victim.priority <= threshold
-    )
+def borrowing_allowed_below(preemptor: Preemptor) -> int:
+    """Under ``borrowWithinCohort: LowerPriority``, the priority from which a victim in
+    another ClusterQueue forbids the preemptor to borrow: its own priority, or one above
+    ``maxPriorityThreshold`` if that is lower (Kueue's ``canBorrowWithinCohort``)."""
+    threshold = preemptor.cq.preemption.borrow_within_cohort.max_priority_threshold
+    if threshold is not None and threshold < preemptor.priority:
+        return threshold + 1
+    return preemptor.priority
 
 
 def candidate_order(candidate: Candidate, own_cq: str) -> tuple[int, int, int, str]:
@@ -227,13 +227,10 @@ def classical_victims(
         preemptor.cq.preemption.borrow_within_cohort.policy
         is BorrowWithinCohortPolicy.LOWER_PRIORITY
     ):
+        below = borrowing_allowed_below(preemptor)
         if not under_nominal(preemptor):
-            ordered = [
-                c
-                for c in ordered
-                if c.cluster_queue == own or _borrow_within_cohort_allows(preemptor, c)
-            ]
-        return _minimal(preemptor, tree, ordered, cap=None)
+            ordered = [c for c in ordered if c.cluster_queue == own or c.priority < below]
+        return _minimal_borrowing_below(preemptor, tree, ordered, below)
     # Reclaiming from the cohort is only allowed while not borrowing ourselves; that
     # is what keeps two queues from taking the same quota back and forth.
     if under_nominal(preemptor):
@@ -242,6 +239,42 @@ def classical_victims(
         if victims:
             return victims
     return _minimal(preemptor, tree, same_queue, cap=no_more_borrowing)
+
+
+def _minimal_borrowing_below(
+    preemptor: Preemptor, tree: QuotaTree, ordered: Sequence[Candidate], below: int
+) -> list[Candidate] | None:
+    """Kueue's ``minimalPreemptions`` with ``allowBorrowingBelowPriority``: victims are
+    taken in order, and once one from another ClusterQueue has a priority of ``below`` or
+    more, the preemptor must fit without borrowing. Otherwise two queues that may both
+    borrow while preempting and reclaim from each other (``reclaimWithinCohort: Any``)
+    would take the same quota back and forth: one of equal priority reclaims what the
+    other borrowed, to borrow it itself."""
+    own = preemptor.cq.name
+    if not could_make_room(preemptor, tree, ordered, cap=None):
+        return None
+    nominal = {fr: preemptor.node.nominal.get(fr, 0) for fr in preemptor.usage}
+    cap: dict[FlavorResource, Milli] | None = None
+
+    def fits() -> bool:
+        return tree.fits(preemptor.node, preemptor.usage, cap=cap)
+
+    taken: list[Candidate] = []
+    for candidate in ordered:
+        node = tree.cluster_queues[candidate.cluster_queue]
+        reclaim = candidate.cluster_queue != own
+        if reclaim and not tree.is_borrowing(node, iter(preemptor.needs)):
+            continue
+        if reclaim and candidate.priority >= below:
+            # Ordered by priority, so no later victim of another queue is lower: from
+            # here on the preemptor may not borrow.
+            cap = nominal
+        tree.remove_usage(node, candidate.usage)
+        taken.append(candidate)
+        if fits():
+            return _fill_back_and_restore(tree, taken, fits)
+    _restore(tree, taken)
+    return None
 
 
 def _no_more_borrowing(preemptor: Preemptor) -> dict[FlavorResource, Milli]:

@@ -156,6 +156,8 @@ class QueueManager:
             self._grpc = self._start_grpc()
 
     def _observe_cycle(self, duration_s: float, decisions: list[Decision]) -> None:
+        if self._core.cut_short:
+            self._metrics.observe_cut_short()
         if decisions:
             self._metrics.observe_cycle(duration_s, decisions, self._core.workload, time.time())
 

@@ -454,6 +454,11 @@ class ManagerCore:
         """The alive Ray nodes (joins and leaves); drives capacity checks at submission."""
         self._capacity.set_nodes(nodes, self._engine.config)
 
+    @property
+    def cut_short(self) -> bool:
+        """Whether the last scheduling call hit the engine's round limit (a loop)."""
+        return self._engine.cut_short is not None
+
     def tick(self) -> None:
         """Periodic: release back-offs, enforce placement timeouts, admit what now fits."""
         self.place_due()
@@ -578,6 +583,13 @@ class ManagerCore:
         t0 = time.perf_counter()
         scheduled = self._engine.schedule()
         t1 = time.perf_counter()
+        if (cut := self._engine.cut_short) is not None:
+            logger.error(
+                "schedule() stopped after %d rounds: a scheduling loop, which is a bug; the "
+                "next cycle goes on. Its last decisions: %s",
+                cut.rounds,
+                ", ".join(f"{d.kind.value} {d.workload}" for d in cut.last_decisions),
+            )
         ids = touched | {d.workload for d in decisions} | {d.workload for d in scheduled}
         statuses = [self._engine.workload(w) for w in ids if self._known(w)]
         if statuses or config is not None:

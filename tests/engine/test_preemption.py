@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import pytest
 
+from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.config import (
     BorrowWithinCohortPolicy,
     ReclaimWithinCohort,
     WhenCanPreempt,
     WithinClusterQueue,
 )
-from ray_queue.engine.engine import Engine
-from ray_queue.engine.model import DecisionKind, WorkloadId, WorkloadState
+from ray_queue.engine.engine import ROUND_SLACK, ROUNDS_PER_WORKLOAD, Engine
+from ray_queue.engine.model import Decision, DecisionKind, WorkloadId, WorkloadState
 from tests.engine.builders import (
     ClusterQueueBuilder,
     ConfigBuilder,
@@ -351,6 +352,60 @@ def test_two_queues_do_not_take_quota_back_and_forth() -> None:
     assert engine.schedule() == []
     assert state(engine, "b2") is S.PENDING
     assert admitted(engine) == {"b1", "a1"}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        # Equal priority: reclaiming a1 would let a2 borrow, which borrowWithinCohort
+        # allows only past victims of lower priority. a2 waits (it looped before).
+        pytest.param("mid", "mid", [], id="equal-priority-waits"),
+        # Higher: a2 reclaims and borrows; a1, now lower, may not borrow past a2.
+        pytest.param("low", "high", [(PREEMPT, "a1"), (ADMIT, "a2")], id="higher-takes-once"),
+    ],
+)
+def test_queues_that_borrow_while_reclaiming_do_not_take_quota_back_and_forth(
+    first: str, second: str, expected: list[tuple[DecisionKind, str]]
+) -> None:
+    # Found by test_borrowing_and_reclaiming_never_go_round_in_circles: each queue is
+    # under nominal, so it may reclaim what the other borrows, and borrowWithinCohort
+    # let it borrow that very quota, so schedule() never returned.
+    def borrower(name: str) -> ClusterQueueBuilder:
+        return cq(name, 1, "c").preemption(
+            within=W.LOWER_PRIORITY, reclaim=R.ANY, borrow_within=BWC.LOWER_PRIORITY
+        )
+
+    engine, _ = new_engine(config(borrower("x"), borrower("y")).build())
+    assert run(engine, "a1", "x", 2, first, 0) == [(ADMIT, "a1")]
+    assert run(engine, "a2", "y", 2, second, 1) == expected
+    assert engine.schedule() == []
+
+
+class LoopingEngine(Engine):
+    """A fake bug (no real loop is known to remain): every round says its ClusterQueues
+    changed, so without the round limit ``schedule()`` would never end."""
+
+    def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
+        super()._round(cluster_queues, decisions)
+        return set(cluster_queues)
+
+
+def test_a_call_that_goes_round_in_circles_is_cut_short_and_goes_on_next_call() -> None:
+    engine = LoopingEngine(config(cq("a", 4)).build(), ManualClock(0.0))
+    engine.submit(WorkloadBuilder("w1").queue("qa").bundles({"CPU": 2}).build())
+    decisions = engine.schedule()
+    assert [(d.kind, d.workload) for d in decisions] == [(ADMIT, "w1")]
+    assert engine.cut_short is not None
+    assert engine.cut_short.rounds == ROUNDS_PER_WORKLOAD * 1 + ROUND_SLACK
+    assert engine.cut_short.last_decisions == tuple(decisions)
+    # What was left is the next call's: a second workload is admitted there.
+    engine.submit(WorkloadBuilder("w2").queue("qa").bundles({"CPU": 2}).created(1).build())
+    assert [(d.kind, d.workload) for d in engine.schedule()] == [(ADMIT, "w2")]
+    # A sound call is not cut short.
+    sound = Engine(config(cq("a", 4)).build(), ManualClock(0.0))
+    sound.submit(WorkloadBuilder("w1").queue("qa").bundles({"CPU": 2}).build())
+    sound.schedule()
+    assert sound.cut_short is None
 
 
 def test_equal_priority_newer_work_is_replaced_once_and_not_back() -> None:

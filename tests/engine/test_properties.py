@@ -444,20 +444,17 @@ class SchedulingLoops(AssertionError):
 
 
 class RoundLimitedEngine(Engine):
-    """The engine, except that a scheduling call going round in circles fails the test
-    (and lets hypothesis shrink it) instead of hanging it. A sound call ends after at
-    most a few rounds per workload: each round admits something or sets heads aside."""
+    """The engine, except that a ``schedule()`` call its round limit cut short (one going
+    round in circles) fails the test, and lets hypothesis shrink it."""
 
     def schedule(self) -> list[Decision]:
-        self._rounds_left = 4 * len(self.workloads()) + 8
-        return super().schedule()
-
-    def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
-        self._rounds_left -= 1
-        if self._rounds_left < 0:
-            recent = [(d.kind.value, d.workload, d.preemptor) for d in decisions[-9:]]
+        decisions = super().schedule()
+        if self.cut_short is not None:
+            recent = [
+                (d.kind.value, d.workload, d.preemptor) for d in self.cut_short.last_decisions
+            ]
             raise SchedulingLoops(f"schedule() does not end; its last decisions: {recent}")
-        return super()._round(cluster_queues, decisions)
+        return decisions
 
 
 def drive(config: QueueConfig, sequence: list[Event], check: bool) -> Run:
@@ -643,6 +640,75 @@ contended_events = st.lists(
 @given(config=contended_configs(), sequence=contended_events)
 def test_preemption_never_goes_round_in_circles(config: QueueConfig, sequence: list[Event]) -> None:
     # make demo once hung the manager in such a loop (test_fair_sharing has the case).
+    drive(config, sequence, check=True)
+
+
+@st.composite
+def borrowing_configs(draw: st.DrawFn) -> QueueConfig:
+    """Classical preemption where Kueue's rules meet: ClusterQueues that borrow while
+    preempting (``borrowWithinCohort`` with and without a threshold) beside ones that
+    reclaim (``Any`` or ``LowerPriority``), in a flat or a two-level cohort tree whose
+    inner cohorts may hold quota of their own."""
+    builder = ConfigBuilder()
+    for name, value in PRIORITIES.items():
+        builder.priority_class(name, value)
+    nested = draw(st.booleans())
+    builder.cohort(CohortBuilder("all"))
+    if nested:
+        for name in ("left", "right"):
+            inner = CohortBuilder(name).parent("all")
+            if draw(st.booleans()):
+                inner.resource_group(flavor(FLAVORS[0]).resource("CPU", draw(st.integers(1, 2))))
+            builder.cohort(inner)
+    for i in range(draw(st.integers(2, 4))):
+        quotas = flavor(FLAVORS[0]).resource(
+            "CPU", draw(st.integers(1, 3)), borrowing_limit=draw(st.none() | st.integers(0, 4))
+        )
+        cohort = ("left", "right")[i % 2] if nested else "all"
+        cq = (
+            ClusterQueueBuilder(f"cq{i}")
+            .cohort(cohort)
+            .resource_group(quotas)
+            .preemption(
+                within=draw(
+                    st.sampled_from([WithinClusterQueue.LOWER_PRIORITY, WithinClusterQueue.NEVER])
+                ),
+                reclaim=draw(
+                    st.sampled_from([ReclaimWithinCohort.ANY, ReclaimWithinCohort.LOWER_PRIORITY])
+                ),
+                borrow_within=draw(st.sampled_from(list(reversed(BorrowWithinCohortPolicy)))),
+                max_priority_threshold=draw(st.none() | st.sampled_from([1, 5])),
+            )
+        )
+        builder.cluster_queue(cq, f"q{i}")
+    return builder.build()
+
+
+borrowing_submits = st.builds(
+    Submit,
+    queue_pick=st.integers(0, 3),
+    cpu_halves=st.sampled_from([8, 2, 4, 6, 12]),
+    gpu=st.just(0),
+    count=st.just(1),
+    second_group=st.just(False),
+    partial=st.just(False),
+    priority=st.sampled_from(["high", "low", "mid"]),
+)
+borrowing_events = st.lists(
+    st.sampled_from(["submit"] * 6 + ["schedule", "finish"]).flatmap(
+        {**_CONTENDED_MIX, "submit": borrowing_submits}.__getitem__
+    ),
+    min_size=4,
+    max_size=30,
+)
+
+
+@pytest.mark.timeout(120)
+@settings(PROPERTY_SETTINGS, max_examples=400)
+@given(config=borrowing_configs(), sequence=borrowing_events)
+def test_borrowing_and_reclaiming_never_go_round_in_circles(
+    config: QueueConfig, sequence: list[Event]
+) -> None:
     drive(config, sequence, check=True)
 
 

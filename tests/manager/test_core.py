@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
 
 from ray_queue.engine.clock import ManualClock
+from ray_queue.engine.engine import Engine
 from ray_queue.engine.errors import (
     InvalidWorkloadError,
     UnknownPriorityClassError,
@@ -15,6 +17,7 @@ from ray_queue.engine.errors import (
 )
 from ray_queue.engine.model import (
     BundleGroup,
+    Decision,
     WorkloadId,
     WorkloadKind,
     WorkloadState,
@@ -275,3 +278,33 @@ def test_the_audit_looks_up_a_bounded_number_of_groups_per_call_taking_turns() -
     assert sorted(actions.audited[0] + actions.audited[1]) == sorted(ids.values())
     assert state(core, "pg3") is WorkloadState.FINISHED
     assert all(state(core, f"pg{i}") is WorkloadState.ADMITTED for i in range(3))
+
+
+class LoopingEngine(Engine):
+    """A fake bug: every scheduling round says its ClusterQueues changed."""
+
+    def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
+        super()._round(cluster_queues, decisions)
+        return set(cluster_queues)
+
+
+def test_a_scheduling_loop_is_cut_short_logged_and_the_manager_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cycles: list[list[Decision]] = []
+    clock = ManualClock(100.0)
+    core = ManagerCore(
+        LoopingEngine(teams_config(), clock),
+        MemoryStore(),
+        RecordingActions(),
+        clock,
+        on_cycle=lambda _, decisions: cycles.append(decisions),
+    )
+    with caplog.at_level(logging.ERROR, logger="ray_queue.manager.core"):
+        core.submit_many([req("a")])
+    assert core.cut_short
+    assert state(core, "a") is WorkloadState.ADMITTED
+    assert "schedule() stopped after" in caplog.text and "admit a" in caplog.text
+    # The manager still answers, and the next submission is admitted.
+    core.submit_many([req("b")])
+    assert state(core, "b") is WorkloadState.ADMITTED
