@@ -116,6 +116,12 @@ class Engine:
         self._seq = 0
         #: Set when the last ``schedule()`` call hit the round limit, else ``None``.
         self.cut_short: CutShort | None = None
+        #: Workloads preempted during the current ``schedule()`` call. They may be admitted
+        #: again in it, but not preempt: if no victim of a call preempts later in that call,
+        #: no chain of preemptions comes back to where it started (each link of a cycle
+        #: would have to happen before the one that made its preemptor a victim). Kueue
+        #: gets the same by requeueing victims only once they have gone.
+        self._preempted_this_call: set[WorkloadId] = set()
         self._leases = handover.Leases()
 
     # -- events ---------------------------------------------------------------------
@@ -309,6 +315,7 @@ class Engine:
         now = self._clock.now()
         decisions: list[Decision] = []
         self.cut_short = None
+        self._preempted_this_call = set()
         self._release_backoffs(now)
         decisions.extend(self._enforce_placement_deadlines(now))
         limit = ROUNDS_PER_WORKLOAD * len(self._live) + ROUND_SLACK
@@ -412,7 +419,8 @@ class Engine:
             root = entry.node.tree_root
             if root in touched_roots:
                 entry.assignment = self._assign(entry.record, entry.cq, entry.node)
-            if entry.assignment.mode is Mode.PREEMPT:
+            preempts = entry.record.spec.id not in self._preempted_this_call
+            if entry.assignment.mode is Mode.PREEMPT and preempts:
                 victims = self._find_victims(entry)
                 if victims:
                     for victim in victims:
@@ -510,6 +518,7 @@ class Engine:
 
     def _preempt(self, victim: Candidate, preemptor: Record) -> Decision:
         record = self._records[victim.workload]
+        self._preempted_this_call.add(victim.workload)
         where = (
             "within ClusterQueue" if victim.cluster_queue == preemptor.cluster_queue else "reclaim"
         )
@@ -530,7 +539,9 @@ class Engine:
     def _set_aside(self, entry: _Entry) -> None:
         assignment = entry.assignment
         reason = assignment.reason or "does not fit"
-        if assignment.mode is Mode.PREEMPT:
+        if entry.record.spec.id in self._preempted_this_call:
+            reason += "; it was itself preempted just now, and may preempt once quota is released"
+        elif assignment.mode is Mode.PREEMPT:
             reason += "; no workload may be preempted to make room"
         # The reason belongs to the set-aside bucket (or queue), not to the record: it
         # disappears the moment quota is released, for every workload it covered.

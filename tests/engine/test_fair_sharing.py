@@ -399,3 +399,45 @@ def test_fair_preemption_takes_from_the_highest_share_first(weight_b: float, vic
     engine.submit(wl("a1", "qa", CPU=4, created=1))
     decisions = [(d.kind, d.workload) for d in engine.schedule()]
     assert decisions == [(DecisionKind.PREEMPT, victim), (DecisionKind.ADMIT, "a1")]
+
+
+def test_a_workload_preempted_in_a_call_does_not_preempt_in_it() -> None:
+    # Found by 10,000 random examples of test_preemption_never_goes_round_in_circles: big
+    # preempted its own queue's low work (a borrowing no larger than before); other, with
+    # the lower share, reclaimed from big; then low, back within a's nominal quota,
+    # reclaimed other: big -> low -> other -> big, a cycle of evictions in one call.
+    config = ConfigBuilder().priorities(low=1, high=10).fair_sharing(LTE_FINAL, LT_INITIAL)
+    for name, nominal in (("a", 3), ("b", 2), ("c", 2)):
+        config.cluster_queue(
+            cq(name, nominal, "all").preemption(
+                within=WithinClusterQueue.LOWER_PRIORITY, reclaim=ReclaimWithinCohort.ANY
+            ),
+            name,
+        )
+    engine, _ = new_engine(config.build())
+
+    def submit(workload: str, queue: str, cpu: int, priority: str, at: float) -> None:
+        spec = WorkloadBuilder(workload).queue(queue).bundles({"CPU": cpu}).priority(priority)
+        engine.submit(spec.created(at).build())
+
+    for i, (queue, cpu, priority) in enumerate(
+        [("a", 1, "high")] * 2 + [("a", 1, "low")] * 3 + [("b", 1, "high")] * 2
+    ):
+        submit(f"w{i}", queue, cpu, priority, i)
+    submit("other", "c", 3, "high", 7)
+    engine.schedule()
+    # a runs 5 (two high, three low), b 2; other was reclaimed by a's low work.
+    assert admitted(engine) == {f"w{i}" for i in range(7)}
+    submit("big", "a", 3, "high", 8)
+    decisions = [(d.kind.value, d.workload, d.preemptor) for d in engine.schedule()]
+    assert decisions == [
+        ("preempt", "w4", "big"),
+        ("preempt", "w3", "big"),
+        ("preempt", "w2", "big"),
+        ("admit", "big", None),
+        ("preempt", "big", "other"),
+        ("admit", "other", None),
+    ]
+    # w2 may reclaim from other once quota is released, not now: it was preempted just now.
+    assert "preempted just now" in engine.workload(WorkloadId("w2")).message
+    assert engine.schedule() == []
