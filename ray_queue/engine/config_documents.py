@@ -2,11 +2,18 @@
 
 Each supported (apiVersion, kind) has one small parser that turns the document into the
 engine's frozen config value, reading fields through ``config_fields.Fields`` so that
-every problem is collected rather than raised. Our own apiVersion is read strictly
-(unknown fields are errors); Kueue's documents leniently, since they carry Kubernetes
-fields we have no use for (namespaceSelector, nodeTaints …) and a Kueue user's files
-must load unchanged. Where Kueue renamed a field between versions (``cohort`` →
-``cohortName``, ``Borrow`` → ``MayStopSearch``) both spellings are read everywhere.
+every problem is collected rather than raised. Every apiVersion, ours and Kueue's, is
+read strictly, as kubectl's strict field validation would: a field no parser reads is
+a problem, because dropping it silently changes what the config means (a misspelt
+``borowingLimit: 0`` left borrowing unlimited). Real Kueue fields that ray-queue does
+not carry over are listed in ``UNSUPPORTED_FIELDS``, so their message says why; any
+other unread field is unknown, with the closest known name. A Kueue quota on a resource
+Ray has not (``pods``) is a problem too. Kubernetes object plumbing is not: ``metadata``
+other than ``name`` (labels, uid, managedFields …) and a top-level ``status``, as
+``kubectl get -o yaml`` prints them. A document drops fields on purpose by listing them
+in its ``ray-queue.io/ignore-fields`` annotation. Where Kueue renamed a field between
+versions (``cohort`` → ``cohortName``, ``Borrow`` → ``MayStopSearch``) both spellings
+are read everywhere.
 
 Cross-document checks (undefined flavors, duplicates, cohort cycles …) live in
 ``config_validation``; this module only knows about the document in front of it.
@@ -42,7 +49,14 @@ from ray_queue.engine.config import (
     WhenCanPreempt,
     WithinClusterQueue,
 )
-from ray_queue.engine.config_fields import DocumentContext, Fields, Problems
+from ray_queue.engine.config_fields import (
+    IGNORE_ANNOTATION,
+    DocumentContext,
+    Fields,
+    Problems,
+    UnreadField,
+    wildcard,
+)
 
 #: Our own apiVersion: Kueue's field names, plus what only a Ray cluster needs.
 API_VERSION = "ray-queue.io/v1alpha1"
@@ -110,13 +124,25 @@ _KIND_BY_NAME: dict[str, Kind] = {
     "Configuration": Kind.CONFIGURATION,
 }
 
-#: Kubernetes resource names → Ray's. Anything else is a custom Ray resource, kept as is.
+#: Kubernetes resource names → Ray's. Anything else is a custom Ray resource, kept as is,
+#: except, in Kueue's documents, the names in ``NO_RAY_RESOURCE``.
 RAY_RESOURCE_NAMES: dict[str, str] = {
     "cpu": "CPU",
     "nvidia.com/gpu": "GPU",
     "amd.com/gpu": "GPU",
     "google.com/tpu": "TPU",
     "memory": "memory",
+}
+
+#: Resources Kubernetes defines that Ray has no counterpart for: no Ray node offers them
+#: and no Ray task asks for them, so a quota on one would never bind (a ``pods`` quota of
+#: 5 once let 7 groups in). Keyed by name, or by prefix when the name ends with ``-``.
+#: Only Kueue's documents name Kubernetes resources; in our own apiVersion names are
+#: Ray's, and a custom Ray resource may be called anything.
+NO_RAY_RESOURCE: dict[str, str] = {
+    "pods": "Ray counts no pods; a workload is a set of bundles",
+    "ephemeral-storage": "Ray does not account for local disk",
+    "hugepages-": "Ray does not account for huge pages",
 }
 
 #: Kubernetes counts memory in bytes and Ray does too, so both read "16Gi" the same way;
@@ -126,6 +152,120 @@ MEMORY = "memory"
 
 def ray_resource_name(name: str) -> str:
     return RAY_RESOURCE_NAMES.get(name, name)
+
+
+def no_ray_resource(ctx: DocumentContext, name: str) -> str | None:
+    """Why Ray has no resource ``name`` (a Kubernetes-only one, in a Kueue document)."""
+    if ctx.ours:
+        return None
+    for key, reason in NO_RAY_RESOURCE.items():
+        if name == key or (key.endswith("-") and name.startswith(key)):
+            return reason
+    return None
+
+
+# -- Kueue fields ray-queue does not carry over ----------------------------------------
+
+_CONTROLLER = "a setting of Kueue's own controller, and ray-queue runs none"
+
+#: Real Kueue (and Kubernetes) fields that no parser reads, per kind as written (so
+#: ``preemptionPolicy`` is Kubernetes' PriorityClass's, not Kueue's WorkloadPriorityClass's)
+#: and by field path in Kueue's layout (our own Configuration nests them under ``spec``).
+#: Present, each is a problem whose message says why; a ``neutral`` value means what
+#: ray-queue does anyway and is accepted. Taken from Kueue's API types
+#: (apis/kueue/v1beta1|v1beta2/*_types.go, apis/config/v1beta1|v1beta2/
+#: configuration_types.go) and Kubernetes' scheduling.k8s.io/v1 PriorityClass: every
+#: other field those types have is read by the parsers below.
+UNSUPPORTED_FIELDS: dict[str, dict[str, UnreadField]] = {
+    "ResourceFlavor": {
+        "spec.nodeTaints": UnreadField(
+            "Ray nodes have no taints; a flavor's nodes are those its nodeLabels match"
+        ),
+        "spec.tolerations": UnreadField("Ray nodes have no taints to tolerate"),
+        "spec.topologyName": UnreadField("ray-queue has no topology-aware scheduling"),
+    },
+    "ClusterQueue": {
+        "spec.namespaceSelector": UnreadField(
+            "Ray has no namespaces; only {}, every namespace, means what ray-queue does",
+            neutral=({},),
+        ),
+        "spec.flavorFungibility.preference": UnreadField(
+            "ray-queue tries flavors in order as whenCanBorrow and whenCanPreempt say"
+        ),
+        "spec.concurrentAdmissionPolicy": UnreadField(
+            "ray-queue admits a workload on one flavor and never migrates it"
+        ),
+    },
+    "PriorityClass": {
+        "preemptionPolicy": UnreadField(
+            "every class may preempt lower ones as the ClusterQueue allows; only "
+            "PreemptLowerPriority means that",
+            neutral=("PreemptLowerPriority",),
+            owner="Kubernetes",
+        ),
+    },
+    "ProvisioningRequestConfig": {
+        "spec.podSetUpdates": UnreadField(
+            "ray-queue updates no pod sets; placement follows the flavor's nodeLabels"
+        ),
+    },
+    "Configuration": {
+        **{
+            key: UnreadField(_CONTROLLER)
+            for key in (
+                "namespace",
+                "webhook",
+                "leaderElection",
+                "metrics",
+                "health",
+                "pprofBindAddress",
+                "controller",
+                "tls",
+                "clientConnection",
+                "internalCertManagement",
+                "queueVisibility",
+                "visibilityServer",
+            )
+        },
+        "manageJobsWithoutQueueName": UnreadField(
+            "ray-queue manages only work submitted to one of its Queues; only false means that",
+            neutral=(False,),
+        ),
+        "managedJobsNamespaceSelector": UnreadField("Ray has no namespaces"),
+        "integrations": UnreadField("ray-queue queues Ray work itself, not Kubernetes jobs"),
+        "multiKueue": UnreadField("ray-queue schedules one Ray cluster"),
+        "resources": UnreadField(
+            "ray-queue maps resource names itself and excludes or transforms none"
+        ),
+        "featureGates": UnreadField("ray-queue has no Kueue feature gates"),
+        "objectRetentionPolicies": UnreadField("ray-queue keeps no Workload objects"),
+        "admissionFairSharing.usageSamplingInterval": UnreadField(
+            "ray-queue charges usage at admission rather than sampling it"
+        ),
+        "admissionFairSharing.resourceWeights": UnreadField(
+            "ray-queue charges a workload's dominant share of nominal quota, unweighted"
+        ),
+        "waitForPodsReady.blockAdmission": UnreadField(
+            "ray-queue never holds admissions back while admitted work waits for "
+            "placement; only false means that",
+            neutral=(False,),
+        ),
+        "waitForPodsReady.recoveryTimeout": UnreadField(
+            "ray-queue times out a workload's first placement only"
+        ),
+        "waitForPodsReady.requeuingStrategy.timestamp": UnreadField(
+            "ray-queue orders requeued work by creation time; only Creation means that",
+            neutral=("Creation",),
+        ),
+    },
+}
+
+
+def _unsupported(kind_name: str, api_version: str) -> dict[str, UnreadField]:
+    table = UNSUPPORTED_FIELDS.get(kind_name, {})
+    if kind_name == "Configuration" and api_version == API_VERSION:
+        return {f"spec.{path}": entry for path, entry in table.items()}
+    return table
 
 
 # -- parsed documents ----------------------------------------------------------------
@@ -259,12 +399,34 @@ def parse_document(index: int, doc: object, problems: Problems) -> ParsedDocumen
         )
         return None
     kind = _KIND_BY_NAME[kind_name]
-    ctx = DocumentContext(label=label, problems=problems, strict=api_version == API_VERSION)
+    ctx = DocumentContext(
+        label=label,
+        problems=problems,
+        ours=api_version == API_VERSION,
+        unsupported=_unsupported(kind_name, api_version),
+    )
     top = Fields(ctx, "", doc)
     top.allow("apiVersion", "kind", "status")
     parsed = _parse_kind(kind, api_version, top, index)
     ctx.finish()
     return parsed
+
+
+def _ignore_fields(meta: Fields) -> None:
+    """The fields ``metadata.annotations["ray-queue.io/ignore-fields"]`` drops on purpose."""
+    annotations = meta.raw("annotations")
+    if not isinstance(annotations, Mapping) or annotations.get(IGNORE_ANNOTATION) is None:
+        return
+    where = f"{meta.at('annotations')}.{IGNORE_ANNOTATION}"
+    value = annotations[IGNORE_ANNOTATION]
+    if not isinstance(value, str):
+        meta.ctx.report(
+            where,
+            f"must be a string of comma-separated field paths, got {value!r}; e.g. "
+            '"spec.namespaceSelector, spec.nodeTaints"',
+        )
+        return
+    meta.ctx.ignore(where, [path.strip() for path in value.split(",") if path.strip()])
 
 
 def _document_name(doc: Mapping[object, object]) -> str | None:
@@ -284,7 +446,10 @@ def _parse_kind(kind: Kind, api_version: str, top: Fields, index: int) -> Parsed
     if meta is not None:
         name = meta.string("name", required=kind is not Kind.CONFIGURATION)
         namespace = meta.string("namespace")
-        meta.allow("labels", "annotations")
+        _ignore_fields(meta)
+        # Kubernetes object plumbing (labels, uid, resourceVersion, managedFields …), as
+        # `kubectl get -o yaml` prints it: it says nothing about queueing.
+        meta.allow(*(key for key in meta.data if isinstance(key, str)))
     if kind is Kind.CONFIGURATION:
         # Kueue's own Configuration file keeps its settings at the top level.
         spec = top if is_kueue_config else top.child("spec")
@@ -333,7 +498,7 @@ def _parse_object(
 
 def _flavor(spec: Fields, name: str) -> ResourceFlavor:
     labels = spec.string_map("nodeLabels")
-    if spec.ctx.strict:
+    if spec.ctx.ours:
         worker_group = spec.string("workerGroup")
         provisioning = spec.choice("provisioning", _PROVISIONING)
     else:
@@ -512,8 +677,12 @@ def _description(top: Fields) -> str:
 
 def _admission_check(spec: Fields, name: str) -> tuple[AdmissionCheck, ParametersRef | None]:
     controller = spec.string("controllerName", required=True) or ""
-    if spec.ctx.strict:
+    if spec.ctx.ours:
         return AdmissionCheck(name, controller, spec.string_map("parameters", scalars=True)), None
+    # Kueue v1beta1 only: deprecated since Kueue v0.8 and no longer acted on by Kueue
+    # itself, yet its CRD still defaults it to 15, so every `kubectl get` prints it.
+    # Dropping it changes nothing.
+    spec.integer("retryDelayMinutes", minimum=0)
     ref = None
     params = spec.child("parameters")
     if params is not None:
@@ -629,6 +798,7 @@ def _resource_groups(
                 )
             covered_by.setdefault(resource, gi)
         flavors: list[FlavorQuotas] = []
+        enforced = tuple(r for r in covered if no_ray_resource(spec.ctx, r) is None)
         for flavor in group.children("flavors", required=True):
             quotas = _flavor_quotas(
                 flavor, covered, cluster_queue=cluster_queue, has_parent=has_parent
@@ -644,7 +814,10 @@ def _resource_groups(
                 )
             flavor_at.setdefault(quotas.flavor, flavor.path)
             flavors.append(quotas)
-        groups.append(ResourceGroup(covered_resources=tuple(covered), flavors=tuple(flavors)))
+        # A group whose every resource was dropped (reported, or ignored on purpose) has
+        # nothing left to enforce.
+        if enforced or not covered:
+            groups.append(ResourceGroup(covered_resources=enforced, flavors=tuple(flavors)))
     return tuple(groups)
 
 
@@ -694,7 +867,29 @@ def _flavor_quotas(
         )
     if name is None:
         return None
-    return FlavorQuotas(flavor=name, resources=tuple(resources))
+    return FlavorQuotas(flavor=name, resources=_enforceable(flavor, resources))
+
+
+def _enforceable(flavor: Fields, resources: Sequence[ResourceQuota]) -> tuple[ResourceQuota, ...]:
+    """The quotas Ray can enforce; the others are problems (or ignored on purpose).
+
+    Named by resource rather than position, so one ignore-fields path can cover the
+    resource in every flavor: ``spec.resourceGroups[*].flavors[*].resources[name=pods]``.
+    """
+    kept = []
+    for quota in resources:
+        reason = no_ray_resource(flavor.ctx, quota.name)
+        if reason is None:
+            kept.append(quota)
+            continue
+        path = f"{flavor.at('resources')}[name={quota.name}]"
+        flavor.ctx.reject(
+            path,
+            f"Ray has no resource {quota.name!r} ({reason}), so ray-queue cannot enforce "
+            f"this quota; remove it and its coveredResources entry, or list "
+            f"{wildcard(path)} in the {IGNORE_ANNOTATION} annotation to ignore it",
+        )
+    return tuple(kept)
 
 
 def _resource_quota(r: Fields, *, cluster_queue: bool, has_parent: bool) -> ResourceQuota | None:

@@ -4,15 +4,19 @@ A config is rejected as a whole with *every* mistake listed, so parsing must nev
 at the first one. A ``Fields`` view reads one mapping of a document: a bad value is
 recorded as a ``ConfigProblem`` (document label, dotted field path, what to do) and
 ``None`` comes back, so the caller falls back to a default and carries on. Each view
-remembers the keys it was asked about; in strict documents (our own apiVersion) the
-keys nobody asked about are reported as unknown fields, with the closest known name,
-because a typo such as ``nominalQouta`` would otherwise be ignored without a word.
+remembers the keys it was asked about; in every document, whatever its apiVersion, the
+keys nobody asked about are problems, because a field dropped without a word changes
+what the config means (a misspelt ``borowingLimit: 0`` would leave borrowing
+unlimited). A field the document's ``ray-queue.io/ignore-fields`` annotation lists is
+dropped silently instead, and a listed path that matches nothing is itself a problem.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import functools
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -36,24 +40,99 @@ class Problems:
         self.items.append(ConfigProblem(document=document, field=field_path, message=message))
 
 
+#: The annotation that lists fields to drop silently: comma-separated field paths.
+IGNORE_ANNOTATION = "ray-queue.io/ignore-fields"
+
+
+@functools.lru_cache(maxsize=512)
+def path_pattern(pattern: str) -> re.Pattern[str]:
+    """A field path as messages print it; ``[*]`` stands for any one list position.
+
+    Everything else is literal, so ``spec.resourceGroups[*].flavors[*].resources[name=pods]``
+    matches ``spec.resourceGroups[1].flavors[0].resources[name=pods]``.
+    """
+    parts = (re.escape(part) for part in pattern.split("[*]"))
+    return re.compile(r"\[[^\]]+\]".join(parts))
+
+
+def wildcard(path: str) -> str:
+    """``path`` with every list index as ``[*]``: one opt-out line for all positions."""
+    return re.sub(r"\[\d+\]", "[*]", path)
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadField:
+    """A real Kueue (or Kubernetes) field that ray-queue does not carry over."""
+
+    #: Why, in a few words, for the message.
+    reason: str
+    #: Values that mean what ray-queue does anyway: accepted, since dropping them changes
+    #: nothing (``namespaceSelector: {}`` selects every namespace).
+    neutral: tuple[object, ...] = ()
+    #: Whose field it is, for the message.
+    owner: str = "Kueue"
+
+    def accepts(self, value: object) -> bool:
+        # Type-strict: ``0 == False`` must not make 0 neutral.
+        return any(type(value) is type(n) and value == n for n in self.neutral)
+
+
 @dataclass(slots=True)
 class DocumentContext:
-    """The document being read: its label for messages, and how strict to be."""
+    """The document being read: its label for messages, and what it may leave unread."""
 
     label: str
     problems: Problems
-    #: Our own apiVersion: unknown fields are errors. Kueue's: they are ignored.
-    strict: bool
+    #: Our own apiVersion, which has fields only ray-queue knows (``workerGroup`` …).
+    ours: bool
+    #: Known fields not carried over, by field path (``[*]`` for any list position).
+    unsupported: Mapping[str, UnreadField] = field(default_factory=dict)
     views: list[Fields] = field(default_factory=list)
+    #: The document's ignore-fields patterns, as written → compiled, and which matched.
+    ignored: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    ignored_used: set[str] = field(default_factory=set)
+    ignored_at: str = ""
+    #: Paths reported as droppable, offered when an ignore-fields path matches nothing.
+    rejected: list[str] = field(default_factory=list)
 
     def report(self, field_path: str, message: str) -> None:
         self.problems.add(self.label, field_path, message)
 
+    def ignore(self, where: str, patterns: Iterable[str]) -> None:
+        """Drop the fields at these paths silently (the ignore-fields annotation, at ``where``)."""
+        self.ignored_at = where
+        self.ignored = {p: path_pattern(p) for p in patterns}
+
+    def reject(self, field_path: str, message: str) -> None:
+        """A field ray-queue would drop: a problem, unless the document says to ignore it."""
+        hits = [p for p, rx in self.ignored.items() if rx.fullmatch(field_path)]
+        self.ignored_used.update(hits)
+        if not hits:
+            self.rejected.append(field_path)
+            self.report(field_path, message)
+
+    def unsupported_at(self, field_path: str) -> UnreadField | None:
+        for pattern, entry in self.unsupported.items():
+            if path_pattern(pattern).fullmatch(field_path):
+                return entry
+        return None
+
     def finish(self) -> None:
-        """Report unknown fields of every mapping read (strict documents only)."""
-        if self.strict:
-            for view in self.views:
-                view.report_unknown()
+        """Report every field no one read, then the ignore-fields paths that matched none."""
+        for view in self.views:
+            view.report_unread()
+        for pattern in self.ignored:
+            if pattern not in self.ignored_used:
+                self.report(self.ignored_at, _stale_message(pattern, self.rejected))
+
+
+def _stale_message(pattern: str, rejected: list[str]) -> str:
+    close = difflib.get_close_matches(pattern, [*rejected, *map(wildcard, rejected)], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"{pattern!r} matches no field that ray-queue would drop in this document; "
+        f"{hint}fix the path or remove it from the list"
+    )
 
 
 T = TypeVar("T")
@@ -80,7 +159,7 @@ class Fields:
         self.ctx.report(self.at(key), message)
 
     def allow(self, *keys: str) -> None:
-        """Accept these keys without reading them (e.g. ``status``)."""
+        """Accept these keys without reading them (Kubernetes plumbing such as ``status``)."""
         self.known.update(keys)
 
     def raw(self, key: str, *, required: bool = False) -> object | None:
@@ -241,15 +320,37 @@ class Fields:
                 self.ctx.report(where, f"must be a string, got {v!r}; quote it")
         return out
 
-    def report_unknown(self) -> None:
-        for key in self.data:
+    def report_unread(self) -> None:
+        """Every key no accessor read: a problem, unless it is neutral or ignored."""
+        for key, value in self.data.items():
             if isinstance(key, str) and key in self.known:
                 continue
-            hint = ""
-            close = difflib.get_close_matches(str(key), sorted(self.known), n=1)
-            if close:
-                hint = f"did you mean {close[0]!r}? "
-            self.problem(
-                str(key),
-                f"unknown field; {hint}fields allowed here: {', '.join(sorted(self.known))}",
-            )
+            path = self.at(str(key))
+            entry = self.ctx.unsupported_at(path)
+            if entry is None:
+                self.ctx.reject(path, self._unknown(str(key)))
+            elif not entry.accepts(value):
+                self.ctx.reject(
+                    path,
+                    f"{entry.owner} field not supported by ray-queue ({entry.reason}); remove "
+                    f"it, or list it in the {IGNORE_ANNOTATION} annotation to ignore it",
+                )
+
+    def _unknown(self, key: str) -> str:
+        # Known-unsupported fields are worth suggesting too: their message says what to do.
+        candidates = sorted(self.known | self._unsupported_here())
+        close = difflib.get_close_matches(key, candidates, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        message = f"unknown field; {hint}fields allowed here: {', '.join(sorted(self.known))}"
+        if not self.ctx.ours:
+            # A Kueue newer than ray-queue may have fields it has never heard of.
+            message += f"; to drop it on purpose, list it in the {IGNORE_ANNOTATION} annotation"
+        return message
+
+    def _unsupported_here(self) -> set[str]:
+        names = set()
+        for pattern in self.ctx.unsupported:
+            parent, _, leaf = pattern.rpartition(".")
+            if path_pattern(parent).fullmatch(self.path):
+                names.add(leaf)
+        return names

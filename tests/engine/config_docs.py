@@ -1,7 +1,8 @@
 """Document builders shared by the config loader tests.
 
-Each builder returns one document of our apiVersion as a plain dict, with only the
-fields a test is about, so a test's documents read like the YAML they stand for.
+Each builder returns one document (of our apiVersion unless it says Kueue) as a plain
+dict, with only the fields a test is about, so a test's documents read like the YAML
+they stand for.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ray_queue.engine.config_fields import IGNORE_ANNOTATION
 from ray_queue.engine.config_loader import API_VERSION, load_config
 from ray_queue.engine.errors import ConfigError, ConfigProblem
 
@@ -17,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 THREE_TEAMS = REPO / "examples" / "config" / "three-teams.yaml"
 GI = 2**30
+KUEUE = "kueue.x-k8s.io/v1beta1"
 
 
 def doc(
@@ -29,6 +32,26 @@ def doc(
         out["spec"] = spec
     out.update(top)
     return out
+
+
+def kueue(
+    kind: str,
+    name: str | None,
+    spec: dict[str, object] | None = None,
+    *,
+    api_version: str = KUEUE,
+    **top: object,
+) -> dict[str, object]:
+    """A Kueue document (``api_version``), otherwise as ``doc``."""
+    return {**doc(kind, name, spec, **top), "apiVersion": api_version}
+
+
+def ignoring(document: dict[str, object], paths: str) -> dict[str, object]:
+    """``document`` with its ray-queue.io/ignore-fields annotation set to ``paths``."""
+    meta = document.get("metadata")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta["annotations"] = {IGNORE_ANNOTATION: paths}
+    return {**document, "metadata": meta}
 
 
 def rf(name: str, **spec: object) -> dict[str, object]:

@@ -57,11 +57,13 @@ from tests.engine.config_docs import (
     BASE,
     FIXTURES,
     GI,
+    KUEUE,
     REPO,
     THREE_TEAMS,
     cq,
     doc,
     group,
+    kueue,
     problems_of,
     queue,
     rf,
@@ -249,15 +251,8 @@ def test_kueue_v1beta1_documents_load_unchanged() -> None:
                             ),
                         ),
                     ),
-                    ResourceGroup(
-                        ("GPU", "pods"),
-                        (
-                            FlavorQuotas(
-                                "h100",
-                                (ResourceQuota("GPU", 8000), ResourceQuota("pods", 1_000_000)),
-                            ),
-                        ),
-                    ),
+                    # `pods` is dropped on purpose (its ignore-fields annotation).
+                    ResourceGroup(("GPU",), (FlavorQuotas("h100", (ResourceQuota("GPU", 8000),)),)),
                 ),
                 flavor_fungibility=FlavorFungibility(
                     WhenCanBorrow.TRY_NEXT_FLAVOR, WhenCanPreempt.PREEMPT
@@ -447,6 +442,9 @@ def test_kueue_v1beta2_documents_load_unchanged() -> None:
         pytest.param("memory", "memory", id="memory"),
         pytest.param("CPU", "CPU", id="ray-spelling-kept"),
         pytest.param("example.com/fpga", "example.com/fpga", id="custom-kept"),
+        # Our apiVersion names Ray resources: a custom one may be called anything. (In a
+        # Kueue document `pods` means Kubernetes pods, which Ray has not: a problem.)
+        pytest.param("pods", "pods", id="pods-custom-in-our-api-version"),
     ],
 )
 def test_kubernetes_resource_names_map_to_ray(kubernetes: str, ray: str) -> None:
@@ -463,15 +461,94 @@ def test_two_kubernetes_names_for_one_ray_resource_is_a_problem() -> None:
     assert "both Ray resource 'GPU'" in problems[0].message
 
 
-def test_kueue_fields_we_do_not_use_are_ignored() -> None:
-    kueue_cq = {
-        "apiVersion": "kueue.x-k8s.io/v1beta1",
-        "kind": "ClusterQueue",
-        "metadata": {"name": "cq", "uid": "1234", "resourceVersion": "7"},
-        "spec": {"namespaceSelector": {}, "someFutureField": 1, "resourceGroups": []},
-        "status": {"pendingWorkloads": 1},
-    }
-    assert set(load_config([kueue_cq]).cluster_queues) == {"cq"}
+#: What `kubectl get -o yaml` adds to an object's metadata: plumbing, not config.
+PLUMBING_METADATA: dict[str, object] = {
+    "namespace": "team-a",
+    "labels": {"team": "a"},
+    "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+    "uid": "0b5f9c1e-7d5a-4c8e-9f0a-3c2d1e4b5a69",
+    "resourceVersion": "4711",
+    "generation": 3,
+    "creationTimestamp": "2026-11-30T09:00:00Z",
+    "finalizers": ["kueue.x-k8s.io/resource-in-use"],
+    "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+}
+
+
+@pytest.mark.parametrize(
+    "api_version",
+    [
+        pytest.param(API_VERSION, id="ours"),
+        pytest.param(KUEUE, id="kueue-v1beta1"),
+        pytest.param("kueue.x-k8s.io/v1beta2", id="kueue-v1beta2"),
+    ],
+)
+def test_kubernetes_object_plumbing_is_ignored_in_every_api_version(api_version: str) -> None:
+    plain = [rf("a"), cq("cq", group(["cpu"], ("a", {"cpu": 1}))), queue("q", "cq")]
+    printed = [
+        {
+            **document,
+            "apiVersion": api_version,
+            "metadata": {**PLUMBING_METADATA, "name": name},
+            "status": {"conditions": [{"type": "Active", "status": "True"}]},
+        }
+        for document, name in zip(plain, ("a", "cq", "q"), strict=True)
+    ]
+    if api_version != API_VERSION:
+        printed[2]["kind"] = "LocalQueue"
+    assert load_config(printed) == load_config(plain)
+
+
+@pytest.mark.parametrize(
+    ("document", "without"),
+    [
+        pytest.param(
+            kueue("ClusterQueue", "cq", {"namespaceSelector": {}, "resourceGroups": []}),
+            kueue("ClusterQueue", "cq", {"resourceGroups": []}),
+            id="namespace-selector-every-namespace",
+        ),
+        pytest.param(
+            kueue(
+                "PriorityClass",
+                "p",
+                api_version="scheduling.k8s.io/v1",
+                value=1,
+                preemptionPolicy="PreemptLowerPriority",
+            ),
+            kueue("PriorityClass", "p", api_version="scheduling.k8s.io/v1", value=1),
+            id="preempt-lower-priority",
+        ),
+        pytest.param(
+            kueue(
+                "Configuration",
+                None,
+                api_version="config.kueue.x-k8s.io/v1beta1",
+                manageJobsWithoutQueueName=False,
+                waitForPodsReady={
+                    "enable": True,
+                    "blockAdmission": False,
+                    "requeuingStrategy": {"timestamp": "Creation"},
+                },
+            ),
+            kueue(
+                "Configuration",
+                None,
+                api_version="config.kueue.x-k8s.io/v1beta1",
+                waitForPodsReady={"enable": True},
+            ),
+            id="configuration-as-ray-queue-behaves",
+        ),
+        pytest.param(
+            kueue("AdmissionCheck", "c", {"controllerName": "x", "retryDelayMinutes": 15}),
+            kueue("AdmissionCheck", "c", {"controllerName": "x"}),
+            id="retry-delay-minutes-kueue-itself-ignores",
+        ),
+    ],
+)
+def test_a_kueue_field_set_to_what_ray_queue_does_anyway_loads(
+    document: dict[str, object], without: dict[str, object]
+) -> None:
+    assert load_config([document]) == load_config([without])
 
 
 def test_kueue_renamed_fields_are_read_in_either_spelling() -> None:
@@ -717,13 +794,20 @@ def test_the_examples_in_docs_config_md_load_together() -> None:
     assert config.cohorts["company"] == Cohort("company")
 
 
+def test_the_ignore_fields_example_in_docs_config_md_loads() -> None:
+    text = (REPO / "docs" / "config.md").read_text()
+    block = text.split("## Strict fields", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config([rf("on-demand"), *yaml.safe_load_all(block)])
+    assert config.cluster_queues["team-b"].resource_groups[0].covered_resources == ("CPU",)
+
+
 @pytest.mark.parametrize(
     ("path", "queue_name", "request_units", "expected_flavor"),
     [
         pytest.param(
             FIXTURES / "kueue-v1beta1.yaml",
             "team-a-queue",
-            {"nvidia.com/gpu": 2, "pods": 2},
+            {"nvidia.com/gpu": 2},
             "h100",
             id="kueue-v1beta1",
         ),

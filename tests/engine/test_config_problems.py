@@ -1,10 +1,16 @@
 """Config validation: every problem in a config is found and reported at once, each with
-its document, its field path and what to do about it."""
+its document, its field path and what to do about it. Every apiVersion is read strictly;
+fields dropped on purpose with the ray-queue.io/ignore-fields annotation load as if
+absent."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
+from ray_queue.engine.config_documents import UNSUPPORTED_FIELDS
+from ray_queue.engine.config_fields import IGNORE_ANNOTATION, path_pattern
 from ray_queue.engine.config_loader import (
     load_config,
 )
@@ -14,6 +20,8 @@ from tests.engine.config_docs import (
     cq,
     doc,
     group,
+    ignoring,
+    kueue,
     problems_of,
     rf,
 )
@@ -397,3 +405,341 @@ def test_each_problem_is_found(
     found = {(p.document, p.field): p.message for p in problems}
     assert expected_where in found, problems
     assert fragment in found[expected_where]
+
+
+# -- strict fields: Kueue's documents too -------------------------------------------------
+
+KUEUE_CONFIG = "config.kueue.x-k8s.io/v1beta1"
+IGNORE_AT = f"metadata.annotations.{IGNORE_ANNOTATION}"
+
+#: A valid Kueue document of each kind that has fields ray-queue does not carry over.
+MINIMAL: dict[str, dict[str, object]] = {
+    "ResourceFlavor": kueue("ResourceFlavor", "f", {}),
+    "ClusterQueue": kueue("ClusterQueue", "cq", {"resourceGroups": []}),
+    "PriorityClass": kueue("PriorityClass", "p", api_version="scheduling.k8s.io/v1", value=1),
+    "ProvisioningRequestConfig": kueue(
+        "ProvisioningRequestConfig", "prc", {"provisioningClassName": "x"}
+    ),
+    "Configuration": kueue("Configuration", None, api_version=KUEUE_CONFIG),
+}
+
+
+def with_field(document: dict[str, object], path: str, value: object) -> dict[str, object]:
+    """A copy of ``document`` with ``value`` at a dotted ``path`` (mappings only)."""
+    out = copy.deepcopy(document)
+    *parents, leaf = path.split(".")
+    at = out
+    for key in parents:
+        child = at.setdefault(key, {})
+        assert isinstance(child, dict)
+        at = child
+    at[leaf] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        pytest.param(kind, path, id=f"{kind}-{path}")
+        for kind, table in UNSUPPORTED_FIELDS.items()
+        for path in table
+    ],
+)
+def test_each_kueue_field_not_carried_over_is_a_problem_unless_ignored(
+    kind: str, path: str
+) -> None:
+    document = with_field(MINIMAL[kind], path, {"set": "to something"})
+    problems = problems_of([document])
+    assert [p.field for p in problems] == [path]
+    assert (
+        f"not supported by ray-queue ({UNSUPPORTED_FIELDS[kind][path].reason})"
+        in problems[0].message
+    )
+    assert f"list it in the {IGNORE_ANNOTATION} annotation" in problems[0].message
+    load_config([ignoring(document, path)])
+
+
+def kueue_cq(*groups: dict[str, object], **spec: object) -> dict[str, object]:
+    return kueue("ClusterQueue", "cq", {"resourceGroups": list(groups), **spec})
+
+
+@pytest.mark.parametrize(
+    ("docs", "expected_where", "fragment"),
+    [
+        pytest.param(
+            [
+                rf("a"),
+                kueue_cq(
+                    group(["cpu"], ("a", {"cpu": {"nominalQuota": 4, "borowingLimit": 0}})),
+                    cohort="c",
+                ),
+            ],
+            ("ClusterQueue/cq", "spec.resourceGroups[0].flavors[0].resources[0].borowingLimit"),
+            "unknown field; did you mean 'borrowingLimit'?",
+            id="borrowing-limit-typo",
+        ),
+        pytest.param(
+            [rf("a"), kueue_cq(group(["cpu", "pods"], ("a", {"cpu": 4, "pods": 5})))],
+            ("ClusterQueue/cq", "spec.resourceGroups[0].flavors[0].resources[name=pods]"),
+            "Ray has no resource 'pods' (Ray counts no pods; a workload is a set of bundles), so "
+            "ray-queue cannot enforce this quota; remove it and its coveredResources entry, or "
+            "list spec.resourceGroups[*].flavors[*].resources[name=pods] in the "
+            "ray-queue.io/ignore-fields annotation to ignore it",
+            id="pods-quota",
+        ),
+        pytest.param(
+            [
+                rf("a"),
+                kueue(
+                    "Cohort",
+                    "c",
+                    {
+                        "resourceGroups": [
+                            group(["ephemeral-storage"], ("a", {"ephemeral-storage": "10Gi"}))
+                        ]
+                    },
+                ),
+            ],
+            ("Cohort/c", "spec.resourceGroups[0].flavors[0].resources[name=ephemeral-storage]"),
+            "Ray has no resource 'ephemeral-storage'",
+            id="ephemeral-storage-quota-in-a-cohort",
+        ),
+        pytest.param(
+            [rf("a"), kueue_cq(group(["hugepages-2Mi"], ("a", {"hugepages-2Mi": "1Gi"})))],
+            ("ClusterQueue/cq", "spec.resourceGroups[0].flavors[0].resources[name=hugepages-2Mi]"),
+            "Ray has no resource 'hugepages-2Mi'",
+            id="hugepages-quota",
+        ),
+        pytest.param(
+            [kueue_cq(namespaceSelector={"matchLabels": {"team": "a"}})],
+            ("ClusterQueue/cq", "spec.namespaceSelector"),
+            "Kueue field not supported by ray-queue (Ray has no namespaces; only {}, every "
+            "namespace, means what ray-queue does); remove it, or list it in the "
+            "ray-queue.io/ignore-fields annotation to ignore it",
+            id="namespace-selector",
+        ),
+        pytest.param(
+            [
+                kueue(
+                    "PriorityClass",
+                    "p",
+                    api_version="scheduling.k8s.io/v1",
+                    value=1,
+                    preemptionPolicy="Never",
+                )
+            ],
+            ("PriorityClass/p", "preemptionPolicy"),
+            "Kubernetes field not supported by ray-queue",
+            id="priority-class-that-never-preempts",
+        ),
+        pytest.param(
+            [
+                kueue(
+                    "Configuration",
+                    None,
+                    api_version=KUEUE_CONFIG,
+                    waitForPodsReady={"enable": True, "blockAdmission": 0},
+                )
+            ],
+            ("Configuration (document 1)", "waitForPodsReady.blockAdmission"),
+            "not supported by ray-queue",
+            id="neutral-values-are-typed",
+        ),
+        pytest.param(
+            [
+                kueue(
+                    "Configuration",
+                    None,
+                    api_version=KUEUE_CONFIG,
+                    waitForPodsReady={"enable": True, "timout": "5m"},
+                )
+            ],
+            ("Configuration (document 1)", "waitForPodsReady.timout"),
+            "did you mean 'timeout'?",
+            id="configuration-typo",
+        ),
+        pytest.param(
+            [*BASE, kueue("LocalQueue", "q", {"clusterQueue": "cq", "someFutureField": 1})],
+            ("LocalQueue/q", "spec.someFutureField"),
+            "unknown field; fields allowed here: clusterQueue, fairSharing, stopPolicy; to drop "
+            "it on purpose, list it in the ray-queue.io/ignore-fields annotation",
+            id="a-field-ray-queue-never-heard-of",
+        ),
+        pytest.param(
+            [kueue("ResourceFlavor", "f", {"nodeTaint": []})],
+            ("ResourceFlavor/f", "spec.nodeTaint"),
+            "did you mean 'nodeTaints'?",
+            id="typo-of-an-unsupported-field",
+        ),
+        pytest.param(
+            [kueue("ResourceFlavor", "f", {"workerGroup": "g"})],
+            ("ResourceFlavor/f", "spec.workerGroup"),
+            "unknown field; fields allowed here: nodeLabels",
+            id="our-own-field-in-a-kueue-document",
+        ),
+        pytest.param(
+            [kueue("ClusterQueue", "cq", {"resourceGroups": []}, spce={})],
+            ("ClusterQueue/cq", "spce"),
+            "did you mean 'spec'?",
+            id="top-level-typo",
+        ),
+        pytest.param(
+            [rf("a", nodeTaints=[{"key": "spot", "effect": "NoSchedule"}])],
+            ("ResourceFlavor/a", "spec.nodeTaints"),
+            "Kueue field not supported by ray-queue (Ray nodes have no taints",
+            id="unsupported-in-our-api-version",
+        ),
+        pytest.param(
+            [doc("Configuration", None, {"waitForPodsReady": {"blockAdmission": True}})],
+            ("Configuration (document 1)", "spec.waitForPodsReady.blockAdmission"),
+            "not supported by ray-queue",
+            id="unsupported-in-our-configuration",
+        ),
+        pytest.param(
+            [
+                ignoring(
+                    kueue_cq(namespaceSelector={"matchLabels": {"team": "a"}}),
+                    "spec.namespaceSelectr",
+                )
+            ],
+            ("ClusterQueue/cq", IGNORE_AT),
+            "'spec.namespaceSelectr' matches no field that ray-queue would drop in this document; "
+            "did you mean 'spec.namespaceSelector'? fix the path or remove it from the list",
+            id="stale-ignore-path",
+        ),
+        pytest.param(
+            [ignoring(rf("a"), "spec.nodeTaints")],
+            ("ResourceFlavor/a", IGNORE_AT),
+            "'spec.nodeTaints' matches no field",
+            id="stale-ignore-path-in-our-api-version",
+        ),
+        pytest.param(
+            [ignoring(kueue_cq(cohort="c"), "spec.cohort")],
+            ("ClusterQueue/cq", IGNORE_AT),
+            "'spec.cohort' matches no field",
+            id="a-field-ray-queue-reads-cannot-be-ignored",
+        ),
+        pytest.param(
+            [ignoring(kueue_cq(namespaceSelector={}), "spec.namespaceSelector")],
+            ("ClusterQueue/cq", IGNORE_AT),
+            "'spec.namespaceSelector' matches no field",
+            id="a-neutral-value-needs-no-ignoring",
+        ),
+        pytest.param(
+            [
+                {
+                    **kueue_cq(),
+                    "metadata": {"name": "cq", "annotations": {IGNORE_ANNOTATION: ["spec.x"]}},
+                }
+            ],
+            ("ClusterQueue/cq", IGNORE_AT),
+            "must be a string of comma-separated field paths",
+            id="ignore-fields-not-a-string",
+        ),
+    ],
+)
+def test_each_strict_field_problem_is_found(
+    docs: list[dict[str, object]], expected_where: tuple[str, str], fragment: str
+) -> None:
+    problems = problems_of(docs)
+    found = {(p.document, p.field): p.message for p in problems}
+    assert expected_where in found, problems
+    assert fragment in found[expected_where]
+
+
+def test_a_resource_ray_does_not_have_is_named_in_every_flavor() -> None:
+    problems = problems_of(
+        [
+            rf("a"),
+            rf("b"),
+            kueue_cq(
+                group(["cpu", "pods"], ("a", {"cpu": 4, "pods": 5}), ("b", {"cpu": 2, "pods": 5})),
+            ),
+        ]
+    )
+    assert [p.field for p in problems] == [
+        "spec.resourceGroups[0].flavors[0].resources[name=pods]",
+        "spec.resourceGroups[0].flavors[1].resources[name=pods]",
+    ]
+
+
+# -- strict fields: the ignore-fields opt-out -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "paths", "without"),
+    [
+        pytest.param(
+            kueue("ResourceFlavor", "c", {"nodeLabels": {"k": "v"}, "someFutureField": 1}),
+            "spec.someFutureField",
+            kueue("ResourceFlavor", "c", {"nodeLabels": {"k": "v"}}),
+            id="a-kueue-field-ray-queue-never-heard-of",
+        ),
+        pytest.param(
+            kueue(
+                "ClusterQueue",
+                "cq",
+                {
+                    "namespaceSelector": {"matchLabels": {"team": "a"}},
+                    "flavorFungibility": {"preference": "PreemptionOverBorrowing"},
+                    "resourceGroups": [group(["cpu"], ("a", {"cpu": 4}))],
+                },
+            ),
+            "spec.namespaceSelector , spec.flavorFungibility.preference,",
+            kueue("ClusterQueue", "cq", {"resourceGroups": [group(["cpu"], ("a", {"cpu": 4}))]}),
+            id="several-paths",
+        ),
+        pytest.param(
+            kueue(
+                "ClusterQueue",
+                "cq",
+                {
+                    "resourceGroups": [
+                        group(
+                            ["cpu", "pods"],
+                            ("a", {"cpu": 4, "pods": 5}),
+                            ("b", {"cpu": 2, "pods": 5}),
+                        )
+                    ]
+                },
+            ),
+            "spec.resourceGroups[*].flavors[*].resources[name=pods]",
+            kueue(
+                "ClusterQueue",
+                "cq",
+                {"resourceGroups": [group(["cpu"], ("a", {"cpu": 4}), ("b", {"cpu": 2}))]},
+            ),
+            id="pods-quota-in-every-flavor",
+        ),
+        pytest.param(
+            kueue(
+                "ClusterQueue",
+                "cq",
+                {
+                    "resourceGroups": [
+                        group(["cpu"], ("a", {"cpu": 4})),
+                        group(["pods"], ("b", {"pods": 5})),
+                    ]
+                },
+            ),
+            "spec.resourceGroups[1].flavors[0].resources[name=pods]",
+            kueue("ClusterQueue", "cq", {"resourceGroups": [group(["cpu"], ("a", {"cpu": 4}))]}),
+            id="a-group-of-pods-alone-goes",
+        ),
+        pytest.param(
+            cq("cq", group(["CPU"], ("a", {"CPU": {"nominalQuota": 4, "note": "x"}}))),
+            "spec.resourceGroups[*].flavors[*].resources[*].note",
+            cq("cq", group(["CPU"], ("a", {"CPU": 4}))),
+            id="our-api-version-too",
+        ),
+    ],
+)
+def test_ignore_fields_drops_the_listed_fields_as_if_absent(
+    document: dict[str, object], paths: str, without: dict[str, object]
+) -> None:
+    flavors = [rf("a"), rf("b")]
+    # Without the annotation each of those fields is a problem, and nothing else is.
+    patterns = [path_pattern(path.strip()) for path in paths.split(",") if path.strip()]
+    for problem in problems_of([*flavors, document]):
+        assert any(p.fullmatch(problem.field) for p in patterns), problem
+    assert load_config([*flavors, ignoring(document, paths)]) == load_config([*flavors, without])
