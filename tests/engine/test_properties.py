@@ -10,6 +10,7 @@ file runs in well under a minute on two slow cores.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -474,6 +475,14 @@ def drive(config: QueueConfig, sequence: list[Event], check: bool) -> Run:
     return run
 
 
+#: ``RAY_QUEUE_LOOP_EXAMPLES=10000`` runs the two no-loop properties longer, with fresh
+#: random examples instead of the fixed ones CI runs (docs/scheduling.md, "Tests").
+LOOP_EXAMPLES = int(os.environ.get("RAY_QUEUE_LOOP_EXAMPLES", "400"))
+LOOP_SETTINGS = {
+    "max_examples": LOOP_EXAMPLES,
+    "derandomize": "RAY_QUEUE_LOOP_EXAMPLES" not in os.environ,
+}
+
 PROPERTY_SETTINGS = settings(
     max_examples=200,
     deadline=None,
@@ -635,8 +644,8 @@ contended_events = st.lists(
 )
 
 
-@pytest.mark.timeout(120)
-@settings(PROPERTY_SETTINGS, max_examples=400)
+@pytest.mark.timeout(120 + LOOP_EXAMPLES // 20)
+@settings(PROPERTY_SETTINGS, **LOOP_SETTINGS)
 @given(config=contended_configs(), sequence=contended_events)
 def test_preemption_never_goes_round_in_circles(config: QueueConfig, sequence: list[Event]) -> None:
     # make demo once hung the manager in such a loop (test_fair_sharing has the case).
@@ -703,8 +712,8 @@ borrowing_events = st.lists(
 )
 
 
-@pytest.mark.timeout(120)
-@settings(PROPERTY_SETTINGS, max_examples=400)
+@pytest.mark.timeout(120 + LOOP_EXAMPLES // 20)
+@settings(PROPERTY_SETTINGS, **LOOP_SETTINGS)
 @given(config=borrowing_configs(), sequence=borrowing_events)
 def test_borrowing_and_reclaiming_never_go_round_in_circles(
     config: QueueConfig, sequence: list[Event]
