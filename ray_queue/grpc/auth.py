@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,9 @@ class Limits:
     rate_per_s: float = 500.0
     #: Requests allowed in a burst above the sustained rate.
     burst: int = 1000
-    #: Unary calls being served at once for this token.
-    max_in_flight: int = 64
+    #: Unary calls being served at once for this token: a quarter of the server's 64
+    #: threads, so one token's slow calls cannot take them all from the others.
+    max_in_flight: int = 16
     #: Open streams (WatchWorkloads, WatchDemand) at once for this token.
     max_streams: int = 8
 
@@ -78,6 +79,9 @@ class Principal:
     #: Queues a tenant may use (ignored for other roles).
     queues: frozenset[str] = frozenset()
     limits: Limits = field(default_factory=Limits)
+    #: Its token's digest (set by ``Authenticator``): what its flood limits are counted
+    #: by, since names (which default to the role) need not be unique.
+    key: str = ""
 
     def may_use_queue(self, queue: str) -> bool:
         return self.role is Role.ADMIN or (self.role is Role.TENANT and queue in self.queues)
@@ -95,7 +99,12 @@ class Principal:
 
 
 #: Who every caller is when no tokens are configured (loopback only).
-ANONYMOUS_ADMIN = Principal("anonymous", Role.ADMIN, limits=Limits(rate_per_s=1e9, burst=10**9))
+ANONYMOUS_ADMIN = Principal(
+    "anonymous",
+    Role.ADMIN,
+    limits=Limits(rate_per_s=1e9, burst=10**9, max_in_flight=64),
+    key="anonymous",
+)
 
 
 def digest(token: str) -> str:
@@ -203,7 +212,8 @@ class Authenticator:
     """Token lookup and flood accounting. Thread-safe."""
 
     def __init__(self, principals: Mapping[str, Principal]) -> None:
-        self._principals = dict(principals)
+        """``principals``: token digest → who holds that token."""
+        self._principals = {key: replace(p, key=key) for key, p in principals.items()}
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
 
@@ -235,7 +245,7 @@ class Authenticator:
         """Count one call in; returns why it is refused (→ RESOURCE_EXHAUSTED) or None."""
         limits = principal.limits
         with self._lock:
-            bucket = self._buckets.setdefault(principal.name, _Bucket(limits))
+            bucket = self._buckets.setdefault(principal.key, _Bucket(limits))
             now = time.monotonic()
             bucket.tokens = min(
                 limits.burst, bucket.tokens + (now - bucket.stamp) * limits.rate_per_s
@@ -256,7 +266,7 @@ class Authenticator:
 
     def release(self, principal: Principal, *, stream: bool) -> None:
         with self._lock:
-            bucket = self._buckets[principal.name]
+            bucket = self._buckets[principal.key]
             if stream:
                 bucket.streams -= 1
             else:

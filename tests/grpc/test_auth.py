@@ -13,6 +13,7 @@ from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import CheckState, WorkloadState
 from ray_queue.grpc.auth import (
     AuthConfigError,
+    Authenticator,
     Limits,
     Role,
     digest,
@@ -188,6 +189,25 @@ def test_without_tokens_serves_loopback_only(make_harness, caplog) -> None:  # t
     anonymous = harness.client(token=None)
     anonymous.submit(request("w"))
     assert anonymous.config_yaml()
+
+
+def test_two_tokens_of_one_name_have_limits_of_their_own() -> None:
+    # Both unnamed tenants are called "tenant"; team-y's flood once refused team-x.
+    principals = parse_tokens(
+        "tokens:\n"
+        "  - {token: team-x-secret, role: tenant, queues: [x], limits: {burst: 2}}\n"
+        "  - {token: team-y-secret, role: tenant, queues: [y], limits: {burst: 2}}\n",
+        origin="test",
+    )
+    auth = Authenticator(principals)
+    x, y = (
+        auth.authenticate([("authorization", f"Bearer {t}")])
+        for t in ("team-x-secret", "team-y-secret")
+    )
+    assert x.name == y.name == "tenant"
+    assert [auth.admit(y, stream=False) for _ in range(2)] == [None, None]
+    assert "rate limit" in (auth.admit(y, stream=False) or "")
+    assert auth.admit(x, stream=False) is None
 
 
 def test_token_file_forms(tmp_path: Path) -> None:
