@@ -15,7 +15,9 @@ import hashlib
 import logging
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import ray
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.errors import ConfigError
+from ray_queue.grpc.auth import TOKENS_ENV, TOKENS_FILE_ENV
 from ray_queue.manager.actor import METRICS_PORT_ENV, NAMESPACE, STATE_DIR_ENV, start_manager
 
 logger = logging.getLogger("ray_queue.manager")
@@ -76,13 +79,29 @@ def _apply(manager: Any, config: QueueConfig, path: Path) -> None:
     logger.info("applied %s (%d workload(s) evicted by stop policies)", path, evicted)
 
 
+def actor_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``RAY_QUEUE_*`` settings the actor's process gets through its ``runtime_env``,
+    without secrets: Ray's state API shows a runtime_env to every job and its agent logs
+    it. An inline token list (``$RAY_QUEUE_TOKENS``) is written to a file only this user
+    can read, on this (the head) node, where the actor runs, and the actor gets its path."""
+    env = {k: v for k, v in environ.items() if k.startswith("RAY_QUEUE_") and k != TOKENS_ENV}
+    if environ.get(TOKENS_ENV) and not environ.get(TOKENS_FILE_ENV):
+        folder = Path(tempfile.mkdtemp(prefix="ray-queue-tokens-"))  # mode 0700
+        path = folder / "tokens.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(environ[TOKENS_ENV])
+        env[TOKENS_FILE_ENV] = str(path)
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     ray.init(address=args.address, namespace=NAMESPACE, log_to_driver=False)
     # The actor's process gets the serving settings explicitly: it may be started on a
     # node whose raylet did not inherit this container's environment.
-    env = {k: v for k, v in os.environ.items() if k.startswith("RAY_QUEUE_")}
+    env = actor_env(os.environ)
     env[METRICS_PORT_ENV] = str(args.metrics_port)
     if args.state_dir:
         env[STATE_DIR_ENV] = args.state_dir

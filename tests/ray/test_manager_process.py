@@ -46,6 +46,18 @@ spec: {{clusterQueue: main}}
 """
 
 
+TOKEN = "admin-token-7c41e9d2"
+
+#: A job's view of every actor, runtime_env included (``list_actors(detail=True)``).
+_LIST_ACTORS = """\
+import sys
+import ray
+from ray.util.state import list_actors
+ray.init(address=sys.argv[1])
+print([repr(a) for a in list_actors(detail=True)])
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,11 +108,13 @@ def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Tokens inline, as a container's environment from a Secret may give them.
+            env={**os.environ, "RAY_QUEUE_TOKENS": f"tokens: [{{token: {TOKEN}, role: admin}}]"},
         )
         assert wait_for(lambda: _nominal_cpus(metrics_port) == 2, timeout_s=120)
 
         # The gRPC API is up and published: the CLI finds it through Ray.
-        env = {**os.environ, "RAY_ADDRESS": cluster.address}
+        env = {**os.environ, "RAY_ADDRESS": cluster.address, "RAY_QUEUE_TOKEN": TOKEN}
         env.pop("RAY_QUEUE_ADDRESS", None)
         status = subprocess.run(
             [str(RAY_QUEUE), "status", "-o", "json"],
@@ -111,6 +125,21 @@ def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -
         )
         assert status.returncode == 0, status.stderr
         assert "main" in json.dumps(json.loads(status.stdout))
+
+        # The token reached the actor, but nothing any job can read: Ray's state API shows
+        # every actor's runtime_env, and Ray's logs are on every node.
+        actors = subprocess.run(
+            [sys.executable, "-c", _LIST_ACTORS, cluster.address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert actors.returncode == 0, actors.stderr
+        assert "QueueManager" in actors.stdout and TOKEN not in actors.stdout
+        session = Path(cluster.head_node.get_session_dir_path())
+        leaked = [f for f in session.rglob("*") if f.is_file() and TOKEN.encode() in f.read_bytes()]
+        assert not leaked, f"the token is in {leaked}"
 
         # A ConfigMap update: the file changes, the manager follows.
         config.write_text(CONFIG.format(cpus=4))
