@@ -137,6 +137,13 @@ def parse_tokens(text: str, *, origin: str, limits: Limits | None = None) -> dic
         entries = [(f"tokens[{i}]", v) for i, v in enumerate(data)]
     else:
         raise AuthConfigError(f"{origin}: expected 'tokens:' with a list or mapping")
+    if not entries:
+        # No tokens means an open server (anonymous admin on loopback): that must be
+        # chosen by leaving tokens unset, never by a list that came out empty.
+        raise AuthConfigError(
+            f"{origin}: no tokens defined; give at least one, or unset it to serve loopback "
+            "without authentication"
+        )
     out: dict[str, Principal] = {}
     for where, entry in entries:
         where = f"{origin}: {where}"

@@ -181,9 +181,10 @@ def _job_payload(spec: pb.WorkloadSpec, field: str, entry: BundleGroup) -> dict[
             runtime_env = json.loads(
                 text(spec.job.runtime_env_json, f"{field}.job.runtime_env_json")
             )
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
+            # RecursionError: nested too deep for Python's parser ("[" * 50,000).
             raise InvalidRequestError(
-                f"{field}.job.runtime_env_json", f"is not JSON: {e}"
+                f"{field}.job.runtime_env_json", f"is not JSON: {str(e)[:200]}"
             ) from None
         if not isinstance(runtime_env, dict):
             raise InvalidRequestError(f"{field}.job.runtime_env_json", "must be a JSON object")

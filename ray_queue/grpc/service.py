@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import dump_yaml, parse_documents
-from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError
+from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError, UnknownWorkloadError
 from ray_queue.engine.model import Transition, WorkloadId, WorkloadState, WorkloadStatus
 from ray_queue.grpc import convert
 from ray_queue.grpc.auth import Authenticator, Principal
@@ -126,10 +126,9 @@ class _Scoped:
     def _get_visible(self, principal: Principal, workload: str, field: str) -> WorkloadStatus:
         status = self._backend.workload(WorkloadId(convert.name(workload, field)))
         if not self._visible(principal, status):
-            raise PermissionDeniedError(
-                f"{field}: workload {workload!r} is in Queue {status.spec.queue!r}, which token "
-                f"{principal.name!r} may not use"
-            )
+            # The same answer as for an id nobody used: a tenant learns nothing of other
+            # tenants' workloads, not even that one exists or which Queue it is in.
+            raise UnknownWorkloadError(f"no workload with id {workload!r}")
         return status
 
     def _tenant_cluster_queues(self, principal: Principal) -> set[str] | None:

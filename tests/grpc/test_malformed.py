@@ -200,6 +200,14 @@ def test_named_fields_in_errors(seeded: tuple[Harness, grpc.Channel]) -> None:
             kind=pb.WORKLOAD_KIND_JOB,
             bundle_groups=[pb.BundleGroup(resources_milli={"CPU": 1}, count=1)],
         ),
+        # Nested deeper than Python's JSON parser goes: was INTERNAL (RecursionError).
+        "workloads[0].job.runtime_env_json": pb.WorkloadSpec(
+            id="x",
+            queue="team-a",
+            kind=pb.WORKLOAD_KIND_JOB,
+            job=pb.JobSpec(entrypoint="python x.py", runtime_env_json="[" * 50_000),
+            bundle_groups=[pb.BundleGroup(resources_milli={"CPU": 1}, count=1)],
+        ),
     }
     stub = channel.unary_unary(
         UNARY[0],
