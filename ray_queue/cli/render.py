@@ -145,6 +145,15 @@ def status_view(
     return Group(*parts)
 
 
+def safe(value: str) -> Text:
+    """``value`` as literal terminal text: control characters (escape sequences, which
+    could repaint an admin's terminal) are shown escaped, and rich markup is not read.
+    Workload ids, names and messages come from tenants."""
+    return Text(
+        "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in value)
+    )
+
+
 def _requests(status: WorkloadStatus) -> str:
     parts = []
     for group in status.spec.bundle_groups:
@@ -159,13 +168,13 @@ def workloads_table(statuses: Iterable[WorkloadStatus]) -> Table:
         table.add_column(column, overflow="fold")
     for s in statuses:
         table.add_row(
-            s.spec.id,
-            s.spec.queue,
-            s.cluster_queue,
+            safe(s.spec.id),
+            safe(s.spec.queue),
+            safe(s.cluster_queue),
             str(s.priority),
             Text(s.state.value, style=_STATE_STYLE.get(s.state.value, "")),
-            Text(_requests(s)),
-            Text(s.message),
+            safe(_requests(s)),
+            safe(s.message),
         )
     return table
 
@@ -178,11 +187,11 @@ def pending_table(positions: Iterable[PendingPosition]) -> Table:
         table.add_row(
             str(p.position_in_cluster_queue),
             str(p.position_in_queue),
-            p.workload,
-            p.queue,
-            p.cluster_queue,
+            safe(p.workload),
+            safe(p.queue),
+            safe(p.cluster_queue),
             str(p.priority),
-            Text(p.reason),
+            safe(p.reason),
         )
     return table
 
@@ -215,13 +224,13 @@ def describe_view(s: WorkloadStatus) -> Group:
     if s.checks:
         rows.append(("Checks", ", ".join(f"{k}={v.value}" for k, v in s.checks.items())))
     for key, value in rows:
-        info.add_row(key, Text(value))
+        info.add_row(key, safe(value))
     history = Table(title="History", title_justify="left")
     for column in ("AT", "FROM", "TO", "REASON", "MESSAGE"):
         history.add_column(column, overflow="fold")
     for t in s.history:
         history.add_row(
-            _time(t.at), t.from_state.value, t.to_state.value, Text(t.reason), Text(t.message)
+            _time(t.at), t.from_state.value, t.to_state.value, safe(t.reason), safe(t.message)
         )
     return Group(info, history)
 

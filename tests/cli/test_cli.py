@@ -108,6 +108,15 @@ def test_cancel(seeded: Harness) -> None:
     assert missing.returncode == 1 and "UnknownWorkloadError" in missing.stderr
 
 
+def test_tenant_text_cannot_drive_the_admins_terminal(seeded: Harness) -> None:
+    # A tenant's cancel message with escape codes (clear the screen, rich markup).
+    hostile = "\x1b[2J\x1b[31mgone[/] [bold]x"
+    ok(run(seeded, "cancel", "a-1", "--message", hostile, token=TENANT_A_TOKEN))
+    human = ok(run(seeded, "describe", "workload", "a-1"))
+    assert "\x1b" not in human
+    assert "\\x1b[2J\\x1b[31mgone[/] [bold]x" in human
+
+
 def test_apply_and_config_get(seeded: Harness, tmp_path: Path) -> None:
     current = ok(run(seeded, "config", "get"))
     docs = [d for d in yaml.safe_load_all(current) if d]
