@@ -152,6 +152,13 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
         requests = []
         for i, spec in enumerate(request.workloads):
             field = f"workloads[{i}]"
+            if spec.owner and not principal.sees_all_queues:
+                # The owner decides whose death cancels a workload: a tenant may not name
+                # someone else (a driver of another team) as the owner of its work.
+                raise PermissionDeniedError(
+                    f"{field}.owner: set by the server for token {principal.name!r}; leave it "
+                    "empty"
+                )
             submit = convert.submit_request(spec, field, owner=f"grpc:{principal.name}")
             self._require_queue(principal, submit.queue, f"{field}.queue")
             requests.append(submit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,8 @@ def test_tenant_is_confined_to_its_queues(harness: Harness) -> None:
     tenant = harness.client(token=TENANT_A_TOKEN)
     status = tenant.submit(request("a1", "team-a"))
     assert status.state is WorkloadState.ADMITTED and status.spec.owner == "grpc:team-a"
+    with pytest.raises(PermissionDeniedError, match=r"workloads\[0\]\.owner"):
+        tenant.submit(replace(request("a9", "team-a"), owner="driver-of-team-b"))
     with pytest.raises(PermissionDeniedError, match=r"workloads\[1\]\.queue"):
         tenant.submit_many([request("a2", "team-a"), request("b2", "team-b")])
     assert {w.spec.id for w in admin.workloads()} == {"b1", "a0", "a1"}  # nothing half-queued
