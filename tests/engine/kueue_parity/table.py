@@ -1,0 +1,25 @@
+"""The Kueue parity table in docs/scheduling.md (``python -m tests.engine.kueue_parity``).
+
+Counted from the ported cases themselves, so the table cannot claim more than the tests
+check (``test_parity_table.py`` fails when the docs and the cases disagree).
+"""
+
+from __future__ import annotations
+
+from tests.engine.kueue_parity import test_preemption_table
+
+#: Each ported Kueue table: (Kueue file and test, its module here).
+TABLES = (
+    ("`pkg/scheduler/preemption/preemption_test.go` `TestPreemption`", test_preemption_table),
+)
+COLUMNS = ("ported", "passing", "departures", "differs", "out_of_scope", "unreachable")
+
+
+def markdown_table() -> str:
+    header = "| Kueue table | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |\n"
+    rows = [header, "|---" * (len(COLUMNS) + 1) + "|\n"]
+    for name, module in TABLES:
+        counts = module.parity_counts()
+        rows.append(f"| {name} | " + " | ".join(str(counts[c]) for c in COLUMNS) + " |\n")
+    return "".join(rows)
+
