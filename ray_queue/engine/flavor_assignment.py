@@ -7,7 +7,7 @@ on which flavors, so the cycle and the preemption search agree on one assignment
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from ray_queue.engine.config import ClusterQueue, ResourceGroup, WhenCanBorrow, WhenCanPreempt
@@ -146,6 +146,7 @@ def _choose_flavor(
 ) -> _FlavorOption:
     fungibility = cq.flavor_fungibility
     best: _FlavorOption | None = None
+    never: list[str] = []
     for flavor_quotas in rg.flavors:
         option = _try_flavor(flavor_quotas.flavor, resources, pending_usage, node, tree)
         if option.mode is Mode.FIT and (
@@ -156,7 +157,12 @@ def _choose_flavor(
             return option
         if best is None or option.rank() > best.rank():
             best = option
+        never.append(option.reason)
     assert best is not None, "a resource group always has at least one flavor (validated)"
+    if best.mode is Mode.NO_FIT:
+        # No flavor could ever hold it: say why for each, not only for the first tried
+        # (asking 100 GPUs named only the CPU flavor's 0, not the GPU flavor's limit).
+        return replace(best, reason="; ".join(never))
     return best
 
 

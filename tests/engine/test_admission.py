@@ -196,6 +196,18 @@ def test_a_resource_no_group_covers_is_rejected_at_submit_and_changes_nothing() 
     assert engine.pending() == []
 
 
+def test_a_request_no_flavor_can_ever_hold_names_every_flavors_limit() -> None:
+    # 100 GPUs named only the first flavor (cpu: 0 GPUs), not a100's 8.
+    cpu = flavor("cpu").resource("CPU", 8).resource("GPU", 0)
+    a100 = flavor("a100").resource("CPU", 8).resource("GPU", 8)
+    engine, _ = new_engine(one_cq(ClusterQueueBuilder("cq").resource_group(cpu, a100)))
+    with pytest.raises(WorkloadRejected) as rejected:
+        engine.submit(wl("huge", GPU=100))
+    message = str(rejected.value)
+    assert "flavor cpu: request 100 exceeds the most the ClusterQueue can ever get (0)" in message
+    assert "flavor a100: request 100 exceeds the most the ClusterQueue can ever get (8)" in message
+
+
 # -- partial admission and gangs ---------------------------------------------------------
 
 
