@@ -29,6 +29,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     to_milli,
 )
+from ray_queue.engine.quantity import QuantityError, parse_quantity
 from ray_queue.grpc.client import QueueClient
 from ray_queue.grpc.status import ServerUnavailableError
 from ray_queue.manager.types import SubmitRequest
@@ -114,9 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     js.add_argument("--queue", required=True)
     js.add_argument("--priority", default=None, help="PriorityClass name")
-    js.add_argument("--num-cpus", type=float, default=1.0)
-    js.add_argument("--num-gpus", type=float, default=0.0)
-    js.add_argument("--memory", type=float, default=0.0, help="bytes")
+    js.add_argument("--num-cpus", type=_amount, default="1", help="CPUs (default 1)")
+    js.add_argument("--num-gpus", type=_amount, default="0", help="GPUs, e.g. 1 or 0.5")
+    js.add_argument("--memory", type=_amount, default="0", help="bytes, or e.g. 512Mi, 4Gi")
     js.add_argument("--resources", default="", help='custom resources as JSON, e.g. {"TPU": 4}')
     js.add_argument("--runtime-env-json", default="", help="Ray runtime_env as JSON")
     js.add_argument("--id", default="", help="workload id (default: job-<random>)")
@@ -247,6 +248,20 @@ def cmd_config(client: QueueClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _amount(text: str) -> int:
+    """A resource amount of 0 or more, in milli-units: a number or a Kubernetes quantity."""
+    try:
+        milli = parse_quantity(text)
+    except QuantityError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an amount; give a number such as 1 or 0.5, or a quantity such as "
+            "4Gi"
+        ) from None
+    if milli < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; give 0 or more")
+    return milli
+
+
 def job_request(args: argparse.Namespace) -> SubmitRequest:
     entry = list(args.entrypoint)
     if entry and entry[0] == "--":
@@ -255,20 +270,23 @@ def job_request(args: argparse.Namespace) -> SubmitRequest:
         raise UsageError("give the job's command after --, e.g. -- python train.py")
     resources: dict[str, int] = {}
     if args.num_cpus:
-        resources["CPU"] = to_milli(args.num_cpus)
+        resources["CPU"] = args.num_cpus
     if args.num_gpus:
-        resources["GPU"] = to_milli(args.num_gpus)
+        resources["GPU"] = args.num_gpus
     if args.memory:
-        resources["memory"] = to_milli(args.memory)
+        resources["memory"] = args.memory
     if args.resources:
         try:
             custom = json.loads(args.resources)
         except ValueError as e:
             raise UsageError(f"--resources is not JSON: {e}") from None
         if not isinstance(custom, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in custom.values()
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in custom.values()
         ):
-            raise UsageError('--resources must be a JSON object of numbers, e.g. {"TPU": 4}')
+            raise UsageError(
+                '--resources must be a JSON object of numbers of 0 or more, e.g. {"TPU": 4}'
+            )
         resources.update({str(k): to_milli(float(v)) for k, v in custom.items()})
     if not resources:
         raise UsageError("a job needs at least one resource (--num-cpus, --num-gpus, ...)")

@@ -181,6 +181,19 @@ def test_job_submit_request_shape() -> None:
     assert req.payload["entrypoint"] == "python 'a b.py'"
 
 
+def test_job_submit_takes_quantities_and_refuses_negative_amounts() -> None:
+    from ray_queue.cli.app import _parser, job_request
+
+    args = _parser().parse_args(["job", "submit", "--queue", "q", "--memory", "4Gi", "--", "x"])
+    assert job_request(args).bundle_groups[0].resources["memory"] == 4 * 2**30 * 1000
+    for flag, value, problem in (
+        ("--num-gpus", "-1", "'-1' is negative; give 0 or more"),
+        ("--memory", "lots", "'lots' is not an amount"),
+    ):
+        refused = run(None, "job", "submit", "--queue", "q", flag, value, "--", "x")
+        assert refused.returncode == 2 and problem in refused.stderr, refused.stderr
+
+
 def test_top_refreshes_and_exits(seeded: Harness) -> None:
     out = ok(run(seeded, "top", "--iterations", "2", "--interval", "0.1"))
     assert "ray-queue top" in out and "cq-a" in out
