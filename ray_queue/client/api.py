@@ -61,9 +61,11 @@ def init(
     ray.get(manager.ping.remote(), timeout=120)
     if parsed is not None:
         ray.get(manager.apply_config.remote(parsed))
-    runtime = _rt.install(lambda: ClientRuntime(manager, queue=queue, priority=priority))
-    # The default queue and priority must exist: fail here, not on the first submission.
-    runtime.check_names(queue, priority)
+    # The default queue and priority must exist: fail here, not on the first submission,
+    # and before replacing this driver's runtime, so its earlier defaults stay.
+    known: QueueConfig = ray.get(manager.get_config.remote(), timeout=120)
+    _rt.require_names(known.queues, known.priority_classes, queue, priority)
+    _rt.install(lambda: ClientRuntime(manager, queue=queue, priority=priority))
 
 
 def shutdown() -> None:

@@ -99,6 +99,13 @@ class _Handle:
         """The manager's view of this workload (state, reason, history)."""
         return self._runtime.status(self.workload)
 
+    def _why_waiting(self) -> str:
+        """The manager's reason, when no event has told this driver one yet."""
+        try:
+            return str(self.status().message)
+        except Exception as e:
+            return f"the queue manager did not say why ({e})"
+
     def cancel(self) -> None:
         self._runtime.cancel([self.workload])
 
@@ -111,7 +118,7 @@ class _Handle:
             if remaining is not None and remaining <= 0:
                 raise QueueTimeoutError(
                     f"{self._what} ({self.workload}) not ready in time; state "
-                    f"{self._state.value}: {self._message}"
+                    f"{self._state.value}: {self._message or self._why_waiting()}"
                 )
             self._cv.wait(1.0 if remaining is None else min(remaining, 1.0))
 

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -156,6 +156,24 @@ def to_bundle(resources: dict[str, float], what: str) -> dict[str, int]:
     return out
 
 
+def require_names(
+    queues: Collection[str], priorities: Collection[str], queue: str, priority: str | None
+) -> None:
+    """Raise the typed error for a queue or priority class the config does not define."""
+    if queue not in queues:
+        known = ", ".join(sorted(queues)) or "none"
+        raise UnknownQueueError(
+            f"queue {queue!r} does not exist (known queues: {known}); "
+            "submit to one of those or apply a config that defines it"
+        )
+    if priority is not None and priority not in priorities:
+        known = ", ".join(sorted(priorities)) or "none"
+        raise UnknownPriorityClassError(
+            f"priority class {priority!r} does not exist (known: {known}); "
+            "use one of those, omit it for the default, or define it in the config"
+        )
+
+
 class ClientRuntime:
     def __init__(self, manager: Any, *, queue: str, priority: str | None) -> None:
         self.manager = manager
@@ -217,22 +235,11 @@ class ClientRuntime:
         return config
 
     def check_names(self, queue: str, priority: str | None) -> None:
-        if queue not in self._catalog_queues:
+        if queue not in self._catalog_queues or (
+            priority is not None and priority not in self._catalog_priorities
+        ):
             self.refresh_catalog()
-        if queue not in self._catalog_queues:
-            known = ", ".join(sorted(self._catalog_queues)) or "none"
-            raise UnknownQueueError(
-                f"queue {queue!r} does not exist (known queues: {known}); "
-                "submit to one of those or apply a config that defines it"
-            )
-        if priority is not None and priority not in self._catalog_priorities:
-            self.refresh_catalog()
-            if priority not in self._catalog_priorities:
-                known = ", ".join(sorted(self._catalog_priorities)) or "none"
-                raise UnknownPriorityClassError(
-                    f"priority class {priority!r} does not exist (known: {known}); "
-                    "use one of those, omit it for the default, or define it in the config"
-                )
+        require_names(self._catalog_queues, self._catalog_priorities, queue, priority)
 
     # -- submission -------------------------------------------------------------------------
 

@@ -468,6 +468,19 @@ def test_bad_input_is_rejected_with_nothing_lost(teams: None) -> None:
     assert kept.status().state is S.ADMITTED
     assert waiting.status().state is S.PENDING
     assert {kept.workload} <= set(live_pgs())
+    # A failed init keeps the driver's defaults as they were.
+    defaults = (runtime().queue, runtime().priority)
+    with pytest.raises(ray_queue.UnknownPriorityClassError):
+        ray_queue.init(queue="team-a", priority="urgent")
+    assert (runtime().queue, runtime().priority) == defaults
+
+    @ray_queue.remote(num_gpus=1, queue="team-b")
+    def later() -> None:
+        pass
+
+    # A wait that times out before this driver heard anything says why it waits.
+    with pytest.raises(ray_queue.QueueTimeoutError, match=r"state PENDING: \S"):
+        ray_queue.get(later.remote(), timeout=0)
 
 
 KUEUE_YAML = """
