@@ -10,6 +10,7 @@ stated next to the spec itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -153,10 +154,18 @@ class WorkloadSpec:
         return totals
 
 
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 def validate_spec(spec: WorkloadSpec) -> None:
     """Raise ``InvalidWorkloadError`` if ``spec`` is malformed, naming what to fix."""
-    if not spec.id:
-        raise InvalidWorkloadError("a workload needs a non-empty id")
+    if not _ID.fullmatch(spec.id):
+        # Ids end up in paths (a Ray job's submission id names its log file), Ray and
+        # Kubernetes names and terminals: a short charset keeps all of them safe.
+        raise InvalidWorkloadError(
+            f"workload id {spec.id[:80]!r} is not valid: use 1-128 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
     if not spec.bundle_groups:
         raise InvalidWorkloadError(f"workload {spec.id!r} has no bundles; give at least one")
     for index, group in enumerate(spec.bundle_groups):

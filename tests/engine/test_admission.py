@@ -16,7 +16,7 @@ from ray_queue.engine.config import (
     WhenCanPreempt,
     WithinClusterQueue,
 )
-from ray_queue.engine.errors import WorkloadRejected
+from ray_queue.engine.errors import InvalidWorkloadError, WorkloadRejected
 from ray_queue.engine.model import DecisionKind, WorkloadId, WorkloadState
 from tests.engine.builders import (
     ClusterQueueBuilder,
@@ -194,6 +194,16 @@ def test_a_resource_no_group_covers_is_rejected_at_submit_and_changes_nothing() 
         engine.submit(wl("tpu", CPU=1, TPU=4))
     assert engine.workloads() == []
     assert engine.pending() == []
+
+
+@pytest.mark.parametrize("bad", ["../../etc/x", "a/b", "", "-x", "x y", "é", "x" * 129, "a\x1b[2J"])
+def test_a_workload_id_outside_the_safe_charset_is_refused_and_changes_nothing(bad: str) -> None:
+    # Ids end up in file names: a job's id with ../ once put its log outside Ray's folder.
+    engine, _ = new_engine(ten_cpus())
+    with pytest.raises(InvalidWorkloadError, match="letters, digits"):
+        engine.submit(wl(bad, CPU=1))
+    assert engine.workloads() == []
+    engine.submit(wl("ok-1.x_y", CPU=1))
 
 
 def test_a_request_no_flavor_can_ever_hold_names_every_flavors_limit() -> None:
