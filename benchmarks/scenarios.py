@@ -197,7 +197,7 @@ class Scenario:
         for i in range(workload_class.count):
             yield Arrival(
                 at_ms=(i + 1) * workload_class.interval_ms,
-                workload=WorkloadId(f"{cq}/{workload_class.name}-{i}"),
+                workload=WorkloadId(f"{cq}.{workload_class.name}-{i}"),
                 cluster_queue=cq,
                 queue=queue,
                 cohort=cohort,
