@@ -102,7 +102,9 @@ def test_overhead_tiny_measures_both_sides(tmp_path: Path) -> None:
         assert len(section["ratio_per_repetition"]) == 2
     cpu = {side: doc["tasks"][side]["cpu_ms_per_item"] for side in ("raw", "queued")}
     for side in ("raw", "queued"):
-        assert cpu[side]["driver"] > 0 and cpu[side]["ray_workers"] > 0
+        # A process's CPU time moves in clock ticks (10 ms), and 20 tasks can cost a role
+        # less than one: only the whole is sure to be above zero.
+        assert cpu[side]["total"] > 0 and all(v >= 0 for v in cpu[side].values())
         parts = sum(v for role, v in cpu[side].items() if role != "total")
         assert cpu[side]["total"] >= parts * 0.999
     assert cpu["queued"]["manager"] > 0

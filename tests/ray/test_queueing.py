@@ -474,11 +474,15 @@ def test_bad_input_is_rejected_with_nothing_lost(teams: None) -> None:
         ray_queue.init(queue="team-a", priority="urgent")
     assert (runtime().queue, runtime().priority) == defaults
 
+    # The cohort's last two GPUs taken, a task waits for quota; a wait on it that times out
+    # says why it waits, even before this driver has heard anything about it.
+    rest = ray_queue.placement_group([{"GPU": 1}] * 2, queue="team-b", priority="low")
+    assert rest.wait(timeout_seconds=30)
+
     @ray_queue.remote(num_gpus=1, queue="team-b")
     def later() -> None:
         pass
 
-    # A wait that times out before this driver heard anything says why it waits.
     with pytest.raises(ray_queue.QueueTimeoutError, match=r"state PENDING: \S"):
         ray_queue.get(later.remote(), timeout=0)
 
