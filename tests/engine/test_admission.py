@@ -16,6 +16,7 @@ from ray_queue.engine.config import (
     WhenCanPreempt,
     WithinClusterQueue,
 )
+from ray_queue.engine.engine import Engine
 from ray_queue.engine.errors import InvalidWorkloadError, WorkloadRejected
 from ray_queue.engine.model import DecisionKind, WorkloadId, WorkloadState
 from tests.engine.builders import (
@@ -474,13 +475,19 @@ def test_admitting_everything_that_fits_in_one_call() -> None:
     assert admitted(engine) == {f"w{i:02}" for i in range(10)}
 
 
-def test_strict_fifo_lists_every_waiting_workload_behind_the_blocked_head() -> None:
+def blocked_strict_fifo() -> Engine:
+    """A StrictFIFO queue of 10 CPUs running filler (6), its head big (8) blocking small (2)."""
     engine, _ = new_engine(ten_cpus(QueueingStrategy.STRICT_FIFO))
     engine.submit(wl("filler", CPU=6))
     engine.schedule()
     engine.submit(wl("big", CPU=8, created=1))
     engine.submit(wl("small", CPU=2, created=2))
     engine.schedule()
+    return engine
+
+
+def test_strict_fifo_lists_every_waiting_workload_behind_the_blocked_head() -> None:
+    engine = blocked_strict_fifo()
     rows = [(p.workload, p.position_in_cluster_queue) for p in engine.pending()]
     assert rows == [("big", 0), ("small", 1)]
     # Both wait on the head's shortage, and say so.
@@ -489,12 +496,7 @@ def test_strict_fifo_lists_every_waiting_workload_behind_the_blocked_head() -> N
 
 
 def test_strict_fifo_tries_the_next_head_when_the_blocking_one_is_cancelled() -> None:
-    engine, _ = new_engine(ten_cpus(QueueingStrategy.STRICT_FIFO))
-    engine.submit(wl("filler", CPU=6))
-    engine.schedule()
-    engine.submit(wl("big", CPU=8, created=1))
-    engine.submit(wl("small", CPU=2, created=2))
-    engine.schedule()
+    engine = blocked_strict_fifo()
     assert state(engine, "small") is S.PENDING
     engine.cancel(WorkloadId("big"))
     engine.schedule()

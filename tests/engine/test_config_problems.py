@@ -222,6 +222,16 @@ def test_config_error_text_lists_every_problem() -> None:
     assert "ClusterQueue/team-a: spec.queueingStrategy:" in text
 
 
+def assert_problem_found(
+    docs: list[dict[str, object]], expected_where: tuple[str, str], fragment: str
+) -> None:
+    """The config is rejected with a problem at (document, field) that says ``fragment``."""
+    problems = problems_of(docs)
+    found = {(p.document, p.field): p.message for p in problems}
+    assert expected_where in found, problems
+    assert fragment in found[expected_where]
+
+
 @pytest.mark.parametrize(
     ("docs", "expected_where", "fragment"),
     [
@@ -401,10 +411,7 @@ def test_config_error_text_lists_every_problem() -> None:
 def test_each_problem_is_found(
     docs: list[dict[str, object]], expected_where: tuple[str, str], fragment: str
 ) -> None:
-    problems = problems_of(docs)
-    found = {(p.document, p.field): p.message for p in problems}
-    assert expected_where in found, problems
-    assert fragment in found[expected_where]
+    assert_problem_found(docs, expected_where, fragment)
 
 
 # -- strict fields: Kueue's documents too -------------------------------------------------
@@ -641,10 +648,7 @@ def kueue_cq(*groups: dict[str, object], **spec: object) -> dict[str, object]:
 def test_each_strict_field_problem_is_found(
     docs: list[dict[str, object]], expected_where: tuple[str, str], fragment: str
 ) -> None:
-    problems = problems_of(docs)
-    found = {(p.document, p.field): p.message for p in problems}
-    assert expected_where in found, problems
-    assert fragment in found[expected_where]
+    assert_problem_found(docs, expected_where, fragment)
 
 
 def test_a_resource_ray_does_not_have_is_named_in_every_flavor() -> None:
