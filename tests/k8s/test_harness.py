@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 
 from tests.k8s import toolchain
 from tests.k8s.conftest import K8sApi
@@ -250,6 +252,29 @@ def test_rbac_is_enforced(k8s_api: K8sApi, k8s_namespace: str) -> None:
 
 
 # --- helm ------------------------------------------------------------------------------------
+
+
+def test_helm_assumes_the_kubernetes_version_a_released_helm_does(
+    k8s_tools: toolchain.Tools, tmp_path: Path
+) -> None:
+    """Without a cluster (``helm template``), helm renders for its built-in Kubernetes
+    version: a released helm 3.19 says v1.34, one built without helm's ldflags v1.20."""
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n"
+        "data: {kube: {{ .Capabilities.KubeVersion.Version | quote }}}\n"
+    )
+    rendered = subprocess.run(
+        [str(k8s_tools.helm), "template", "probe", str(chart)],
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert yaml.safe_load(rendered.stdout)["data"]["kube"] == toolchain.HELM_KUBE_VERSION
 
 
 def test_helm_works(k8s_tools: toolchain.Tools, k8s_api: K8sApi) -> None:

@@ -39,6 +39,12 @@ ETCD_VERSION = "v3.5.21"
 KUBERAY_VERSION = "v1.4.2"
 """KubeRay operator and its CRDs (ray.io/v1 RayCluster, RayJob, RayService)."""
 HELM_VERSION = "v3.19.0"
+HELM_KUBE_VERSION = "v1.34.0"
+"""The Kubernetes version helm assumes when no cluster is asked (``helm template``,
+``helm lint``): helm's Makefile derives it from its k8s.io/client-go (v0.34 for helm 3.19)
+and sets it with ``-ldflags -X``; built without them helm would claim v1.20 and refuse
+charts whose ``kubeVersion`` asks for more. Part of the cache key, so a helm built without
+it is never reused."""
 CLUSTER_AUTOSCALER_APIS_VERSION = "v0.0.0-20240830133931-adfbe7e45277"
 """k8s.io/autoscaler/cluster-autoscaler/apis: the first published pseudo-version whose CRD
 serves ProvisioningRequest autoscaling.x-k8s.io/v1 (the one Kueue pins)."""
@@ -191,7 +197,14 @@ def _build_etcd(work: Path, output: Path) -> None:
 def _build_helm(work: Path, output: Path) -> None:
     pkg = "helm.sh/helm/v3/cmd/helm"
     _write_module(work, {"helm.sh/helm/v3": HELM_VERSION}, {}, pkg)
-    ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
+    major, minor = HELM_KUBE_VERSION[1:].split(".")[:2]
+    # What helm's own Makefile passes (see HELM_KUBE_VERSION), so this helm renders
+    # exactly as a released one does.
+    ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}" + "".join(
+        f" -X helm.sh/helm/v3/pkg/{pkg_name}.k8sVersion{key}={value}"
+        for pkg_name in ("chartutil", "lint/rules")
+        for key, value in (("Major", major), ("Minor", minor))
+    )
     _build_package(work, pkg, output, ldflags)
 
 
@@ -203,7 +216,7 @@ def _build_kuberay(work: Path, output: Path) -> None:
 _TOOLS: tuple[_Tool, ...] = (
     _Tool("etcd", ETCD_VERSION, _build_etcd),
     _Tool("kube-apiserver", KUBERNETES_VERSION, _build_kube_apiserver),
-    _Tool("helm", HELM_VERSION, _build_helm),
+    _Tool("helm", f"{HELM_VERSION}-kube{HELM_KUBE_VERSION}", _build_helm),
     _Tool("kuberay-operator", KUBERAY_VERSION, _build_kuberay),
 )
 
