@@ -19,6 +19,7 @@ from ray_queue.engine.model import (
     ResourceName,
     WorkloadSpec,
 )
+from ray_queue.engine.quantity import format_quantity
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 
 
@@ -47,6 +48,9 @@ class _FlavorOption:
     flavor: FlavorName
     short: frozenset[FlavorResource]
     reason: str
+    #: Whether it cannot fit only because the flavor has no quota at all for a resource
+    #: asked for (a GPU request on a CPU flavor): named after the flavors that have some.
+    lacks_quota: bool = False
 
     def rank(self) -> tuple[int, int]:
         return (int(self.mode), 0 if self.borrows else 1)
@@ -146,7 +150,7 @@ def _choose_flavor(
 ) -> _FlavorOption:
     fungibility = cq.flavor_fungibility
     best: _FlavorOption | None = None
-    never: list[str] = []
+    never: list[_FlavorOption] = []
     for flavor_quotas in rg.flavors:
         option = _try_flavor(flavor_quotas.flavor, resources, pending_usage, node, tree)
         if option.mode is Mode.FIT and (
@@ -157,12 +161,14 @@ def _choose_flavor(
             return option
         if best is None or option.rank() > best.rank():
             best = option
-        never.append(option.reason)
+        never.append(option)
     assert best is not None, "a resource group always has at least one flavor (validated)"
     if best.mode is Mode.NO_FIT:
-        # No flavor could ever hold it: say why for each, not only for the first tried
-        # (asking 100 GPUs named only the CPU flavor's 0, not the GPU flavor's limit).
-        return replace(best, reason="; ".join(never))
+        # No flavor could ever hold it: say why for each, not only for the first tried,
+        # the flavors that carry the resource (with their limits) before those that have
+        # none of it (asking 100 GPUs once named only the CPU flavor's 0).
+        never.sort(key=lambda o: o.lacks_quota)
+        return replace(best, reason="; ".join(o.reason for o in never))
     return best
 
 
@@ -177,6 +183,7 @@ def _try_flavor(
     borrows = False
     short: set[FlavorResource] = set()
     reasons: list[str] = []
+    absent: list[ResourceName] = []
     for resource, amount in resources.items():
         fr = (flavor, resource)
         wanted = pending_usage.get(fr, 0) + amount
@@ -190,17 +197,35 @@ def _try_flavor(
             mode = min(mode, Mode.PREEMPT)
             reasons.append(
                 f"insufficient unused quota for {resource} in flavor {flavor}: "
-                f"request {_fmt(wanted)}, available {_fmt(max(0, available))}"
+                f"request {_fmt(resource, wanted)}, available "
+                f"{_fmt(resource, max(0, available))}"
             )
         else:
             mode = Mode.NO_FIT
+            most = tree.potential_available(node, fr)
+            if most <= 0:
+                absent.append(resource)
+                continue
             reasons.append(
-                f"{resource} in flavor {flavor}: request {_fmt(wanted)} exceeds the most the "
-                f"ClusterQueue can ever get ({_fmt(tree.potential_available(node, fr))})"
+                f"{resource} in flavor {flavor}: request {_fmt(resource, wanted)} exceeds the "
+                f"most the ClusterQueue can ever get there ({_fmt(resource, most)}, "
+                "borrowing included)"
             )
-    return _FlavorOption(mode, borrows, flavor, frozenset(short), "; ".join(reasons))
+    if absent:
+        reasons.append(f"flavor {flavor} has no {' or '.join(sorted(absent))} quota")
+    return _FlavorOption(
+        mode,
+        borrows,
+        flavor,
+        frozenset(short),
+        "; ".join(reasons),
+        lacks_quota=bool(absent) and len(reasons) == 1,
+    )
 
 
-def _fmt(amount: Milli) -> str:
+def _fmt(resource: ResourceName, amount: Milli) -> str:
+    """An amount in the user's units: memory with binary suffixes (``16Gi``)."""
+    if resource == "memory" or resource.endswith("memory"):
+        return str(format_quantity(amount, binary=True))
     whole, frac = divmod(amount, 1000)
     return str(whole) if frac == 0 else f"{amount / 1000:g}"

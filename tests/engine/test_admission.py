@@ -215,8 +215,20 @@ def test_a_request_no_flavor_can_ever_hold_names_every_flavors_limit() -> None:
     with pytest.raises(WorkloadRejected) as rejected:
         engine.submit(wl("huge", GPU=100))
     message = str(rejected.value)
-    assert "flavor cpu: request 100 exceeds the most the ClusterQueue can ever get (0)" in message
-    assert "flavor a100: request 100 exceeds the most the ClusterQueue can ever get (8)" in message
+    # The flavor that carries GPUs comes first, with its limit; the one without says so.
+    assert message.index("flavor a100") < message.index("flavor cpu"), message
+    assert (
+        "GPU in flavor a100: request 100 exceeds the most the ClusterQueue can ever get "
+        "there (8, borrowing included)" in message
+    )
+    assert "flavor cpu has no GPU quota" in message
+
+
+def test_a_memory_request_no_flavor_can_hold_is_named_in_memory_units() -> None:
+    cpu = flavor("cpu").resource("CPU", 8).resource("memory", 64 * 2**30)
+    engine, _ = new_engine(one_cq(ClusterQueueBuilder("cq").resource_group(cpu)))
+    with pytest.raises(WorkloadRejected, match=r"request 1Ti exceeds .* \(64Gi, borrowing"):
+        engine.submit(wl("big", CPU=1, memory=2**40))
 
 
 # -- partial admission and gangs ---------------------------------------------------------
