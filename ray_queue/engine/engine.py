@@ -522,8 +522,10 @@ class Engine:
         where = (
             "within ClusterQueue" if victim.cluster_queue == preemptor.cluster_queue else "reclaim"
         )
+        # The name its owner gave it (``name=``) says more to a person than the id.
+        named = f" ({preemptor.spec.name})" if preemptor.spec.name else ""
         message = (
-            f"preempted ({where}) to admit {preemptor.spec.id} "
+            f"preempted ({where}) to admit {preemptor.spec.id}{named} "
             f"(priority {preemptor.priority}) in ClusterQueue {preemptor.cluster_queue}"
         )
         # Kueue requeues preempted work at once, keeping its place in line.
