@@ -380,7 +380,10 @@ class ManagerCore:
                     touched.add(workload)
             elif state in _JOB_DONE:
                 failed = _JOB_DONE[state]
-                touched |= self._finish(workload, failed=failed, message=f"Ray job {state}")
+                # Named by its submission id: ``ray job logs <id>`` says what happened.
+                touched |= self._finish(
+                    workload, failed=failed, message=f"Ray job {submission_id} {state}"
+                )
         self._commit(touched, [])
 
     def audit_placement_groups(self, limit: int) -> None:
