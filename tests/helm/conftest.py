@@ -36,8 +36,12 @@ from tests.k8s.conftest import (  # noqa: F401  (fixtures, re-exported for this 
 from tests.k8s.process import wait_for
 
 HELM_DIR = Path(__file__).parent
-CHART = HELM_DIR.parents[1] / "helm" / "ray-queue"
+REPO = HELM_DIR.parents[1]
+CHART = REPO / "helm" / "ray-queue"
 VALUES = HELM_DIR / "values"
+DOCS = REPO / "docs"
+#: The chart's example values and queue config, used by docs/helm.md and the README.
+EXAMPLES = REPO / "examples" / "helm"
 #: helm built from source reports Kubernetes v1.20 unless told; the harness runs 1.33.
 KUBE_VERSION = toolchain.KUBERNETES_VERSION
 
@@ -63,7 +67,7 @@ class Helm:
     kubeconfig: Path | None = None
 
     def run(
-        self, *args: str, check: bool = True, timeout_s: float = 120
+        self, *args: str, check: bool = True, timeout_s: float = 120, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -81,6 +85,7 @@ class Helm:
             text=True,
             timeout=timeout_s,
             check=False,
+            cwd=cwd,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
@@ -89,7 +94,11 @@ class Helm:
         return proc
 
     def template(
-        self, *values_files: Path, namespace: str = "ray", sets: Sequence[str] = ()
+        self,
+        *values_files: Path,
+        namespace: str = "ray",
+        sets: Sequence[str] = (),
+        set_files: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         """Render the chart; the objects, in helm's order."""
         args = ["template", "rq", str(CHART), "--namespace", namespace]
@@ -98,6 +107,8 @@ class Helm:
             args += ["-f", str(path)]
         for item in sets:
             args += ["--set", item]
+        for item in set_files:
+            args += ["--set-file", item]
         out = self.run(*args).stdout
         return [doc for doc in yaml.safe_load_all(out) if doc]
 

@@ -20,7 +20,7 @@ from autoscaler import __main__ as autoscaler_cli
 from ray_queue.engine.config import ProvisioningMode
 from ray_queue.engine.config_loader import load_config
 from ray_queue.grpc.auth import Role, digest, parse_tokens
-from tests.helm.conftest import CHART, KUBE_VERSION, VALUES, Helm
+from tests.helm.conftest import CHART, DOCS, EXAMPLES, KUBE_VERSION, REPO, VALUES, Helm
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -109,6 +109,7 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
     assert mounts == {
         "kube-api-access": "/var/run/secrets/kubernetes.io/serviceaccount",
         "autoscaler-token": "/etc/ray-queue/autoscaler",
+        "ray-auth": "/etc/ray-queue/ray-auth",
     }
     head_volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert head_volumes["autoscaler-token"]["secret"]["items"] == [
@@ -132,6 +133,7 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
         0,
         10,
     )
+    assert group["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "4Gi"
     assert group["template"]["spec"]["automountServiceAccountToken"] is False
 
     queues = _one(objects, "ConfigMap", "-queues")
@@ -150,7 +152,8 @@ def test_default_values_render_a_ray_cluster_with_manager_and_sidecar(helm: Helm
     secret = _one(objects, "Secret")
     tokens = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert len(tokens["admin"]) == 40 and len(tokens["autoscaler"]) == 40
-    assert tokens["admin"] != tokens["autoscaler"]
+    assert len(tokens["ray"]) == 40
+    assert len({tokens["admin"], tokens["autoscaler"], tokens["ray"]}) == 3
     # The manager's own token parser reads the file the chart writes.
     principals = parse_tokens(tokens["tokens.yaml"], origin="chart")
     assert principals[digest(tokens["admin"])].role is Role.ADMIN
@@ -291,6 +294,146 @@ def test_optional_parts_switch_off(helm: Helm) -> None:
     assert "kube-api-access" not in volumes
 
 
+#: Each queue config the chart's examples use, with the values file it goes with.
+CHART_EXAMPLES = [(EXAMPLES / "values.yaml", EXAMPLES / "queues.yaml")]
+
+
+def test_every_example_queue_config_loads(helm: Helm) -> None:
+    """What `helm install` with an example would hand the manager loads without a problem:
+    the chart's examples rendered with their values, the standalone ones as they are."""
+    used = {path for pair in CHART_EXAMPLES for path in pair}
+    assert set(EXAMPLES.glob("*.yaml")) == used, "every file in examples/helm is checked here"
+    for values, queues in CHART_EXAMPLES:
+        objects = helm.template(values, set_files=[f"queueConfig={queues}"])
+        text = _one(objects, "ConfigMap", "-queues")["data"]["queues.yaml"]
+        config = load_config(text)
+        groups = _one(objects, "RayCluster")["spec"]["workerGroupSpecs"]
+        assert {f.worker_group for f in config.flavors.values()} == {g["groupName"] for g in groups}
+        assert config.cluster_queues and config.queues, queues
+    standalone = sorted((REPO / "examples" / "config").glob("*.yaml"))
+    assert standalone, "examples/config holds the standalone queue configs"
+    for path in standalone:
+        assert load_config(path).cluster_queues, path
+
+
+def _pod_specs(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every pod template of the RayCluster, by group ("head" or the worker group name)."""
+    specs = {"head": cluster["spec"]["headGroupSpec"]["template"]["spec"]}
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        specs[group["groupName"]] = group["template"]["spec"]
+    return specs
+
+
+#: The containers that run Ray or talk to it: Ray's own head and worker containers, and the
+#: autoscaler sidecar (it reads node state from the GCS and drains nodes there).
+RAY_CLIENTS = {"ray-head", "ray-worker", "autoscaler"}
+
+
+@pytest.mark.parametrize("values", ["default", "full", "examples"])
+def test_ray_auth_is_on_in_every_ray_container_and_its_token_mounted_only_there(
+    helm: Helm, values: str
+) -> None:
+    files = {
+        "default": [],
+        "full": [VALUES / "full.yaml"],
+        "examples": [EXAMPLES / "values.yaml"],
+    }[values]
+    sets = [f"queueConfig={EXAMPLES / 'queues.yaml'}"] if values == "examples" else []
+    objects = helm.template(*files, set_files=sets)
+    cluster = _one(objects, "RayCluster")
+    secret_name = _one(objects, "Secret")["metadata"]["name"]
+    seen = set()
+    for group, spec in _pod_specs(cluster).items():
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        # Every volume of the token Secret projects single keys, never the whole Secret.
+        for volume in volumes.values():
+            if volume.get("secret", {}).get("secretName") == secret_name:
+                assert len(volume["secret"]["items"]) == 1, (group, volume)
+        assert volumes["ray-auth"]["secret"] == {
+            "secretName": secret_name,
+            "defaultMode": 0o400,
+            "items": [{"key": "ray", "path": "token"}],
+        }
+        for container in spec["containers"]:
+            seen.add(container["name"])
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+            where = f"{group}/{container['name']}"
+            assert container["name"] in RAY_CLIENTS, where
+            assert env["RAY_AUTH_MODE"] == "token", where
+            assert "RAY_AUTH_TOKEN" not in env, f"{where}: the token is a file, not a variable"
+            assert env["RAY_AUTH_TOKEN_PATH"] == "/etc/ray-queue/ray-auth/token", where
+            assert mounts["ray-auth"] == "/etc/ray-queue/ray-auth", where
+            # The gRPC token file is the manager's alone (it runs in the head container).
+            assert ("tokens" in mounts) == (container["name"] == "ray-head"), where
+    assert seen == RAY_CLIENTS
+
+
+def test_ray_auth_off_leaves_no_token_anywhere(helm: Helm) -> None:
+    cluster = _one(helm.template(sets=["rayAuth.enabled=false"]), "RayCluster")
+    for group, spec in _pod_specs(cluster).items():
+        assert "ray-auth" not in {v["name"] for v in spec["volumes"]}, group
+        for container in spec["containers"]:
+            names = {e["name"] for e in container.get("env", [])}
+            assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"}, container["name"]
+
+
+def test_worker_group_defaults_are_the_documented_ones(helm: Helm, tmp_path: Path) -> None:
+    """A group given with only its name and resources gets what docs/helm.md promises."""
+    path = tmp_path / "values.yaml"
+    path.write_text(
+        "workerGroups:\n  - {name: small, flavor: cpu, resources: {requests: {cpu: '1'}}}\n"
+    )
+    objects = helm.template(path)
+    (group,) = _one(objects, "RayCluster")["spec"]["workerGroupSpecs"]
+    assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (0, 0, 10)
+    assert group["numOfHosts"] == 1
+    assert group["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "4Gi"
+    config = load_config(_one(objects, "ConfigMap", "-queues")["data"]["queues.yaml"])
+    flavor = config.flavors["cpu"]
+    assert flavor.worker_group == "small"
+    assert flavor.provisioning is ProvisioningMode.INCREMENTAL
+    # The documented defaults, read from the values table in docs/helm.md.
+    table = (DOCS / "helm.md").read_text()
+    assert "| `workerGroups[].shmSize` | `4Gi` |" in table
+    assert "| `workerGroups[].replicas`, `minReplicas`, `maxReplicas` | `0`, `0`, `10` |" in table
+    assert "| `workerGroups[].resources` | required |" in table
+    # And values.schema.json requires exactly the keys the table calls required.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["workerGroups"]["items"]["required"] == ["name", "resources"]
+
+
+def test_renders_are_the_same_when_no_token_is_generated(helm: Helm) -> None:
+    """GitOps renders without the cluster (no lookup): with every token given, or with a
+    Secret of the user's own, two renders are identical; with neither, they are not."""
+    given = [
+        "tokens.admin=admin-token-0001",
+        "tokens.autoscaler=autoscaler-token-0001",
+        "tokens.ray=ray-token-0001",
+        "tokens.tenants[0].name=team-a",
+        "tokens.tenants[0].token=team-a-token-0001",
+        "tokens.tenants[0].queues[0]=default",
+    ]
+    assert helm.template(sets=given) == helm.template(sets=given)
+    own = ["tokens.existingSecret=ml-tokens"]
+    objects = helm.template(sets=own)
+    assert objects == helm.template(sets=own)
+    assert not _by_kind(objects, "Secret")
+    secret_volumes = [
+        v["secret"]
+        for spec in _pod_specs(_one(objects, "RayCluster")).values()
+        for v in spec["volumes"]
+        if "secret" in v
+    ]
+    assert {v["secretName"] for v in secret_volumes} == {"ml-tokens"}
+    assert {i["key"] for v in secret_volumes for i in v["items"]} == {
+        "tokens.yaml",
+        "autoscaler",
+        "ray",
+    }
+    assert helm.template() != helm.template(), "generated tokens differ between renders"
+
+
 BAD_VALUES = [
     pytest.param(
         "workerGroups:\n  - {name: cpu, maxReplicas: many, resources: {}}\n",
@@ -351,6 +494,31 @@ BAD_VALUES = [
         "manager:\n  tls: {enabled: true}\n",
         "manager.tls.secretName",
         id="tls-without-secret",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: cpu-workers, flavor: cpu, resources: {}}\n"
+        "queueConfig: |\n  kind: ClusterQueue\n  metadata: {name: training}\n  spec:\n"
+        "    resourceGroups:\n    - coveredResources: [GPU]\n"
+        "      flavors: [{name: a100, resources: [{name: GPU, nominalQuota: 8}]}]\n",
+        'queueConfig: ClusterQueue "training" uses flavor "a100", which no worker group '
+        "provides (workerGroups[].flavor: cpu)",
+        id="queue-config-flavor-without-a-group",
+    ),
+    pytest.param(
+        "queueConfig: |\n  kind: Queue\n  metadata: {name: q}\n  ---\n"
+        "  kind: ResourceFlavor\n  metadata: {name: cpu}\n",
+        'queueConfig: ResourceFlavor "cpu": leave ResourceFlavors out',
+        id="queue-config-with-its-own-flavor",
+    ),
+    pytest.param(
+        "queueConfig: 'kind: [ClusterQueue'\n",
+        "queueConfig: document 1 is not a YAML mapping",
+        id="queue-config-not-yaml",
+    ),
+    pytest.param(
+        "workerGroups:\n  - {name: cpu, maxReplicas: 2}\n",
+        "/workerGroups/0",
+        id="group-without-resources",
     ),
 ]
 

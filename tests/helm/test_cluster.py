@@ -224,6 +224,8 @@ def test_install_upgrade_uninstall_keep_generated_tokens(
     assert "export RAY_QUEUE_TOKEN=$(kubectl" in notes
     assert "Tenant tokens are in the same Secret, key tokens.yaml (team-a)" in notes
     assert "head pod restart starts from an empty queue" in notes
+    assert "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$(kubectl" in notes
+    assert "{.data.ray}" in notes
 
     secret_name = "tok-ray-queue-tokens"
     before = _secret_tokens(k8s_api, k8s_namespace, secret_name)
@@ -234,10 +236,11 @@ def test_install_upgrade_uninstall_keep_generated_tokens(
         ("team-a", "tenant"),
     ]
     assert all(len(t["token"]) == 40 for t in entries)
+    assert len(before["ray"]) == 40, "Ray's own token, generated like the others"
 
     bigger = tmp_path / "bigger.yaml"
     bigger.write_text(
-        "workerGroups:\n  - {name: cpu-workers, maxReplicas: 3, "
+        "workerGroups:\n  - {name: cpu-workers, flavor: cpu, maxReplicas: 3, "
         "resources: {requests: {cpu: '1', memory: 1Gi}}}\n"
     )
     helm_k8s.run("upgrade", release, *chart_args, "-f", str(bigger), timeout_s=180)

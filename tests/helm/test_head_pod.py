@@ -128,14 +128,21 @@ def _pod(api: K8sApi, namespace: str, selector: str) -> Any:
 
 @pytest.mark.timeout(240)
 def test_kuberay_builds_the_head_pod_as_the_chart_means_it(
-    helm_k8s: Helm, k8s_api: K8sApi, k8s_namespace: str, kuberay: Any
+    helm_k8s: Helm, k8s_api: K8sApi, k8s_namespace: str, kuberay: Any, tmp_path: Path
 ) -> None:
+    one_worker = tmp_path / "one-worker.yaml"
+    one_worker.write_text(
+        "workerGroups:\n  - {name: cpu-workers, flavor: cpu, replicas: 1, "
+        "resources: {requests: {cpu: '1', memory: 1Gi}}}\n"
+    )
     helm_k8s.run(
         "install",
         "hp",
         str(Path(__file__).parents[2] / "helm" / "ray-queue"),
         "--namespace",
         k8s_namespace,
+        "-f",
+        str(one_worker),
         timeout_s=180,
     )
     selector = "app.kubernetes.io/instance=hp,app.kubernetes.io/component=head"
@@ -163,4 +170,24 @@ def test_kuberay_builds_the_head_pod_as_the_chart_means_it(
         if m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"
     ]
     assert sa_mounts == ["autoscaler"], "only the sidecar may hold Kubernetes credentials"
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert {e.name: e.value for e in sidecar.env}["RAY_AUTH_MODE"] == "token"
+
+    # A worker as KubeRay builds it: Ray's token reaches the worker container and the
+    # wait-gcs-ready init container KubeRay adds (its `ray health-check` must authenticate).
+    worker_selector = "app.kubernetes.io/instance=hp,app.kubernetes.io/component=worker"
+    worker = wait_for(
+        lambda: _pod(k8s_api, k8s_namespace, worker_selector), 120, what="worker Pod"
+    ).spec
+    ray_containers = [*worker.containers, *(worker.init_containers or [])]
+    assert {c.name for c in worker.init_containers or []} == {"wait-gcs-ready"}
+    for container in ray_containers:
+        worker_env = {e.name: e.value for e in container.env or []}
+        assert worker_env["RAY_AUTH_MODE"] == "token", container.name
+        assert worker_env["RAY_AUTH_TOKEN_PATH"] == "/etc/ray-queue/ray-auth/token"
+        mounts = {m.name: m.mount_path for m in container.volume_mounts or []}
+        assert mounts["ray-auth"] == "/etc/ray-queue/ray-auth", container.name
+    token_volume = next(v for v in worker.volumes if v.name == "ray-auth").secret
+    assert token_volume.secret_name == "hp-ray-queue-tokens"
+    assert [(i.key, i.path) for i in token_volume.items] == [("ray", "token")]
     helm_k8s.run("uninstall", "hp", "--namespace", k8s_namespace, timeout_s=120)

@@ -70,6 +70,35 @@ app.kubernetes.io/component: head
 {{- default (printf "%s-tokens" (include "ray-queue.fullname" .)) .Values.tokens.existingSecret -}}
 {{- end -}}
 
+{{/* Ray's token authentication (rayAuth.enabled): the environment of every container that runs
+Ray or talks to it, and the mount of the token file that environment points at. KubeRay
+copies the Ray container's env and mounts into its wait-gcs-ready init container, whose
+`ray health-check` needs them too. A file, not RAY_AUTH_TOKEN: an environment variable
+would be copied into every Ray worker process's environment and every child it starts. */}}
+{{- define "ray-queue.rayAuthEnv" -}}
+- name: RAY_AUTH_MODE
+  value: token
+- name: RAY_AUTH_TOKEN_PATH
+  value: /etc/ray-queue/ray-auth/token
+{{- end -}}
+
+{{- define "ray-queue.rayAuthMount" -}}
+- {name: ray-auth, mountPath: /etc/ray-queue/ray-auth, readOnly: true}
+{{- end -}}
+
+{{- define "ray-queue.rayAuthVolume" -}}
+- name: ray-auth
+  secret:
+    secretName: {{ include "ray-queue.tokensSecretName" . }}
+    defaultMode: 0400
+    items: [{key: ray, path: token}]
+{{- end -}}
+
+{{/* A worker group's maxReplicas; 10 when not given (hasKey: 0 is a valid bound). */}}
+{{- define "ray-queue.maxReplicas" -}}
+{{- if hasKey . "maxReplicas" -}}{{ int .maxReplicas }}{{- else -}}10{{- end -}}
+{{- end -}}
+
 {{- define "ray-queue.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -124,7 +153,7 @@ only make sense together. Each failure names the value to change.
 {{- end -}}
 {{- $_ := set $flavors $flavor true -}}
 {{- $min := int (default 0 $g.minReplicas) -}}
-{{- $max := int (default 0 $g.maxReplicas) -}}
+{{- $max := int (include "ray-queue.maxReplicas" $g) -}}
 {{- if gt $min $max -}}
 {{- fail (printf "workerGroups[%d] (%s): minReplicas %d is above maxReplicas %d" $i $g.name $min $max) -}}
 {{- end -}}
@@ -136,6 +165,30 @@ only make sense together. Each failure names the value to change.
 {{- $replicas := int (default 0 $g.replicas) -}}
 {{- if or (lt $replicas $min) (gt $replicas $max) -}}
 {{- fail (printf "workerGroups[%d] (%s): replicas %d is outside [minReplicas %d, maxReplicas %d]" $i $g.name $replicas $min $max) -}}
+{{- end -}}
+{{- end -}}
+{{- /* The queue config meets the flavors here, at render time, rather than at the
+manager's start: the chart writes one ResourceFlavor per worker group, so queueConfig
+brings none of its own, and every flavor a ClusterQueue lists must be a group's. The
+manager's loader checks everything else when it loads the ConfigMap. */ -}}
+{{- $provided := keys $flavors | sortAlpha | join ", " -}}
+{{- range $i, $text := regexSplit "(?m)^---([ \t].*)?$" .Values.queueConfig -1 -}}
+{{- $doc := fromYaml $text -}}
+{{- if hasKey $doc "Error" -}}
+{{- fail (printf "queueConfig: document %d is not a YAML mapping: %s" (add1 $i) (get $doc "Error")) -}}
+{{- end -}}
+{{- $name := toString (dig "metadata" "name" "" $doc) -}}
+{{- if eq (toString (get $doc "kind")) "ResourceFlavor" -}}
+{{- fail (printf "queueConfig: ResourceFlavor %q: leave ResourceFlavors out of queueConfig; the chart writes one per worker group (workerGroups[].flavor: %s)" $name $provided) -}}
+{{- end -}}
+{{- if eq (toString (get $doc "kind")) "ClusterQueue" -}}
+{{- range $group := (dig "spec" "resourceGroups" list $doc) -}}
+{{- range $f := (default list (get $group "flavors")) -}}
+{{- if not (hasKey $flavors (toString (get $f "name"))) -}}
+{{- fail (printf "queueConfig: ClusterQueue %q uses flavor %q, which no worker group provides (workerGroups[].flavor: %s); add a worker group with flavor: %s, or use one of those" $name (toString (get $f "name")) $provided (toString (get $f "name"))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- $tenants := dict -}}
