@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -24,6 +24,7 @@ from ray_queue.engine.model import (
     MILLI,
     ClusterQueueStatus,
     CohortStatus,
+    FlavorResource,
     PendingPosition,
     ResourceStatus,
     WorkloadStatus,
@@ -112,11 +113,60 @@ def _share(value: float) -> str:
     return "∞" if math.isinf(value) else f"{value:.3f}"
 
 
+def _lendable(
+    quota: Mapping[FlavorResource, int], resources: Iterable[ResourceStatus]
+) -> dict[FlavorResource, int]:
+    """What a member with ``quota`` adds to its cohort's pool: all of it, or at most its
+    lending limit."""
+    limits = {(r.flavor, r.resource): r.lending_limit for r in resources}
+    out = {}
+    for key, amount in quota.items():
+        limit = limits.get(key)
+        out[key] = amount if limit is None else min(amount, limit)
+    return out
+
+
+def cohort_pools(
+    cluster_queues: Sequence[ClusterQueueStatus], cohorts: Sequence[CohortStatus]
+) -> dict[str, dict[FlavorResource, int]]:
+    """Each cohort's quota as its usage is counted against: its own nominal quota plus
+    what its members (ClusterQueues and child cohorts) may lend it. A cohort with no
+    quota of its own would otherwise show its members' borrowing as "4/0"."""
+    by_name = {c.name: c for c in cohorts}
+    pools: dict[str, dict[FlavorResource, int]] = {}
+
+    def pool(name: str) -> dict[FlavorResource, int]:
+        if name in pools:
+            return pools[name]
+        pools[name] = {}  # a cycle (never valid in a config) adds nothing
+        cohort = by_name.get(name)
+        total: dict[FlavorResource, int] = {}
+        if cohort is not None:
+            for r in cohort.resources:
+                total[(r.flavor, r.resource)] = r.nominal
+        members = [
+            ({(r.flavor, r.resource): r.nominal for r in cq.resources}, cq.resources)
+            for cq in cluster_queues
+            if cq.cohort == name
+        ]
+        members += [(pool(c.name), c.resources) for c in cohorts if c.parent == name]
+        for quota, resources in members:
+            for key, amount in _lendable(quota, resources).items():
+                total[key] = total.get(key, 0) + amount
+        pools[name] = total
+        return total
+
+    for cohort in cohorts:
+        pool(cohort.name)
+    return pools
+
+
 def status_view(
     cluster_queues: Sequence[ClusterQueueStatus], cohorts: Sequence[CohortStatus]
 ) -> Group:
     cq_table = Table(title="ClusterQueues", title_justify="left", expand=False)
-    for column in ("NAME", "COHORT", "PEND", "RSV", "ADM"):
+    # Named as the workload states are (``list workloads --state``).
+    for column in ("NAME", "COHORT", "PENDING", "QUOTA_RESERVED", "ADMITTED"):
         cq_table.add_column(column, overflow="fold")
     cq_table.add_column("USAGE / QUOTA", no_wrap=True, min_width=44)
     cq_table.add_column("SHARE", no_wrap=True)
@@ -132,14 +182,28 @@ def status_view(
         )
     parts: list[Any] = [cq_table]
     if cohorts:
+        pools = cohort_pools(cluster_queues, cohorts)
         cohort_table = Table(title="Cohorts", title_justify="left")
         for column in ("NAME", "PARENT"):
             cohort_table.add_column(column, overflow="fold")
-        cohort_table.add_column("USAGE / QUOTA", no_wrap=True, min_width=44)
+        # A cohort's quota: its own plus what its members may lend it.
+        cohort_table.add_column("USAGE / POOL", no_wrap=True, min_width=44)
         cohort_table.add_column("SHARE", no_wrap=True)
         for c in cohorts:
+            pool = pools.get(c.name, {})
+            resources = [
+                dataclasses.replace(r, nominal=pool.get((r.flavor, r.resource), r.nominal))
+                for r in c.resources
+            ]
+            known = {(r.flavor, r.resource) for r in c.resources}
+            resources += [
+                ResourceStatus(flavor, resource, amount, None, None, 0, 0)
+                for (flavor, resource), amount in sorted(pool.items())
+                if (flavor, resource) not in known
+            ]
+            resources.sort(key=lambda r: (r.flavor, r.resource))
             cohort_table.add_row(
-                c.name, c.parent or "-", _usage_lines(c.resources), _share(c.weighted_share)
+                c.name, c.parent or "-", _usage_lines(resources), _share(c.weighted_share)
             )
         parts.append(cohort_table)
     return Group(*parts)
@@ -164,11 +228,13 @@ def _requests(status: WorkloadStatus) -> str:
 
 def workloads_table(statuses: Iterable[WorkloadStatus]) -> Table:
     table = Table()
-    for column in ("ID", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "STATE", "REQUEST", "MESSAGE"):
+    columns = ("ID", "NAME", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "STATE", "REQUEST", "MESSAGE")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for s in statuses:
         table.add_row(
             safe(s.spec.id),
+            safe(s.spec.name or "-"),
             safe(s.spec.queue),
             safe(s.cluster_queue),
             str(s.priority),
@@ -179,15 +245,21 @@ def workloads_table(statuses: Iterable[WorkloadStatus]) -> Table:
     return table
 
 
-def pending_table(positions: Iterable[PendingPosition]) -> Table:
+def pending_table(
+    positions: Iterable[PendingPosition], names: Mapping[str, str] | None = None
+) -> Table:
+    """``names``: the names workloads were given (``name=``), by id."""
+    names = names or {}
     table = Table()
-    for column in ("POS(CQ)", "POS(QUEUE)", "ID", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "WHY"):
+    columns = ("POS(CQ)", "POS(QUEUE)", "ID", "NAME", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "WHY")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for p in positions:
         table.add_row(
             str(p.position_in_cluster_queue),
             str(p.position_in_queue),
             safe(p.workload),
+            safe(names.get(p.workload) or "-"),
             safe(p.queue),
             safe(p.cluster_queue),
             str(p.priority),
