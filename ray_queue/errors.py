@@ -43,6 +43,17 @@ class ManagerUnavailableError(RayQueueError):
     """The queue manager could not be reached; it may be restarting. Retry shortly."""
 
 
+class UnauthenticatedError(RayQueueError, PermissionError):
+    """The manager needs a token and got none, or one it does not know (or a job
+    credential whose job has ended). Give one with ``ray_queue.init(token=...)``,
+    ``RAY_QUEUE_TOKEN`` or ``RAY_QUEUE_TOKEN_FILE``."""
+
+
+class PermissionDeniedError(RayQueueError, PermissionError):
+    """The caller's token does not allow this: another tenant's Queue, or an operation
+    that needs the admin (or autoscaler) role."""
+
+
 class NotInitializedError(RayQueueError):
     """``ray_queue.init()`` has not been called in this process."""
 
@@ -55,9 +66,11 @@ __all__ = [
     "InvalidWorkloadError",
     "ManagerUnavailableError",
     "NotInitializedError",
+    "PermissionDeniedError",
     "Preempted",
     "QueueTimeoutError",
     "RayQueueError",
+    "UnauthenticatedError",
     "UnknownPriorityClassError",
     "UnknownQueueError",
     "UnknownWorkloadError",

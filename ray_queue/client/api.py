@@ -30,7 +30,8 @@ from ray_queue.engine.model import (
 )
 from ray_queue.errors import InvalidWorkloadError, QueueTimeoutError
 from ray_queue.manager.actor import find_manager, start_manager
-from ray_queue.manager.types import ManagerStatus
+from ray_queue.manager.handle import ManagerHandle, credential
+from ray_queue.manager.types import Catalog, ManagerStatus
 
 
 def load_config(config: Any) -> QueueConfig:
@@ -45,26 +46,31 @@ def init(
     address: str | None = None,
     *,
     state_dir: str | None = None,
+    token: str | None = None,
 ) -> None:
     """Connect to Ray, find (or start) the queue manager, apply ``config`` if given, and
     set this driver's default queue and priority class.
 
     ``state_dir`` is where a newly started manager keeps its SQLite store (default: the
-    Ray session directory on the head node).
+    Ray session directory on the head node). ``token`` is this driver's credential when
+    the manager has tokens configured (else ``$RAY_QUEUE_TOKEN``,
+    ``$RAY_QUEUE_TOKEN_FILE``, or the ticket of a job the manager submitted); a tenant's
+    token lets it use only its own Queues, and applying ``config`` needs admin.
     """
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=True)
     parsed = load_config(config) if config is not None else None
-    manager = find_manager()
-    if manager is None:
-        manager = start_manager(parsed, state_path=state_dir)
-    ray.get(manager.ping.remote(), timeout=120)
+    actor = find_manager()
+    if actor is None:
+        actor = start_manager(parsed, state_path=state_dir)
+    _rt.call_manager(actor.ping.remote())
+    manager = ManagerHandle(actor, credential(token, actor))
     if parsed is not None:
-        ray.get(manager.apply_config.remote(parsed))
+        _rt.call_manager(manager.apply_config.remote(parsed))
     # The default queue and priority must exist: fail here, not on the first submission,
     # and before replacing this driver's runtime, so its earlier defaults stay.
-    known: QueueConfig = ray.get(manager.get_config.remote(), timeout=120)
-    _rt.require_names(known.queues, known.priority_classes, queue, priority)
+    known: Catalog = _rt.call_manager(manager.catalog.remote())
+    _rt.require_names(known, queue, priority)
     _rt.install(lambda: ClientRuntime(manager, queue=queue, priority=priority))
 
 

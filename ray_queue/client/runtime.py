@@ -31,14 +31,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import ray
 
 from ray_queue.client.slots import PIPELINE_MAX_RUN_S, SLOT_DEPTH, Slot, new_slot
-from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import (
     BundleGroup,
     LeaseKey,
@@ -55,7 +54,13 @@ from ray_queue.errors import (
     UnknownPriorityClassError,
     UnknownQueueError,
 )
-from ray_queue.manager.types import ClientEvent, HandOver, SubmitRequest, SubmitResult
+from ray_queue.manager.types import (
+    Catalog,
+    ClientEvent,
+    HandOver,
+    SubmitRequest,
+    SubmitResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,22 +161,41 @@ def to_bundle(resources: dict[str, float], what: str) -> dict[str, int]:
     return out
 
 
-def require_names(
-    queues: Collection[str], priorities: Collection[str], queue: str, priority: str | None
-) -> None:
-    """Raise the typed error for a queue or priority class the config does not define."""
-    if queue not in queues:
-        known = ", ".join(sorted(queues)) or "none"
+def require_names(catalog: Catalog, queue: str, priority: str | None) -> None:
+    """Raise the typed error for a queue or priority class this caller cannot use."""
+    if queue not in catalog.queues:
+        known = ", ".join(sorted(catalog.queues)) or "none"
+        if catalog.restricted:
+            # A tenant is told the same of another tenant's Queue as of one that does not
+            # exist: the names of others' Queues are not its business.
+            raise UnknownQueueError(
+                f"queue {queue!r} does not exist or this token may not use it (its queues: "
+                f"{known}); submit to one of those, or ask an admin for access"
+            )
         raise UnknownQueueError(
             f"queue {queue!r} does not exist (known queues: {known}); "
             "submit to one of those or apply a config that defines it"
         )
-    if priority is not None and priority not in priorities:
-        known = ", ".join(sorted(priorities)) or "none"
+    if priority is not None and priority not in catalog.priority_classes:
+        known = ", ".join(sorted(catalog.priority_classes)) or "none"
         raise UnknownPriorityClassError(
             f"priority class {priority!r} does not exist (known: {known}); "
             "use one of those, omit it for the default, or define it in the config"
         )
+
+
+def call_manager(ref: Any, timeout_s: float = 120.0) -> Any:
+    """``ray.get`` on a manager call: the manager's own typed error as it raised it (not
+    wrapped in Ray's ``RayTaskError``), ``ManagerUnavailableError`` when it cannot be
+    reached."""
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, RayQueueError):
+            raise e.cause from None
+        raise
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+        raise ManagerUnavailableError(f"the queue manager did not answer: {e}") from e
 
 
 class ClientRuntime:
@@ -201,8 +225,7 @@ class ClientRuntime:
         #: Live slots per lease key (``open_slot`` / ``_close_slot``).
         self._slots_open: dict[LeaseKey, int] = {}
         self._accepted_shapes: set[Hashable] = set()
-        self._catalog_queues: set[str] = set()
-        self._catalog_priorities: set[str] = set()
+        self._catalog = Catalog(frozenset(), frozenset())
         self._running: dict[Any, _Running] = {}
         self._running_in_slots = 0
         self._running_cv = threading.Condition()
@@ -227,19 +250,16 @@ class ClientRuntime:
 
     # -- catalogue and validation ---------------------------------------------------------
 
-    def refresh_catalog(self) -> QueueConfig:
-        config: QueueConfig = self.call(self.manager.get_config.remote())
-        self._catalog_queues = set(config.queues)
-        self._catalog_priorities = set(config.priority_classes)
+    def refresh_catalog(self) -> None:
+        self._catalog = self.call(self.manager.catalog.remote())
         self._accepted_shapes.clear()
-        return config
 
     def check_names(self, queue: str, priority: str | None) -> None:
-        if queue not in self._catalog_queues or (
-            priority is not None and priority not in self._catalog_priorities
+        if queue not in self._catalog.queues or (
+            priority is not None and priority not in self._catalog.priority_classes
         ):
             self.refresh_catalog()
-        require_names(self._catalog_queues, self._catalog_priorities, queue, priority)
+        require_names(self._catalog, queue, priority)
 
     # -- submission -------------------------------------------------------------------------
 
@@ -629,13 +649,7 @@ class ClientRuntime:
     # -- helpers --------------------------------------------------------------------------------
 
     def call(self, ref: Any, timeout_s: float = 120.0) -> Any:
-        """``ray.get`` on a manager call, with a typed error when it cannot be reached."""
-        try:
-            return ray.get(ref, timeout=timeout_s)
-        except RayQueueError:
-            raise
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-            raise ManagerUnavailableError(f"the queue manager did not answer: {e}") from e
+        return call_manager(ref, timeout_s)
 
     def status(self, workload: WorkloadId) -> WorkloadStatus:
         self.flush()

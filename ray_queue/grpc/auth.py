@@ -1,44 +1,55 @@
-"""Who may call what: bearer tokens, roles, and per-token flood limits.
+"""The gRPC door: bearer tokens on every call, roles per method, per-token flood limits.
 
-Ray's own endpoints have no authentication, so the gRPC server is the only door to the
-queue that checks who is knocking (docs/contract.md §5). Each request carries
-``authorization: Bearer <token>``; the token maps to a ``Principal`` with a role:
-
-- ``admin``: everything, including config;
-- ``tenant``: submit to and read only its listed Queues (and their ClusterQueues);
-- ``autoscaler``: the AutoscalerService (demand stream, admission check reports).
-
-Tokens come from a YAML/JSON file or an environment variable and are kept only as
-SHA-256 digests. The interceptor answers UNAUTHENTICATED, PERMISSION_DENIED (role) and
-RESOURCE_EXHAUSTED (rate or concurrency over the token's limits) before the service runs;
-queue-level checks need the request body, so the service asks ``Authenticator.principal``
-and ``Principal.may_use_queue``. With no tokens configured every caller is an anonymous
+Each request carries ``authorization: Bearer <token>``; the token maps to a ``Principal``
+(``ray_queue.access.principals``, the table the manager actor checks too). The
+interceptor answers UNAUTHENTICATED, PERMISSION_DENIED (role) and RESOURCE_EXHAUSTED
+(rate or concurrency over the token's limits) before the service runs; queue-level checks
+need the request body, so the service asks ``Authenticator.principal`` and
+``Principal.may_use_queue``. With no tokens configured every caller is an anonymous
 admin, and the server only listens on loopback (see ``server.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from enum import Enum
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import yaml
 
-logger = logging.getLogger(__name__)
+from ray_queue.access.principals import (
+    ANONYMOUS_ADMIN,
+    TOKENS_ENV,
+    TOKENS_FILE_ENV,
+    AuthConfigError,
+    Limits,
+    Principal,
+    Role,
+    TokenTable,
+    describe,
+    digest,
+    load_tokens,
+    parse_tokens,
+)
 
-#: Env var holding token definitions as YAML/JSON text (e.g. from a Kubernetes Secret).
-TOKENS_ENV = "RAY_QUEUE_TOKENS"
-#: Env var naming a token file.
-TOKENS_FILE_ENV = "RAY_QUEUE_TOKENS_FILE"
+__all__ = [
+    "ANONYMOUS_ADMIN",
+    "TOKENS_ENV",
+    "TOKENS_FILE_ENV",
+    "AuthConfigError",
+    "AuthInterceptor",
+    "Authenticator",
+    "Limits",
+    "Principal",
+    "Role",
+    "describe",
+    "digest",
+    "load_tokens",
+    "may_call",
+    "parse_tokens",
+]
 
 _QUEUE_SERVICE = "/ray_queue.v1.QueueService/"
 _AUTOSCALER_SERVICE = "/ray_queue.v1.AutoscalerService/"
@@ -47,164 +58,13 @@ _PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _ADMIN_ONLY = frozenset({_QUEUE_SERVICE + "GetConfig", _QUEUE_SERVICE + "ApplyConfig"})
 
 
-class Role(str, Enum):
-    ADMIN = "admin"
-    TENANT = "tenant"
-    AUTOSCALER = "autoscaler"
-
-
-class AuthConfigError(ValueError):
-    """The token file or variable is malformed; the message says where."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-token flood protection. A client over either limit gets RESOURCE_EXHAUSTED."""
-
-    #: Sustained requests per second (token bucket refill rate).
-    rate_per_s: float = 500.0
-    #: Requests allowed in a burst above the sustained rate.
-    burst: int = 1000
-    #: Unary calls being served at once for this token: a quarter of the server's 64
-    #: threads, so one token's slow calls cannot take them all from the others.
-    max_in_flight: int = 16
-    #: Open streams (WatchWorkloads, WatchDemand) at once for this token.
-    max_streams: int = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    name: str
-    role: Role
-    #: Queues a tenant may use (ignored for other roles).
-    queues: frozenset[str] = frozenset()
-    limits: Limits = field(default_factory=Limits)
-    #: Its token's digest (set by ``Authenticator``): what its flood limits are counted
-    #: by, since names (which default to the role) need not be unique.
-    key: str = ""
-
-    def may_use_queue(self, queue: str) -> bool:
-        return self.role is Role.ADMIN or (self.role is Role.TENANT and queue in self.queues)
-
-    @property
-    def sees_all_queues(self) -> bool:
-        return self.role is Role.ADMIN
-
-    def may_call(self, method: str) -> bool:
-        if self.role is Role.ADMIN:
-            return True
-        if self.role is Role.TENANT:
-            return method.startswith(_QUEUE_SERVICE) and method not in _ADMIN_ONLY
-        return method.startswith(_AUTOSCALER_SERVICE)
-
-
-#: Who every caller is when no tokens are configured (loopback only).
-ANONYMOUS_ADMIN = Principal(
-    "anonymous",
-    Role.ADMIN,
-    limits=Limits(rate_per_s=1e9, burst=10**9, max_in_flight=64),
-    key="anonymous",
-)
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_tokens(text: str, *, origin: str, limits: Limits | None = None) -> dict[str, Principal]:
-    """Token definitions (YAML or JSON) → digest → principal.
-
-    Accepted shapes (``tokens:`` may be a list or a mapping keyed by token)::
-
-        tokens:
-          - token: "s3cret"          # or token_sha256: "<hex digest>"
-            role: tenant
-            name: team-a             # defaults to the role
-            queues: [team-a]         # tenants only
-            limits: {rate_per_s: 50, burst: 100, max_in_flight: 8}
-          "0ther": {role: admin}
-    """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise AuthConfigError(f"{origin}: not YAML/JSON: {e}") from e
-    if isinstance(data, Mapping):
-        data = data.get("tokens", data)
-    entries: list[tuple[str, Any]] = []
-    if isinstance(data, Mapping):
-        entries = [(f"tokens[{k!r}]", {**(v or {}), "token": k}) for k, v in data.items()]
-    elif isinstance(data, list):
-        entries = [(f"tokens[{i}]", v) for i, v in enumerate(data)]
-    else:
-        raise AuthConfigError(f"{origin}: expected 'tokens:' with a list or mapping")
-    if not entries:
-        # No tokens means an open server (anonymous admin on loopback): that must be
-        # chosen by leaving tokens unset, never by a list that came out empty.
-        raise AuthConfigError(
-            f"{origin}: no tokens defined; give at least one, or unset it to serve loopback "
-            "without authentication"
-        )
-    out: dict[str, Principal] = {}
-    for where, entry in entries:
-        where = f"{origin}: {where}"
-        if not isinstance(entry, Mapping):
-            raise AuthConfigError(f"{where}: expected a mapping with token and role")
-        token, hashed = entry.get("token"), entry.get("token_sha256")
-        if bool(token) == bool(hashed):
-            raise AuthConfigError(f"{where}: give exactly one of token, token_sha256")
-        if token is not None and (not isinstance(token, str) or len(token) < 8):
-            raise AuthConfigError(f"{where}.token: must be a string of at least 8 characters")
-        try:
-            role = Role(entry.get("role"))
-        except ValueError:
-            raise AuthConfigError(
-                f"{where}.role: must be one of {', '.join(r.value for r in Role)}"
-            ) from None
-        queues = entry.get("queues") or []
-        if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):
-            raise AuthConfigError(f"{where}.queues: must be a list of Queue names")
-        if role is Role.TENANT and not queues:
-            raise AuthConfigError(f"{where}.queues: a tenant needs at least one Queue")
-        try:
-            token_limits = Limits(**{**_asdict(limits or Limits()), **(entry.get("limits") or {})})
-        except TypeError as e:
-            raise AuthConfigError(f"{where}.limits: {e}") from None
-        key = digest(token) if token else str(hashed).lower()
-        out[key] = Principal(
-            str(entry.get("name") or role.value), role, frozenset(queues), token_limits
-        )
-    return out
-
-
-def _asdict(limits: Limits) -> dict[str, Any]:
-    return {
-        "rate_per_s": limits.rate_per_s,
-        "burst": limits.burst,
-        "max_in_flight": limits.max_in_flight,
-        "max_streams": limits.max_streams,
-    }
-
-
-def load_tokens(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-    limits: Limits | None = None,
-) -> dict[str, Principal]:
-    """Tokens from ``path``, else ``$RAY_QUEUE_TOKENS_FILE``, else ``$RAY_QUEUE_TOKENS``."""
-    env = os.environ if environ is None else environ
-    file = path or env.get(TOKENS_FILE_ENV)
-    if file:
-        try:
-            if Path(file).stat().st_mode & 0o077:
-                logger.warning("token file %s is readable by other users; chmod 600 it", file)
-            text = Path(file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise AuthConfigError(f"cannot read token file {file}: {e.strerror or e}") from e
-        return parse_tokens(text, origin=str(file), limits=limits)
-    if env.get(TOKENS_ENV):
-        return parse_tokens(env[TOKENS_ENV], origin=f"${TOKENS_ENV}", limits=limits)
-    return {}
+def may_call(principal: Principal, method: str) -> bool:
+    """Whether ``principal``'s role allows the gRPC ``method`` at all (queues come later)."""
+    if principal.role is Role.ADMIN:
+        return True
+    if principal.role is Role.TENANT:
+        return method.startswith(_QUEUE_SERVICE) and method not in _ADMIN_ONLY
+    return method.startswith(_AUTOSCALER_SERVICE)
 
 
 class _Bucket:
@@ -216,21 +76,21 @@ class _Bucket:
 
 
 class Authenticator:
-    """Token lookup and flood accounting. Thread-safe."""
+    """Token lookup from gRPC metadata, and flood accounting. Thread-safe."""
 
     def __init__(self, principals: Mapping[str, Principal]) -> None:
         """``principals``: token digest → who holds that token."""
-        self._principals = {key: replace(p, key=key) for key, p in principals.items()}
+        self._table = TokenTable(principals)
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
 
     @property
     def enabled(self) -> bool:
-        return bool(self._principals)
+        return self._table.enabled
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal:
         """The caller, or ``PermissionError`` with the reason (→ UNAUTHENTICATED)."""
-        if not self._principals:
+        if not self._table.enabled:
             return ANONYMOUS_ADMIN
         header = next((v for k, v in metadata or () if k == "authorization"), None)
         if header is None:
@@ -239,10 +99,7 @@ class Authenticator:
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise PermissionError("the authorization header must be 'Bearer <token>'")
-        principal = self._principals.get(digest(token.strip()))
-        if principal is None:
-            raise PermissionError("unknown token")
-        return principal
+        return self._table.lookup(token.strip())
 
     def principal(self, context: grpc.ServicerContext) -> Principal:
         """The authenticated caller of a running RPC (the interceptor already checked it)."""
@@ -344,7 +201,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             )
         except PermissionError as e:
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(e))
-        if not principal.may_call(method):
+        if not may_call(principal, method):
             return _refusal(
                 handler,
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -386,10 +243,3 @@ class AuthInterceptor(grpc.ServerInterceptor):
             serve, _lenient(handler.request_deserializer), handler.response_serializer
         )
 
-
-def describe(principals: Mapping[str, Principal]) -> str:
-    """For the log: how many tokens of each role (never the tokens)."""
-    counts: dict[str, int] = {}
-    for p in principals.values():
-        counts[p.role.value] = counts.get(p.role.value, 0) + 1
-    return json.dumps(counts, sort_keys=True)

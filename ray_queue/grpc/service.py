@@ -20,12 +20,14 @@ import grpc
 import yaml
 from google.protobuf import json_format
 
+from ray_queue.access import scope
+from ray_queue.access.principals import Principal
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import dump_yaml, parse_documents
 from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError, UnknownWorkloadError
 from ray_queue.engine.model import Transition, WorkloadId, WorkloadState, WorkloadStatus
 from ray_queue.grpc import convert
-from ray_queue.grpc.auth import Authenticator, Principal
+from ray_queue.grpc.auth import Authenticator
 from ray_queue.grpc.backend import Backend, WorkloadEvent
 from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import autoscaler_pb2_grpc, queue_pb2_grpc
@@ -132,11 +134,7 @@ class _Scoped:
         return status
 
     def _tenant_cluster_queues(self, principal: Principal) -> set[str] | None:
-        """ClusterQueues fed by the caller's Queues (None: all)."""
-        if principal.sees_all_queues:
-            return None
-        queues = self._backend.config().queues
-        return {queues[q].cluster_queue for q in principal.queues if q in queues}
+        return scope.cluster_queues_of(principal, self._backend.config())
 
 
 class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
@@ -336,19 +334,7 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
         return pb.GetCohortsResponse(cohorts=[convert.cohort_to_pb(s) for s in statuses])
 
     def _tenant_cohorts(self, principal: Principal) -> set[str] | None:
-        """Cohorts above the caller's ClusterQueues (None: all)."""
-        cqs = self._tenant_cluster_queues(principal)
-        if cqs is None:
-            return None
-        config = self._backend.config()
-        out: set[str] = set()
-        for cq in cqs:
-            cohort = config.cluster_queues[cq].cohort if cq in config.cluster_queues else None
-            while cohort is not None and cohort not in out:
-                out.add(cohort)
-                parent = config.cohorts.get(cohort)
-                cohort = parent.parent if parent is not None else None
-        return out
+        return scope.cohorts_of(principal, self._backend.config())
 
     @_rpc
     def GetConfig(

@@ -23,11 +23,18 @@ from typing import Any
 
 import ray
 
+from ray_queue.access.principals import (
+    TOKENS_ENV,
+    TOKENS_FILE_ENV,
+    AuthConfigError,
+    admin_token,
+    token_definitions,
+)
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.errors import ConfigError
-from ray_queue.grpc.auth import TOKENS_ENV, TOKENS_FILE_ENV
 from ray_queue.manager.actor import METRICS_PORT_ENV, NAMESPACE, STATE_DIR_ENV, start_manager
+from ray_queue.manager.handle import ManagerHandle, credential
 
 logger = logging.getLogger("ray_queue.manager")
 
@@ -95,6 +102,19 @@ def actor_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _own_admin_token() -> str | None:
+    """This process applies the config file as admin: with tokens configured and no
+    ``RAY_QUEUE_TOKEN(_FILE)`` given, it uses the first admin token they give in clear."""
+    try:
+        found = token_definitions()
+        if found is None:
+            return None
+        text, origin = found
+        return admin_token(text, origin=origin)
+    except AuthConfigError:
+        return None  # the actor logs it and refuses every call, saying why
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
@@ -108,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     config = _load(args.config_file) if args.config_file else None
     if args.config_file and config is None and _digest(args.config_file) is not None:
         logger.error("starting with the stored (or default) config instead")
-    manager = start_manager(config, state_path=args.state_dir, env=env)
-    ray.get(manager.ping.remote(), timeout=PING_TIMEOUT_S)
+    actor = start_manager(config, state_path=args.state_dir, env=env)
+    ray.get(actor.ping.remote(), timeout=PING_TIMEOUT_S)
+    manager = ManagerHandle(actor, credential(None, actor) or _own_admin_token())
     seen = _digest(args.config_file) if args.config_file else None
     if config is not None and args.config_file is not None:
         # An actor that already existed (a manager restart) keeps its stored config

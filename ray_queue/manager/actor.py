@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import time
@@ -26,6 +28,8 @@ from typing import Any
 import ray
 from prometheus_client import CollectorRegistry, start_http_server
 
+from ray_queue.access import scope
+from ray_queue.access.principals import Principal, Role
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import (
@@ -36,11 +40,14 @@ from ray_queue.engine.model import (
     WorkloadId,
 )
 from ray_queue.engine.model import WorkloadStatus as _Status
+from ray_queue.errors import PermissionDeniedError, UnknownWorkloadError
 from ray_queue.grpc.server import PORT_ENV
+from ray_queue.manager.access_guard import AccessGuard
 from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
 from ray_queue.manager.release_pacing import RELEASE_LAG_S
 from ray_queue.manager.types import (
+    Catalog,
     EventBatch,
     HandOver,
     ManagerStatus,
@@ -90,6 +97,9 @@ class QueueManager:
         nodes = node_shapes()
         directory = Path(state_path) if state_path else state_dir()
         self._store = SQLiteStore(directory)
+        self._guard = AccessGuard.from_environment(
+            directory, lambda submission_id: self._core.live_job_queue(submission_id)
+        )
         self._changed = asyncio.Event()
         registry = CollectorRegistry()
         self._metrics_snapshot = MetricsSnapshot()
@@ -104,6 +114,7 @@ class QueueManager:
             on_events=self._wake,
             on_cycle=self._observe_cycle,
             release_lag_s=RELEASE_LAG_S,
+            job_env=self._guard.job_env,
         )
         self._metrics_snapshot = self._core.metrics_snapshot()
         self._serve_metrics(registry)
@@ -234,6 +245,16 @@ class QueueManager:
         self._core.mark_placed(workload, pg_id)
 
     # -- requests (each one runs to completion on the loop: the manager's lock) ----------------
+    #
+    # Every request but ``ping`` and ``trade_ticket`` names its caller with ``credential``
+    # (see ``access_guard``). Another tenant's workloads answer as unknown ones do, so a
+    # tenant learns nothing of them, not even that they exist.
+
+    def _visible(self, principal: Principal, workload: WorkloadId) -> _Status:
+        status = self._core.workload(workload)
+        if not principal.may_use_queue(status.spec.queue):
+            raise UnknownWorkloadError(f"no workload with id {workload!r}")
+        return status
 
     async def ping(self) -> str:
         self._ensure_loop()
@@ -242,83 +263,195 @@ class QueueManager:
     async def pid(self) -> int:
         return os.getpid()
 
+    async def trade_ticket(self, ticket: str) -> str:
+        """A job's credential for the one-time ticket the manager gave it."""
+        return self._guard.trade(ticket)
+
     async def submit_many(
-        self, requests: Sequence[SubmitRequest], brief: bool = False
+        self,
+        requests: Sequence[SubmitRequest],
+        brief: bool = False,
+        *,
+        credential: str | None = None,
     ) -> list[SubmitResult]:
         self._ensure_loop()
-        results = self._core.submit_many(requests, brief=brief)
+        principal = self._guard.caller(credential)
+        allowed = [r for r in requests if principal.may_use_queue(r.queue)]
+        results = iter(self._core.submit_many(allowed, brief=brief))
         self._watch_placement_groups()
-        return results
+        return [
+            next(results)
+            if principal.may_use_queue(r.queue)
+            else SubmitResult(
+                r.id,
+                error=PermissionDeniedError(
+                    f"token {principal.name!r} may not use Queue {r.queue!r}"
+                ),
+            )
+            for r in requests
+        ]
 
-    async def cancel(self, workloads: Sequence[WorkloadId], message: str = "") -> list[bool]:
+    async def cancel(
+        self, workloads: Sequence[WorkloadId], message: str = "", *, credential: str | None = None
+    ) -> list[bool]:
         self._ensure_loop()
-        return self._core.cancel(workloads, message=message)
+        principal = self._guard.caller(credential)
+        mine = [w for w in workloads if self._may_see(principal, w)]
+        done = iter(self._core.cancel(mine, message=message))
+        return [next(done) if self._may_see(principal, w) else False for w in workloads]
+
+    def _may_see(self, principal: Principal, workload: WorkloadId) -> bool:
+        try:
+            self._visible(principal, workload)
+        except UnknownWorkloadError:
+            return False
+        return True
 
     async def report(
         self,
         started: Sequence[WorkloadId] = (),
         finished: Sequence[tuple[WorkloadId, bool, str]] = (),
         handovers: Sequence[HandOver] = (),
+        *,
+        credential: str | None = None,
     ) -> None:
         self._ensure_loop()
+        principal = self._guard.caller(credential)
+        if not principal.sees_all_queues:
+            # Reports of workloads that are not the caller's change nothing, as reports of
+            # forgotten ones never did (refusing the batch would make a client resend it).
+            mine = functools.partial(self._may_see, principal)
+            started = [w for w in started if mine(w)]
+            finished = [f for f in finished if mine(f[0])]
+            handovers = [h for h in handovers if mine(h.done) and mine(h.successor)]
         self._core.report(started=started, finished=finished, handovers=handovers)
         self._watch_placement_groups()
 
-    async def apply_config(self, config: QueueConfig) -> int:
+    async def apply_config(self, config: QueueConfig, *, credential: str | None = None) -> int:
         """Returns how many workloads the new config evicted (HoldAndDrain)."""
         self._ensure_loop()
+        self._guard.require(self._guard.caller(credential), "applying a config")
         return len(self._core.apply_config(config))
 
-    async def get_config(self) -> QueueConfig:
+    async def get_config(self, *, credential: str | None = None) -> QueueConfig:
+        self._guard.require(self._guard.caller(credential), "reading the config")
         return self._core.config
 
+    async def catalog(self, *, credential: str | None = None) -> Catalog:
+        """The Queue and priority class names a caller may use (what ``init`` checks)."""
+        principal = self._guard.caller(credential)
+        config = self._core.config
+        return Catalog(
+            queues=frozenset(q for q in config.queues if principal.may_use_queue(q)),
+            priority_classes=frozenset(config.priority_classes),
+            restricted=not principal.sees_all_queues,
+        )
+
     async def set_check_state(
-        self, workload: WorkloadId, check: str, state: CheckState, message: str = ""
+        self,
+        workload: WorkloadId,
+        check: str,
+        state: CheckState,
+        message: str = "",
+        *,
+        credential: str | None = None,
     ) -> None:
+        principal = self._guard.caller(credential)
+        self._guard.require(principal, "reporting an admission check", Role.AUTOSCALER)
         self._core.set_check_state(workload, check, state, message)
 
-    async def evict(self, workload: WorkloadId, reason: str, message: str) -> None:
+    async def evict(
+        self, workload: WorkloadId, reason: str, message: str, *, credential: str | None = None
+    ) -> None:
+        principal = self._guard.caller(credential)
+        self._guard.require(principal, "evicting a workload", Role.AUTOSCALER)
         self._core.evict(workload, reason=reason, message=message)
 
-    async def status(self) -> ManagerStatus:
+    async def status(self, *, credential: str | None = None) -> ManagerStatus:
         self._ensure_loop()
-        return self._core.status()
+        principal = self._guard.caller(credential)
+        status = self._core.status()
+        cqs = scope.cluster_queues_of(principal, self._core.config)
+        cohorts = scope.cohorts_of(principal, self._core.config)
+        if cqs is None or cohorts is None:
+            return status
+        return dataclasses.replace(
+            status,
+            cluster_queues=tuple(c for c in status.cluster_queues if c.name in cqs),
+            cohorts=tuple(c for c in status.cohorts if c.name in cohorts),
+        )
 
-    async def workload(self, workload: WorkloadId) -> _Status:
-        return self._core.workload(workload)
+    async def workload(self, workload: WorkloadId, *, credential: str | None = None) -> _Status:
+        return self._visible(self._guard.caller(credential), workload)
 
     async def workloads(
-        self, owner: str | None = None, ids: Sequence[WorkloadId] | None = None
+        self,
+        owner: str | None = None,
+        ids: Sequence[WorkloadId] | None = None,
+        *,
+        credential: str | None = None,
     ) -> list[_Status]:
-        return self._core.workloads(owner=owner, ids=ids)
+        principal = self._guard.caller(credential)
+        return [
+            s
+            for s in self._core.workloads(owner=owner, ids=ids)
+            if principal.may_use_queue(s.spec.queue)
+        ]
 
     async def pending(
-        self, queue: str | None = None, cluster_queue: str | None = None
+        self,
+        queue: str | None = None,
+        cluster_queue: str | None = None,
+        *,
+        credential: str | None = None,
     ) -> list[PendingPosition]:
-        return self._core.pending(queue=queue, cluster_queue=cluster_queue)
+        principal = self._guard.caller(credential)
+        return [
+            p
+            for p in self._core.pending(queue=queue, cluster_queue=cluster_queue)
+            if principal.may_use_queue(p.queue)
+        ]
 
-    async def demand(self) -> list[GangDemand]:
+    async def demand(self, *, credential: str | None = None) -> list[GangDemand]:
+        principal = self._guard.caller(credential)
+        self._guard.require(principal, "reading demand", Role.AUTOSCALER)
         return self._core.demand()
 
-    async def nodes(self) -> list[Any]:
+    async def nodes(self, *, credential: str | None = None) -> list[Any]:
+        principal = self._guard.caller(credential)
+        self._guard.require(principal, "reading nodes", Role.AUTOSCALER)
         return list(self._core.nodes())
 
     async def wait_events(
-        self, owner: str, after_seq: int, epoch: str | None, timeout_s: float = 10.0
+        self,
+        owner: str,
+        after_seq: int,
+        epoch: str | None,
+        timeout_s: float = 10.0,
+        *,
+        credential: str | None = None,
     ) -> EventBatch:
         """Long poll: return as soon as ``owner`` has events after ``after_seq``."""
         self._ensure_loop()
+        principal = self._guard.caller(credential)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             batch = self._core.events(owner, after_seq=after_seq, epoch=epoch)
+            if not principal.sees_all_queues:
+                events = tuple(e for e in batch.events if self._may_see(principal, e.workload))
+                batch = dataclasses.replace(batch, events=events)
             remaining = deadline - asyncio.get_running_loop().time()
             if batch.events or batch.resync or remaining <= 0:
                 return batch
             await self._wait_changed(remaining)
 
-    async def wait_placed(self, workload: WorkloadId, timeout_s: float | None = None) -> bool:
+    async def wait_placed(
+        self, workload: WorkloadId, timeout_s: float | None = None, *, credential: str | None = None
+    ) -> bool:
         """Resolve when the workload is admitted and placed (False if it ended first)."""
         self._ensure_loop()
+        principal = self._guard.caller(credential)
+        self._visible(principal, workload)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:

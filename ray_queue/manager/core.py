@@ -82,9 +82,12 @@ class ManagerCore:
         on_events: Callable[[], None] | None = None,
         on_cycle: Callable[[float, list[Decision]], None] | None = None,
         release_lag_s: float = 0.0,
+        job_env: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         """``release_lag_s``: how long a placement group's creation waits after the
-        manager removed one (``release_pacing``; the actor passes ``RELEASE_LAG_S``)."""
+        manager removed one (``release_pacing``; the actor passes ``RELEASE_LAG_S``).
+        ``job_env``: extra env vars for a job run, by its submission id (its credential
+        ticket, ``access_guard``)."""
         self._engine = engine
         self._store = store
         self._actions = actions
@@ -93,6 +96,7 @@ class ManagerCore:
         self._on_events = on_events
         #: Told each cycle's scheduling time and decisions (the metrics hook).
         self._on_cycle = on_cycle
+        self._job_env = job_env
         self._owner_events = OwnerEvents(
             statuses_of=lambda owner: self.workloads(owner=owner),
             placement_group_of=lambda workload: self._pgs.get(workload),
@@ -126,6 +130,7 @@ class ManagerCore:
         on_events: Callable[[], None] | None = None,
         on_cycle: Callable[[float, list[Decision]], None] | None = None,
         release_lag_s: float = 0.0,
+        job_env: Callable[[str], Mapping[str, str]] | None = None,
     ) -> ManagerCore:
         """Start from the store (or ``default_config()`` on first start) and reconcile Ray
         to it: re-adopt placement groups and jobs that belong to live admissions, create
@@ -146,6 +151,7 @@ class ManagerCore:
             on_events=on_events,
             on_cycle=on_cycle,
             release_lag_s=release_lag_s,
+            job_env=job_env,
         )
         core._reconcile()
         return core
@@ -746,9 +752,21 @@ class ManagerCore:
         return {successor: payload}
 
     def _submit_job(self, status: WorkloadStatus, run: JobRun) -> None:
-        self._actions.submit_job(
-            run, self._payloads.get(status.spec.id, {}), self._label_selector(status)
-        )
+        payload = self._payloads.get(status.spec.id, {})
+        extra = self._job_env(run.submission_id) if self._job_env is not None else {}
+        if extra:
+            runtime_env = dict(payload.get("runtime_env") or {})
+            runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **extra}
+            payload = {**payload, "runtime_env": runtime_env}
+        self._actions.submit_job(run, payload, self._label_selector(status))
+
+    def live_job_queue(self, submission_id: str) -> str | None:
+        """The Queue of the job whose current run is ``submission_id``; ``None`` when
+        that run is not live (ended, stopped, or a run before the current one)."""
+        workload = WorkloadId(submission_id.removeprefix("rq-").rpartition("-")[0])
+        if self._jobs.get(workload) != submission_id:
+            return None
+        return self._engine.workload(workload).spec.queue
 
     def _finish(self, workload: WorkloadId, *, failed: bool, message: str) -> set[WorkloadId]:
         if not self._known(workload):
@@ -797,6 +815,7 @@ class ManagerCore:
 
 
 def _submission_id(status: WorkloadStatus) -> str:
-    """Deterministic per admission, so a restarted manager finds the job it submitted."""
+    """Deterministic per admission, so a restarted manager finds the job it submitted.
+    ``live_job_queue`` reads the workload id back out of it."""
     attempt = sum(1 for t in status.history if t.to_state is WorkloadState.ADMITTED)
     return f"rq-{status.spec.id}-{attempt}"

@@ -156,6 +156,16 @@ class ManagerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Catalog:
+    """The names a caller may use: its Queues (all, for admin) and every priority class."""
+
+    queues: frozenset[str]
+    priority_classes: frozenset[str]
+    #: Only the caller's own Queues are listed (a tenant), not every one.
+    restricted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class JobRun:
     """A Ray job the manager submitted for an admitted JOB workload."""
 

@@ -1,0 +1,125 @@
+"""Who is calling the manager actor, and what they may touch.
+
+Ray checks nothing about who calls an actor: any job on the cluster can get the manager
+by name. So every actor call carries a credential (``credential=``, added by the client's
+``ManagerHandle``) and the actor checks it against the same token table as the gRPC
+server: admin for config and evictions, the autoscaler role for demand and admission
+checks, tenants for their own Queues only. A job the manager submitted gets a one-time
+ticket in its runtime_env and trades it for a credential scoped to its Queue for as long
+as its run is live (``access/job_credentials.py``). With no tokens configured the actor is
+open, as the gRPC server is on loopback; with a token config that does not load, it is
+closed, and every call says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials, is_job_credential
+from ray_queue.access.principals import (
+    AuthConfigError,
+    Principal,
+    Role,
+    TokenTable,
+    describe,
+    digest,
+    load_tokens,
+)
+from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
+
+logger = logging.getLogger(__name__)
+
+#: Submission id of a live job run → the Queue it was queued in (None: not live).
+JobQueue = Callable[[str], "str | None"]
+
+
+class AccessGuard:
+    def __init__(
+        self,
+        tokens: TokenTable,
+        jobs: JobCredentials | None,
+        job_queue: JobQueue,
+        *,
+        problem: str | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._jobs = jobs
+        self._job_queue = job_queue
+        self._problem = problem
+
+    @classmethod
+    def from_environment(cls, state_directory: Path, job_queue: JobQueue) -> AccessGuard:
+        """Tokens from ``RAY_QUEUE_TOKENS_FILE`` / ``RAY_QUEUE_TOKENS`` (as the gRPC server)."""
+        try:
+            principals = load_tokens()
+        except AuthConfigError as e:
+            logger.error("actor API closed: %s", e)
+            return cls(TokenTable({}), None, job_queue, problem=str(e))
+        if not principals:
+            return cls(TokenTable({}), None, job_queue)
+        logger.info("actor API needs a token; tokens per role: %s", describe(principals))
+        return cls(TokenTable(principals), JobCredentials.in_directory(state_directory), job_queue)
+
+    @property
+    def enabled(self) -> bool:
+        return self._tokens.enabled or self._problem is not None
+
+    def caller(self, credential: str | None) -> Principal:
+        """Who ``credential`` stands for, or ``UnauthenticatedError`` saying what to do."""
+        if self._problem is not None:
+            raise UnauthenticatedError(
+                f"the manager's token config does not load ({self._problem}); fix it and "
+                "restart the manager"
+            )
+        if not self._tokens.enabled:
+            return self._tokens.lookup(credential)
+        if credential and self._jobs is not None and is_job_credential(credential):
+            return self._job_principal(credential)
+        try:
+            return self._tokens.lookup(credential)
+        except PermissionError as e:
+            raise UnauthenticatedError(
+                f"the queue manager needs a token ({e}): pass ray_queue.init(token=...) or "
+                "set RAY_QUEUE_TOKEN or RAY_QUEUE_TOKEN_FILE"
+            ) from None
+
+    def _job_principal(self, credential: str) -> Principal:
+        assert self._jobs is not None
+        submission_id = self._jobs.submission_of(credential)
+        queue = self._job_queue(submission_id) if submission_id is not None else None
+        if queue is None:
+            raise UnauthenticatedError(
+                "job credential not valid: forged, or its Ray job is no longer running"
+            )
+        return Principal(
+            f"job {submission_id}", Role.TENANT, frozenset({queue}), key=digest(credential)
+        )
+
+    def require(self, principal: Principal, what: str, *roles: Role) -> None:
+        """``PermissionDeniedError`` unless ``principal`` is admin or has one of ``roles``."""
+        if principal.role is Role.ADMIN or principal.role in roles:
+            return
+        raise PermissionDeniedError(
+            f"{what} needs the {' or '.join(r.value for r in (Role.ADMIN, *roles))} role; "
+            f"token {principal.name!r} is {principal.role.value}"
+        )
+
+    def job_env(self, submission_id: str) -> dict[str, str]:
+        """Env vars for a job the manager submits: its ticket, when tokens are in use."""
+        if self._jobs is None:
+            return {}
+        return {TICKET_ENV: self._jobs.ticket(submission_id)}
+
+    def trade(self, ticket: str) -> str:
+        """The job's credential for its ticket (once)."""
+        if self._jobs is None:
+            raise UnauthenticatedError("this manager issues no job tickets (no tokens set)")
+        try:
+            submission_id, credential = self._jobs.trade(ticket)
+        except PermissionError as e:
+            raise UnauthenticatedError(str(e)) from None
+        if self._job_queue(submission_id) is None:
+            raise UnauthenticatedError(f"Ray job {submission_id} is no longer running")
+        return credential

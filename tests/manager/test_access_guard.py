@@ -1,0 +1,97 @@
+"""The manager actor's door: who a credential stands for, and job tickets (pure parts).
+
+The same checks on a real cluster, through the actor, are in tests/ray/test_actor_access.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials
+from ray_queue.access.principals import TokenTable, parse_tokens
+from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
+from ray_queue.manager.access_guard import AccessGuard
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKENS = """
+tokens:
+  - {token: admin-secret-1, role: admin}
+  - {token: team-a-secret, role: tenant, queues: [team-a], name: team-a}
+  - {token: scaler-secret, role: autoscaler}
+"""
+
+
+def _guard(tmp_path: Path, live: dict[str, str]) -> AccessGuard:
+    table = TokenTable(parse_tokens(TOKENS, origin="test"))
+    return AccessGuard(table, JobCredentials.in_directory(tmp_path), live.get)
+
+
+def test_tokens_name_their_principal_and_nothing_else_passes(tmp_path: Path) -> None:
+    guard = _guard(tmp_path, {})
+    assert guard.caller("team-a-secret").queues == frozenset({"team-a"})
+    for bad in (None, "", "wrong-secret-9"):
+        with pytest.raises(UnauthenticatedError, match="RAY_QUEUE_TOKEN"):
+            guard.caller(bad)
+
+
+def test_roles_gate_admin_and_autoscaler_operations(tmp_path: Path) -> None:
+    guard = _guard(tmp_path, {})
+    tenant, scaler = guard.caller("team-a-secret"), guard.caller("scaler-secret")
+    with pytest.raises(PermissionDeniedError, match="applying a config needs the admin role"):
+        guard.require(tenant, "applying a config")
+    with pytest.raises(PermissionDeniedError, match="admin or autoscaler"):
+        guard.require(tenant, "reading demand", scaler.role)
+    guard.require(scaler, "reading demand", scaler.role)
+    guard.require(guard.caller("admin-secret-1"), "applying a config")
+
+
+def test_a_job_ticket_is_traded_once_for_a_credential_scoped_to_its_live_run(
+    tmp_path: Path,
+) -> None:
+    live = {"rq-train.1-1": "team-a"}
+    guard = _guard(tmp_path, live)
+    ticket = guard.job_env("rq-train.1-1")[TICKET_ENV]
+    credential = guard.trade(ticket)
+    job = guard.caller(credential)
+    assert job.queues == frozenset({"team-a"}) and not job.sees_all_queues
+    with pytest.raises(UnauthenticatedError, match="already traded"):
+        guard.trade(ticket)
+    # A restarted manager (same state directory) knows its key and the traded tickets.
+    again = _guard(tmp_path, live)
+    assert again.caller(credential).queues == frozenset({"team-a"})
+    with pytest.raises(UnauthenticatedError, match="already traded"):
+        again.trade(ticket)
+    # The run ends: its credential is worth nothing from then on.
+    del live["rq-train.1-1"]
+    with pytest.raises(UnauthenticatedError, match="no longer running"):
+        guard.caller(credential)
+
+
+def test_forged_tickets_and_credentials_are_refused(tmp_path: Path) -> None:
+    guard = _guard(tmp_path, {"rq-x-1": "team-a"})
+    ticket = guard.job_env("rq-x-1")[TICKET_ENV]
+    other = AccessGuard(
+        TokenTable(parse_tokens(TOKENS, origin="test")),
+        JobCredentials.in_directory(tmp_path / "other-manager"),
+        {"rq-x-1": "team-a"}.get,
+    )
+    with pytest.raises(UnauthenticatedError, match="not a job ticket"):
+        other.trade(ticket)
+    credential = guard.trade(ticket)
+    for forged in (credential[:-1] + "0", credential.replace("rq-x-1", "rq-y-1")):
+        with pytest.raises(UnauthenticatedError):
+            guard.caller(forged)
+    assert os.stat(tmp_path / "job-credentials.key").st_mode & 0o077 == 0
+
+
+def test_no_tokens_is_open_and_a_broken_token_config_is_closed(tmp_path: Path) -> None:
+    open_guard = AccessGuard(TokenTable({}), None, {}.get)
+    assert open_guard.caller(None).sees_all_queues
+    assert open_guard.job_env("rq-x-1") == {}
+    closed = AccessGuard(TokenTable({}), None, {}.get, problem="tokens[0].role: must be one of")
+    with pytest.raises(UnauthenticatedError, match="does not load"):
+        closed.caller("admin-secret-1")
