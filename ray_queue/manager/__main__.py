@@ -33,7 +33,13 @@ from ray_queue.access.principals import (
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.errors import ConfigError
-from ray_queue.manager.actor import METRICS_PORT_ENV, NAMESPACE, STATE_DIR_ENV, start_manager
+from ray_queue.manager.actor import (
+    METRICS_HOST_ENV,
+    METRICS_PORT_ENV,
+    NAMESPACE,
+    STATE_DIR_ENV,
+    start_manager,
+)
 from ray_queue.manager.handle import ManagerHandle, credential
 
 logger = logging.getLogger("ray_queue.manager")
@@ -51,13 +57,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--watch-config", action="store_true", help="re-apply the config file when it changes"
     )
-    parser.add_argument("--metrics-port", type=int, default=9090, help="/metrics port")
+    parser.add_argument(
+        "--metrics-port", type=_port_or_off, default="9090", help="/metrics port, or 'off'"
+    )
+    parser.add_argument(
+        "--metrics-host",
+        help="interface for /metrics (default: all with tokens configured, else loopback)",
+    )
     parser.add_argument("--state-dir", help="where the manager keeps its SQLite store")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--poll-interval-s", type=float, default=2.0, help="how often to check Ray and the file"
     )
     return parser.parse_args(argv)
+
+
+def _port_or_off(value: str) -> str:
+    if value != "off" and not (value.isdigit() and int(value) < 65536):
+        raise argparse.ArgumentTypeError(f"{value!r}: give a port number (0-65535) or 'off'")
+    return value
 
 
 def _digest(path: Path) -> str | None:
@@ -122,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     # The actor's process gets the serving settings explicitly: it may be started on a
     # node whose raylet did not inherit this container's environment.
     env = actor_env(os.environ)
-    env[METRICS_PORT_ENV] = str(args.metrics_port)
+    env[METRICS_PORT_ENV] = args.metrics_port
+    if args.metrics_host:
+        env[METRICS_HOST_ENV] = args.metrics_host
     if args.state_dir:
         env[STATE_DIR_ENV] = args.state_dir
     config = _load(args.config_file) if args.config_file else None

@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ NAMESPACE = "ray_queue"
 #: Where the SQLite store goes; default: ``<Ray session dir>/ray_queue``.
 STATE_DIR_ENV = "RAY_QUEUE_STATE_DIR"
 METRICS_PORT_ENV = "RAY_QUEUE_METRICS_PORT"
+METRICS_HOST_ENV = "RAY_QUEUE_METRICS_HOST"
 DEFAULT_METRICS_PORT = 9090
 TICK_S = 0.25
 SLOW_TICK_S = 1.0
@@ -86,6 +87,28 @@ def state_dir() -> Path:
     if node is None:
         raise RuntimeError("not inside a Ray worker; set RAY_QUEUE_STATE_DIR")
     return Path(node.get_session_dir_path()) / "ray_queue"
+
+
+def serve_metrics(
+    registry: CollectorRegistry, *, everywhere: bool, environ: Mapping[str, str] = os.environ
+) -> Any:
+    """Serve /metrics on ``RAY_QUEUE_METRICS_PORT`` (9090; ``off`` disables) and
+    ``RAY_QUEUE_METRICS_HOST``; returns the HTTP server, or ``None``. The metrics name
+    every queue and its usage, so by default they are served as the gRPC API is: on every
+    interface only where tokens are configured (``everywhere``: a deployment), on
+    loopback otherwise."""
+    port = environ.get(METRICS_PORT_ENV, str(DEFAULT_METRICS_PORT))
+    if port == "off":
+        return None
+    host = environ.get(METRICS_HOST_ENV) or ("0.0.0.0" if everywhere else "127.0.0.1")
+    try:
+        server, _ = start_http_server(int(port), addr=host, registry=registry)
+    except (OSError, ValueError) as e:
+        # Metrics are not worth refusing to queue work for; say so loudly instead.
+        logger.warning("not serving metrics on %s:%s: %s", host, port, e)
+        return None
+    logger.info("serving Prometheus metrics on %s:%s/metrics", *server.server_address[:2])
+    return server
 
 
 class QueueManager:
@@ -117,7 +140,7 @@ class QueueManager:
             job_env=self._guard.job_env,
         )
         self._metrics_snapshot = self._core.metrics_snapshot()
-        self._serve_metrics(registry)
+        serve_metrics(registry, everywhere=self._guard.enabled)
         self._grpc: Any = None
         self._grpc_tried = False
         self._core.set_nodes(nodes)
@@ -171,19 +194,6 @@ class QueueManager:
             self._metrics.observe_cut_short()
         if decisions:
             self._metrics.observe_cycle(duration_s, decisions, self._core.workload, time.time())
-
-    @staticmethod
-    def _serve_metrics(registry: CollectorRegistry) -> None:
-        """Serve /metrics on ``RAY_QUEUE_METRICS_PORT`` (9090; ``off`` disables)."""
-        port = os.environ.get(METRICS_PORT_ENV, str(DEFAULT_METRICS_PORT))
-        if port == "off":
-            return
-        try:
-            start_http_server(int(port), registry=registry)
-            logger.info("serving Prometheus metrics on :%s/metrics", port)
-        except (OSError, ValueError) as e:
-            # Metrics are not worth refusing to queue work for; say so loudly instead.
-            logger.warning("not serving metrics on port %s: %s", port, e)
 
     def _start_grpc(self) -> Any:
         """Serve the gRPC API on ``RAY_QUEUE_GRPC_PORT`` (50051; ``off`` disables)."""
