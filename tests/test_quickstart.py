@@ -1,0 +1,327 @@
+"""A newcomer's path with no surprises: the quickstart runs as written, and what ray-queue
+says when a newcomer gets something wrong points at the fix.
+
+Every Python and shell block of docs/quickstart.md and of the README's "Quickstart"
+section runs, in order, in one fresh driver process per document, against one local Ray
+cluster of the shape the quickstart tells you to start (8 logical GPUs on a node that
+carries both flavors' labels of examples/config/three-teams.yaml). A block that cannot
+run here is skipped only when the document says so, with a reason, in a
+``<!-- not-run: reason -->`` comment just above it; anything else — a block in an
+unknown language, a marker with no block — fails. So the docs cannot drift from the
+code again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = "examples/config/three-teams.yaml"
+#: The node the quickstart's ``ray start`` makes: both flavors' labels, 8 GPUs.
+NODE_LABELS = {"ray.io/accelerator-type": "A100", "ray.io/node-group": "cpu"}
+NODE_CPUS, NODE_GPUS = 16, 8
+#: Seconds a whole document may take: a driver starting, a hundred tasks, an actor, a
+#: Ray job and a few CLI calls (each a Ray connection) on a busy 2-core machine.
+DOC_TIMEOUT_S = 420
+
+#: Fence languages that run, and how.
+RUNS = {"python": "python", "py": "python", "sh": "shell", "bash": "shell", "shell": "shell"}
+#: Fence languages that are data, not commands.
+DATA = {"yaml", "yml", "json", "toml", "text"}
+NOT_RUN = re.compile(r"^\s*<!--\s*not-run:(?P<reason>.*?)-->\s*$")
+FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
+
+
+# -- reading the documents ---------------------------------------------------------------
+
+
+class DocError(ValueError):
+    """A document the test cannot run as it stands (it says where)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    path: str
+    #: 1-based line of the block's first line of code in ``path``.
+    line: int
+    lang: str
+    code: str
+    #: Why it does not run here (``<!-- not-run: reason -->``), or ``None``: it runs.
+    not_run: str | None
+
+    @property
+    def kind(self) -> str | None:
+        return RUNS.get(self.lang)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def code_blocks(markdown: str, path: str, *, first_line: int = 1) -> list[Block]:
+    """Fenced blocks of ``markdown`` (whose first line is ``first_line`` of ``path``),
+    each with the ``not-run`` reason given just above it."""
+    blocks: list[Block] = []
+    marker: tuple[int, str] | None = None
+    lines = markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        number = first_line + i
+        line = lines[i]
+        skip = NOT_RUN.match(line)
+        fence = FENCE.match(line)
+        if skip:
+            reason = skip["reason"].strip()
+            if not reason:
+                raise DocError(f"{path}:{number}: a not-run marker must say why")
+            marker = (number, reason)
+        elif fence:
+            lang = fence["lang"].lower()
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), None)
+            if end is None:
+                raise DocError(f"{path}:{number}: unclosed code block")
+            if lang not in RUNS and lang not in DATA:
+                raise DocError(
+                    f"{path}:{number}: a ```{lang} block: give it a language this test runs "
+                    f"({', '.join(sorted(RUNS))}) or one it reads as data "
+                    f"({', '.join(sorted(DATA))})"
+                )
+            code = "\n".join(lines[i + 1 : end]) + "\n"
+            blocks.append(Block(path, number + 1, lang, code, marker[1] if marker else None))
+            marker = None
+            i = end
+        elif line.strip() and marker is not None:
+            raise DocError(f"{path}:{marker[0]}: a not-run marker with no code block under it")
+        i += 1
+    if marker is not None:
+        raise DocError(f"{path}:{marker[0]}: a not-run marker with no code block under it")
+    return blocks
+
+
+def section(markdown: str, heading: str) -> tuple[str, int]:
+    """The text of the ``## heading`` section and the line it starts on (1-based)."""
+    lines = markdown.splitlines()
+    start = lines.index(f"## {heading}")
+    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+    return "\n".join(lines[start:end]), start + 1
+
+
+def quickstart_blocks() -> list[Block]:
+    path = "docs/quickstart.md"
+    return code_blocks((REPO_ROOT / path).read_text(encoding="utf-8"), path)
+
+
+def readme_quickstart_blocks() -> list[Block]:
+    text, first = section((REPO_ROOT / "README.md").read_text(encoding="utf-8"), "Quickstart")
+    return code_blocks(text, "README.md", first_line=first)
+
+
+# -- the reader itself (no Ray) ----------------------------------------------------------
+
+
+def test_the_reader_takes_markers_and_line_numbers_from_the_document() -> None:
+    doc = textwrap.dedent(
+        """\
+        # T
+        ```python
+        x = 1
+        ```
+        <!-- not-run: needs a GPU cloud -->
+        ```sh
+        helm install x
+        ```
+        ```yaml
+        a: 1
+        ```
+        """
+    )
+    first, skipped, data = code_blocks(doc, "t.md")
+    assert (first.line, first.kind, first.code, first.not_run) == (3, "python", "x = 1\n", None)
+    assert (skipped.kind, skipped.not_run) == ("shell", "needs a GPU cloud")
+    assert data.kind is None
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        pytest.param("<!-- not-run: why -->\ntext\n```sh\nx\n```\n", "no code block", id="stray"),
+        pytest.param("<!-- not-run: why -->\n", "no code block", id="trailing"),
+        pytest.param("<!-- not-run: -->\n```sh\nx\n```\n", "must say why", id="no-reason"),
+        pytest.param("```\nx\n```\n", "give it a language", id="no-language"),
+        pytest.param("```python\nx\n", "unclosed", id="unclosed"),
+    ],
+)
+def test_the_reader_refuses_what_it_cannot_run_silently(doc: str, problem: str) -> None:
+    with pytest.raises(DocError, match=problem):
+        code_blocks(doc, "t.md")
+
+
+def test_the_documents_parse_and_each_skip_says_why() -> None:
+    for blocks in (quickstart_blocks(), readme_quickstart_blocks()):
+        runnable = [b for b in blocks if b.kind and b.not_run is None]
+        assert any(b.kind == "python" for b in runnable), blocks
+        assert all(b.not_run for b in blocks if b.kind and b not in runnable)
+    # The README's quickstart uses the example config the quickstart page explains.
+    assert any(EXAMPLE_CONFIG in b.code for b in readme_quickstart_blocks())
+
+
+# -- running them on a real cluster ------------------------------------------------------
+
+#: Runs the blocks in order in one driver; Python blocks share one namespace. Code is
+#: compiled under the document's name, padded so tracebacks give the document's lines.
+RUNNER = """
+import json, subprocess, sys
+blocks = json.load(open(sys.argv[1]))
+namespace = {"__name__": "__main__"}
+for b in blocks:
+    print(f"--- {b['where']} ({b['kind']})", flush=True)
+    if b["kind"] == "python":
+        exec(compile("\\n" * (b["line"] - 1) + b["code"], b["path"], "exec"), namespace)
+    else:
+        done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", b["code"]])
+        if done.returncode:
+            sys.exit(f"{b['where']}: the shell block exited with {done.returncode}")
+    sys.stdout.flush()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _with_venv_path(env: dict[str, str]) -> dict[str, str]:
+    """As in an activated venv: ``python`` and ``ray-queue`` are this interpreter's."""
+    out = dict(env)
+    out["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """The quickstart's cluster: a small head, and the node its ``ray start`` describes.
+
+    Started without Ray's token auth (``cluster_utils``), so drivers join with
+    ``RAY_ADDRESS`` alone. This process connects too, to check what the docs leave.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("RAY_ADDRESS", raising=False)
+        # Ray's job server runs an entrypoint's ``python`` from the PATH it inherits.
+        env.setenv("PATH", _with_venv_path(dict(os.environ))["PATH"])
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 2,
+                "include_dashboard": True,
+                # Another cluster on this machine may hold the default port.
+                "dashboard_port": _free_port(),
+            },
+        )
+        try:
+            cluster.add_node(num_cpus=NODE_CPUS, num_gpus=NODE_GPUS, labels=dict(NODE_LABELS))
+            cluster.wait_for_nodes()
+            ray.init(address=cluster.address, logging_level="ERROR")
+            yield cluster
+        finally:
+            import ray_queue
+
+            ray_queue.shutdown()
+            ray.shutdown()
+            cluster.shutdown()
+
+
+def run_blocks(blocks: list[Block], cluster: Any, tmp_path: Path) -> str:
+    """Run the runnable blocks in one fresh driver process; its output, or a failure
+    that names the block."""
+    runnable = [b for b in blocks if b.kind is not None and b.not_run is None]
+    spec = tmp_path / "blocks.json"
+    spec.write_text(
+        json.dumps(
+            [
+                {"path": b.path, "line": b.line, "kind": b.kind, "code": b.code, "where": b.where}
+                for b in runnable
+            ]
+        )
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAY_QUEUE_ADDRESS", "RAY_QUEUE_TOKEN", "RAY_AUTH_"))
+    }
+    env = _with_venv_path(env) | {"RAY_ADDRESS": cluster.address, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(spec)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its shell blocks' children are stopped with it
+        )
+        try:
+            code = process.wait(timeout=DOC_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            code = None
+    text = log.read_text(errors="replace")
+    if code != 0:
+        what = "timed out" if code is None else f"exited with {code}"
+        pytest.fail(f"the document's code {what}; its driver said:\n{text[-6000:]}")
+    return text
+
+
+def settled(timeout_s: float = 120.0) -> None:
+    """Wait until nothing the documents queued is left holding or waiting for quota (a
+    job queued from the shell may still be running when its driver exits)."""
+    import ray
+
+    from ray_queue.manager.actor import find_manager
+    from tests.ray.harness import wait_for
+
+    manager = find_manager()
+    assert manager is not None, "the documents' ray_queue.init did not start the manager"
+
+    def live() -> list[str]:
+        statuses = ray.get(manager.workloads.remote(), timeout=60)
+        return [f"{s.spec.id} {s.state.value}" for s in statuses if not s.state.is_terminal]
+
+    wait_for(lambda: not live(), timeout_s=timeout_s, interval_s=0.5)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(DOC_TIMEOUT_S + 180)
+def test_the_quickstart_runs_as_written(cluster: Any, tmp_path: Path) -> None:
+    said = run_blocks(quickstart_blocks(), cluster, tmp_path)
+    # What the page says the code prints.
+    assert "[0, 1, 2, 3, 4, 5, 6, 7]" in said, said
+    assert "\n42\n" in said, said
+    assert "can never be admitted to ClusterQueue research" in said, said
+    assert "FINISHED rq-jo-" in said, said
+    settled()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(DOC_TIMEOUT_S + 180)
+def test_the_readme_quickstart_runs_as_written(cluster: Any, tmp_path: Path) -> None:
+    said = run_blocks(readme_quickstart_blocks(), cluster, tmp_path)
+    assert "config is valid (dry run" in said, said
+    settled()
