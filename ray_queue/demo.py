@@ -290,12 +290,23 @@ def _fmt(milli: int) -> str:
     return f"{milli / 1000:g}"
 
 
+def _title(now: float, duration_s: float) -> str:
+    """Where the demo is: submitting for ``duration_s`` seconds, then letting the queued
+    work finish (which may take longer than the stream did)."""
+    if now < duration_s:
+        return f"ray-queue — {now:.0f}s of a {duration_s:.0f}s stream of submissions"
+    return (
+        f"ray-queue — {now:.0f}s: stream of {duration_s:.0f}s done, "
+        f"draining what is queued ({now - duration_s:.0f}s)"
+    )
+
+
 def _table(status: ManagerStatus, stats: Stats, now: float, duration_s: float) -> Any:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"ray-queue — t={now:4.0f}s of {duration_s:.0f}s stream", expand=False)
+    table = Table(title=_title(now, duration_s), expand=False)
     for column in (
         "ClusterQueue",
         "pending",

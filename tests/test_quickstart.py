@@ -325,3 +325,95 @@ def test_the_readme_quickstart_runs_as_written(cluster: Any, tmp_path: Path) -> 
     said = run_blocks(readme_quickstart_blocks(), cluster, tmp_path)
     assert "config is valid (dry run" in said, said
     settled()
+
+
+# -- what a newcomer's mistakes are told -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def driver(cluster: Any) -> Iterator[None]:
+    """This process as a driver of the example config (the cluster's own teardown shuts
+    its client down)."""
+    import ray_queue
+
+    ray_queue.init(queue="training", config=str(REPO_ROOT / EXAMPLE_CONFIG))
+    yield
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_ray_get_on_a_queued_task_says_to_use_ray_queue_get(driver: None) -> None:
+    import ray
+
+    import ray_queue
+
+    handle = ray_queue.remote(num_cpus=1)(square).remote(3)
+    # Ray's own checks print the handle's type (one handle) or the handle (a list).
+    with pytest.raises(ValueError, match=r"use ray_queue\.get\(\)"):
+        ray.get(handle)
+    with pytest.raises(TypeError, match=r"use ray_queue\.get\(\)"):
+        ray.get([handle])
+    assert ray_queue.get(handle, timeout=120) == 9
+    assert ray.get(handle.object_ref(timeout=0)) == 9
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_a_failed_job_says_which_ray_job_and_why_in_rays_words(driver: None) -> None:
+    import ray_queue
+    from ray_queue.engine.model import WorkloadState
+
+    job = ray_queue.submit_job(
+        "python -c 'import sys; sys.exit(3)'", queue="training", entrypoint_num_cpus=1
+    )
+    status = job.wait(timeout_seconds=240)  # the placement groups' name works here too
+    assert status.state is WorkloadState.FAILED, status.message
+    submission_id = job.submission_id()
+    assert submission_id is not None and f"Ray job {submission_id} FAILED" in status.message
+    assert "exit code 3" in status.message, status.message
+    assert job.status().message == status.message
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_waits_take_either_timeout_name(driver: None) -> None:
+    import ray_queue
+
+    with ray_queue.placement_group([{"GPU": 1}], name="either-timeout") as pg:
+        assert pg.wait(timeout_s=60)
+        assert pg.wait(timeout_seconds=60)
+        with pytest.raises(TypeError, match="not both"):
+            pg.wait(timeout_seconds=1, timeout_s=1)
+
+
+def test_one_timeout_takes_either_name_once() -> None:
+    from ray_queue.client.placement_group import UNSET, one_timeout
+
+    assert one_timeout(UNSET, UNSET, default=30.0) == 30.0
+    assert one_timeout(5, UNSET, default=30.0) == 5.0
+    assert one_timeout(UNSET, None, default=30.0) is None
+    with pytest.raises(TypeError, match="not both"):
+        one_timeout(1, 2, default=None)
+    with pytest.raises(TypeError, match="number of seconds"):
+        one_timeout("10", UNSET, default=None)
+
+
+def test_a_long_ray_job_message_keeps_its_first_line_and_the_end_of_the_log() -> None:
+    from ray_queue.client.jobs import _shortened
+
+    message = "Job entrypoint command failed with exit code 3, last logs:\n" + "x" * 30_000 + "END"
+    short = _shortened(message)
+    assert len(short) < 2100
+    assert short.startswith("Job entrypoint command failed with exit code 3")
+    assert short.endswith("END")
+
+
+def test_the_demo_header_never_says_91s_of_a_60s_stream() -> None:
+    from ray_queue.demo import _title
+
+    assert _title(12.4, 60) == "ray-queue — 12s of a 60s stream of submissions"
+    assert "91s: stream of 60s done, draining" in _title(91, 60)

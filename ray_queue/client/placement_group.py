@@ -22,6 +22,27 @@ from ray_queue.manager.types import ClientEvent, SubmitResult
 from ray_queue.ray_adapter.actions import pg_from_hex
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: A timeout argument that was not given (``None`` means "no limit").
+UNSET: Any = _Unset()
+
+
+def one_timeout(timeout_seconds: Any, timeout_s: Any, *, default: float | None) -> float | None:
+    """The one timeout of a ``wait``: handles take Ray's ``timeout_seconds`` and this
+    project's ``timeout_s`` alike, so neither name is a wrong guess."""
+    given = [t for t in (timeout_seconds, timeout_s) if t is not UNSET]
+    if len(given) > 1:
+        raise TypeError("give timeout_seconds or timeout_s, not both")
+    timeout = given[0] if given else default
+    if timeout is not None and not isinstance(timeout, int | float):
+        raise TypeError(f"a timeout is a number of seconds or None, not {timeout!r}")
+    return None if timeout is None else float(timeout)
+
+
 class QueuedPlacementGroup:
     """Returned by ``ray_queue.placement_group``; usable as a context manager."""
 
@@ -82,12 +103,15 @@ class QueuedPlacementGroup:
         """How many times this placement group was preempted (and requeued)."""
         return self._preemptions
 
-    def wait(self, timeout_seconds: float | None = 30) -> bool:
+    def wait(self, timeout_seconds: Any = UNSET, *, timeout_s: Any = UNSET) -> bool:
         """Wait until admitted *and* placed on nodes; ``False`` on timeout.
 
-        Raises ``WorkloadRejected`` / ``WorkloadCancelled`` if it will never be admitted.
+        ``timeout_seconds`` (Ray's name) or ``timeout_s``: seconds, ``None`` for no limit;
+        30 if neither is given, as Ray's ``PlacementGroup.wait``. Raises
+        ``WorkloadRejected`` / ``WorkloadCancelled`` if it will never be admitted.
         """
-        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        timeout = one_timeout(timeout_seconds, timeout_s, default=30.0)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._cv:
                 while self._pg is None:
@@ -118,7 +142,8 @@ class QueuedPlacementGroup:
         return self._runtime.manager.wait_placed.remote(self.workload)
 
     def status(self) -> WorkloadStatus:
-        """The manager's full view: state, reason, admission, history."""
+        """The manager's full view: ``.state``, ``.message`` (why it waits, in words),
+        ``.reason``, ``.admission``, ``.history``."""
         return self._runtime.status(self.workload)
 
     def position(self) -> int | None:

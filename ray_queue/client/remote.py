@@ -58,7 +58,23 @@ def _request_resources(ray_options: dict[str, Any], *, default_cpus: float) -> d
     return resources
 
 
-class _Handle:
+#: Said wherever Ray is handed one of our handles by mistake.
+_USE_RAY_QUEUE = "a ray_queue handle: use ray_queue.get() / ray_queue.wait(), not ray.get()"
+
+
+class _HandleType(type):
+    """The type of queued handles, named with the fix.
+
+    ``ray.get(handle)`` on a queued task is the first mistake a Ray user makes here, and
+    Ray answers "Invalid type of object refs, <type>, is given" with the type's repr:
+    that repr now says to call ``ray_queue.get`` instead (no patching of Ray needed).
+    """
+
+    def __repr__(cls) -> str:
+        return f"<class '{cls.__module__}.{cls.__qualname__}' ({_USE_RAY_QUEUE})>"
+
+
+class _Handle(metaclass=_HandleType):
     """State shared by queued task and actor handles."""
 
     kind = WorkloadKind.TASK
@@ -448,6 +464,10 @@ class QueuedObjectRef(_Handle):
 
     def __repr__(self) -> str:
         return f"QueuedObjectRef({self.workload}, {self._state.value})"
+
+    def __str__(self) -> str:
+        # What Ray prints when a list holding handles reaches ray.get.
+        return f"{self!r} ({_USE_RAY_QUEUE})"
 
 
 class QueuedActor(_Handle):
