@@ -92,16 +92,24 @@ def _bar(used: int, nominal: int, borrowed: int) -> Text:
     return bar
 
 
-def _usage_lines(resources: Sequence[ResourceStatus]) -> Text:
+def _shown(resources: Iterable[ResourceStatus]) -> list[ResourceStatus]:
     # Resources with neither quota nor usage (GPU on a CPU flavor) are noise here.
-    shown = [r for r in resources if r.nominal or r.usage]
+    return [r for r in resources if r.nominal or r.usage]
+
+
+def _label(r: ResourceStatus) -> str:
+    return f"{r.resource}[{r.flavor}]"
+
+
+def _usage_lines(resources: Sequence[ResourceStatus], label_width: int = 16) -> Text:
+    shown = _shown(resources)
     if not shown:
         return Text("-", style="dim")
     out = Text()
     for i, r in enumerate(shown):
         if i:
             out.append("\n")
-        out.append(f"{r.resource}[{r.flavor}] ".ljust(16))
+        out.append(f"{_label(r)} ".ljust(label_width))
         out.append_text(_bar(r.usage, r.nominal, r.borrowed))
         out.append(f" {amount(r.resource, r.usage)}/{amount(r.resource, r.nominal)}")
         if r.borrowed:
@@ -161,14 +169,39 @@ def cohort_pools(
     return pools
 
 
+def _pooled(cohort: CohortStatus, pool: Mapping[FlavorResource, int]) -> list[ResourceStatus]:
+    """A cohort's resources with its pool as their quota (``cohort_pools``)."""
+    resources = [
+        dataclasses.replace(r, nominal=pool.get((r.flavor, r.resource), r.nominal))
+        for r in cohort.resources
+    ]
+    known = {(r.flavor, r.resource) for r in cohort.resources}
+    resources += [
+        ResourceStatus(flavor, resource, amount, None, None, 0, 0)
+        for (flavor, resource), amount in pool.items()
+        if (flavor, resource) not in known
+    ]
+    return sorted(resources, key=lambda r: (r.flavor, r.resource))
+
+
 def status_view(
     cluster_queues: Sequence[ClusterQueueStatus], cohorts: Sequence[CohortStatus]
 ) -> Group:
+    pools = cohort_pools(cluster_queues, cohorts)
+    cohort_rows = [(c, _pooled(c, pools.get(c.name, {}))) for c in cohorts]
+    # One label width for every row of both tables, so the bars line up.
+    every = [r for cq in cluster_queues for r in cq.resources]
+    every += [r for _, resources in cohort_rows for r in resources]
+    label_width = max((len(_label(r)) + 1 for r in _shown(every)), default=10)
+
     cq_table = Table(title="ClusterQueues", title_justify="left", expand=False)
-    # Named as the workload states are (``list workloads --state``).
-    for column in ("NAME", "COHORT", "PENDING", "QUOTA_RESERVED", "ADMITTED"):
+    for column in ("NAME", "COHORT"):
         cq_table.add_column(column, overflow="fold")
-    cq_table.add_column("USAGE / QUOTA", no_wrap=True, min_width=44)
+    # Named as the workload states are (``list workloads --state``); counts are short,
+    # so the headers are the columns' width.
+    for column in ("PENDING", "QUOTA_RESERVED", "ADMITTED"):
+        cq_table.add_column(column, no_wrap=True, justify="right")
+    cq_table.add_column("USAGE / QUOTA", no_wrap=True)
     cq_table.add_column("SHARE", no_wrap=True)
     for cq in cluster_queues:
         cq_table.add_row(
@@ -177,33 +210,23 @@ def status_view(
             str(cq.pending),
             str(cq.reserving),
             str(cq.admitted),
-            _usage_lines(cq.resources),
+            _usage_lines(cq.resources, label_width),
             _share(cq.weighted_share),
         )
     parts: list[Any] = [cq_table]
-    if cohorts:
-        pools = cohort_pools(cluster_queues, cohorts)
+    if cohort_rows:
         cohort_table = Table(title="Cohorts", title_justify="left")
         for column in ("NAME", "PARENT"):
             cohort_table.add_column(column, overflow="fold")
         # A cohort's quota: its own plus what its members may lend it.
-        cohort_table.add_column("USAGE / POOL", no_wrap=True, min_width=44)
+        cohort_table.add_column("USAGE / POOL", no_wrap=True)
         cohort_table.add_column("SHARE", no_wrap=True)
-        for c in cohorts:
-            pool = pools.get(c.name, {})
-            resources = [
-                dataclasses.replace(r, nominal=pool.get((r.flavor, r.resource), r.nominal))
-                for r in c.resources
-            ]
-            known = {(r.flavor, r.resource) for r in c.resources}
-            resources += [
-                ResourceStatus(flavor, resource, amount, None, None, 0, 0)
-                for (flavor, resource), amount in sorted(pool.items())
-                if (flavor, resource) not in known
-            ]
-            resources.sort(key=lambda r: (r.flavor, r.resource))
+        for c, resources in cohort_rows:
             cohort_table.add_row(
-                c.name, c.parent or "-", _usage_lines(resources), _share(c.weighted_share)
+                c.name,
+                c.parent or "-",
+                _usage_lines(resources, label_width),
+                _share(c.weighted_share),
             )
         parts.append(cohort_table)
     return Group(*parts)
