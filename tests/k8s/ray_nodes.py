@@ -43,11 +43,11 @@ def ray_executable() -> str:
     return found
 
 
-def _common_args() -> list[str]:
+def _common_args(agent_port: int | None = None) -> list[str]:
     return [
         "--node-ip-address=127.0.0.1",
         f"--object-store-memory={OBJECT_STORE_BYTES}",
-        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-listen-port={agent_port or free_port()}",
         "--disable-usage-stats",
         "--block",
     ]
@@ -59,6 +59,10 @@ class RayHead:
     temp_dir: Path
     process: ManagedProcess
     auth_token: str
+    dashboard_url: str | None = None
+    """``http://127.0.0.1:<port>`` when started with a dashboard."""
+    agent_url: str | None = None
+    """The head's dashboard agent (``/api/local_raylet_healthz``), with a dashboard."""
 
     def driver_env(self) -> dict[str, str]:
         """Environment a process needs to ``ray.init(address=self.address)``."""
@@ -68,14 +72,45 @@ class RayHead:
         self.process.stop(grace_s=5.0)
 
 
-def start_head(temp_dir: Path, *, num_cpus: float = 0) -> RayHead:
+def start_head(
+    temp_dir: Path,
+    *,
+    num_cpus: float = 0,
+    auth_env: Mapping[str, str] | None = None,
+    dashboard: bool = False,
+) -> RayHead:
     """Start a head with no CPUs by default (work lands on simulated workers only).
+
+    ``auth_env``: Ray's authentication environment of the head (e.g. the Helm chart's
+    ``RAY_AUTH_MODE`` + ``RAY_AUTH_TOKEN_PATH``) instead of a fresh ``RAY_AUTH_TOKEN``;
+    the token is then read from ``RAY_AUTH_TOKEN_PATH``'s file, if any. ``dashboard``: run
+    Ray's dashboard (and job API) on a free port, bound to loopback.
 
     Returns at once; wait with ``ray.init(address=head.address)`` or ``head_ready``.
     """
     temp_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     token = secrets.token_hex(32)
+    if auth_env is None:
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    else:
+        auth = dict(auth_env)
+        token_file = auth.get("RAY_AUTH_TOKEN_PATH")
+        token = auth.get("RAY_AUTH_TOKEN") or (
+            Path(token_file).read_text().strip() if token_file else ""
+        )
+    agent_port = free_port()
+    dashboard_args = ["--include-dashboard=false"]
+    dashboard_url = agent_url = None
+    if dashboard:
+        dashboard_port = free_port()
+        dashboard_args = [
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+        ]
+        dashboard_url = f"http://127.0.0.1:{dashboard_port}"
+        agent_url = f"http://127.0.0.1:{agent_port}"
     process = ManagedProcess(
         "ray-head",
         [
@@ -86,14 +121,19 @@ def start_head(temp_dir: Path, *, num_cpus: float = 0) -> RayHead:
             f"--num-cpus={num_cpus:g}",
             f"--temp-dir={temp_dir}",
             f"--ray-client-server-port={free_port()}",
-            "--include-dashboard=false",
-            *_common_args(),
+            *dashboard_args,
+            *_common_args(agent_port),
         ],
         temp_dir.parent / "ray-head.log",
-        env=_ray_env({}, token),
+        env=_ray_env({}, auth),
     )
     return RayHead(
-        address=f"127.0.0.1:{port}", temp_dir=temp_dir, process=process, auth_token=token
+        address=f"127.0.0.1:{port}",
+        temp_dir=temp_dir,
+        process=process,
+        auth_token=token,
+        dashboard_url=dashboard_url,
+        agent_url=agent_url,
     )
 
 
@@ -160,22 +200,24 @@ def _launch_worker(name: str, head: RayHead, spec: WorkerSpec, log_dir: Path) ->
         f"ray-worker {name}",
         argv,
         log_dir / f"ray-{name}.log",
-        env=_ray_env(spec.env, head.auth_token),
+        env=_ray_env(spec.env, head.driver_env()),
     )
 
 
-def _ray_env(extra: Mapping[str, str], token: str) -> dict[str, str]:
+def _ray_env(extra: Mapping[str, str], auth: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     # The test process may have these set for its own cluster; a node must not inherit them.
     for key in (
         "RAY_ADDRESS",
         "RAY_NODE_TYPE_NAME",
         "RAY_CLOUD_INSTANCE_ID",
+        "RAY_AUTH_MODE",
+        "RAY_AUTH_TOKEN",
         "RAY_AUTH_TOKEN_PATH",
     ):
         env.pop(key, None)
     env.update(extra)
-    env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    env.update(auth)
     return env
 
 
