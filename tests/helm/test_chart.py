@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from autoscaler import __main__ as autoscaler_cli
 from ray_queue.engine.config import ProvisioningMode
 from ray_queue.engine.config_loader import load_config
 from ray_queue.grpc.auth import Role, digest, parse_tokens
+from ray_queue.manager import __main__ as manager_cli
 from tests.helm.conftest import CHART, DOCS, EXAMPLES, KUBE_VERSION, REPO, VALUES, Helm
 
 pytestmark = pytest.mark.timeout(180)
@@ -193,7 +195,7 @@ def test_full_values_render_every_option(helm: Helm) -> None:
     assert env["RAY_LOG_TO_STDERR"] == "1"
     for fragment in (
         "'--log-level' 'DEBUG'",
-        "'--cycle-interval-s=0.1'",
+        "'--poll-interval-s=1'",
     ):
         assert fragment in script
     assert containers["autoscaler"]["image"] == "registry.example.com/ray-queue-autoscaler:0.1.0"
@@ -314,6 +316,25 @@ def test_every_example_queue_config_loads(helm: Helm) -> None:
     assert standalone, "examples/config holds the standalone queue configs"
     for path in standalone:
         assert load_config(path).cluster_queues, path
+
+
+def _manager_argv(cluster: dict[str, Any]) -> list[str]:
+    """The manager's command line in the head container's start script."""
+    script = _head_containers(cluster)["ray-head"]["args"][0]
+    line = next(x for x in script.splitlines() if "'ray_queue.manager'" in x)
+    argv = shlex.split(line.rstrip("& "))
+    assert argv[:3] == ["python", "-m", "ray_queue.manager"]
+    return argv[3:]
+
+
+@pytest.mark.parametrize("values", ["default", "full"])
+def test_the_managers_own_parser_accepts_what_the_chart_passes(helm: Helm, values: str) -> None:
+    files = [] if values == "default" else [VALUES / "full.yaml"]
+    cluster = _one(helm.template(*files), "RayCluster")
+    args = manager_cli._parse(_manager_argv(cluster))  # exits (fails) on an unknown flag
+    assert str(args.config_file) == "/etc/ray-queue/config/queues.yaml"
+    assert args.watch_config is True and args.address == "auto"
+    assert args.state_dir == "/var/lib/ray-queue"
 
 
 def _pod_specs(cluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
