@@ -7,6 +7,7 @@ Resource amounts are milli-units inside ray-queue; people read them in Ray's uni
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import sys
@@ -339,3 +340,15 @@ def console() -> Console:
     # not folded into unreadable slivers in logs.
     wide = None if sys.stdout.isatty() else 160
     return Console(highlight=False, soft_wrap=False, width=wide)
+
+
+def status_text(
+    cluster_queues: Sequence[ClusterQueueStatus], cohorts: Sequence[CohortStatus]
+) -> str:
+    """The ``status`` tables as plain text (Ray's units, no colour), for a human-facing
+    view of ``ray_queue.status()`` from Python."""
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None, highlight=False).print(
+        status_view(cluster_queues, cohorts)
+    )
+    return out.getvalue()

@@ -107,3 +107,9 @@ def test_list_and_pending_show_the_names_workloads_were_given() -> None:
     assert "NAME" in pending and "resnet-sweep-3" in pending
     # Without names (another tenant's work), a dash.
     assert "resnet" not in text(render.pending_table([position]))
+
+
+def test_status_text_is_the_status_tables_in_plain_text() -> None:
+    memory = ResourceStatus("cpu", "memory", 64 * 2**30 * 1000, None, None, 16 * 2**30 * 1000, 0)
+    plain = render.status_text([ClusterQueueStatus("training", None, 0, 0, 1, (memory,), 0)], [])
+    assert "16Gi/64Gi" in plain and "\x1b[" not in plain
