@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     js = job_sub.add_parser(
         "submit",
         help="queue a Ray job; it is submitted to Ray once admitted",
-        description="Example: ray-queue job submit --queue team-a --num-gpus 1 -- python train.py",
+        description="Example: ray-queue job submit --queue training --num-gpus 1 -- python x.py",
     )
     js.add_argument("--queue", required=True)
     js.add_argument("--priority", default=None, help="PriorityClass name")
