@@ -258,3 +258,59 @@ def test_install_upgrade_uninstall_keep_generated_tokens(
     helm_k8s.run("uninstall", release, "--namespace", k8s_namespace, timeout_s=180)
     # helm.sh/resource-policy: keep — a reinstall finds the same tokens.
     assert _secret_tokens(k8s_api, k8s_namespace, secret_name) == before
+
+
+#: The last commit whose chart had no ``rayAuth`` (what an installed release may run).
+CHART_BEFORE_RAY_AUTH = "8d164fcdaac6bb243274c00d1a70fe6fe4d3a9ba"
+
+
+def _old_chart(tmp_path: Path) -> Path:
+    """The chart as of CHART_BEFORE_RAY_AUTH, from this repository's history."""
+    import io
+    import subprocess
+    import tarfile
+
+    archive = subprocess.run(
+        ["git", "-C", str(CHART.parents[1]), "archive", CHART_BEFORE_RAY_AUTH, "helm/ray-queue"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"commit {CHART_BEFORE_RAY_AUTH[:7]} is not in this clone (shallow?)")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tmp_path, filter="data")
+    return tmp_path / "helm" / "ray-queue"
+
+
+def test_upgrade_from_the_chart_before_ray_auth_as_docs_helm_md_says(
+    helm_k8s: Helm, k8s_api: K8sApi, k8s_namespace: str, tmp_path: Path
+) -> None:
+    release = "old"
+    values = ["--namespace", k8s_namespace, "-f", str(VALUES / "install.yaml")]
+    helm_k8s.run("install", release, str(_old_chart(tmp_path)), *values, timeout_s=180)
+    secret_name = "old-ray-queue-tokens"
+    before = _secret_tokens(k8s_api, k8s_namespace, secret_name)
+    assert "ray" not in before
+    try:
+        # --reuse-values keeps the old chart's defaults, which have no rayAuth: it fails.
+        upgrade = ["upgrade", release, str(CHART), "--namespace", k8s_namespace]
+        failed = helm_k8s.run(*upgrade, "--reuse-values", check=False, timeout_s=180)
+        assert failed.returncode != 0 and "rayAuth" in failed.stderr, failed.stderr
+        # What docs/helm.md says to use: the values given at install, the new defaults.
+        helm_k8s.run(*upgrade, "--reset-then-reuse-values", timeout_s=180)
+        after = _secret_tokens(k8s_api, k8s_namespace, secret_name)
+        assert len(after.pop("ray")) == 40, "Ray's token is generated on the upgrade"
+        assert after == before, "and the tokens the release had are kept"
+
+        from kubernetes import client
+
+        cluster = client.CustomObjectsApi(k8s_api.api_client).get_namespaced_custom_object(
+            "ray.io", "v1", k8s_namespace, "rayclusters", "old-ray-queue"
+        )
+        head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        assert {"name": "RAY_AUTH_MODE", "value": "token"} in head["env"]
+        (group,) = cluster["spec"]["workerGroupSpecs"]
+        assert group["maxReplicas"] == 2, "the install's own values are kept"
+    finally:
+        helm_k8s.run("uninstall", release, "--namespace", k8s_namespace, check=False)
