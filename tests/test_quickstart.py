@@ -315,7 +315,15 @@ def test_the_quickstart_runs_as_written(cluster: Any, tmp_path: Path) -> None:
     # What the page says the code prints.
     assert "[0, 1, 2, 3, 4, 5, 6, 7]" in said, said
     assert re.search(r"^42$", said, re.MULTILINE), said
-    assert "can never be admitted to ClusterQueue research" in said, said
+    # The messages the page quotes.
+    assert (
+        "waiting: insufficient unused quota for GPU in flavor a100: request 2, available 0" in said
+    ), said
+    assert (
+        "can never be admitted to ClusterQueue research: GPU in flavor a100: request 100 "
+        "exceeds the most the ClusterQueue can ever get there (4, borrowing included); "
+        "flavor cpu has no GPU quota. Ask for less, or raise the quota." in said
+    ), said
     assert "FINISHED rq-jo-" in said, said
     settled()
 
