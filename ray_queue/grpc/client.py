@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from ray_queue.engine.errors import ConfigProblem, RayQueueError
+from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError
 from ray_queue.engine.model import (
     CheckState,
     ClusterQueueStatus,
@@ -243,12 +243,13 @@ class QueueClient:
             self._queue.ApplyConfig,
             pb.ApplyConfigRequest(yaml=yaml_text, validate_only=validate_only),
         )
+        problems = [ConfigProblem(p.document, p.field, p.message) for p in response.problems]
+        if problems and not validate_only:
+            raise ConfigError(problems)
         return ApplyResult(
             applied=response.applied,
             summary=response.summary,
-            problems=tuple(
-                ConfigProblem(p.document, p.field, p.message) for p in response.problems
-            ),
+            problems=tuple(problems),
             evicted=tuple(response.evicted),
         )
 

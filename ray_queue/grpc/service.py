@@ -154,8 +154,7 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
                 # The owner decides whose death cancels a workload: a tenant may not name
                 # someone else (a driver of another team) as the owner of its work.
                 raise PermissionDeniedError(
-                    f"{field}.owner: set by the server for token {principal.name!r}; leave it "
-                    "empty"
+                    f"{field}.owner: set by the server for token {principal.name!r}; leave it empty"
                 )
             submit = convert.submit_request(spec, field, owner=f"grpc:{principal.name}")
             self._require_queue(principal, submit.queue, f"{field}.queue")
@@ -346,22 +345,36 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
     def ApplyConfig(
         self, request: pb.ApplyConfigRequest, context: grpc.ServicerContext
     ) -> pb.ApplyConfigResponse:
+        # Problems travel in the body, each bounded, however many there are: trailing
+        # metadata is limited to a few KB and a big config can have hundreds.
         try:
             config = config_from_request(request)
             outcome = self._backend.apply_config(config, validate_only=request.validate_only)
         except ConfigError as e:
-            if not request.validate_only:
-                raise
             return pb.ApplyConfigResponse(
                 applied=False,
                 problems=[
-                    pb.ConfigProblem(document=p.document, field=p.field, message=p.message)
+                    pb.ConfigProblem(
+                        document=bounded(p.document),
+                        field=bounded(p.field),
+                        message=bounded(p.message),
+                    )
                     for p in e.problems
                 ],
             )
         return pb.ApplyConfigResponse(
             applied=outcome.applied, summary=summary(config), evicted=list(outcome.evicted)
         )
+
+
+#: Longest text of a config problem on the wire; a message may quote whole values.
+PROBLEM_TEXT_MAX = 500
+
+
+def bounded(text: str, limit: int = PROBLEM_TEXT_MAX) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
 def config_from_request(request: pb.ApplyConfigRequest) -> QueueConfig:

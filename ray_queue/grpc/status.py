@@ -26,6 +26,7 @@ from ray_queue.engine.errors import (
     UnknownWorkloadError,
     WorkloadRejected,
 )
+from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
 from ray_queue.grpc.backend import JobsUnsupportedError
 
 #: Trailing metadata naming the ray_queue error class.
@@ -40,14 +41,6 @@ class InvalidRequestError(RayQueueError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
-
-
-class AuthenticationError(RayQueueError):
-    """No valid bearer token was sent. Pass one with ``--token`` / ``RAY_QUEUE_TOKEN``."""
-
-
-class PermissionDeniedError(RayQueueError):
-    """The token is valid but its role or queues do not allow this call."""
 
 
 class RateLimitedError(RayQueueError):
@@ -74,7 +67,7 @@ ERROR_CODES: tuple[tuple[type[RayQueueError], grpc.StatusCode], ...] = (
     (WorkloadRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidTransitionError, grpc.StatusCode.FAILED_PRECONDITION),
     (JobsUnsupportedError, grpc.StatusCode.FAILED_PRECONDITION),
-    (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ServerUnavailableError, grpc.StatusCode.UNAVAILABLE),

@@ -202,7 +202,7 @@ def test_top_refreshes_and_exits(seeded: Harness) -> None:
 
 def test_auth_failures(seeded: Harness) -> None:
     anonymous = run(seeded, "status", token=None)
-    assert anonymous.returncode == 1 and "AuthenticationError" in anonymous.stderr
+    assert anonymous.returncode == 1 and "UnauthenticatedError" in anonymous.stderr
     tenant = run(seeded, "config", "get", token=TENANT_A_TOKEN)
     assert tenant.returncode == 1 and "PermissionDeniedError" in tenant.stderr
     mine = json.loads(ok(run(seeded, "list", "workloads", "-o", "json", token=TENANT_A_TOKEN)))

@@ -12,6 +12,7 @@ import pytest
 
 from ray_queue.engine.errors import RayQueueError, UnknownWorkloadError
 from ray_queue.engine.model import CheckState, WorkloadState
+from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
 from ray_queue.grpc.auth import (
     AuthConfigError,
     Authenticator,
@@ -22,11 +23,7 @@ from ray_queue.grpc.auth import (
     parse_tokens,
 )
 from ray_queue.grpc.client import QueueClient
-from ray_queue.grpc.status import (
-    AuthenticationError,
-    PermissionDeniedError,
-    RateLimitedError,
-)
+from ray_queue.grpc.status import RateLimitedError
 from tests.grpc.conftest import (
     ADMIN_TOKEN,
     AUTOSCALER_TOKEN,
@@ -44,9 +41,9 @@ pytestmark = pytest.mark.timeout(60)
 def test_unauthenticated(harness: Harness, token: str | None) -> None:
     client = harness.client(token=token)
     for call in (client.workloads, client.cluster_queues, client.config_yaml):
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(UnauthenticatedError):
             call()
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(UnauthenticatedError):
         next(client.watch_demand(timeout_s=5))
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ray_queue.engine.model import WorkloadState
+from ray_queue.errors import UnauthenticatedError
 from ray_queue.grpc.client import QueueClient
-from ray_queue.grpc.status import AuthenticationError
 from tests.grpc.conftest import ADMIN_TOKEN, CONFIG_YAML, request
 
 
@@ -47,7 +47,7 @@ def test_dev_server_runs_and_stops(tmp_path: Path) -> None:
         address = line.split()[-1]
         with QueueClient(address, token=ADMIN_TOKEN, timeout_s=10) as client:
             assert client.submit(request("w")).state is WorkloadState.ADMITTED
-        with QueueClient(address, timeout_s=10) as anonymous, pytest.raises(AuthenticationError):
+        with QueueClient(address, timeout_s=10) as anonymous, pytest.raises(UnauthenticatedError):
             anonymous.workloads()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

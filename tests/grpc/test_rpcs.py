@@ -302,3 +302,21 @@ def test_backend_failures_map_to_clean_statuses(harness: Harness) -> None:
         client.cohorts()
     assert "secret" not in str(info.value)
     assert client.health() == "SERVING"
+
+
+def test_a_config_with_hundreds_of_long_problems_reaches_the_client_whole(
+    harness: Harness,
+) -> None:
+    # Each Queue names a missing ClusterQueue with a long name: 200 problems quoting it.
+    queues = "".join(
+        f"---\napiVersion: ray-queue.io/v1alpha1\nkind: Queue\nmetadata: {{name: q{i}}}\n"
+        f"spec: {{clusterQueue: {'x' * 2000}{i}}}\n"
+        for i in range(200)
+    )
+    client = harness.client()
+    with pytest.raises(ConfigError) as info:
+        client.apply_config(CONFIG_YAML + queues)
+    problems = info.value.problems
+    assert len([p for p in problems if p.document.startswith("Queue/q")]) == 200
+    assert max(len(p.message) for p in problems) < 600
+    assert {q.name for q in client.cluster_queues()} == {"cq-a", "cq-b"}
