@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from ray_queue.engine import handover, lifecycle, views
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import (
+    BorrowWithinCohortPolicy,
     ClusterQueue,
     QueueConfig,
     QueueingStrategy,
+    ReclaimWithinCohort,
     StopPolicy,
 )
 from ray_queue.engine.config_change import live_workload_problems
@@ -33,7 +35,13 @@ from ray_queue.engine.errors import (
     WorkloadRejected,
 )
 from ray_queue.engine.fair_share import QueueUsage, fair_rank, recorded_charges
-from ray_queue.engine.flavor_assignment import Assignment, Mode, assign_flavors, assign_largest
+from ray_queue.engine.flavor_assignment import (
+    Assignment,
+    Mode,
+    Preemption,
+    assign_flavors,
+    assign_largest,
+)
 from ray_queue.engine.model import (
     Admission,
     CheckState,
@@ -41,9 +49,11 @@ from ray_queue.engine.model import (
     CohortStatus,
     Decision,
     DecisionKind,
+    FlavorResource,
     GangDemand,
     GroupAdmission,
     LeaseKey,
+    Milli,
     PendingPosition,
     Transition,
     Usage,
@@ -86,6 +96,8 @@ class _Entry:
     cq: ClusterQueue
     node: QuotaNode
     assignment: Assignment
+    #: When ``assignment`` is PREEMPT: the victims that make room for it, if any.
+    victims: list[Candidate] | None
 
 
 class Engine:
@@ -123,6 +135,8 @@ class Engine:
         #: gets the same by requeueing victims only once they have gone.
         self._preempted_this_call: set[WorkloadId] = set()
         self._leases = handover.Leases()
+        #: Per ClusterQueue of the config: may it preempt while borrowing?
+        self._while_borrowing: dict[str, bool] = {}
 
     # -- events ---------------------------------------------------------------------
 
@@ -140,6 +154,7 @@ class Engine:
             raise ConfigError(problems)
         self._config = config
         self._tree = QuotaTree(config)
+        self._while_borrowing = {}
         self._pending = {name: ClusterQueuePending() for name in config.cluster_queues}
         self._holders = Holders(config.cluster_queues)
         live = sorted(self._live.values(), key=lambda r: (r.admitted_seq, r.spec.id))
@@ -415,17 +430,18 @@ class Engine:
         heads.sort(key=self._entry_order)
         next_round: set[str] = set()
         touched_roots: set[QuotaNode] = set()
+        #: Roots where a preemption freed quota this round (not only took more).
+        freed_roots: set[QuotaNode] = set()
         for entry in heads:
             root = entry.node.tree_root
-            if root in touched_roots:
-                entry.assignment = self._assign(entry.record, entry.cq, entry.node)
-            preempts = entry.record.spec.id not in self._preempted_this_call
-            if entry.assignment.mode is Mode.PREEMPT and preempts:
-                victims = self._find_victims(entry)
-                if victims:
-                    for victim in victims:
-                        decisions.append(self._preempt(victim, entry.record))
-                    entry.assignment = self._assign(entry.record, entry.cq, entry.node)
+            if root in touched_roots and self._may_have_changed(entry, root in freed_roots):
+                entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
+            if entry.assignment.mode is Mode.PREEMPT and entry.victims:
+                for victim in entry.victims:
+                    decisions.append(self._preempt(victim, entry.record))
+                entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
+                touched_roots.add(root)
+                freed_roots.add(root)
             if entry.assignment.mode is Mode.FIT:
                 decisions.append(self._reserve(entry))
                 touched_roots.add(root)
@@ -433,6 +449,18 @@ class Engine:
                 self._set_aside(entry)
             next_round.add(entry.cq.name)
         return next_round
+
+    @staticmethod
+    def _may_have_changed(entry: _Entry, freed: bool) -> bool:
+        """Whether a head's plan must be made again after its tree changed this round.
+        A head that fits nowhere stays so while the tree only took more quota: ``NO_FIT``
+        depends on limits and on how much is free, never on who holds it (partial
+        admission aside, whose smaller counts may preempt)."""
+        return (
+            freed
+            or entry.assignment.mode is not Mode.NO_FIT
+            or entry.record.spec.min_count is not None
+        )
 
     def _head(self, cq_name: str) -> _Entry | None:
         cq = self._config.cluster_queues[cq_name]
@@ -445,29 +473,136 @@ class Engine:
             return None
         record = self._records[workload]
         node = self._tree.cluster_queues[cq_name]
-        return _Entry(record, cq, node, self._assign(record, cq, node))
+        return _Entry(record, cq, node, *self._plan(record, cq, node))
 
-    def _assign(self, record: Record, cq: ClusterQueue, node: QuotaNode) -> Assignment:
-        return assign_largest(record.spec, cq, node, self._tree)
+    def _plan(
+        self, record: Record, cq: ClusterQueue, node: QuotaNode
+    ) -> tuple[Assignment, list[Candidate] | None]:
+        """The head's flavor assignment and, when it must preempt, its victims (Kueue's
+        ``getInitialAssignments``): the full count if it fits or preemption makes room
+        for it; else, with partial admission, the largest count that does."""
+        may_preempt = record.spec.id not in self._preempted_this_call
+        #: The oracle's victims per (flavor-resource, amount): for a workload that asks
+        #: for one flavor-resource they are the whole workload's, so not searched twice.
+        simulated: dict[tuple[FlavorResource, Milli], list[Candidate] | None] = {}
+
+        def oracle(fr: FlavorResource, amount: Milli) -> tuple[Preemption, int]:
+            if not may_preempt:
+                # Preempted earlier in this call: it may not preempt (no cycles).
+                level, _ = self._tree.borrowing_level(node, fr, amount)
+                return Preemption.NO_CANDIDATES, level
+            victims = self._victims_for(record, cq, node, {fr: amount}, frozenset((fr,)))
+            simulated[(fr, amount)] = victims
+            return self._preemption_mode(cq, node, fr, amount, victims)
+
+        def victims_of(assignment: Assignment) -> list[Candidate] | None:
+            if assignment.mode is not Mode.PREEMPT or assignment.no_candidates:
+                return None
+            if not may_preempt:
+                return None
+            if len(assignment.usage) == 1:
+                ((fr, amount),) = assignment.usage.items()
+                if (fr, amount) in simulated:
+                    return simulated[(fr, amount)]
+            return self._find_victims(record, cq, node, assignment)
+
+        while_borrowing = self._preempts_while_borrowing(cq)
+        if record.spec.min_count is None:
+            assignment = assign_flavors(
+                record.spec,
+                cq,
+                node,
+                self._tree,
+                oracle=oracle,
+                preempt_while_borrowing=while_borrowing,
+            )
+            return assignment, victims_of(assignment)
+        found: dict[int, list[Candidate]] = {}
+
+        def usable(assignment: Assignment) -> bool:
+            if assignment.mode is Mode.FIT:
+                return True
+            victims = victims_of(assignment)
+            if victims:
+                found[id(assignment)] = victims
+            return bool(victims)
+
+        assignment = assign_largest(
+            record.spec,
+            cq,
+            node,
+            self._tree,
+            oracle=oracle,
+            preempt_while_borrowing=while_borrowing,
+            usable=usable,
+        )
+        if assignment.mode is Mode.PREEMPT and id(assignment) not in found:
+            usable(assignment)
+        return assignment, found.get(id(assignment))
+
+    def _preempts_while_borrowing(self, cq: ClusterQueue) -> bool:
+        """Kueue's ``canPreemptWhileBorrowing`` (cached: asked for every head)."""
+        cached = self._while_borrowing.get(cq.name)
+        if cached is None:
+            preemption = cq.preemption
+            cached = preemption.borrow_within_cohort.policy is not BorrowWithinCohortPolicy.NEVER
+            cached = cached or (
+                self._config.settings.fair_sharing.enable
+                and preemption.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
+            )
+            self._while_borrowing[cq.name] = cached
+        return cached
+
+    def _victims_for(
+        self,
+        record: Record,
+        cq: ClusterQueue,
+        node: QuotaNode,
+        usage: dict[FlavorResource, Milli],
+        needs: frozenset[FlavorResource],
+    ) -> list[Candidate] | None:
+        preemptor = Preemptor(
+            priority=record.priority,
+            created_at=record.spec.created_at,
+            cq=cq,
+            node=node,
+            usage=usage,
+            needs=needs,
+        )
+        return find_victims(
+            preemptor, self._holders, self._tree, self._config.settings.fair_sharing
+        )
+
+    def _preemption_mode(
+        self,
+        cq: ClusterQueue,
+        node: QuotaNode,
+        fr: FlavorResource,
+        amount: Milli,
+        victims: list[Candidate] | None,
+    ) -> tuple[Preemption, int]:
+        """Kueue's preemption oracle's answer for ``amount`` of ``fr`` alone, given the
+        victims the search found for it: none (NO_CANDIDATES), some in its own queue
+        (PREEMPT) or only in others (RECLAIM), and the borrowing level once they are gone."""
+        if not victims:
+            level, _ = self._tree.borrowing_level(node, fr, amount)
+            return Preemption.NO_CANDIDATES, level
+        own = any(v.cluster_queue == cq.name for v in victims)
+        removed = [(self._tree.cluster_queues[v.cluster_queue], v.usage) for v in victims]
+        level = self._tree.borrowing_level_after(node, fr, amount, removed)
+        return (Preemption.PREEMPT if own else Preemption.RECLAIM), level
 
     def _entry_order(self, entry: _Entry) -> tuple[object, ...]:
         spec = entry.record.spec
         tail = (-entry.record.priority, spec.created_at, spec.id)
         if self._config.settings.fair_sharing.enable:
             return (*fair_rank(entry.node, entry.assignment.usage), *tail)
-        return (entry.assignment.borrows, *tail)
+        return (entry.assignment.borrow_level, *tail)
 
-    def _find_victims(self, entry: _Entry) -> list[Candidate] | None:
-        preemptor = Preemptor(
-            priority=entry.record.priority,
-            created_at=entry.record.spec.created_at,
-            cq=entry.cq,
-            node=entry.node,
-            usage=entry.assignment.usage,
-            needs=entry.assignment.needs_preemption,
-        )
-        fair_sharing = self._config.settings.fair_sharing
-        return find_victims(preemptor, self._holders, self._tree, fair_sharing)
+    def _find_victims(
+        self, record: Record, cq: ClusterQueue, node: QuotaNode, assignment: Assignment
+    ) -> list[Candidate] | None:
+        return self._victims_for(record, cq, node, assignment.usage, assignment.needs_preemption)
 
     def _reserve(self, entry: _Entry) -> Decision:
         record, cq, assignment = entry.record, entry.cq, entry.assignment

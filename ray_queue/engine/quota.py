@@ -22,6 +22,7 @@ class QuotaNode:
     """One ClusterQueue or cohort. Mutable: the engine keeps exactly one tree."""
 
     __slots__ = (
+        "_guaranteed",
         "borrowing_limit",
         "children",
         "is_cluster_queue",
@@ -56,6 +57,8 @@ class QuotaNode:
             fr: q.lending_limit for fr, q in quotas.items() if q.lending_limit is not None
         }
         self.subtree_quota: dict[FlavorResource, Milli] = dict(self.nominal)
+        #: ``guaranteed`` per flavor-resource, fixed once the subtree quotas are known.
+        self._guaranteed: dict[FlavorResource, Milli] = {}
         self.usage: dict[FlavorResource, Milli] = {}
         #: The root of this node's tree; set once the tree is linked.
         self.tree_root: QuotaNode = self
@@ -66,10 +69,14 @@ class QuotaNode:
 
     def guaranteed(self, fr: FlavorResource) -> Milli:
         """Quota this node keeps for itself: everything it may not lend."""
-        limit = self.lending_limit.get(fr)
-        if limit is None:
-            return 0
-        return max(0, self.subtree_quota.get(fr, 0) - limit)
+        return self._guaranteed.get(fr, 0)
+
+    def fix_guaranteed(self) -> None:
+        """Compute ``guaranteed`` once ``subtree_quota`` is final (the tree is built)."""
+        self._guaranteed = {
+            fr: max(0, self.subtree_quota.get(fr, 0) - limit)
+            for fr, limit in self.lending_limit.items()
+        }
 
     def ancestors(self) -> Iterator[QuotaNode]:
         node = self.parent
@@ -109,7 +116,10 @@ class QuotaTree:
                 self._link(self.cluster_queues[cq.name], self._cohort(cq.cohort))
         #: Every ClusterQueue sharing a root, by root node: the scope of borrowing.
         self._members: dict[QuotaNode, list[QuotaNode]] = {}
+        #: Each cohort's height: 1 above ClusterQueues only, one more per cohort level.
+        self._height: dict[QuotaNode, int] = {}
         for root in self.roots():
+            _compute_heights(root, self._height)
             _compute_subtree_quota(root)
             self._members[root] = list(_leaves(root))
             for member in self._members[root]:
@@ -193,6 +203,76 @@ class QuotaTree:
                 return False
         return True
 
+    def borrowing_level(
+        self, node: QuotaNode, fr: FlavorResource, amount: Milli
+    ) -> tuple[int, bool]:
+        """How far up the tree ``amount`` of ``fr`` (on top of ``node``'s usage) would
+        come from, and whether that is below the root (Kueue's
+        ``FindHeightOfLowestSubtreeThatFits``): 0 within ``node``'s nominal quota, else
+        the height of the lowest cohort whose subtree quota still holds what ``node``'s
+        own quota does not. The height (not the depth) is what makes workloads that
+        borrow less far up the tree go first, however deep their ClusterQueues sit."""
+        if node.parent is None or node.usage.get(fr, 0) + amount <= node.nominal.get(fr, 0):
+            return 0, node.parent is not None
+        remaining = amount - max(0, node.guaranteed(fr) - node.usage.get(fr, 0))
+        for cohort in node.ancestors():
+            if cohort.usage.get(fr, 0) + remaining <= cohort.subtree_quota.get(fr, 0):
+                return self._height[cohort], cohort.parent is not None
+            remaining -= max(0, cohort.guaranteed(fr) - cohort.usage.get(fr, 0))
+        return self._height[node.tree_root], False
+
+    def borrowing_level_after(
+        self,
+        node: QuotaNode,
+        fr: FlavorResource,
+        amount: Milli,
+        removed: list[tuple[QuotaNode, Mapping[FlavorResource, Milli]]],
+    ) -> int:
+        """``borrowing_level`` once the ``removed`` (ClusterQueue, usage) pairs are gone.
+
+        Without lending limits on ``fr`` along the way, removed usage leaves every
+        ancestor too, so the usage each node would have is a sum; with them (usage kept
+        in a node's guaranteed quota stays there) it is a what-if on the tree itself.
+        """
+        freed: dict[QuotaNode, Milli] = {}
+        for cq_node, usage in removed:
+            amount_freed = usage.get(fr, 0)
+            if not amount_freed:
+                continue
+            current: QuotaNode | None = cq_node
+            while current is not None:
+                if fr in current.lending_limit:
+                    return self._borrowing_level_what_if(node, fr, amount, removed)
+                freed[current] = freed.get(current, 0) + amount_freed
+                current = current.parent
+        if not freed:
+            return self.borrowing_level(node, fr, amount)[0]
+        usage_now = node.usage.get(fr, 0) - freed.get(node, 0)
+        if node.parent is None or usage_now + amount <= node.nominal.get(fr, 0):
+            return 0
+        remaining = amount - max(0, node.guaranteed(fr) - usage_now)
+        for cohort in node.ancestors():
+            used = cohort.usage.get(fr, 0) - freed.get(cohort, 0)
+            if used + remaining <= cohort.subtree_quota.get(fr, 0):
+                return self._height[cohort]
+            remaining -= max(0, cohort.guaranteed(fr) - used)
+        return self._height[node.tree_root]
+
+    def _borrowing_level_what_if(
+        self,
+        node: QuotaNode,
+        fr: FlavorResource,
+        amount: Milli,
+        removed: list[tuple[QuotaNode, Mapping[FlavorResource, Milli]]],
+    ) -> int:
+        for cq_node, usage in removed:
+            self.remove_usage(cq_node, usage)
+        try:
+            return self.borrowing_level(node, fr, amount)[0]
+        finally:
+            for cq_node, usage in removed:
+                self.add_usage(cq_node, usage)
+
     def is_borrowing(self, node: QuotaNode, frs: Iterator[FlavorResource] | None = None) -> bool:
         keys = node.usage.keys() if frs is None else frs
         return any(node.usage.get(fr, 0) > node.subtree_quota.get(fr, 0) for fr in keys)
@@ -206,12 +286,24 @@ def _leaves(node: QuotaNode) -> Iterator[QuotaNode]:
         yield from _leaves(child)
 
 
+def _compute_heights(node: QuotaNode, heights: dict[QuotaNode, int]) -> int:
+    if node.is_cluster_queue:
+        return 0
+    height = min(len(node.children), 1)
+    for child in node.children:
+        if not child.is_cluster_queue:
+            height = max(height, _compute_heights(child, heights) + 1)
+    heights[node] = height
+    return height
+
+
 def _compute_subtree_quota(node: QuotaNode) -> None:
     for child in node.children:
         _compute_subtree_quota(child)
         for fr, quota in child.subtree_quota.items():
             lendable = quota - child.guaranteed(fr)
             node.subtree_quota[fr] = node.subtree_quota.get(fr, 0) + lendable
+    node.fix_guaranteed()
 
 
 def _add(node: QuotaNode, fr: FlavorResource, amount: Milli) -> None:

@@ -136,12 +136,16 @@ def preempt_fungibility(when_can_preempt: WhenCanPreempt) -> QueueConfig:
             id="try-next-flavor",
         ),
         # Preempt stops at f1 and evicts the low-priority workload there. Requeued, low
-        # itself then stops at f1 too (Preempt mode there, and nobody it may preempt),
-        # so it waits even though f2 is empty: that is what whenCanPreempt=Preempt means.
+        # finds nobody it may preempt on f1, and a flavor without possible victims never
+        # stops the search (Kueue's noPreemptionCandidates): it is admitted on f2.
         pytest.param(
             WhenCanPreempt.PREEMPT,
             "f1",
-            [(DecisionKind.PREEMPT, "low"), (DecisionKind.ADMIT, "high")],
+            [
+                (DecisionKind.PREEMPT, "low"),
+                (DecisionKind.ADMIT, "high"),
+                (DecisionKind.ADMIT, "low"),
+            ],
             id="preempt-first-flavor",
         ),
     ],
@@ -160,8 +164,7 @@ def test_when_can_preempt(
     assert [(d.kind, d.workload) for d in decisions] == expected
     assert flavor_of(engine, "high", "CPU") == flavor_name
     if policy is WhenCanPreempt.PREEMPT:
-        assert state(engine, "low") is S.PENDING
-        assert engine.workload(WorkloadId("low")).requeue_at is None
+        assert flavor_of(engine, "low", "CPU") == "f2"
     else:
         assert flavor_of(engine, "low", "CPU") == "f1"
 

@@ -273,14 +273,27 @@ def test_a_queue_that_would_borrow_cannot_reclaim() -> None:
     assert admitted(engine) == {"a0", "b1"}
 
 
-def test_own_queue_victims_let_the_preemptor_borrow() -> None:
-    # a: 2, b: 4. a-low borrowed 2 of b's; a-high may replace it, borrowing the same.
-    engine, _ = new_engine(
-        config(cq("a", 2, "c").preemption(within=W.LOWER_PRIORITY), cq("b", 4, "c")).build()
+@pytest.mark.parametrize(
+    "borrow_within", [BorrowWithinCohortPolicy.NEVER, BorrowWithinCohortPolicy.LOWER_PRIORITY]
+)
+def test_own_queue_victims_let_the_preemptor_borrow_only_with_borrow_within_cohort(
+    borrow_within: BorrowWithinCohortPolicy,
+) -> None:
+    # a: 2, b: 4. a-low borrowed 2 of b's. a-high (4) is larger than a's nominal quota and
+    # the cohort is full, so as in Kueue (fitsResourceQuota) it may preempt only when
+    # borrowWithinCohort allows preempting while borrowing; then it replaces a-low,
+    # borrowing the same.
+    a = cq("a", 2, "c").preemption(
+        within=W.LOWER_PRIORITY, reclaim=R.LOWER_PRIORITY, borrow_within=borrow_within
     )
+    engine, _ = new_engine(config(a, cq("b", 4, "c")).build())
     run(engine, "a-low", "a", 4, "low", 0)
     run(engine, "b1", "b", 2, "low", 1)
-    assert run(engine, "a-high", "a", 4, "high", 2) == [(PREEMPT, "a-low"), (ADMIT, "a-high")]
+    decisions = run(engine, "a-high", "a", 4, "high", 2)
+    if borrow_within is BorrowWithinCohortPolicy.NEVER:
+        assert decisions == []
+    else:
+        assert decisions == [(PREEMPT, "a-low"), (ADMIT, "a-high")]
     assert used(engine, "a", "default", "CPU") == 4
 
 
