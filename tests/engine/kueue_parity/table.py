@@ -6,11 +6,12 @@ check (``test_parity_table.py`` fails when the docs and the cases disagree).
 
 from __future__ import annotations
 
-from tests.engine.kueue_parity import test_preemption_table
+from tests.engine.kueue_parity import test_preemption_table, test_schedule_table
 
 #: Each ported Kueue table: (Kueue file and test, its module here).
 TABLES = (
     ("`pkg/scheduler/preemption/preemption_test.go` `TestPreemption`", test_preemption_table),
+    ("`pkg/scheduler/scheduler_test.go` `TestSchedule`", test_schedule_table),
 )
 COLUMNS = ("ported", "passing", "departures", "differs", "out_of_scope", "unreachable")
 
