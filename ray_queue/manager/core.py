@@ -374,11 +374,20 @@ class ManagerCore:
         if placed and self._on_events is not None:
             self._on_events()
 
-    def job_states(self, states: Mapping[str, str]) -> None:
-        """Ray's view of the jobs it runs for us (submission id → JobStatus name)."""
+    def job_states(
+        self, states: Mapping[str, str], failures: Mapping[str, str] | None = None
+    ) -> None:
+        """Ray's view of the jobs it runs for us (submission id → JobStatus name), and the
+        submissions that failed since last time (submission id → error)."""
         touched: set[WorkloadId] = set()
         for workload, submission_id in list(self._jobs.items()):
+            error = (failures or {}).get(submission_id)
+            if error is not None:
+                touched |= self._job_submission_failed(workload, error)
+                continue
             state = states.get(submission_id)
+            if state is not None:
+                self._job_retries.pop(workload, None)
             if state is None and workload in self._job_retries:
                 touched |= self._retry_job(workload, submission_id)
             elif state == "RUNNING":
@@ -426,17 +435,20 @@ class ManagerCore:
         return self._known(workload) and self._engine.workload(workload).spec.kind in _PG_KINDS
 
     def _retry_job(self, workload: WorkloadId, submission_id: str) -> set[WorkloadId]:
-        attempts = self._job_retries.pop(workload)
-        status = self._engine.workload(workload)
+        """Submit again a job Ray does not list yet, until it does (``job_states``)."""
         try:
-            self._submit_job(status, JobRun(workload, submission_id))
+            self._submit_job(self._engine.workload(workload), JobRun(workload, submission_id))
         except Exception as e:
-            if attempts < _JOB_SUBMIT_ATTEMPTS:
-                self._job_retries[workload] = attempts + 1
-                return set()
-            message = f"Ray refused the job {attempts + 1} times: {e}"
-            return self._finish(workload, failed=True, message=message)
+            return self._job_submission_failed(workload, str(e))
         return set()
+
+    def _job_submission_failed(self, workload: WorkloadId, error: str) -> set[WorkloadId]:
+        attempts = self._job_retries.get(workload, 0) + 1
+        if attempts <= _JOB_SUBMIT_ATTEMPTS:
+            self._job_retries[workload] = attempts
+            return set()
+        message = f"Ray refused the job {attempts} times: {error}"
+        return self._finish(workload, failed=True, message=message)
 
     def apply_config(self, config: QueueConfig) -> list[Decision]:
         """Switch config live (raises ``ConfigError`` and changes nothing if refused)."""

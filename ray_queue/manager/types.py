@@ -219,3 +219,8 @@ class RayActions(Protocol):
     def jobs(self) -> Mapping[str, str]:
         """Status (Ray's JobStatus name) of every job this manager submitted, by submission id."""
         ...
+
+    def job_submission_failures(self) -> Mapping[str, str]:
+        """Submissions that failed since the last call (submission id → error), for an
+        adapter that submits in the background (``submit_job`` then returns at once)."""
+        ...

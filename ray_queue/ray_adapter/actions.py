@@ -23,6 +23,7 @@ from ray.util.placement_group import (
 
 from ray_queue.engine.model import PlacementStrategy, WorkloadId
 from ray_queue.manager.types import JobRun
+from ray_queue.ray_adapter.job_desk import JobDesk
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class RayAdapter:
 
     def __init__(self, *, dashboard_url: str | None = None) -> None:
         self._dashboard_url = dashboard_url
-        self._job_client: Any = None
+        self._job_desk: JobDesk | None = None
         self._handles: dict[WorkloadId, PlacementGroup] = {}
 
     # -- placement groups ---------------------------------------------------------------
@@ -113,63 +114,60 @@ class RayAdapter:
     def handle(self, workload: WorkloadId) -> PlacementGroup | None:
         return self._handles.get(workload)
 
-    # -- jobs -------------------------------------------------------------------------------
+    # -- jobs (through ``JobDesk``: never on the manager's loop) ----------------------------
 
-    def _jobs_client(self) -> Any:
-        if self._job_client is None:
-            from ray.job_submission import JobSubmissionClient
+    def _desk(self) -> JobDesk | None:
+        if self._job_desk is None:
+            if self._dashboard_url is None:
+                node = ray._private.worker._global_node
+                if node is None or not node.webui_url:
+                    return None  # no dashboard, no job server
+            self._job_desk = JobDesk(self._connect_jobs)
+        return self._job_desk
 
-            url = self._dashboard_url or _published_dashboard_address()
-            if not url:
-                raise RuntimeError("the Ray dashboard (job server) is not running")
-            if not url.startswith("http"):
-                url = f"http://{url}"
-            self._job_client = JobSubmissionClient(url)
-        return self._job_client
+    def _connect_jobs(self) -> Any:
+        from ray.job_submission import JobSubmissionClient
+
+        url = self._dashboard_url or _published_dashboard_address()
+        if not url:
+            raise RuntimeError("the Ray dashboard (job server) is not running")
+        if not url.startswith("http"):
+            url = f"http://{url}"
+        return JobSubmissionClient(url)
 
     def submit_job(
         self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]
     ) -> None:
-        client = self._jobs_client()
-        try:
-            client.submit_job(
-                entrypoint=payload["entrypoint"],
-                submission_id=run.submission_id,
-                runtime_env=payload.get("runtime_env"),
-                metadata={**(payload.get("metadata") or {}), "ray_queue_workload": run.workload},
-                entrypoint_num_cpus=payload.get("entrypoint_num_cpus"),
-                entrypoint_num_gpus=payload.get("entrypoint_num_gpus"),
-                entrypoint_memory=payload.get("entrypoint_memory"),
-                entrypoint_resources=payload.get("entrypoint_resources") or None,
-                entrypoint_label_selector=dict(label_selector) or None,
-            )
-        except RuntimeError as e:
-            if "already exists" not in str(e):
-                raise
-        logger.info("submitted Ray job %s for %s", run.submission_id, run.workload)
+        desk = self._desk()
+        if desk is None:
+            raise RuntimeError("the Ray dashboard (job server) is not running")
+        desk.submit(
+            run.submission_id,
+            {
+                "entrypoint": payload["entrypoint"],
+                "runtime_env": payload.get("runtime_env"),
+                "metadata": {**(payload.get("metadata") or {}), "ray_queue_workload": run.workload},
+                "entrypoint_num_cpus": payload.get("entrypoint_num_cpus"),
+                "entrypoint_num_gpus": payload.get("entrypoint_num_gpus"),
+                "entrypoint_memory": payload.get("entrypoint_memory"),
+                "entrypoint_resources": payload.get("entrypoint_resources") or None,
+                "entrypoint_label_selector": dict(label_selector) or None,
+            },
+        )
 
     def stop_job(self, submission_id: str) -> None:
-        try:
-            self._jobs_client().stop_job(submission_id)
-        except Exception as e:  # not found or already finished
-            logger.info("stopping job %s: %s", submission_id, e)
+        desk = self._desk()
+        if desk is not None:
+            desk.stop(submission_id)
 
     def jobs(self) -> Mapping[str, str]:
-        if self._job_client is None and self._dashboard_url is None:
-            node = ray._private.worker._global_node
-            if node is None or not node.webui_url:
-                return {}
-        out = {}
-        try:
-            listed = self._jobs_client().list_jobs()
-        except Exception as e:  # the job server may be starting or absent
-            logger.warning("listing Ray jobs failed: %s", e)
+        desk = self._desk()
+        if desk is None:
             return {}
-        for job in listed:
-            sid = job.submission_id
-            if sid and sid.startswith(JOB_PREFIX):
-                out[sid] = str(job.status.value if hasattr(job.status, "value") else job.status)
-        return out
+        return {sid: s for sid, s in desk.listing().items() if sid.startswith(JOB_PREFIX)}
+
+    def job_submission_failures(self) -> Mapping[str, str]:
+        return self._job_desk.failures() if self._job_desk is not None else {}
 
 
 def _published_dashboard_address() -> str | None:

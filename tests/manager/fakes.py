@@ -71,3 +71,6 @@ class RecordingActions:
 
     def jobs(self) -> Mapping[str, str]:
         return dict(self.job_state)
+
+    def job_submission_failures(self) -> Mapping[str, str]:
+        return {}

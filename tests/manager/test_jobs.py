@@ -1,0 +1,143 @@
+"""The manager's side of Ray jobs: the ticket in a job's env, background submission
+failures counted and retried, and the job server kept off the manager's loop."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from ray_queue.engine.clock import ManualClock
+from ray_queue.engine.engine import Engine
+from ray_queue.engine.model import WorkloadId, WorkloadKind, WorkloadState
+from ray_queue.manager.core import ManagerCore
+from ray_queue.ray_adapter.job_desk import JobDesk
+from ray_queue.store.base import MemoryStore
+from tests.manager.configs import teams_config
+from tests.manager.fakes import RecordingActions
+from tests.manager.test_core import req
+from tests.ray.harness import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+PAYLOAD = {"entrypoint": "python train.py", "runtime_env": {"env_vars": {"MINE": "1"}}}
+
+
+def _core(actions: RecordingActions) -> ManagerCore:
+    return ManagerCore(
+        Engine(teams_config(cpu=4, gpu=2), ManualClock()),
+        MemoryStore(),
+        actions,
+        ManualClock(),
+        job_env=lambda submission_id: {"RAY_QUEUE_JOB_TICKET": f"ticket-of-{submission_id}"},
+    )
+
+
+def _submit_job(core: ManagerCore, wid: str = "j1") -> str:
+    core.submit_many([req(wid, cpu=1, gpu=0, kind=WorkloadKind.JOB, payload=PAYLOAD)])
+    assert core.workload(WorkloadId(wid)).state is WorkloadState.ADMITTED
+    return f"rq-{wid}-1"
+
+
+def test_a_job_gets_its_ticket_beside_its_own_env_and_its_queue_while_live() -> None:
+    actions = RecordingActions()
+    core = _core(actions)
+    sid = _submit_job(core)
+    env = actions.job_payloads[sid]["runtime_env"]["env_vars"]
+    assert env == {"MINE": "1", "RAY_QUEUE_JOB_TICKET": f"ticket-of-{sid}"}
+    assert core.live_job_queue(sid) == "team-a"
+    assert core.live_job_queue("rq-j1-2") is None and core.live_job_queue("nonsense") is None
+    core.job_states({sid: "SUCCEEDED"})
+    assert core.live_job_queue(sid) is None
+
+
+def test_background_submission_failures_are_retried_then_fail_the_job() -> None:
+    actions = RecordingActions()
+    core = _core(actions)
+    sid = _submit_job(core)
+    del actions.job_state[sid]  # as if the background submission never got through
+    core.job_states({}, {sid: "No available agent to submit job"})
+    core.job_states({})  # not listed, one failure so far: submitted again
+    assert actions.calls.count(("submit_job", sid)) == 2
+    assert core.workload(WorkloadId("j1")).state is WorkloadState.ADMITTED
+    for _ in range(40):
+        core.job_states({}, {sid: "No available agent to submit job"})
+    status = core.workload(WorkloadId("j1"))
+    assert status.state is WorkloadState.FAILED
+    assert "Ray refused the job" in status.message and "No available agent" in status.message
+
+
+def test_a_listed_job_is_not_submitted_again() -> None:
+    actions = RecordingActions()
+    core = _core(actions)
+    sid = _submit_job(core)
+    core.job_states({}, {sid: "timed out"})
+    core.job_states({sid: "PENDING"})
+    core.job_states({})
+    assert actions.calls.count(("submit_job", sid)) == 1
+
+
+@pytest.fixture
+def black_hole() -> Iterator[tuple[str, threading.Event]]:
+    """A real TCP server that accepts connections and never answers: Ray's job server
+    when its agent hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    connected = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", connected
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_hung_job_server_does_not_hold_up_the_caller(
+    black_hole: tuple[str, threading.Event],
+) -> None:
+    url, connected = black_hole
+
+    def connect() -> object:
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(url)
+
+    desk = JobDesk(connect)
+    desk.submit("rq-j1-1", {"entrypoint": "true"})
+    desk.stop("rq-j0-1")
+    # Both returned although the server has not answered (and never will).
+    assert connected.wait(30)
+    assert desk.failures() == {}
+
+
+def test_the_desk_reports_failed_submissions_once() -> None:
+    class Refusing:
+        """A fake job server that refuses every submission, as Ray's does while its job
+        agent is down ("No available agent")."""
+
+        def submit_job(self, **_: object) -> None:
+            raise RuntimeError("No available agent to submit job, please try again later.")
+
+        def list_jobs(self) -> list[object]:
+            return []
+
+    desk = JobDesk(Refusing)
+    desk.submit("rq-j1-1", {"entrypoint": "true"})
+    assert desk.listing() == {}  # the first listing runs in the caller, after the submit
+    seen: dict[str, str] = {}
+    wait_for(lambda: seen.update(desk.failures()) or seen, 30)
+    assert "No available agent" in seen["rq-j1-1"]
+    assert desk.failures() == {}
