@@ -47,6 +47,7 @@ def init(
     *,
     state_dir: str | None = None,
     token: str | None = None,
+    capture: bool = False,
 ) -> None:
     """Connect to Ray, find (or start) the queue manager, apply ``config`` if given, and
     set this driver's default queue and priority class.
@@ -56,9 +57,18 @@ def init(
     the manager has tokens configured (else ``$RAY_QUEUE_TOKEN``,
     ``$RAY_QUEUE_TOKEN_FILE``, or the ticket of a job the manager submitted); a tenant's
     token lets it use only its own Queues, and applying ``config`` needs admin.
+
+    ``capture``: route this process's later ``ray.util.placement_group`` calls (Ray
+    Tune's and Train's included) through the queue, into ``queue`` at ``priority``; if
+    this call starts Ray, the job's Ray workers are captured too (docs/capture.md).
     """
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=True)
+        options: dict[str, Any] = {}
+        if capture:
+            import ray_queue.capture
+
+            options["runtime_env"] = ray_queue.capture.job_runtime_env(queue, priority)
+        ray.init(address=address, log_to_driver=True, **options)
     parsed = load_config(config) if config is not None else None
     actor = find_manager()
     if actor is None:
@@ -72,6 +82,10 @@ def init(
     known: Catalog = _rt.call_manager(manager.catalog.remote())
     _rt.require_names(known, queue, priority)
     _rt.install(lambda: ClientRuntime(manager, queue=queue, priority=priority))
+    if capture:
+        import ray_queue.capture
+
+        ray_queue.capture.enable(queue, priority)
 
 
 def shutdown() -> None:
