@@ -434,7 +434,7 @@ class Engine:
         freed_roots: set[QuotaNode] = set()
         for entry in heads:
             root = entry.node.tree_root
-            if root in touched_roots and self._may_have_changed(entry, root in freed_roots):
+            if root in touched_roots and self._plan_is_stale(entry, root in freed_roots):
                 entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.PREEMPT and entry.victims:
                 for victim in entry.victims:
@@ -450,17 +450,34 @@ class Engine:
             next_round.add(entry.cq.name)
         return next_round
 
-    @staticmethod
-    def _may_have_changed(entry: _Entry, freed: bool) -> bool:
-        """Whether a head's plan must be made again after its tree changed this round.
-        A head that fits nowhere stays so while the tree only took more quota: ``NO_FIT``
+    def _plan_is_stale(self, entry: _Entry, freed: bool) -> bool:
+        """Whether a head's plan must be made again now that its tree changed this round
+        (``freed``: a preemption gave quota back, not only admissions took more).
+
+        A head that fits nowhere stays so while the tree only takes more: ``NO_FIT``
         depends on limits and on how much is free, never on who holds it (partial
-        admission aside, whose smaller counts may preempt)."""
-        return (
-            freed
-            or entry.assignment.mode is not Mode.NO_FIT
-            or entry.record.spec.min_count is not None
-        )
+        admission aside, whose smaller counts may preempt). A head with victims keeps
+        them while they all still hold quota and it fits once they are gone: Kueue keeps
+        a head's targets from the start of the cycle and only checks that, rather than
+        searching again.
+        """
+        assignment = entry.assignment
+        if assignment.mode is Mode.NO_FIT:
+            return freed or entry.record.spec.min_count is not None
+        victims = entry.victims
+        if assignment.mode is not Mode.PREEMPT or not victims:
+            return True
+        if any(v.workload in self._preempted_this_call for v in victims):
+            return True
+        tree = self._tree
+        removed = [(tree.cluster_queues[v.cluster_queue], v.usage) for v in victims]
+        for node, usage in removed:
+            tree.remove_usage(node, usage)
+        try:
+            return not tree.fits(entry.node, assignment.usage)
+        finally:
+            for node, usage in removed:
+                tree.add_usage(node, usage)
 
     def _head(self, cq_name: str) -> _Entry | None:
         cq = self._config.cluster_queues[cq_name]
