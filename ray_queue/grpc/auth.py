@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import grpc
@@ -67,12 +68,28 @@ def may_call(principal: Principal, method: str) -> bool:
     return method.startswith(_AUTOSCALER_SERVICE)
 
 
+#: Calls whose cost grows with everything the queue holds: one token may run only a few
+#: at once, so its lists cannot crowd others' calls out of the server's CPU.
+_HEAVY = frozenset({_QUEUE_SERVICE + "ListWorkloads", _QUEUE_SERVICE + "ListPending"})
+
+
+class CallKind(Enum):
+    UNARY = "unary"
+    HEAVY = "heavy"  # a unary call in ``_HEAVY``; counted as unary too
+    STREAM = "stream"
+
+
+def call_kind(method: str, *, stream: bool) -> CallKind:
+    if stream:
+        return CallKind.STREAM
+    return CallKind.HEAVY if method in _HEAVY else CallKind.UNARY
+
+
 class _Bucket:
     def __init__(self, limits: Limits) -> None:
         self.tokens = float(limits.burst)
         self.stamp = time.monotonic()
-        self.in_flight = 0
-        self.streams = 0
+        self.in_flight = {kind: 0 for kind in CallKind}
 
 
 class Authenticator:
@@ -105,7 +122,7 @@ class Authenticator:
         """The authenticated caller of a running RPC (the interceptor already checked it)."""
         return self.authenticate(context.invocation_metadata())
 
-    def admit(self, principal: Principal, *, stream: bool) -> str | None:
+    def admit(self, principal: Principal, kind: CallKind) -> str | None:
         """Count one call in; returns why it is refused (→ RESOURCE_EXHAUSTED) or None."""
         limits = principal.limits
         with self._lock:
@@ -115,26 +132,27 @@ class Authenticator:
                 limits.burst, bucket.tokens + (now - bucket.stamp) * limits.rate_per_s
             )
             bucket.stamp = now
+            busy = bucket.in_flight
             if bucket.tokens < 1:
                 return f"rate limit of {limits.rate_per_s:g} requests/s exceeded; retry later"
-            if stream and bucket.streams >= limits.max_streams:
+            if kind is CallKind.STREAM and busy[kind] >= limits.max_streams:
                 return f"at most {limits.max_streams} open streams per token"
-            if not stream and bucket.in_flight >= limits.max_in_flight:
+            if kind is not CallKind.STREAM and (
+                busy[CallKind.UNARY] + busy[CallKind.HEAVY] >= limits.max_in_flight
+            ):
                 return f"at most {limits.max_in_flight} concurrent requests per token"
+            if kind is CallKind.HEAVY and busy[kind] >= limits.max_heavy_in_flight:
+                return (
+                    f"at most {limits.max_heavy_in_flight} list calls at once per token; "
+                    "wait for one to finish, or narrow it (queue, states, page_size)"
+                )
             bucket.tokens -= 1
-            if stream:
-                bucket.streams += 1
-            else:
-                bucket.in_flight += 1
+            busy[kind] += 1
             return None
 
-    def release(self, principal: Principal, *, stream: bool) -> None:
+    def release(self, principal: Principal, kind: CallKind) -> None:
         with self._lock:
-            bucket = self._buckets[principal.key]
-            if stream:
-                bucket.streams -= 1
-            else:
-                bucket.in_flight -= 1
+            self._buckets[principal.key].in_flight[kind] -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,21 +225,21 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"role {principal.role.value} ({principal.name}) may not call {method}",
             )
-        stream = bool(handler.response_streaming)
-        refused = self._auth.admit(principal, stream=stream)
+        kind = call_kind(method, stream=bool(handler.response_streaming))
+        refused = self._auth.admit(principal, kind)
         if refused is not None:
             return _refusal(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-        return self._counted(handler, principal, stream)
+        return self._counted(handler, principal, kind)
 
-    def _counted(self, handler: grpc.RpcMethodHandler, principal: Principal, stream: bool) -> Any:
+    def _counted(self, handler: grpc.RpcMethodHandler, principal: Principal, kind: CallKind) -> Any:
         auth = self._auth
 
         def release_when_done(context: grpc.ServicerContext) -> None:
             # The callback runs however the RPC ends (done, failed, cancelled mid-stream).
-            if not context.add_callback(lambda: auth.release(principal, stream=stream)):
-                auth.release(principal, stream=stream)
+            if not context.add_callback(lambda: auth.release(principal, kind)):
+                auth.release(principal, kind)
 
-        if stream:
+        if kind is CallKind.STREAM:
             inner_stream = handler.unary_stream
 
             def serve_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

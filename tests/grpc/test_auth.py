@@ -16,6 +16,7 @@ from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
 from ray_queue.grpc.auth import (
     AuthConfigError,
     Authenticator,
+    CallKind,
     Limits,
     Role,
     digest,
@@ -207,9 +208,23 @@ def test_two_tokens_of_one_name_have_limits_of_their_own() -> None:
         for t in ("team-x-secret", "team-y-secret")
     )
     assert x.name == y.name == "tenant"
-    assert [auth.admit(y, stream=False) for _ in range(2)] == [None, None]
-    assert "rate limit" in (auth.admit(y, stream=False) or "")
-    assert auth.admit(x, stream=False) is None
+    assert [auth.admit(y, CallKind.UNARY) for _ in range(2)] == [None, None]
+    assert "rate limit" in (auth.admit(y, CallKind.UNARY) or "")
+    assert auth.admit(x, CallKind.UNARY) is None
+
+
+def test_a_token_runs_only_a_few_list_calls_at_once() -> None:
+    principals = parse_tokens(
+        "tokens: [{token: team-x-secret, role: tenant, queues: [x]}]", origin="test"
+    )
+    auth = Authenticator(principals)
+    x = auth.authenticate([("authorization", "Bearer team-x-secret")])
+    limit = x.limits.max_heavy_in_flight
+    assert [auth.admit(x, CallKind.HEAVY) for _ in range(limit)] == [None] * limit
+    assert "list calls at once" in (auth.admit(x, CallKind.HEAVY) or "")
+    assert auth.admit(x, CallKind.UNARY) is None  # other calls still go through
+    auth.release(x, CallKind.HEAVY)
+    assert auth.admit(x, CallKind.HEAVY) is None
 
 
 def test_token_file_forms(tmp_path: Path) -> None:
