@@ -22,7 +22,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ray_queue.engine.model import (
-    MILLI,
     ClusterQueueStatus,
     CohortStatus,
     FlavorResource,
@@ -30,7 +29,7 @@ from ray_queue.engine.model import (
     ResourceStatus,
     WorkloadStatus,
 )
-from ray_queue.engine.quantity import format_quantity
+from ray_queue.engine.quantity import human_amount
 
 BAR_WIDTH = 12
 _STATE_STYLE = {
@@ -74,10 +73,7 @@ def dump(data: Any, fmt: str) -> str:
 
 def amount(resource: str, milli: int) -> str:
     """A milli-unit amount in Ray's units: memory in bytes with binary suffixes."""
-    if resource == "memory" or resource.endswith("memory"):
-        return str(format_quantity(milli, binary=True))
-    value = milli / MILLI
-    return f"{value:g}"
+    return human_amount(resource, milli)
 
 
 def _bar(used: int, nominal: int, borrowed: int) -> Text:

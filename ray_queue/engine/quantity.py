@@ -135,6 +135,14 @@ def format_quantity(amount: Milli, *, binary: bool = False) -> int | str:
     return units
 
 
+def human_amount(resource: str, amount: Milli) -> str:
+    """``amount`` milli-units of ``resource`` for people, in Ray's units: memory with
+    binary suffixes (``4Gi``), everything else as a plain number (``2.5``)."""
+    if resource == "memory" or resource.endswith("memory"):
+        return str(format_quantity(amount, binary=True))
+    return f"{amount / MILLI:g}"
+
+
 def parse_duration(value: object) -> float:
     """Seconds from a number (seconds) or a Go duration string (``"1h30m"``, ``"500ms"``)."""
     if isinstance(value, bool):

@@ -17,6 +17,7 @@ from ray_queue.engine.model import (
     CohortStatus,
     LeaseKey,
     PlacementStrategy,
+    ResourceStatus,
     WorkloadId,
     WorkloadKind,
     WorkloadSpec,
@@ -24,6 +25,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
     lease_key,
 )
+from ray_queue.engine.quantity import human_amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,33 @@ class ManagerStatus:
     preemptions: int
     admissions: int
     epoch: str
+
+    def __str__(self) -> str:
+        """For people (``print(ray_queue.status())``): Ray's units, one line per quota.
+        The fields keep milli-units, as JSON and gRPC do."""
+        lines = [
+            f"workloads: {', '.join(f'{k} {v}' for k, v in sorted(self.states.items())) or 'none'}"
+            f"; admissions {self.admissions}, preemptions {self.preemptions}"
+        ]
+        for cq in self.cluster_queues:
+            cohort = f" (cohort {cq.cohort})" if cq.cohort else ""
+            lines.append(
+                f"ClusterQueue {cq.name}{cohort}: {cq.pending} pending, {cq.admitted} admitted"
+            )
+            lines += [f"  {_quota_line(r)}" for r in cq.resources]
+        for cohort in self.cohorts:
+            parent = f" (in {cohort.parent})" if cohort.parent else ""
+            lines.append(f"Cohort {cohort.name}{parent}")
+            lines += [f"  {_quota_line(r)}" for r in cohort.resources]
+        return "\n".join(lines)
+
+
+def _quota_line(r: ResourceStatus) -> str:
+    def amount(milli: int) -> str:
+        return human_amount(r.resource, milli)
+
+    borrowed = f", {amount(r.borrowed)} borrowed" if r.borrowed else ""
+    return f"{r.resource} in {r.flavor}: {amount(r.usage)} of {amount(r.nominal)} used{borrowed}"
 
 
 @dataclass(frozen=True, slots=True)
