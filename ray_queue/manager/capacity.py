@@ -1,4 +1,5 @@
-"""Node shapes per flavor, for refusing at submission what no node could ever run.
+"""Node shapes per flavor, for refusing at submission what no node could ever run, and for
+saying why an admitted workload is not placed yet.
 
 Quota says whether a workload may run; nodes say whether it *can*. A bundle larger than
 every node of every flavor its ClusterQueue may use would be admitted and then sit
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ray_queue.engine.config import QueueConfig
-from ray_queue.engine.model import MILLI, WorkloadSpec
+from ray_queue.engine.model import MILLI, WorkloadSpec, WorkloadState, WorkloadStatus
 from ray_queue.manager.types import NodeShape
 
 
@@ -78,6 +79,47 @@ class Capacity:
             ):
                 return True
         return False
+
+    def why_not_placed(self, status: WorkloadStatus, config: QueueConfig) -> str | None:
+        """For an admitted workload Ray has not placed: what stands in the way, as far as
+        node shapes tell (not Ray's free room, which changes by the millisecond)."""
+        if status.state is not WorkloadState.ADMITTED or status.placed or not self._known:
+            return None
+        if status.admission is None:
+            return None
+        for group, admitted in zip(
+            status.spec.bundle_groups, status.admission.groups, strict=False
+        ):
+            for name in sorted(set(admitted.flavors.values())):
+                flavor = config.flavors.get(name)
+                if flavor is None:
+                    continue
+                scaled = (
+                    f"; waiting for the autoscaler to add nodes of worker group "
+                    f"{flavor.worker_group!r}"
+                    if flavor.worker_group
+                    else ""
+                )
+                nodes = self.nodes_of(flavor.node_labels)
+                if not nodes:
+                    labels = ", ".join(f"{k}={v}" for k, v in sorted(flavor.node_labels.items()))
+                    fix = (
+                        scaled or "; start nodes with those labels, or fix the flavor's nodeLabels"
+                    )
+                    return f"no alive node of flavor {name} (labels {labels}){fix}"
+                wanted = {r: a for r, a in group.resources.items() if a > 0}
+                if not any(
+                    all(n.resources.get(r, 0) >= a for r, a in wanted.items()) for n in nodes
+                ):
+                    return (
+                        f"a bundle {_fmt(group.resources, wanted)} is larger than every node of "
+                        f"flavor {name} now{scaled or '; it waits for a bigger node to join'}"
+                    )
+        flavors = ", ".join(sorted(status.admission.flavors()))
+        return (
+            f"Ray has not placed it yet on the nodes of flavor {flavors}: their room is taken, "
+            "by work outside the queue or being released"
+        )
 
 
 def _fmt(resources: Mapping[str, int], names: Iterable[str]) -> str:

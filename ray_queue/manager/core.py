@@ -543,15 +543,31 @@ class ManagerCore:
         )
 
     def workload(self, workload: WorkloadId) -> WorkloadStatus:
-        return self._engine.workload(workload)
+        return self._explained(self._engine.workload(workload))
 
     def workloads(
         self, *, owner: str | None = None, ids: Iterable[WorkloadId] | None = None
     ) -> list[WorkloadStatus]:
         if ids is not None:
-            return [self._engine.workload(w) for w in ids if self._known(w)]
+            return [self._explained(self._engine.workload(w)) for w in ids if self._known(w)]
         statuses = self._engine.workloads()
-        return statuses if owner is None else [s for s in statuses if s.spec.owner == owner]
+        if owner is not None:
+            statuses = [s for s in statuses if s.spec.owner == owner]
+        return [self._explained(s) for s in statuses]
+
+    def _explained(self, status: WorkloadStatus) -> WorkloadStatus:
+        """An admitted workload Ray has not placed says why, as far as the manager can
+        tell (the engine's message says only that it was admitted)."""
+        if status.state is not WorkloadState.ADMITTED or status.placed:
+            return status
+        if status.spec.kind is WorkloadKind.JOB:
+            run = self._jobs.get(status.spec.id)
+            why = f"Ray job {run} is not running yet" if run else None
+        else:
+            why = self._capacity.why_not_placed(status, self._engine.config)
+        if why is None:
+            return status
+        return dataclasses.replace(status, message=f"{status.message}; not placed: {why}")
 
     def pending(
         self, *, queue: str | None = None, cluster_queue: str | None = None

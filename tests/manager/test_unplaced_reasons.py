@@ -1,0 +1,61 @@
+"""An admitted workload Ray has not placed says why, as far as node shapes tell."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ray_queue.engine.clock import ManualClock
+from ray_queue.engine.config import ResourceFlavor
+from ray_queue.engine.engine import Engine
+from ray_queue.engine.model import WorkloadId, WorkloadState, to_milli
+from ray_queue.manager.core import ManagerCore
+from ray_queue.manager.types import NodeShape
+from ray_queue.store.base import MemoryStore
+from tests.manager.configs import A100, teams_config
+from tests.manager.fakes import RecordingActions
+from tests.manager.test_core import req
+
+
+def _core(worker_group: str | None = None) -> ManagerCore:
+    config = teams_config(cpu=8, gpu=8)
+    config = dataclasses.replace(
+        config, flavors={"a100": ResourceFlavor("a100", A100, worker_group=worker_group)}
+    )
+    return ManagerCore(
+        Engine(config, ManualClock()), MemoryStore(), RecordingActions(), ManualClock()
+    )
+
+
+def _node(gpus: float) -> NodeShape:
+    return NodeShape("n1", A100, {"GPU": to_milli(gpus), "CPU": to_milli(4)})
+
+
+def test_no_node_of_the_flavor_is_named_with_its_labels() -> None:
+    core = _core()
+    core.set_nodes([NodeShape("cpu-only", {}, {"CPU": to_milli(4)})])
+    core.submit_many([req("w1", gpu=1)])
+    status = core.workload(WorkloadId("w1"))
+    assert status.state is WorkloadState.ADMITTED and not status.placed
+    assert "not placed: no alive node of flavor a100" in status.message
+    assert "ray.io/accelerator-type=A100" in status.message
+    assert "start nodes with those labels" in status.message
+
+
+def test_a_bundle_larger_than_every_node_of_an_autoscaled_flavor_waits_for_one() -> None:
+    core = _core(worker_group="gpu-group")
+    core.set_nodes([_node(2)])
+    core.submit_many([req("w1", gpu=4)])
+    (status,) = core.workloads(ids=[WorkloadId("w1")])
+    assert "larger than every node of flavor a100" in status.message
+    assert "worker group 'gpu-group'" in status.message
+
+
+def test_a_placed_workload_says_nothing_more() -> None:
+    core = _core()
+    core.set_nodes([_node(2)])
+    core.submit_many([req("w1", gpu=1)])
+    before = core.workload(WorkloadId("w1"))
+    assert "not placed: Ray has not placed it yet" in before.message
+    core.mark_placed(WorkloadId("w1"), core.unplaced_placement_groups()[WorkloadId("w1")])
+    after = core.workload(WorkloadId("w1"))
+    assert after.placed and "not placed" not in after.message
