@@ -21,6 +21,8 @@ from typing import Any
 
 from ray_queue.cli import address as addr
 from ray_queue.cli import render
+from ray_queue.engine.config_loader import dump_yaml, parse_yaml, yaml_documents
+from ray_queue.engine.config_merge import Change, ObjectChange, diff, merge_documents
 from ray_queue.engine.errors import ConfigError, RayQueueError
 from ray_queue.engine.model import (
     BundleGroup,
@@ -98,9 +100,25 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("id")
     cancel.add_argument("--message", default="", help="recorded in its history")
 
-    apply = sub.add_parser("apply", help="apply a config (YAML documents) as a whole")
+    apply = sub.add_parser(
+        "apply",
+        help="apply config documents over the running config",
+        description=(
+            "Like kubectl apply: each object in the file (by kind and name; a Kueue LocalQueue "
+            "is a Queue) is created or replaced, and running objects the file leaves out stay, "
+            "unless --prune. The result is validated as a whole; a refused config changes "
+            "nothing. Prints what it adds (+), changes (~) and removes (-)."
+        ),
+    )
     apply.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
-    apply.add_argument("--dry-run", action="store_true", help="validate only; change nothing")
+    apply.add_argument(
+        "--dry-run", action="store_true", help="validate and show the changes; change nothing"
+    )
+    apply.add_argument(
+        "--prune",
+        action="store_true",
+        help="make the file the whole config: remove running objects it leaves out",
+    )
 
     config = sub.add_parser("config", help="the running config")
     config_sub = config.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -241,17 +259,47 @@ def cmd_apply(client: QueueClient, args: argparse.Namespace) -> int:
             text = Path(args.filename).read_text(encoding="utf-8")
         except OSError as e:
             raise UsageError(f"cannot read {args.filename}: {e.strerror or e}") from None
-    result = client.apply_config(text, validate_only=args.dry_run)
+    # Merged here, as kubectl's client-side apply does: the server takes whole configs.
+    running = parse_yaml(client.config_yaml())
+    merged = merge_documents(running, yaml_documents(text), prune=args.prune)
+    changes = diff(running, merged)
+    touched = _touched_by_removals(client, changes)
+    result = client.apply_config(dump_yaml(merged), validate_only=args.dry_run)
     if result.problems:
         raise ConfigError(list(result.problems))
+    lines = [str(c) for c in changes] or ["no changes"]
+    lines += [f"  {what}: {', '.join(ids)}" for what, ids in touched.items()]
     if args.dry_run:
-        message = f"config is valid (dry run, nothing changed): {result.summary}"
+        head = f"config is valid (dry run, nothing changed): {result.summary}"
     else:
-        message = f"config applied: {result.summary}"
+        head = f"config applied: {result.summary}"
         if result.evicted:
-            message += f"; evicted {len(result.evicted)}: {', '.join(result.evicted)}"
-    _emit(args, result, lambda: message)
+            head += f"; evicted {len(result.evicted)}: {', '.join(result.evicted)}"
+    data = {
+        "applied": result.applied,
+        "summary": result.summary,
+        "evicted": list(result.evicted),
+        "changes": [{"change": c.change.value, "kind": c.kind, "name": c.name} for c in changes],
+        "live_workloads_of_removed": touched,
+    }
+    _emit(args, data, lambda: "\n".join([head, *lines]))
     return 0
+
+
+def _touched_by_removals(client: QueueClient, changes: list[ObjectChange]) -> dict[str, list[str]]:
+    """Live workloads in the Queues and ClusterQueues a change removes, by object."""
+    out: dict[str, list[str]] = {}
+    for change in changes:
+        if change.change is not Change.REMOVED or change.kind not in ("Queue", "ClusterQueue"):
+            continue
+        if change.kind == "Queue":
+            found = client.workloads(queue=change.name)
+        else:
+            found = client.workloads(cluster_queue=change.name)
+        live = [w.spec.id for w in found if not w.state.is_terminal]
+        if live:
+            out[f"{change.kind}/{change.name} has live workloads"] = live
+    return out
 
 
 def cmd_config(client: QueueClient, args: argparse.Namespace) -> int:
@@ -271,8 +319,7 @@ def _amount(text: str) -> int:
         milli = parse_quantity(text)
     except QuantityError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an amount; give a number such as 1 or 0.5, or a quantity such as "
-            "4Gi"
+            f"{text!r} is not an amount; give a number such as 1 or 0.5, or a quantity such as 4Gi"
         ) from None
     if milli < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative; give 0 or more")

@@ -111,7 +111,7 @@ class Kind(str, Enum):
     CONFIGURATION = "Configuration"
 
 
-_KIND_BY_NAME: dict[str, Kind] = {
+KIND_BY_NAME: dict[str, Kind] = {
     "ResourceFlavor": Kind.FLAVOR,
     "ClusterQueue": Kind.CLUSTER_QUEUE,
     "Cohort": Kind.COHORT,
@@ -398,7 +398,7 @@ def parse_document(index: int, doc: object, problems: Problems) -> ParsedDocumen
             f"{', '.join(SUPPORTED_KINDS[api_version])}",
         )
         return None
-    kind = _KIND_BY_NAME[kind_name]
+    kind = KIND_BY_NAME[kind_name]
     ctx = DocumentContext(
         label=label,
         problems=problems,

@@ -113,7 +113,12 @@ def parse_yaml(text: str) -> QueueConfig:
     For text that arrives over the network, where ``load_config``'s "a one-line string
     naming an existing file is a path" rule would let a caller read server-side files.
     """
-    return parse_documents(_read_yaml_text(text, origin="YAML text", may_be_path=False))
+    return parse_documents(yaml_documents(text))
+
+
+def yaml_documents(text: str) -> list[object]:
+    """The documents of YAML text, not yet validated (``ConfigError`` if not YAML)."""
+    return _read_yaml_text(text, origin="YAML text", may_be_path=False)
 
 
 def parse_documents(docs: Sequence[object]) -> QueueConfig:
@@ -125,7 +130,7 @@ def parse_documents(docs: Sequence[object]) -> QueueConfig:
     """
     problems = Problems()
     parsed = []
-    for index, doc in enumerate(_flatten(docs), start=1):
+    for index, doc in enumerate(flatten_documents(docs), start=1):
         result = parse_document(index, doc, problems)
         if result is not None:
             parsed.append(result)
@@ -135,7 +140,8 @@ def parse_documents(docs: Sequence[object]) -> QueueConfig:
     return config
 
 
-def _flatten(docs: Sequence[object]) -> list[object]:
+def flatten_documents(docs: Sequence[object]) -> list[object]:
+    """Documents without empty ones, ``kind: List`` documents replaced by their items."""
     out: list[object] = []
     for doc in docs:
         if doc is None:

@@ -137,6 +137,42 @@ def test_apply_and_config_get(seeded: Harness, tmp_path: Path) -> None:
     assert json.loads(ok(run(seeded, "config", "get", "-o", "json")))
 
 
+def test_apply_merges_like_kubectl_and_prune_says_what_it_would_remove(
+    seeded: Harness, tmp_path: Path
+) -> None:
+    one_queue = tmp_path / "team-c.yaml"
+    one_queue.write_text(
+        "apiVersion: kueue.x-k8s.io/v1beta1\nkind: LocalQueue\n"
+        "metadata: {name: team-c}\nspec: {clusterQueue: cq-a}\n"
+    )
+    out = ok(run(seeded, "apply", "-f", str(one_queue)))
+    assert "config applied" in out and "+ Queue/team-c" in out
+    assert {q for q in seeded.backend.config().queues} == {"team-a", "team-b", "team-c"}
+    assert "no changes" in ok(run(seeded, "apply", "-f", str(one_queue), "--dry-run"))
+
+    # --prune makes the file the whole config: a dry run names what would go and the
+    # live workloads in the way, and changes nothing.
+    without_b = tmp_path / "without-b.yaml"
+    without_b.write_text(
+        CONFIG_YAML.replace(
+            "apiVersion: ray-queue.io/v1alpha1\nkind: Queue\nmetadata: {name: team-b}\n"
+            "spec: {clusterQueue: cq-b}\n---\n",
+            "",
+        )
+    )
+    dry = run(seeded, "apply", "-f", str(without_b), "--prune", "--dry-run", "-o", "json")
+    assert dry.returncode == 1 and "team-b" in dry.stderr  # still used: refused
+    plan = ok(run(seeded, "apply", "-f", str(without_b), "--dry-run", "-o", "json"))
+    assert json.loads(plan)["changes"] == []  # without --prune nothing is removed
+    pruned_c = tmp_path / "all-but-c.yaml"
+    pruned_c.write_text(CONFIG_YAML)
+    shown = json.loads(
+        ok(run(seeded, "apply", "-f", str(pruned_c), "--prune", "--dry-run", "-o", "json"))
+    )
+    assert shown["changes"] == [{"change": "removed", "kind": "Queue", "name": "team-c"}]
+    assert set(seeded.backend.config().queues) == {"team-a", "team-b", "team-c"}
+
+
 def test_job_submit(seeded: Harness) -> None:
     refused = run(
         seeded, "job", "submit", "--queue", "team-a", "--num-gpus", "1", "--", "python", "train.py"
