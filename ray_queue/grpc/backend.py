@@ -18,8 +18,9 @@ from typing import Protocol
 
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.config_change import live_workload_problems
 from ray_queue.engine.engine import Engine
-from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError
+from ray_queue.engine.errors import ConfigError, RayQueueError
 from ray_queue.engine.model import (
     CheckState,
     ClusterQueueStatus,
@@ -224,33 +225,6 @@ class TransitionJournal:
             return self._changes
 
 
-def live_workload_problems(
-    config: QueueConfig, statuses: Iterable[WorkloadStatus]
-) -> list[ConfigProblem]:
-    """What a new config would break for live workloads (the engine refuses such a config;
-    this lets validate-only say so without applying)."""
-    problems: list[ConfigProblem] = []
-    seen: set[str] = set()
-    for status in statuses:
-        if status.state.is_terminal:
-            continue
-        needs = [f"Queue/{status.spec.queue}"] if status.spec.queue not in config.queues else []
-        pc = status.spec.priority_class
-        if pc is not None and pc not in config.priority_classes:
-            needs.append(f"PriorityClass/{pc}")
-        if status.admission is not None and status.admission.cluster_queue not in (
-            config.cluster_queues
-        ):
-            needs.append(f"ClusterQueue/{status.admission.cluster_queue}")
-        for document in needs:
-            if document not in seen:
-                seen.add(document)
-                problems.append(
-                    ConfigProblem(document, "", "is still used by queued or running workloads")
-                )
-    return problems
-
-
 class EngineBackend:
     """The real ``Engine``, in process, behind one lock; no Ray, so no jobs are run.
 
@@ -376,7 +350,8 @@ class EngineBackend:
     def apply_config(self, config: QueueConfig, *, validate_only: bool) -> ConfigOutcome:
         with self._lock:
             if validate_only:
-                problems = live_workload_problems(config, self._engine.workloads())
+                live = [w for w in self._engine.workloads() if not w.state.is_terminal]
+                problems = live_workload_problems(config, live)
                 if problems:
                     raise ConfigError(problems)
                 return ConfigOutcome(applied=False)

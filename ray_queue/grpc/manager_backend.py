@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ray_queue.engine.config import QueueConfig
+from ray_queue.engine.config_change import live_workload_problems
 from ray_queue.engine.errors import ConfigError
 from ray_queue.engine.model import (
     CheckState,
@@ -32,7 +33,6 @@ from ray_queue.grpc.backend import (
     ConfigOutcome,
     EventPage,
     TransitionJournal,
-    live_workload_problems,
 )
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from ray_queue.manager.core import ManagerCore
@@ -236,7 +236,8 @@ class ManagerBackend:
 
     def apply_config(self, config: QueueConfig, *, validate_only: bool) -> ConfigOutcome:
         if validate_only:
-            problems = live_workload_problems(config, self.workloads())
+            live = [w for w in self.workloads() if not w.state.is_terminal]
+            problems = live_workload_problems(config, live)
             if problems:
                 raise ConfigError(problems)
             return ConfigOutcome(applied=False)
@@ -314,7 +315,7 @@ def publish_address(server: QueueServer) -> str:
 
     host = server.host
     if host in ("0.0.0.0", "[::]", ""):
-        host = ray.util.get_node_ip_address()
+        host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]  # unannotated in Ray
     address = f"{host}:{server.port}"
     internal_kv._internal_kv_put(KV_KEY, address, overwrite=True, namespace=KV_NAMESPACE)
     logger.info("published gRPC address %s (Ray KV %s/%s)", address, KV_NAMESPACE, KV_KEY)

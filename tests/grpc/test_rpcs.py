@@ -167,6 +167,7 @@ def test_apply_config_that_drops_a_used_queue_is_refused(harness: Harness) -> No
     assert without_b != CONFIG_YAML
     dry = client.apply_config(without_b, validate_only=True)
     assert [p.document for p in dry.problems] == ["Queue/team-b"]
+    assert "used by 1 queued or running workload(s) (b)" in dry.problems[0].message
     with pytest.raises(ConfigError, match="team-b"):
         client.apply_config(without_b)
 
