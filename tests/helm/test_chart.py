@@ -436,6 +436,11 @@ def test_renders_are_the_same_when_no_token_is_generated(helm: Helm) -> None:
         "tokens.tenants[0].queues[0]=default",
     ]
     assert helm.template(sets=given) == helm.template(sets=given)
+    secret = _one(helm.template(sets=given), "Secret")
+    # A team's token alone, for its drivers (RAY_QUEUE_TOKEN_FILE), is the one in the file.
+    team_a = base64.b64decode(secret["data"]["tenant-team-a"]).decode()
+    principals = parse_tokens(base64.b64decode(secret["data"]["tokens.yaml"]).decode(), origin="")
+    assert team_a == "team-a-token-0001" and principals[digest(team_a)].queues == {"default"}
     own = ["tokens.existingSecret=ml-tokens"]
     objects = helm.template(sets=own)
     assert objects == helm.template(sets=own)
