@@ -120,12 +120,13 @@ def run(*, idle_timeout_s: float = 5.0, timeout_s: float = 180.0,
     finally:
         ray.shutdown()
         provider.shutdown()
-        head.shutdown()  # type: ignore[no-untyped-call]
+        head.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
 
 
 def _gpus() -> float:
     import ray
 
+    # ray.cluster_resources is unannotated in Ray.
     return float(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
 
 

@@ -106,27 +106,32 @@ class GrpcSource:
 
     def _current_config(self) -> QueueConfig:
         now = time.monotonic()
-        stale = self._config is None or now - self._config_at > self._config_refresh_s
-        if stale and self._may_read_config:
-            from ray_queue.engine.config_loader import parse_yaml
-
-            try:
-                self._config = parse_yaml(self._client.config_yaml())
-            except Exception as exc:
-                if _denied(exc):
-                    # An autoscaler token may call only the AutoscalerService: flavors map
-                    # to groups through --worker-group alone. Tokens do not change while
-                    # the sidecar runs, so it neither asks nor warns again.
-                    logger.warning("this token may not read the config (%s); using only "
-                                   "--worker-group mappings", exc)
-                    self._may_read_config = False
-                    self._config = QueueConfig()
-                elif self._config is None:
-                    raise SourceError(f"cannot read the manager's config: {exc}") from exc
-                else:
-                    logger.warning("config refresh failed (%s); keeping the last one", exc)
-            self._config_at = now
+        last = self._config
+        fresh = now - self._config_at <= self._config_refresh_s
+        if last is not None and (fresh or not self._may_read_config):
+            return last
+        self._config = self._read_config(last)
+        self._config_at = now
         return self._config
+
+    def _read_config(self, last: QueueConfig | None) -> QueueConfig:
+        from ray_queue.engine.config_loader import parse_yaml
+
+        try:
+            return parse_yaml(self._client.config_yaml())
+        except Exception as exc:
+            if _denied(exc):
+                # An autoscaler token may call only the AutoscalerService: flavors map
+                # to groups through --worker-group alone. Tokens do not change while
+                # the sidecar runs, so it neither asks nor warns again.
+                logger.warning("this token may not read the config (%s); using only "
+                               "--worker-group mappings", exc)
+                self._may_read_config = False
+                return QueueConfig()
+            if last is None:
+                raise SourceError(f"cannot read the manager's config: {exc}") from exc
+            logger.warning("config refresh failed (%s); keeping the last one", exc)
+            return last
 
     def _follow(self) -> None:  # the watch thread
         failures = 0

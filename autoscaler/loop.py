@@ -186,6 +186,7 @@ class Reconciler:
             raise ProviderError(
                 f"{type(self._provider).__name__} cannot add per-gang worker groups"
             )
+        # Checked just above: mypy does not narrow to a Protocol by `hasattr`.
         return self._provider  # type: ignore[return-value]
 
     def _timed(self, action: str) -> _Timer:

@@ -55,12 +55,15 @@ class RayGcs:
     """A thin, typed wrapper over Ray's ``GcsClient``. Each call is one RPC."""
 
     def __init__(self, gcs_address: str, *, timeout_s: float = 10.0) -> None:
+        # ray._raylet is compiled (Cython) and Ray ships no stub that names GcsClient.
         from ray._raylet import GcsClient  # type: ignore[attr-defined]
 
         self._client = GcsClient(address=gcs_address)
         self._timeout_s = timeout_s
 
     def nodes(self) -> list[RayNode]:
+        # Ray's generated protobuf modules define their names at run time and ship no .pyi
+        # (the attr-defined ignores in this class).
         from ray.core.generated import autoscaler_pb2
 
         reply = autoscaler_pb2.GetClusterResourceStateReply()  # type: ignore[attr-defined]

@@ -192,7 +192,8 @@ def run(trials: int) -> dict[str, Any]:
             request_s.append(t1 - t0)
             time.sleep(0.05)
 
-        passes = loop.metrics.pass_seconds.collect()[0].samples
+        (pass_metric,) = loop.metrics.pass_seconds.collect()
+        passes = pass_metric.samples
         pass_count = next(s.value for s in passes if s.name.endswith("_count"))
         pass_sum = next(s.value for s in passes if s.name.endswith("_sum"))
         return {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -113,8 +114,9 @@ def start_manager(workdir: Path) -> tuple[Callable[[], None], str]:
         {"RAY_QUEUE_TOKENS": TOKENS, "RAY_QUEUE_GRPC_PORT": "0", "RAY_QUEUE_METRICS_PORT": "0"}
     )
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    ray.init(address=cluster.address, logging_level="ERROR")
-    actor = (
+    ray.init(address=cluster.address, logging_level=logging.ERROR)
+    # Ray's actor typing is lost through `.options()`: the handle is used as Any.
+    actor: Any = (
         ray.remote(Manager)
         .options(num_cpus=0, max_concurrency=1000)
         .remote(load_config(CONFIG), str(workdir / "state"))
@@ -124,7 +126,7 @@ def start_manager(workdir: Path) -> tuple[Callable[[], None], str]:
     def stop() -> None:
         ray.kill(actor)
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
 
     return stop, str(address)
 

@@ -170,6 +170,7 @@ class Driver:
 
         with self._lock:
             track.handle = handle
+        # The benchmark taps the handle's event callback to time each event as it arrives.
         handle._on_event = on_event  # type: ignore[method-assign]
         with handle._cv:
             missed_admit = handle._pg is not None

@@ -349,8 +349,8 @@ def new_api_client(kubeconfig: str | None = None) -> Any:
     from kubernetes import client, config
 
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return config.new_client_from_config(config_file=kubeconfig)
+    config.load_incluster_config()
     return client.ApiClient()
 
 

@@ -296,7 +296,7 @@ def _touched_by_removals(client: QueueClient, changes: list[ObjectChange]) -> di
             found = client.workloads(queue=change.name)
         else:
             found = client.workloads(cluster_queue=change.name)
-        live = [w.spec.id for w in found if not w.state.is_terminal]
+        live: list[str] = [w.spec.id for w in found if not w.state.is_terminal]
         if live:
             out[f"{change.kind}/{change.name} has live workloads"] = live
     return out

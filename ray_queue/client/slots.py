@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.core.generated.common_pb2 import ErrorType
+
+# Ray's generated protobuf modules define their names at run time and ship no .pyi.
+from ray.core.generated.common_pb2 import ErrorType  # type: ignore[attr-defined]
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ray_queue.engine.model import LeaseKey
@@ -102,7 +104,8 @@ def lost_with_its_placement_group(ref: Any) -> bool:
     always live there, and a result in the object store is a real return, so nothing is
     ever fetched. (Ray's public ``ray.get`` costs several times as much per task.)
     """
-    core_worker = ray._private.worker.global_worker.core_worker
+    # Set when the worker connects; Ray never declares it on the class.
+    core_worker = ray._private.worker.global_worker.core_worker  # type: ignore[attr-defined]
     if not core_worker.object_exists(ref, memory_store_only=True):
         return False
     (stored,) = core_worker.get_objects([ref], 0)

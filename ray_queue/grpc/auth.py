@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -182,7 +182,21 @@ def _refuse_malformed(request: Any, context: grpc.ServicerContext) -> None:
         )
 
 
-def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> Any:
+if TYPE_CHECKING:
+    # Generic only in the stubs: grpc's own class cannot be subscripted at run time.
+    _Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+_F = TypeVar("_F")
+
+
+def _behaviour(fn: _F | None) -> _F:
+    """The behaviour a handler's streaming flags name: gRPC always sets that one, and we
+    pass client-streaming handlers through untouched, so it is there."""
+    if fn is None:
+        raise TypeError("a gRPC handler without the behaviour its streaming flags name")
+    return fn
+
+
+def _refusal(handler: _Handler, code: grpc.StatusCode, message: str) -> _Handler:
     """A handler of the same shape as ``handler`` that aborts with ``code``."""
 
     def abort(request: Any, context: grpc.ServicerContext) -> Any:
@@ -204,19 +218,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
+    ) -> _Handler | None:
         handler = continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method = handler_call_details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
         if handler.request_streaming:
             return handler  # we define no client-streaming methods
         try:
-            principal = self._auth.authenticate(
-                handler_call_details.invocation_metadata  # type: ignore[attr-defined]
-            )
+            principal = self._auth.authenticate(handler_call_details.invocation_metadata)
         except PermissionError as e:
             return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, str(e))
         if not may_call(principal, method):
@@ -231,7 +243,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return _refusal(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         return self._counted(handler, principal, kind)
 
-    def _counted(self, handler: grpc.RpcMethodHandler, principal: Principal, kind: CallKind) -> Any:
+    def _counted(self, handler: _Handler, principal: Principal, kind: CallKind) -> _Handler:
         auth = self._auth
 
         def release_when_done(context: grpc.ServicerContext) -> None:
@@ -240,17 +252,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 auth.release(principal, kind)
 
         if kind is CallKind.STREAM:
-            inner_stream = handler.unary_stream
+            inner_stream = _behaviour(handler.unary_stream)
 
             def serve_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 release_when_done(context)
                 _refuse_malformed(request, context)
-                return inner_stream(request, context)  # type: ignore[no-any-return]
+                return inner_stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
                 serve_stream, _lenient(handler.request_deserializer), handler.response_serializer
             )
-        inner = handler.unary_unary
+        inner = _behaviour(handler.unary_unary)
 
         def serve(request: Any, context: grpc.ServicerContext) -> Any:
             release_when_done(context)

@@ -291,7 +291,9 @@ class QueueClient:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         stub = health_pb2_grpc.HealthStub(self._channel)
-        response = self._call(stub.Check, health_pb2.HealthCheckRequest(service=service))
+        # types-grpcio-health-checking's HealthStub lacks the methods grpc sets in __init__.
+        check = stub.Check  # type: ignore[attr-defined]
+        response = self._call(check, health_pb2.HealthCheckRequest(service=service))
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import (
@@ -52,16 +52,28 @@ MAX_MILLI = 2**53
 E = TypeVar("E")
 
 # Engine enums ⇄ proto enum numbers, by name: WorkloadState.PENDING ⇄ WORKLOAD_STATE_PENDING.
-_STATE_TO_PB = {s: pb.WorkloadState.Value(f"WORKLOAD_STATE_{s.name}") for s in WorkloadState}
-_KIND_TO_PB = {k: pb.WorkloadKind.Value(f"WORKLOAD_KIND_{k.name}") for k in WorkloadKind}
-_STRATEGY_TO_PB = {
-    s: pb.PlacementStrategy.Value(f"PLACEMENT_STRATEGY_{s.name}") for s in PlacementStrategy
+# protoc's stubs type a proto enum as a subclass of int, while `.Value()` is typed (and is, at
+# run time) a plain int: the casts say which enum each number belongs to, once, here.
+_STATE_TO_PB = {
+    s: cast(pb.WorkloadState, pb.WorkloadState.Value(f"WORKLOAD_STATE_{s.name}"))
+    for s in WorkloadState
 }
-_CHECK_TO_PB = {c: pb.CheckState.Value(f"CHECK_STATE_{c.name}") for c in CheckState}
-_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
-_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()} | {0: WorkloadKind.PLACEMENT_GROUP}
-_STRATEGY_FROM_PB = {v: k for k, v in _STRATEGY_TO_PB.items()} | {0: PlacementStrategy.PACK}
-_CHECK_FROM_PB = {v: k for k, v in _CHECK_TO_PB.items()}
+_KIND_TO_PB = {
+    k: cast(pb.WorkloadKind, pb.WorkloadKind.Value(f"WORKLOAD_KIND_{k.name}")) for k in WorkloadKind
+}
+_STRATEGY_TO_PB = {
+    s: cast(pb.PlacementStrategy, pb.PlacementStrategy.Value(f"PLACEMENT_STRATEGY_{s.name}"))
+    for s in PlacementStrategy
+}
+_CHECK_TO_PB = {
+    c: cast(pb.CheckState, pb.CheckState.Value(f"CHECK_STATE_{c.name}")) for c in CheckState
+}
+_STATE_FROM_PB: dict[int, WorkloadState] = {v: k for k, v in _STATE_TO_PB.items()}
+_KIND_FROM_PB: dict[int, WorkloadKind] = {v: k for k, v in _KIND_TO_PB.items()}
+_KIND_FROM_PB[0] = WorkloadKind.PLACEMENT_GROUP
+_STRATEGY_FROM_PB: dict[int, PlacementStrategy] = {v: k for k, v in _STRATEGY_TO_PB.items()}
+_STRATEGY_FROM_PB[0] = PlacementStrategy.PACK
+_CHECK_FROM_PB: dict[int, CheckState] = {v: k for k, v in _CHECK_TO_PB.items()}
 
 
 # -- requests: proto → engine (server side, validating) ----------------------------------
@@ -527,9 +539,9 @@ def demand_from_pb(flavors: Iterable[apb.FlavorDemand]) -> list[GangDemand]:
     ]
 
 
-def check_state_to_pb(state: CheckState) -> int:
+def check_state_to_pb(state: CheckState) -> pb.CheckState:
     return _CHECK_TO_PB[state]
 
 
-def workload_state_to_pb(state: WorkloadState) -> int:
+def workload_state_to_pb(state: WorkloadState) -> pb.WorkloadState:
     return _STATE_TO_PB[state]

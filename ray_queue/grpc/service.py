@@ -26,18 +26,14 @@ from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import dump_yaml, parse_documents
 from ray_queue.engine.errors import ConfigError, ConfigProblem, RayQueueError, UnknownWorkloadError
 from ray_queue.engine.model import Transition, WorkloadId, WorkloadState, WorkloadStatus
+from ray_queue.errors import PermissionDeniedError
 from ray_queue.grpc import convert
 from ray_queue.grpc.auth import Authenticator
 from ray_queue.grpc.backend import Backend, WorkloadEvent
 from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import autoscaler_pb2_grpc, queue_pb2_grpc
 from ray_queue.grpc.gen import queue_pb2 as pb
-from ray_queue.grpc.status import (
-    InvalidRequestError,
-    PermissionDeniedError,
-    code_for,
-    trailing_metadata,
-)
+from ray_queue.grpc.status import InvalidRequestError, code_for, trailing_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +77,8 @@ def _rpc(method: F) -> F:
                 _fail(context, e)
             raise
 
+    # The wrapper takes and returns what `method` does; F cannot say so without naming
+    # every servicer method's request type.
     return wrapper  # type: ignore[return-value]
 
 
@@ -96,6 +94,7 @@ def _stream(method: F) -> F:
                 _fail(context, e)
             raise
 
+    # As in `_rpc`: same signature as `method`.
     return wrapper  # type: ignore[return-value]
 
 

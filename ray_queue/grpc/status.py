@@ -132,4 +132,4 @@ def from_rpc_error(error: grpc.RpcError) -> RayQueueError:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = (error.details() if hasattr(error, "details") else None) or str(error)
     metadata = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    return from_status(code, details, tuple(metadata or ()))
+    return from_status(code, details, tuple((m.key, m.value) for m in metadata or ()))

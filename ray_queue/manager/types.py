@@ -169,10 +169,10 @@ class ManagerStatus:
                 f"ClusterQueue {cq.name}{cohort}: {cq.pending} pending, {cq.admitted} admitted"
             )
             lines += [f"  {_quota_line(r)}" for r in cq.resources]
-        for cohort in self.cohorts:
-            parent = f" (in {cohort.parent})" if cohort.parent else ""
-            lines.append(f"Cohort {cohort.name}{parent}")
-            lines += [f"  {_quota_line(r)}" for r in cohort.resources]
+        for co in self.cohorts:
+            parent = f" (in {co.parent})" if co.parent else ""
+            lines.append(f"Cohort {co.name}{parent}")
+            lines += [f"  {_quota_line(r)}" for r in co.resources]
         return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ _AUTOMATIC_LABELS = ("ray.io/node-id",)
 def node_shapes() -> list[NodeShape]:
     """Alive nodes, their labels and total resources (milli-units)."""
     shapes = []
-    for node in ray.nodes():  # type: ignore[no-untyped-call]
+    for node in ray.nodes():  # type: ignore[no-untyped-call]  # unannotated in Ray
         if not node.get("Alive"):
             continue
         resources: dict[str, float] = node.get("Resources") or {}
@@ -52,7 +52,7 @@ def on_the_head() -> dict[str, float]:
 def _job_table() -> list[dict[str, Any]]:
     # ``ray._private.state.jobs()`` is the GCS job table; there is no public equivalent
     # that includes plain drivers (the state API lists them too, but through the dashboard).
-    return list(ray._private.state.jobs())  # type: ignore[no-untyped-call]
+    return list(ray._private.state.jobs())  # type: ignore[no-untyped-call]  # unannotated in Ray
 
 
 def dead_owners(owners: Iterable[str]) -> set[str]:
