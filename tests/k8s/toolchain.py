@@ -14,10 +14,17 @@ does not exist in the published module), each pinned to the matching published `
 Run ``python -m tests.k8s.toolchain`` to build whatever is missing (idempotent; it prints what
 it built and how long it took). Builds run under ``nice -n 19`` and hold a file lock so two
 test processes never build the same tool at once.
+
+Kueue's own scheduler benchmark (its runner and ``minimalkueue``, for
+``benchmarks.side_by_side``) is built the same way but only on request
+(``python -m tests.k8s.toolchain --kueue``, or ``ensure_kueue_bench_tools``): the k8s tests do
+not need it. Those two are compiled inside the published ``sigs.k8s.io/kueue`` module's own
+directory, so Kueue's go.mod and go.sum pin every dependency exactly as Kueue's CI builds it.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -49,7 +56,14 @@ CLUSTER_AUTOSCALER_APIS_VERSION = "v0.0.0-20240830133931-adfbe7e45277"
 """k8s.io/autoscaler/cluster-autoscaler/apis: the first published pseudo-version whose CRD
 serves ProvisioningRequest autoscaling.x-k8s.io/v1 (the one Kueue pins)."""
 
+KUEUE_VERSION = "v0.19.2"
+"""Kueue whose scheduler benchmark runs beside ours (benchmarks.side_by_side); its go.mod asks
+for Go >= 1.26."""
+
 KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+KUEUE_MODULE = "sigs.k8s.io/kueue"
+KUEUE_RUNNER_PACKAGE = "./test/performance/scheduler/runner"
+KUEUE_MINIMALKUEUE_PACKAGE = "./test/performance/scheduler/minimalkueue"
 CLUSTER_AUTOSCALER_APIS_MODULE = "k8s.io/autoscaler/cluster-autoscaler/apis"
 
 GO_MISSING_HINT = (
@@ -103,16 +117,19 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _run_go(args: list[str], cwd: Path, log: Path) -> str:
+def _run_go(
+    args: list[str], cwd: Path, log: Path, env_overrides: dict[str, str] | None = None
+) -> str:
     go = go_binary()
     if go is None:
         raise ToolchainUnavailable(GO_MISSING_HINT)
     cmd = ["nice", "-n", "19", go, *args]
+    env = _go_env() | (env_overrides or {})
     with log.open("a") as log_file:
         log_file.write(f"$ {' '.join(cmd)}\n")
         log_file.flush()
         proc = subprocess.run(
-            cmd, cwd=cwd, env=_go_env(), stdout=subprocess.PIPE, stderr=log_file, text=True
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True
         )
     if proc.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-25:])
@@ -277,19 +294,117 @@ def ensure_tools(report: Callable[[str], None] = lambda _msg: None) -> Tools:
     )
 
 
-def main() -> int:
+# -- Kueue's scheduler benchmark (benchmarks.side_by_side) ---------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KueueBenchTools:
+    """Kueue's benchmark runner, its minimalkueue, and what the runner needs around them."""
+
+    runner: Path
+    minimalkueue: Path
+    project_dir: Path
+    """The published module's directory (read-only, in the Go module cache): the runner's
+    ``PROJECT_DIR`` and working directory, holding ``config/components/crd/bases`` and the
+    generator configs under ``test/performance/scheduler/configs``."""
+    kubebuilder_assets: Path
+    """A directory with ``etcd`` and ``kube-apiserver`` (links to this toolchain's builds):
+    the runner's envtest starts its own control plane from ``KUBEBUILDER_ASSETS``."""
+    etcd_version: str = ETCD_VERSION
+    kube_apiserver_version: str = KUBERNETES_VERSION
+    kueue_version: str = KUEUE_VERSION
+
+
+def _build_in_module(package: str) -> Callable[[Path, Path], None]:
+    """build(work_dir, output) for ``package`` (relative to Kueue's module root), compiled in
+    the module's own directory with its own go.mod and go.sum, which are never modified."""
+
+    def build(work: Path, output: Path) -> None:
+        project = module_dir(KUEUE_MODULE, KUEUE_VERSION)
+        # -mod=readonly: the module cache is read-only, and Kueue's go.sum is complete.
+        env = {"GOFLAGS": "-buildvcs=false -mod=readonly"}
+        args = ["build", "-trimpath", "-ldflags=-s -w", "-o", str(output), package]
+        _run_go(args, project, work / "build.log", env)
+
+    return build
+
+
+_KUEUE_TOOLS: tuple[_Tool, ...] = (
+    _Tool("kueue-perf-runner", KUEUE_VERSION, _build_in_module(KUEUE_RUNNER_PACKAGE)),
+    _Tool("minimalkueue", KUEUE_VERSION, _build_in_module(KUEUE_MINIMALKUEUE_PACKAGE)),
+)
+
+
+def kueue_bench_missing() -> str | None:
+    """Why Kueue's benchmark cannot run here without a build, or None when every binary it
+    needs is in the cache. Starts no build and reaches no network."""
+    wanted = [*_TOOLS[:2], *_KUEUE_TOOLS]  # etcd, kube-apiserver, the runner, minimalkueue
+    missing = [t.name for t in wanted if not binary_path(t.name, t.version).exists()]
+    if missing:
+        return (
+            f"{', '.join(missing)} not built in {cache_root()}: run "
+            "`python -m tests.k8s.toolchain --kueue` (needs Go >= 1.26 and the Go module proxy)"
+        )
+    if go_binary() is None:
+        return f"no `go` on PATH to locate {KUEUE_MODULE}@{KUEUE_VERSION} in its module cache"
+    return None
+
+
+def ensure_kueue_bench_tools(report: Callable[[str], None] = lambda _msg: None) -> KueueBenchTools:
+    """Kueue's runner and minimalkueue (and etcd and kube-apiserver), building what is missing.
+
+    Idempotent. Raises ToolchainUnavailable when something is missing and cannot be built.
+    """
+    if go_binary() is None:
+        raise ToolchainUnavailable(GO_MISSING_HINT)
+    with _build_lock():
+        etcd = _ensure(_TOOLS[0], report)
+        apiserver = _ensure(_TOOLS[1], report)
+        runner = _ensure(_KUEUE_TOOLS[0], report)
+        minimalkueue = _ensure(_KUEUE_TOOLS[1], report)
+        project = module_dir(KUEUE_MODULE, KUEUE_VERSION)
+        assets = cache_root() / f"kubebuilder-assets-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}"
+        assets.mkdir(parents=True, exist_ok=True)
+        for name, target in (("etcd", etcd), ("kube-apiserver", apiserver)):
+            link = assets / name
+            if not link.exists():
+                link.symlink_to(target)
+    crds = project / "config" / "components" / "crd" / "bases"
+    if not crds.is_dir():
+        raise ToolchainUnavailable(f"{KUEUE_MODULE}@{KUEUE_VERSION} has no {crds}")
+    return KueueBenchTools(
+        runner=runner, minimalkueue=minimalkueue, project_dir=project, kubebuilder_assets=assets
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.k8s.toolchain",
+        description="Build the Kubernetes binaries the k8s tests run against (cached).",
+    )
+    parser.add_argument(
+        "--kueue",
+        action="store_true",
+        help=f"also build Kueue {KUEUE_VERSION}'s scheduler benchmark runner and minimalkueue "
+        "(for benchmarks.side_by_side)",
+    )
+    args = parser.parse_args(argv)
     started = time.monotonic()
 
     def report(msg: str) -> None:
         print(f"[k8s-tools] {msg}", flush=True)
 
     try:
-        tools = ensure_tools(report)
+        tools: Tools | KueueBenchTools = ensure_tools(report)
+        for field in dataclasses.fields(tools):
+            report(f"{field.name}: {getattr(tools, field.name)}")
+        if args.kueue:
+            tools = ensure_kueue_bench_tools(report)
+            for field in dataclasses.fields(tools):
+                report(f"{field.name}: {getattr(tools, field.name)}")
     except ToolchainUnavailable as exc:
         print(f"[k8s-tools] FAILED: {exc}", file=sys.stderr)
         return 1
-    for field in dataclasses.fields(tools):
-        report(f"{field.name}: {getattr(tools, field.name)}")
     report(f"ready in {time.monotonic() - started:.1f} s")
     return 0
 
