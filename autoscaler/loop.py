@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from autoscaler.metrics import Metrics
-from autoscaler.planner import GangGroup, Plan, PlannerConfig, plan
-from autoscaler.providers.base import NodeProvider, ProviderError, WorkerGroup
+from autoscaler.planner import Plan, PlannerConfig, plan
+from autoscaler.providers.base import GangGroup, NodeProvider, ProviderError, WorkerGroup
 from autoscaler.requests import RequestSpec, RequestView
 from autoscaler.sources import DemandSource, SourceError
 from ray_queue.engine.clock import Clock, SystemClock

@@ -24,7 +24,7 @@ from enum import Enum
 
 from autoscaler.binpacking import Unplaceable, hosts_for, pack_gangs
 from autoscaler.demand import Bundle, Demand, Gang
-from autoscaler.providers.base import Shape, WorkerGroup, WorkerNode
+from autoscaler.providers.base import GangGroup, Shape, WorkerGroup, WorkerNode
 from autoscaler.requests import Phase, RequestSpec, RequestView, gang_group_name, request_name
 from ray_queue.engine.model import CheckState, WorkloadId, WorkloadState
 
@@ -50,19 +50,6 @@ class Deletion:
     workers: tuple[str, ...]
     #: Ray node ids to drain first, one per worker (same order).
     ray_node_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class GangGroup:
-    """A worker group for one provisioned gang: ``base``'s template, ``replicas`` slices,
-    its pods annotated to consume ``request``."""
-
-    name: str
-    base: str
-    replicas: int
-    request: str
-    provisioning_class: str
-    workload: WorkloadId
 
 
 @dataclass(frozen=True, slots=True)

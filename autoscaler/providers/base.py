@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ray_queue.engine.model import Milli, ResourceName
+from ray_queue.engine.model import Milli, ResourceName, WorkloadId
 
 Shape = Mapping[ResourceName, Milli]
 
@@ -59,6 +59,19 @@ class WorkerGroup:
     @property
     def desired_hosts(self) -> int:
         return self.replicas * self.num_of_hosts
+
+
+@dataclass(frozen=True, slots=True)
+class GangGroup:
+    """A worker group for one provisioned gang: ``base``'s template, ``replicas`` slices,
+    its pods annotated to consume ``request``."""
+
+    name: str
+    base: str
+    replicas: int
+    request: str
+    provisioning_class: str
+    workload: WorkloadId
 
 
 class ProviderError(Exception):

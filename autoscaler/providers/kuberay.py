@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from autoscaler.planner import GangGroup
 from autoscaler.providers.base import (
     ConflictError,
+    GangGroup,
     PermanentError,
     ProviderError,
     TransientError,

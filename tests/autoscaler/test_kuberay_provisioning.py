@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from autoscaler.loop import LoopConfig, Reconciler
-from autoscaler.planner import GangGroup, PlannerConfig
+from autoscaler.planner import PlannerConfig
+from autoscaler.providers.base import GangGroup
 from autoscaler.providers.kuberay import CONSUME_ANNOTATION, KubeRayProvider
 from autoscaler.provisioning import ProvisioningClient
 from autoscaler.requests import gang_group_name, request_name

@@ -11,8 +11,7 @@ import pytest
 
 from autoscaler.demand import Demand, Gang
 from autoscaler.loop import LoopConfig, Reconciler
-from autoscaler.planner import GangGroup
-from autoscaler.providers.base import PermanentError, TransientError, WorkerGroup
+from autoscaler.providers.base import GangGroup, PermanentError, TransientError, WorkerGroup
 from autoscaler.requests import Phase, RequestSpec, RequestView
 from ray_queue.engine.model import CheckState, WorkloadId, WorkloadState
 from tests.autoscaler.builders import gang, make_group, request, res
