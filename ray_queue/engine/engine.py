@@ -11,7 +11,7 @@ always yields the same decisions.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ray_queue.engine import handover, lifecycle, views
@@ -34,7 +34,7 @@ from ray_queue.engine.errors import (
     UnknownWorkloadError,
     WorkloadRejected,
 )
-from ray_queue.engine.fair_share import QueueUsage, fair_rank, recorded_charges
+from ray_queue.engine.fair_share import QueueUsage, Share, recorded_charges, share_of, tournament
 from ray_queue.engine.flavor_assignment import (
     Assignment,
     Mode,
@@ -98,6 +98,23 @@ class _Entry:
     assignment: Assignment
     #: When ``assignment`` is PREEMPT: the victims that make room for it, if any.
     victims: list[Candidate] | None
+
+
+def _fairer(a: _Entry, a_share: Share, b: _Entry, b_share: Share) -> bool:
+    """Kueue's fair-sharing ``entryComparer.less`` at one level of the tournament: a
+    head whose subtree would not borrow on what it asks for goes first; then the lower
+    share; then higher priority; then the older; then the id."""
+    a_borrows = a_share.borrows_on(a.assignment.usage)
+    if a_borrows != b_share.borrows_on(b.assignment.usage):
+        return not a_borrows
+    if a_share.key() != b_share.key():
+        return a_share.key() < b_share.key()
+    a_spec, b_spec = a.record.spec, b.record.spec
+    return (-a.record.priority, a_spec.created_at, a_spec.id) < (
+        -b.record.priority,
+        b_spec.created_at,
+        b_spec.id,
+    )
 
 
 class Engine:
@@ -427,12 +444,15 @@ class Engine:
 
     def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
         heads = [e for name in sorted(cluster_queues) if (e := self._head(name)) is not None]
-        heads.sort(key=self._entry_order)
+        if self._config.settings.fair_sharing.enable:
+            ordered: Iterable[_Entry] = self._fair_order(heads)
+        else:
+            ordered = sorted(heads, key=self._entry_order)
         next_round: set[str] = set()
         touched_roots: set[QuotaNode] = set()
         #: Roots where a preemption freed quota this round (not only took more).
         freed_roots: set[QuotaNode] = set()
-        for entry in heads:
+        for entry in ordered:
             root = entry.node.tree_root
             if root in touched_roots and self._plan_is_stale(entry, root in freed_roots):
                 entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
@@ -610,11 +630,50 @@ class Engine:
         return (Preemption.PREEMPT if own else Preemption.RECLAIM), level
 
     def _entry_order(self, entry: _Entry) -> tuple[object, ...]:
+        """Classical order: borrowing level, then priority, creation time, id."""
         spec = entry.record.spec
-        tail = (-entry.record.priority, spec.created_at, spec.id)
-        if self._config.settings.fair_sharing.enable:
-            return (*fair_rank(entry.node, entry.assignment.usage), *tail)
-        return (entry.assignment.borrow_level, *tail)
+        return (entry.assignment.borrow_level, -entry.record.priority, spec.created_at, spec.id)
+
+    def _fair_order(self, heads: list[_Entry]) -> Iterator[_Entry]:
+        """Fair-sharing order (Kueue's ``fairSharingIterator``): the next head is the
+        winner of a tournament in its tree, recomputed after each head is handled, since
+        that changes the shares. Trees are independent; they are visited in the order of
+        their first head (classical order), for determinism."""
+        remaining = {entry.node: entry for entry in heads}
+        while remaining:
+            first = min(remaining.values(), key=self._entry_order)
+            pick = first if first.node.parent is None else self._winner(first, remaining)
+            del remaining[pick.node]
+            yield pick
+
+    def _winner(self, first: _Entry, remaining: dict[QuotaNode, _Entry]) -> _Entry:
+        """The tournament winner of ``first``'s tree among the ``remaining`` heads."""
+        root = first.node.tree_root
+        shares = {
+            entry.node: self._path_shares(entry)
+            for entry in remaining.values()
+            if entry.node.tree_root is root
+        }
+
+        def better(a: _Entry, b: _Entry, cohort: QuotaNode) -> bool:
+            return _fairer(a, shares[a.node][cohort], b, shares[b.node][cohort])
+
+        return tournament(root, remaining, better) or first
+
+    def _path_shares(self, entry: _Entry) -> dict[QuotaNode, Share]:
+        """For each cohort above the head's ClusterQueue, the share of its child on the
+        way down to it, with the head counted in (what the tournament compares there)."""
+        usage = entry.assignment.usage
+        self._tree.add_usage(entry.node, usage)
+        try:
+            shares: dict[QuotaNode, Share] = {}
+            below = share_of(entry.node)
+            for cohort in entry.node.ancestors():
+                shares[cohort] = below
+                below = share_of(cohort)
+            return shares
+        finally:
+            self._tree.remove_usage(entry.node, usage)
 
     def _find_victims(
         self, record: Record, cq: ClusterQueue, node: QuotaNode, assignment: Assignment

@@ -7,7 +7,9 @@ victim choice must agree on exactly one definition of "who has more than its sha
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ray_queue.engine.config import FairSharingStrategy
 from ray_queue.engine.model import Admission, FlavorResource, Milli, ResourceName, WorkloadStatus
@@ -15,57 +17,106 @@ from ray_queue.engine.quota import QuotaNode
 
 INFINITE_SHARE = math.inf
 
-
-def lendable(node: QuotaNode) -> dict[ResourceName, Milli]:
-    """Per resource, all the quota a cohort pools for its members (over every flavor)."""
-    totals: dict[ResourceName, Milli] = {}
-    for (_, resource), quota in node.subtree_quota.items():
-        totals[resource] = totals.get(resource, 0) + quota
-    return totals
+E = TypeVar("E")
 
 
-def dominant_resource_share(
-    node: QuotaNode, extra: Mapping[FlavorResource, Milli] | None = None
-) -> float:
-    """Weighted DRS of ``node``: how much of its parent's pool it borrows, per weight.
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Kueue's dominant resource share (DRS) of a node: the largest fraction, over
+    resources, of what its parent could lend that it borrows, and per fair-sharing weight.
 
-    ``extra`` is usage to count as if already admitted (the "share with this workload"
-    that ordering and the preemption strategies compare).
+    Ordering (``key``) follows Kueue's ``CompareDRS``: a node of weight 0 that borrows
+    has an infinite share, above every other; two such nodes compare by their
+    unweighted share, so the one borrowing less still goes first.
+    """
+
+    ratio: float
+    weight: float
+    #: The flavor-resources it borrows on (possibly with a ratio of 0: see ``share_of``).
+    borrowed: frozenset[FlavorResource]
+
+    @property
+    def weighted(self) -> float:
+        if self.ratio == 0:
+            return 0.0
+        # Weight 0 means "never entitled to borrow": any borrowing is an infinite share.
+        return INFINITE_SHARE if self.weight <= 0 else self.ratio / self.weight
+
+    def key(self) -> tuple[int, float]:
+        """Lower is fairer."""
+        if self.weight <= 0 and self.ratio > 0:
+            return (1, self.ratio)
+        return (0, self.weighted)
+
+    def borrows_on(self, usage: Mapping[FlavorResource, Milli]) -> bool:
+        """Whether it borrows on any flavor-resource ``usage`` asks for."""
+        return any(usage.get(fr, 0) > 0 for fr in self.borrowed)
+
+
+NO_SHARE = Share(0.0, 1.0, frozenset())
+
+
+def share_of(node: QuotaNode, extra: Mapping[FlavorResource, Milli] | None = None) -> Share:
+    """``node``'s DRS; ``extra`` is usage to count as if already admitted in ``node``.
+
+    A resource its parent could lend none of gives no ratio (Kueue skips it): the node
+    then borrows with a share of 0.
     """
     if node.parent is None:
-        return 0.0
+        return Share(0.0, node.weight, frozenset())
     borrowed: dict[ResourceName, Milli] = {}
-    keys = set(node.usage) | set(extra or ())
+    borrowed_frs: list[FlavorResource] = []
+    keys = node.usage.keys() | (extra.keys() if extra else set())
     for fr in keys:
         used = node.usage.get(fr, 0) + (extra.get(fr, 0) if extra else 0)
         over = used - node.subtree_quota.get(fr, 0)
         if over > 0:
             borrowed[fr[1]] = borrowed.get(fr[1], 0) + over
+            borrowed_frs.append(fr)
     if not borrowed:
-        return 0.0
-    # Weight 0 means "never entitled to borrow": any borrowing is an infinite share, so
-    # such a queue is always ordered last and preempted first.
-    if node.weight <= 0:
-        return INFINITE_SHARE
-    pool = lendable(node.parent)
-    share = 0.0
+        return Share(0.0, node.weight, frozenset())
+    pool = node.parent.lendable()
+    ratio = 0.0
     for resource, amount in borrowed.items():
         available = pool.get(resource, 0)
-        # Borrowing something the parent does not pool can only happen through a
-        # grandparent; treat it as infinitely unfair rather than dividing by zero.
-        ratio = INFINITE_SHARE if available <= 0 else amount / available
-        share = max(share, ratio)
-    return share / node.weight
+        if available > 0:
+            ratio = max(ratio, amount / available)
+    return Share(ratio, node.weight, frozenset(borrowed_frs))
 
 
-def fair_rank(node: QuotaNode, usage: Mapping[FlavorResource, Milli]) -> tuple[float, ...]:
-    """How a head admitting ``usage`` into ``node``'s ClusterQueue ranks under fair
-    sharing (lower goes first)."""
-    # Compare cohorts top-down, then the ClusterQueue as if the head were admitted.
-    ancestors = [a for a in node.ancestors() if a.parent is not None]
-    shares = tuple(dominant_resource_share(a) for a in reversed(ancestors))
-    own = dominant_resource_share(node, usage)
-    return (*shares, own)
+def dominant_resource_share(
+    node: QuotaNode, extra: Mapping[FlavorResource, Milli] | None = None
+) -> float:
+    """Weighted DRS of ``node`` (``share_of(...).weighted``), as reported and as the
+    preemption strategies compare it."""
+    return share_of(node, extra).weighted
+
+
+def tournament(
+    cohort: QuotaNode,
+    heads: Mapping[QuotaNode, E],
+    better: Callable[[E, E, QuotaNode], bool],
+) -> E | None:
+    """Kueue's fair-sharing tournament: the head to consider next among ``heads`` (per
+    ClusterQueue node) in ``cohort``'s subtree. Each child cohort sends up its own winner;
+    at each level the candidates (child cohorts' winners, then its ClusterQueues' heads)
+    are compared by ``better(a, b, cohort)``, which looks at the shares of the children
+    of ``cohort`` they come through; the first of equals wins."""
+    candidates: list[E] = []
+    for child in cohort.children:
+        if not child.is_cluster_queue:
+            winner = tournament(child, heads, better)
+            if winner is not None:
+                candidates.append(winner)
+    for child in cohort.children:
+        head = heads.get(child) if child.is_cluster_queue else None
+        if head is not None:
+            candidates.append(head)
+    best: E | None = None
+    for candidate in candidates:
+        if best is None or better(candidate, best, cohort):
+            best = candidate
+    return best
 
 
 def strategy_allows(

@@ -22,7 +22,7 @@ from ray_queue.engine.config import (
     ReclaimWithinCohort,
     WithinClusterQueue,
 )
-from ray_queue.engine.fair_share import dominant_resource_share, strategy_allows
+from ray_queue.engine.fair_share import Share, share_of
 from ray_queue.engine.model import FlavorResource, Milli, WorkloadId
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
@@ -280,11 +280,17 @@ def _minimal_borrowing_below(
 def _no_more_borrowing(preemptor: Preemptor) -> dict[FlavorResource, Milli]:
     """The cap on the preemptor's queue when its victims are its own work: preempting
     inside its own queue may replace lower-priority work but never makes the queue
-    borrow more than it already does. Otherwise the newly borrowed quota is reclaimable
-    by the cohort, whose reclaimed work then preempts back, forever."""
+    borrow more than it already does of what it had to preempt for. Otherwise the newly
+    borrowed quota is reclaimable by the cohort, whose reclaimed work then preempts back,
+    forever."""
+    node = preemptor.node
+    # Only what needs preemption is capped: the rest fits already, and borrowing it is
+    # what any admission may do (Kueue lets such a preemptor borrow it too).
     return {
-        fr: max(preemptor.node.nominal.get(fr, 0), preemptor.node.usage.get(fr, 0))
-        for fr in preemptor.usage
+        fr: max(node.nominal.get(fr, 0), node.usage.get(fr, 0))
+        if fr in preemptor.needs
+        else node.usage.get(fr, 0) + amount
+        for fr, amount in preemptor.usage.items()
     }
 
 
@@ -406,64 +412,207 @@ def fair_victims(
     candidates: Sequence[Candidate],
     strategies: Sequence[FairSharingStrategy],
 ) -> list[Candidate] | None:
-    """Take from the queue with the highest share first, while the strategy allows it."""
-    for strategy in strategies:
-        victims = _fair_attempt(preemptor, tree, candidates, strategy)
-        if victims is not None:
-            return victims
-    return None
+    """Kueue's ``fairPreemptions``: take victims queue by queue, the queue with the
+    highest share first, while the first strategy allows it (rule S2-a); candidates it
+    refuses are kept, and if that is not enough the second strategy
+    (``LessThanInitialShare``) may take one of them per queue (rule S2-b). Then the set
+    is made minimal, as in the classical search.
 
-
-def _fair_attempt(
-    preemptor: Preemptor,
-    tree: QuotaTree,
-    candidates: Sequence[Candidate],
-    strategy: FairSharingStrategy,
-) -> list[Candidate] | None:
-    own = preemptor.cq.name
-    pools: dict[str, list[Candidate]] = {}
-    for candidate in sorted(candidates, key=lambda c: (c.priority, -c.admitted_seq, c.workload)):
-        pools.setdefault(candidate.cluster_queue, []).append(candidate)
-
-    def fits() -> bool:
-        return tree.fits(preemptor.node, preemptor.usage)
-
+    Shares are computed with the preemptor counted in its ClusterQueue, as Kueue does;
+    between ClusterQueues of different cohorts, the shares compared are those of the
+    two subtrees just below the cohort they share (their least common ancestor).
+    """
     if not could_make_room(preemptor, tree, candidates, cap=None):
         return None
-    taken: list[Candidate] = []
-    while pools:
-        target = max(
-            pools, key=lambda n: (dominant_resource_share(tree.cluster_queues[n]), n == own, n)
-        )
-        node = tree.cluster_queues[target]
-        candidate = pools[target].pop(0)
-        if not pools[target]:
-            del pools[target]
-        before = dominant_resource_share(node)
-        tree.remove_usage(node, candidate.usage)
-        if target != own:
-            allowed = before > 0 and strategy_allows(
-                strategy,
-                preemptor_share_with_workload=dominant_resource_share(
-                    preemptor.node, preemptor.usage
-                ),
-                target_share_before=before,
-                target_share_after=dominant_resource_share(node),
-            )
-            if not allowed:
-                # This queue is not above its fair share relative to us: leave it alone.
-                tree.add_usage(node, candidate.usage)
-                pools.pop(target, None)
+    own = preemptor.cq.name
+    ordered = sorted(candidates, key=lambda c: candidate_order(c, own))
+    search = _FairSearch(preemptor, tree, ordered)
+    tree.add_usage(preemptor.node, preemptor.usage)
+    try:
+        fits = search.first_strategy(strategies[0])
+        if not fits and len(strategies) > 1:
+            fits = search.second_strategy()
+    finally:
+        tree.remove_usage(preemptor.node, preemptor.usage)
+    taken = search.taken
+    if not fits:
+        _restore(tree, taken)
+        return None
+
+    def fits_now() -> bool:
+        return tree.fits(preemptor.node, preemptor.usage)
+
+    victims = _fill_back_and_restore(tree, taken, fits_now)
+    if any(v.cluster_queue != own for v in victims):
+        # Taken from other queues by the fair-share rule, which is what lets this queue
+        # borrow more.
+        return victims
+    # Only its own work: the classical rule (``_no_more_borrowing``) holds here too.
+    cap = _no_more_borrowing(preemptor)
+    return victims if _fits_with(preemptor, tree, victims, cap) else None
+
+
+_NEGATIVE = Share(-1.0, 1.0, frozenset())
+
+
+class _FairSearch:
+    """One fair-sharing victim search: the candidates left per ClusterQueue, the
+    queues and cohorts ruled out, and the victims taken so far (removed from the tree,
+    in which the preemptor's usage is counted while the search runs)."""
+
+    def __init__(self, preemptor: Preemptor, tree: QuotaTree, ordered: list[Candidate]) -> None:
+        self.preemptor = preemptor
+        self.tree = tree
+        self.own = preemptor.cq.name
+        self.pools: dict[str, list[Candidate]] = {}
+        for candidate in ordered:
+            self.pools.setdefault(candidate.cluster_queue, []).append(candidate)
+        self.pruned: set[QuotaNode] = set()
+        self.path = set(preemptor.node.ancestors())
+        self.taken: list[Candidate] = []
+        self.retry: list[Candidate] = []
+
+    def fits(self) -> bool:
+        """Whether the preemptor fits now (its counted usage set aside)."""
+        node, usage = self.preemptor.node, self.preemptor.usage
+        self.tree.remove_usage(node, usage)
+        try:
+            return self.tree.fits(node, usage)
+        finally:
+            self.tree.add_usage(node, usage)
+
+    def take(self, candidate: Candidate) -> bool:
+        self.tree.remove_usage(self.tree.cluster_queues[candidate.cluster_queue], candidate.usage)
+        self.taken.append(candidate)
+        return self.fits()
+
+    def first_strategy(self, strategy: FairSharingStrategy) -> bool:
+        within_nominal = self._within_nominal()
+        while True:
+            target = self._next_target()
+            if target is None:
+                return False
+            pool = self.pools[target.name]
+            if target.name == self.own:
+                if self.take(pool.pop(0)):
+                    return True
                 continue
-        taken.append(candidate)
-        if fits():
-            victims = _fill_back_and_restore(tree, taken, fits)
-            if any(v.cluster_queue != own for v in victims):
-                # Taken from other queues by the fair-share rule, which is what lets this
-                # queue borrow more.
-                return victims
-            # Only its own work: the classical rule (``_no_more_borrowing``) holds here too.
-            cap = _no_more_borrowing(preemptor)
-            return victims if _fits_with(preemptor, tree, victims, cap) else None
-    _restore(tree, taken)
-    return None
+            if within_nominal:
+                # Within its nominal quota on what it needs, the preemptor may take back
+                # what is lent whatever the shares (Kueue's FairSharingPreemptWithinNominal).
+                if self.take(pool.pop(0)):
+                    return True
+                continue
+            preemptor_share, target_before = self._shares(target)
+            while pool:
+                candidate = pool.pop(0)
+                after = self._target_share_without(target, candidate)
+                if _strategy_allows(strategy, preemptor_share, target_before, after):
+                    if self.take(candidate):
+                        return True
+                    break  # shares changed: pick the queue again
+                self.retry.append(candidate)
+
+    def second_strategy(self) -> bool:
+        """Rule S2-b: per queue, its first refused candidate, if the preemptor's share
+        is below the queue's share now."""
+        self.pools = {}
+        for candidate in self.retry:
+            self.pools.setdefault(candidate.cluster_queue, []).append(candidate)
+        self.pruned = set()
+        while True:
+            target = self._next_target()
+            if target is None:
+                return False
+            preemptor_share, target_before = self._shares(target)
+            candidate = self.pools[target.name].pop(0)
+            if preemptor_share.key() < target_before.key() and self.take(candidate):
+                return True
+            self.pruned.add(target)
+
+    def _within_nominal(self) -> bool:
+        node = self.preemptor.node
+        return all(node.usage.get(fr, 0) <= node.nominal.get(fr, 0) for fr in self.preemptor.needs)
+
+    def _next_target(self) -> QuotaNode | None:
+        """Kueue's ``TargetClusterQueueOrdering``: from the root down, the child (queue
+        or cohort) with the highest share, skipping those that do not borrow (except the
+        preemptor's own queue and cohorts) or have no candidates left."""
+        node = self.preemptor.node
+        if node.parent is None:
+            if node in self.pruned or not self.pools.get(node.name):
+                return None
+            return node
+        root = node.tree_root
+        while root not in self.pruned:
+            target = self._next_in(root)
+            if target is not None:
+                return target
+        return None
+
+    def _next_in(self, cohort: QuotaNode) -> QuotaNode | None:
+        best_cq: QuotaNode | None = None
+        best_cq_share = _NEGATIVE
+        best_cohort: QuotaNode | None = None
+        best_cohort_share = _NEGATIVE
+        for child in cohort.children:
+            if child in self.pruned:
+                continue
+            share = share_of(child)
+            if child.is_cluster_queue:
+                if (not share.borrowed and child.name != self.own) or not self.pools.get(
+                    child.name
+                ):
+                    self.pruned.add(child)
+                elif best_cq is None or share.key() > best_cq_share.key():
+                    best_cq, best_cq_share = child, share
+                elif share.key() == best_cq_share.key() and self._first_goes_first(child, best_cq):
+                    best_cq = child
+            elif not share.borrowed and child not in self.path:
+                self.pruned.add(child)
+            elif share.key() >= best_cohort_share.key():
+                best_cohort, best_cohort_share = child, share
+        if best_cq is None and best_cohort is None:
+            self.pruned.add(cohort)
+            return None
+        if best_cohort is not None and best_cohort_share.key() >= best_cq_share.key():
+            return self._next_in(best_cohort)
+        return best_cq
+
+    def _first_goes_first(self, a: QuotaNode, b: QuotaNode) -> bool:
+        first_a, first_b = self.pools[a.name][0], self.pools[b.name][0]
+        return candidate_order(first_a, self.own) < candidate_order(first_b, self.own)
+
+    def _almost_lcas(self, target: QuotaNode) -> tuple[QuotaNode, QuotaNode]:
+        """The children of the preemptor's and the target's lowest common cohort on
+        their two paths (each queue itself when that cohort is its parent)."""
+        below = target
+        for cohort in target.ancestors():
+            if cohort in self.path:
+                mine = self.preemptor.node
+                while mine.parent is not cohort:
+                    assert mine.parent is not None
+                    mine = mine.parent
+                return mine, below
+            below = cohort
+        raise AssertionError("a target shares no cohort with the preemptor")
+
+    def _shares(self, target: QuotaNode) -> tuple[Share, Share]:
+        mine, theirs = self._almost_lcas(target)
+        return share_of(mine), share_of(theirs)
+
+    def _target_share_without(self, target: QuotaNode, candidate: Candidate) -> Share:
+        self.tree.remove_usage(target, candidate.usage)
+        try:
+            return share_of(self._almost_lcas(target)[1])
+        finally:
+            self.tree.add_usage(target, candidate.usage)
+
+
+def _strategy_allows(
+    strategy: FairSharingStrategy, preemptor: Share, before: Share, after: Share
+) -> bool:
+    """Kueue's two strategies, on its share order (``CompareDRS``)."""
+    if strategy is FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE:
+        return preemptor.key() <= after.key()
+    return preemptor.key() < before.key()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from ray_queue.engine.config import QueueConfig, ResourceQuota
-from ray_queue.engine.model import FlavorResource, Milli
+from ray_queue.engine.model import FlavorResource, Milli, ResourceName
 
 
 class QuotaNode:
@@ -23,6 +23,7 @@ class QuotaNode:
 
     __slots__ = (
         "_guaranteed",
+        "_lendable",
         "borrowing_limit",
         "children",
         "is_cluster_queue",
@@ -59,6 +60,7 @@ class QuotaNode:
         self.subtree_quota: dict[FlavorResource, Milli] = dict(self.nominal)
         #: ``guaranteed`` per flavor-resource, fixed once the subtree quotas are known.
         self._guaranteed: dict[FlavorResource, Milli] = {}
+        self._lendable: dict[ResourceName, Milli] | None = None
         self.usage: dict[FlavorResource, Milli] = {}
         #: The root of this node's tree; set once the tree is linked.
         self.tree_root: QuotaNode = self
@@ -77,6 +79,18 @@ class QuotaNode:
             fr: max(0, self.subtree_quota.get(fr, 0) - limit)
             for fr, limit in self.lending_limit.items()
         }
+
+    def lendable(self) -> dict[ResourceName, Milli]:
+        """Per resource, what this node could give its children at most: its potential
+        available quota over every flavor of its tree (Kueue's ``calculateLendable``;
+        quotas only, so computed once). A cohort with no quota of its own still lends
+        what its own parent would lend it."""
+        if self._lendable is None:
+            totals: dict[ResourceName, Milli] = {}
+            for fr in self.tree_root.subtree_quota:
+                totals[fr[1]] = totals.get(fr[1], 0) + potential_available(self, fr)
+            self._lendable = totals
+        return self._lendable
 
     def ancestors(self) -> Iterator[QuotaNode]:
         node = self.parent
@@ -178,14 +192,7 @@ class QuotaTree:
 
     def potential_available(self, node: QuotaNode, fr: FlavorResource) -> Milli:
         """The most ``node`` could ever hold of ``fr``, if everything else were preempted."""
-        guaranteed = node.guaranteed(fr)
-        if node.parent is None:
-            return node.subtree_quota.get(fr, 0)
-        from_parent = self.potential_available(node.parent, fr)
-        limit = node.borrowing_limit.get(fr)
-        if limit is not None:
-            from_parent = min(from_parent, node.subtree_quota.get(fr, 0) - guaranteed + limit)
-        return guaranteed + from_parent
+        return potential_available(node, fr)
 
     def fits(
         self,
@@ -276,6 +283,19 @@ class QuotaTree:
     def is_borrowing(self, node: QuotaNode, frs: Iterator[FlavorResource] | None = None) -> bool:
         keys = node.usage.keys() if frs is None else frs
         return any(node.usage.get(fr, 0) > node.subtree_quota.get(fr, 0) for fr in keys)
+
+
+def potential_available(node: QuotaNode, fr: FlavorResource) -> Milli:
+    """The most ``node`` could ever hold of ``fr``, if everything else were preempted
+    (depends on quotas only, not on usage)."""
+    guaranteed = node.guaranteed(fr)
+    if node.parent is None:
+        return node.subtree_quota.get(fr, 0)
+    from_parent = potential_available(node.parent, fr)
+    limit = node.borrowing_limit.get(fr)
+    if limit is not None:
+        from_parent = min(from_parent, node.subtree_quota.get(fr, 0) - guaranteed + limit)
+    return guaranteed + from_parent
 
 
 def _leaves(node: QuotaNode) -> Iterator[QuotaNode]:

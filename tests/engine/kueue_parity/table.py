@@ -6,12 +6,20 @@ check (``test_parity_table.py`` fails when the docs and the cases disagree).
 
 from __future__ import annotations
 
-from tests.engine.kueue_parity import test_preemption_table, test_schedule_table
+from tests.engine.kueue_parity import (
+    test_preemption_table,
+    test_schedule_fs_table,
+    test_schedule_table,
+)
 
 #: Each ported Kueue table: (Kueue file and test, its module here).
 TABLES = (
     ("`pkg/scheduler/preemption/preemption_test.go` `TestPreemption`", test_preemption_table),
     ("`pkg/scheduler/scheduler_test.go` `TestSchedule`", test_schedule_table),
+    (
+        "`pkg/scheduler/scheduler_fs_test.go` `TestScheduleForFairSharing`",
+        test_schedule_fs_table,
+    ),
 )
 COLUMNS = ("ported", "passing", "departures", "differs", "out_of_scope", "unreachable")
 
@@ -23,4 +31,3 @@ def markdown_table() -> str:
         counts = module.parity_counts()
         rows.append(f"| {name} | " + " | ".join(str(counts[c]) for c in COLUMNS) + " |\n")
     return "".join(rows)
-

@@ -19,10 +19,10 @@ A case whose starting point our engine cannot reach is skipped as ``unreachable`
 Our documented departures (docs/scheduling.md), applied where they change a case: the
 preemptor is admitted in the same call as its victims are evicted; later pending
 workloads may be admitted in the same call (ignored here); within-ClusterQueue
-preemption never makes the queue borrow more than it already does; a workload preempted
-earlier in the call does not preempt. A case that still fails is an ``xfail(strict)``
-whose reason starts with ``departure:`` (explained by one of these) or ``differs:`` (not
-explained: a likely bug). ``parity_counts()`` sums the table up.
+preemption never makes the queue borrow more than it already does of what it preempts
+for; a workload preempted earlier in the call does not preempt. A case that still fails
+is an ``xfail(strict)`` whose reason starts with ``departure:`` (explained by one of
+these) or ``differs:`` (not explained: a likely bug). ``parity_counts()`` sums the table up.
 """
 
 from __future__ import annotations
@@ -467,11 +467,6 @@ def case(
     return Case(name, config, tuple(admitted), incoming, frozenset(victims), mark, unreachable)
 
 
-DEPARTURE_3 = (
-    "departure: (3) within-ClusterQueue preemption never makes the queue borrow more than "
-    "it already does: "
-)
-
 # Kueue cases whose features we do not carry over. TestPreemption's current table has
 # none: its topology-aware, fair-sharing and MultiKueue cases live in other tests.
 OUT_OF_SCOPE: dict[str, str] = {}
@@ -610,8 +605,6 @@ CASES: list[Case] = [
         ],
         wl("in", "c1", 1, cpu="4", memory="5Gi"),
         {"c1-low"},
-        mark=DEPARTURE_3 + "c1 would borrow 2Gi of memory after preempting c1-low, so we "
-        "preempt nothing (the incoming waits); Kueue preempts c1-low and lets c1 borrow",
     ),
     # Kueue pkg/scheduler/preemption/preemption_test.go, TestPreemption, case 13 of 36.
     case(
@@ -647,8 +640,6 @@ CASES: list[Case] = [
         ],
         wl("in", "c1", 1, cpu="2", memory="5Gi"),
         {"c1-med"},
-        mark=DEPARTURE_3 + "c1 would borrow 2Gi of memory after preempting c1-med, so we "
-        "preempt nothing (the incoming waits); Kueue preempts c1-med and lets c1 borrow",
     ),
     # Kueue pkg/scheduler/preemption/preemption_test.go, TestPreemption, case 16 of 36.
     case(
