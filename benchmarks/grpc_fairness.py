@@ -28,7 +28,7 @@ from typing import Any
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind
 from ray_queue.grpc.client import QueueClient
 from ray_queue.grpc.status import RateLimitedError
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 
 ADMIN, TENANT_X, TENANT_Y = "fairness-admin-token", "fairness-x-token", "fairness-y-token"
 CONFIG = """

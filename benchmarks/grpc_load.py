@@ -34,7 +34,7 @@ from typing import Any
 from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind
 from ray_queue.grpc.client import QueueClient
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 
 TOKEN = "benchmark-admin-token"
 CONFIG = """

@@ -44,7 +44,7 @@ from benchmarks.scenarios import RESOURCE, SCENARIOS, Arrival, Scenario
 from ray_queue.client.placement_group import QueuedPlacementGroup
 from ray_queue.engine.model import WorkloadState
 from ray_queue.manager.actor import find_manager
-from ray_queue.manager.types import ClientEvent
+from ray_queue.wire import ClientEvent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)

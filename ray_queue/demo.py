@@ -44,7 +44,7 @@ from ray_queue.engine.config import (
     WithinClusterQueue,
 )
 from ray_queue.engine.model import GangDemand, WorkloadState, to_milli
-from ray_queue.manager.types import ManagerStatus
+from ray_queue.wire import ManagerStatus
 
 A100 = {"ray.io/accelerator-type": "A100"}
 T4 = {"ray.io/accelerator-type": "T4"}

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ray_queue.cli import address as addr
 from ray_queue.cli import render
 from ray_queue.engine.config_loader import dump_yaml, parse_yaml, yaml_documents
 from ray_queue.engine.config_merge import Change, ObjectChange, diff, merge_documents
@@ -32,9 +31,10 @@ from ray_queue.engine.model import (
     to_milli,
 )
 from ray_queue.engine.quantity import QuantityError, parse_quantity
+from ray_queue.grpc import address as addr
 from ray_queue.grpc.client import QueueClient
 from ray_queue.grpc.status import ServerUnavailableError
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 
 TOKEN_ENV = "RAY_QUEUE_TOKEN"
 EXIT_FAILED = 1

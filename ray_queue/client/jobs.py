@@ -24,7 +24,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
 )
 from ray_queue.errors import QueueTimeoutError
-from ray_queue.manager.types import ClientEvent, SubmitResult
+from ray_queue.wire import ClientEvent, SubmitResult
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from ray.util.placement_group import PlacementGroup
 from ray_queue.client.runtime import ClientRuntime
 from ray_queue.engine.model import WorkloadId, WorkloadState, WorkloadStatus
 from ray_queue.errors import Preempted, WorkloadCancelled, WorkloadRejected
-from ray_queue.manager.types import ClientEvent, SubmitResult
 from ray_queue.ray_adapter.actions import pg_from_hex
+from ray_queue.wire import ClientEvent, SubmitResult
 
 
 class _Unset:

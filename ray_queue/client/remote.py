@@ -34,8 +34,8 @@ from ray_queue.errors import (
     WorkloadFailed,
     WorkloadRejected,
 )
-from ray_queue.manager.types import ClientEvent, SubmitRequest, SubmitResult, slot_eligible
 from ray_queue.ray_adapter.actions import pg_from_hex
+from ray_queue.wire import ClientEvent, SubmitRequest, SubmitResult, slot_eligible
 
 #: Our options; everything else is passed to Ray untouched.
 _QUEUE_OPTIONS = ("queue", "priority", "name")

@@ -54,7 +54,7 @@ from ray_queue.errors import (
     UnknownPriorityClassError,
     UnknownQueueError,
 )
-from ray_queue.manager.types import (
+from ray_queue.wire import (
     Catalog,
     ClientEvent,
     HandOver,

@@ -34,7 +34,7 @@ from ray_queue.engine.model import (
     WorkloadSpec,
     WorkloadStatus,
 )
-from ray_queue.manager.types import SubmitRequest, SubmitResult
+from ray_queue.wire import SubmitRequest, SubmitResult
 
 #: Transitions kept for watchers; one that falls further behind must reconnect.
 JOURNAL_SIZE = 100_000

@@ -32,7 +32,7 @@ from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import autoscaler_pb2_grpc, queue_pb2_grpc
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.status import ERROR_TYPE_KEY, from_rpc_error, from_status
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 
 T = TypeVar("T")
 

@@ -38,7 +38,7 @@ from ray_queue.grpc.backend import WorkloadEvent
 from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.status import InvalidRequestError, code_for
-from ray_queue.manager.types import SubmitRequest, SubmitResult
+from ray_queue.wire import SubmitRequest, SubmitResult
 
 #: Longest name accepted (Kubernetes' DNS subdomain limit): ids, queues, resources …
 MAX_NAME_LEN = 253

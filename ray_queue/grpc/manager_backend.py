@@ -36,7 +36,7 @@ from ray_queue.grpc.backend import (
 )
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.types import SubmitRequest, SubmitResult
+from ray_queue.wire import SubmitRequest, SubmitResult
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def publish_address(server: QueueServer) -> str:
     import ray
     from ray.experimental import internal_kv
 
-    from ray_queue.cli.address import KV_KEY, KV_NAMESPACE
+    from ray_queue.grpc.address import KV_KEY, KV_NAMESPACE
 
     host = server.host
     if host in ("0.0.0.0", "[::]", ""):

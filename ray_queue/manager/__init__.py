@@ -1,7 +1,7 @@
 """The queue manager: ``ManagerCore`` (pure) and the Ray actor that hosts it (``actor``)."""
 
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.types import (
+from ray_queue.wire import (
     ClientEvent,
     EventBatch,
     ManagerStatus,

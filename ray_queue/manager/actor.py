@@ -41,12 +41,15 @@ from ray_queue.engine.model import (
 )
 from ray_queue.engine.model import WorkloadStatus as _Status
 from ray_queue.errors import PermissionDeniedError, UnknownWorkloadError
-from ray_queue.grpc.server import PORT_ENV
 from ray_queue.manager.access_guard import AccessGuard
 from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
 from ray_queue.manager.release_pacing import RELEASE_LAG_S
-from ray_queue.manager.types import (
+from ray_queue.metrics import MetricsSnapshot, QueueMetrics
+from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
+from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
+from ray_queue.store.sqlite import SQLiteStore
+from ray_queue.wire import (
     Catalog,
     EventBatch,
     HandOver,
@@ -54,10 +57,6 @@ from ray_queue.manager.types import (
     SubmitRequest,
     SubmitResult,
 )
-from ray_queue.metrics import MetricsSnapshot, QueueMetrics
-from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
-from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
-from ray_queue.store.sqlite import SQLiteStore
 
 logger = logging.getLogger(__name__)
 
@@ -197,10 +196,14 @@ class QueueManager:
 
     def _start_grpc(self) -> Any:
         """Serve the gRPC API on ``RAY_QUEUE_GRPC_PORT`` (50051; ``off`` disables)."""
+        # gRPC is a layer above the manager (it serves ManagerCore): the actor reaches it
+        # only here, when the first call arrives, so that the manager does not import it.
+        # The one such exception in pyproject.toml's import contracts.
+        from ray_queue.grpc.manager_backend import start_grpc_server
+        from ray_queue.grpc.server import PORT_ENV
+
         if os.environ.get(PORT_ENV) == "off":
             return None
-        from ray_queue.grpc.manager_backend import start_grpc_server
-
         try:
             return start_grpc_server(self._core, asyncio.get_running_loop())
         except Exception:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import MILLI, WorkloadSpec, WorkloadState, WorkloadStatus
-from ray_queue.manager.types import NodeShape
+from ray_queue.wire import NodeShape
 
 
 class Capacity:

@@ -42,7 +42,9 @@ from ray_queue.manager.capacity import Capacity
 from ray_queue.manager.owner_events import AdmittedShape, OwnerEvents
 from ray_queue.manager.release_pacing import ReleasePacer
 from ray_queue.manager.slots import admitted_meanwhile, wants_slot, was_evicted
-from ray_queue.manager.types import (
+from ray_queue.metrics import MetricsSnapshot, snapshot_of
+from ray_queue.store.base import Payload, Store
+from ray_queue.wire import (
     EventBatch,
     HandOver,
     JobRun,
@@ -52,8 +54,6 @@ from ray_queue.manager.types import (
     SubmitRequest,
     SubmitResult,
 )
-from ray_queue.metrics import MetricsSnapshot, snapshot_of
-from ray_queue.store.base import Payload, Store
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ray_queue.engine.config import (
     ResourceGroup,
     ResourceQuota,
 )
-from ray_queue.manager.types import NodeShape
+from ray_queue.wire import NodeShape
 
 DEFAULT = "default"
 

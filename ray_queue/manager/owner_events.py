@@ -26,7 +26,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
-from ray_queue.manager.types import ClientEvent, EventBatch
+from ray_queue.wire import ClientEvent, EventBatch
 
 #: Events kept per owner; a client that falls further behind gets a resync snapshot.
 _EVENTS_PER_OWNER = 50_000

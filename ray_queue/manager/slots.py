@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import WorkloadKind, WorkloadState, WorkloadStatus
-from ray_queue.manager.types import HandOver, slot_eligible
 from ray_queue.store.base import Payload
+from ray_queue.wire import HandOver, slot_eligible
 
 
 def wants_slot(engine: Engine, status: WorkloadStatus, payload: Payload) -> bool:

@@ -1,255 +1,30 @@
-"""The manager's request, result and event values, and the ``RayActions`` seam.
+"""Old home of the manager's values, now ``ray_queue.wire``: re-exported only while
+``client/api.py`` (being rewritten) still imports them from here; delete with that import."""
 
-They cross the Ray actor boundary (pickled) and will cross the gRPC boundary (converted),
-so they are plain frozen dataclasses of engine values and builtins.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from ray_queue.engine.errors import RayQueueError
-from ray_queue.engine.model import (
-    BundleGroup,
-    ClusterQueueStatus,
-    CohortStatus,
-    LeaseKey,
-    PlacementStrategy,
-    ResourceStatus,
-    WorkloadId,
-    WorkloadKind,
-    WorkloadSpec,
-    WorkloadState,
-    WorkloadStatus,
-    lease_key,
+from ray_queue.wire import (
+    Catalog,
+    ClientEvent,
+    EventBatch,
+    HandOver,
+    JobRun,
+    ManagerStatus,
+    NodeShape,
+    RayActions,
+    SubmitRequest,
+    SubmitResult,
+    slot_eligible,
 )
-from ray_queue.engine.quantity import human_amount
 
-
-@dataclass(frozen=True, slots=True)
-class SubmitRequest:
-    """One workload as a client asks for it; the manager stamps its creation time."""
-
-    id: WorkloadId
-    queue: str
-    bundle_groups: tuple[BundleGroup, ...]
-    kind: WorkloadKind = WorkloadKind.PLACEMENT_GROUP
-    strategy: PlacementStrategy = PlacementStrategy.PACK
-    priority_class: str | None = None
-    owner: str = ""
-    name: str = ""
-    min_count: int | None = None
-    #: Adapter data the engine does not model: ``bundle_label_selector`` (one dict per
-    #: bundle), and for jobs ``entrypoint``, ``runtime_env``, ``metadata``,
-    #: ``entrypoint_resources`` (Ray units). JSON-compatible.
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-    def lease_key(self) -> LeaseKey:
-        return lease_key(self.owner, self.queue, self.priority_class, self.bundle_groups)
-
-    def to_spec(self, created_at: float) -> WorkloadSpec:
-        return WorkloadSpec(
-            id=self.id,
-            queue=self.queue,
-            bundle_groups=self.bundle_groups,
-            created_at=created_at,
-            kind=self.kind,
-            strategy=self.strategy,
-            priority_class=self.priority_class,
-            owner=self.owner,
-            min_count=self.min_count,
-            name=self.name,
-        )
-
-
-def slot_eligible(bundle_groups: Sequence[BundleGroup], payload: Mapping[str, Any]) -> bool:
-    """Whether a task may run in a slot (``client/slots.py``) once admitted with a
-    backlog: it asks for some resource (a placement group bundle cannot be empty) and
-    its owner did not rule slots out (``payload["slot"] is False``). The one rule the
-    manager and the driver both apply."""
-    if payload.get("slot", True) is False:
-        return False
-    return any(amount > 0 for group in bundle_groups for amount in group.resources.values())
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitResult:
-    workload: WorkloadId
-    #: The whole status after the batch's cycle (``None`` if refused, or when a brief
-    #: answer was asked for: then only ``state``).
-    status: WorkloadStatus | None = None
-    #: Why the workload was refused; nothing was queued for it.
-    error: RayQueueError | None = None
-    state: WorkloadState | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClientEvent:
-    """Something a workload's owner must react to (launch, cancel, give up)."""
-
-    seq: int
-    workload: WorkloadId
-    kind: WorkloadKind
-    state: WorkloadState
-    #: The engine decision behind the event ("admit", "preempt", …) or "state".
-    decision: str
-    reason: str
-    message: str
-    #: Node labels of the admitted flavor(s): where a task or actor must run.
-    label_selector: Mapping[str, str] = field(default_factory=dict)
-    #: Hex id of the placement group the manager created (placement groups, actors, a
-    #: task's slot).
-    placement_group_id: str | None = None
-    #: The bundles admitted, in Ray units (partial admission may give fewer).
-    bundles: tuple[Mapping[str, float], ...] = ()
-    #: ``decision == "lease"``: whether this owner's tasks with this lease key may hand
-    #: their quota to the next identical task when they finish (``report(handovers=…)``).
-    lease_key: LeaseKey | None = None
-    lease_open: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class HandOver:
-    """A task that returned, and the identical pending task its owner started in its
-    place (``report(handovers=…)``)."""
-
-    done: WorkloadId
-    successor: WorkloadId
-    #: Hex id of the slot (placement group) the successor runs in, ``None`` if it was
-    #: launched without one. Refused unless it is the one the manager gave ``done``:
-    #: the client and the manager must agree on where the quota is enforced.
-    slot: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventBatch:
-    #: Changes whenever the manager restarts; a client seeing a new epoch resyncs.
-    epoch: str
-    #: The highest seq included; pass it back as ``after_seq``.
-    seq: int
-    events: tuple[ClientEvent, ...]
-    #: True when the events are a full snapshot of the owner's workloads (new epoch or
-    #: events dropped), not a delta.
-    resync: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NodeShape:
-    """One alive Ray node as the manager sees it (resources in milli-units)."""
-
-    node_id: str
-    labels: Mapping[str, str]
-    resources: Mapping[str, int]
-    is_head: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerStatus:
-    cluster_queues: tuple[ClusterQueueStatus, ...]
-    cohorts: tuple[CohortStatus, ...]
-    #: Workloads per state, over every workload the manager remembers.
-    states: Mapping[str, int]
-    #: Preemptions carried out since the manager (re)started.
-    preemptions: int
-    admissions: int
-    epoch: str
-
-    def __str__(self) -> str:
-        """For people (``print(ray_queue.status())``): Ray's units, one line per quota.
-        The fields keep milli-units, as JSON and gRPC do."""
-        lines = [
-            f"workloads: {', '.join(f'{k} {v}' for k, v in sorted(self.states.items())) or 'none'}"
-            f"; admissions {self.admissions}, preemptions {self.preemptions}"
-        ]
-        for cq in self.cluster_queues:
-            cohort = f" (cohort {cq.cohort})" if cq.cohort else ""
-            lines.append(
-                f"ClusterQueue {cq.name}{cohort}: {cq.pending} pending, {cq.admitted} admitted"
-            )
-            lines += [f"  {_quota_line(r)}" for r in cq.resources]
-        for co in self.cohorts:
-            parent = f" (in {co.parent})" if co.parent else ""
-            lines.append(f"Cohort {co.name}{parent}")
-            lines += [f"  {_quota_line(r)}" for r in co.resources]
-        return "\n".join(lines)
-
-
-def _quota_line(r: ResourceStatus) -> str:
-    def amount(milli: int) -> str:
-        return human_amount(r.resource, milli)
-
-    borrowed = f", {amount(r.borrowed)} borrowed" if r.borrowed else ""
-    return f"{r.resource} in {r.flavor}: {amount(r.usage)} of {amount(r.nominal)} used{borrowed}"
-
-
-@dataclass(frozen=True, slots=True)
-class Catalog:
-    """The names a caller may use: its Queues (all, for admin) and every priority class."""
-
-    queues: frozenset[str]
-    priority_classes: frozenset[str]
-    #: Only the caller's own Queues are listed (a tenant), not every one.
-    restricted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class JobRun:
-    """A Ray job the manager submitted for an admitted JOB workload."""
-
-    workload: WorkloadId
-    submission_id: str
-
-
-class RayActions(Protocol):
-    """What the manager does to Ray. Implemented by ``ray_adapter``; faked in unit tests.
-
-    Contract: every method is idempotent (creating what exists or removing what is gone
-    is a no-op), so recovery may replay them. Called from the manager's single thread.
-    """
-
-    def create_placement_group(
-        self,
-        workload: WorkloadId,
-        bundles: Sequence[Mapping[str, float]],
-        strategy: PlacementStrategy,
-        label_selectors: Sequence[Mapping[str, str]],
-    ) -> str:
-        """Create (or find) the workload's placement group; return its hex id."""
-        ...
-
-    def remove_placement_group(self, workload: WorkloadId) -> None: ...
-
-    def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
-        """The group made for ``workload`` now belongs to ``to`` (a task that took its
-        quota over): later calls name ``to``. ``placement_groups`` still reports it under
-        the workload it was created for."""
-        ...
-
-    def placement_groups(self) -> Mapping[WorkloadId, str]:
-        """Every live placement group this manager created, by workload (for re-adoption)."""
-        ...
-
-    def removed_placement_groups(self, pg_ids: Sequence[str]) -> set[str]:
-        """Those of ``pg_ids`` Ray no longer has (a read, no side effects: to notice groups
-        removed behind the manager's back). Costs a lookup per id, not a table read."""
-        ...
-
-    def submit_job(
-        self,
-        run: JobRun,
-        payload: Mapping[str, Any],
-        label_selector: Mapping[str, str],
-    ) -> None: ...
-
-    def stop_job(self, submission_id: str) -> None: ...
-
-    def jobs(self) -> Mapping[str, str]:
-        """Status (Ray's JobStatus name) of every job this manager submitted, by submission id."""
-        ...
-
-    def job_submission_failures(self) -> Mapping[str, str]:
-        """Submissions that failed since the last call (submission id → error), for an
-        adapter that submits in the background (``submit_job`` then returns at once)."""
-        ...
+__all__ = [
+    "Catalog",
+    "ClientEvent",
+    "EventBatch",
+    "HandOver",
+    "JobRun",
+    "ManagerStatus",
+    "NodeShape",
+    "RayActions",
+    "SubmitRequest",
+    "SubmitResult",
+    "slot_eligible",
+]

@@ -22,8 +22,8 @@ from ray.util.placement_group import (
 )
 
 from ray_queue.engine.model import PlacementStrategy, WorkloadId
-from ray_queue.manager.types import JobRun
 from ray_queue.ray_adapter.job_desk import JobDesk
+from ray_queue.wire import JobRun
 
 logger = logging.getLogger(__name__)
 

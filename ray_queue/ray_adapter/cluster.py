@@ -13,7 +13,7 @@ from typing import Any
 import ray
 
 from ray_queue.engine.model import to_milli
-from ray_queue.manager.types import NodeShape
+from ray_queue.wire import NodeShape
 
 logger = logging.getLogger(__name__)
 

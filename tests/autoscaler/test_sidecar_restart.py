@@ -132,7 +132,7 @@ def test_sidecar_killed_and_restarted_mid_flow(
     from kubernetes import client
 
     from ray_queue.grpc.client import QueueClient
-    from ray_queue.manager.types import SubmitRequest
+    from ray_queue.wire import SubmitRequest
 
     backend, address = manager
     custom = client.CustomObjectsApi(k8s_api.api_client)

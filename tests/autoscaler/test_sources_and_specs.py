@@ -111,7 +111,7 @@ def test_grpc_source_follows_the_demand_stream_and_reports(
 ) -> None:
     from ray_queue.engine.model import BundleGroup
     from ray_queue.grpc.client import QueueClient
-    from ray_queue.manager.types import SubmitRequest
+    from ray_queue.wire import SubmitRequest
 
     _backend, address = grpc_backend
     client = QueueClient(address)
@@ -146,7 +146,7 @@ def test_grpc_source_with_an_autoscaler_token_uses_the_overrides(
     from ray_queue.grpc.backend import EngineBackend
     from ray_queue.grpc.client import QueueClient
     from ray_queue.grpc.server import QueueServer, ServerOptions
-    from ray_queue.manager.types import SubmitRequest
+    from ray_queue.wire import SubmitRequest
 
     clock = ManualClock(0.0)
     backend = EngineBackend(load_config(GRPC_CONFIG), clock)

@@ -17,7 +17,7 @@ from ray_queue.grpc.backend import EngineBackend
 from ray_queue.grpc.client import QueueClient
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from ray_queue.grpc.service import ServiceLimits
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 
 #: Two teams in one cohort; team-a's GPU flavor is provisioned all-at-once behind a check.
 CONFIG_YAML = """

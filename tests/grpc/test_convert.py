@@ -26,7 +26,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
 )
 from ray_queue.grpc import convert
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 
 names = st.text(
     st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc")),

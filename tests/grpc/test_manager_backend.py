@@ -137,7 +137,7 @@ def test_coalescer_merges_concurrent_submissions() -> None:
     from collections.abc import Sequence
 
     from ray_queue.grpc.manager_backend import Coalescer
-    from ray_queue.manager.types import SubmitRequest, SubmitResult
+    from ray_queue.wire import SubmitRequest, SubmitResult
 
     calls: list[int] = []
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray_queue.engine.model import PlacementStrategy, WorkloadId
-from ray_queue.manager.types import JobRun
+from ray_queue.wire import JobRun
 
 
 class RecordingActions:

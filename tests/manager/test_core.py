@@ -24,9 +24,9 @@ from ray_queue.engine.model import (
     to_milli,
 )
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.types import ClientEvent, HandOver, NodeShape, SubmitRequest
 from ray_queue.store.base import MemoryStore
 from ray_queue.store.sqlite import SQLiteStore
+from ray_queue.wire import ClientEvent, HandOver, NodeShape, SubmitRequest
 from tests.manager.configs import A100, teams_config
 from tests.manager.fakes import RecordingActions
 

@@ -11,9 +11,9 @@ import pytest
 from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.model import WorkloadId, WorkloadKind, WorkloadState
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.types import HandOver, SubmitRequest
 from ray_queue.store.base import MemoryStore
 from ray_queue.store.sqlite import SQLiteStore
+from ray_queue.wire import HandOver, SubmitRequest
 from tests.manager.configs import A100, teams_config
 from tests.manager.fakes import RecordingActions
 from tests.manager.test_core import new_core, req, slot_of, state

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ray_queue.engine.model import ClusterQueueStatus, CohortStatus, ResourceStatus
-from ray_queue.manager.types import ManagerStatus
+from ray_queue.wire import ManagerStatus
 
 GI = 2**30 * 1000  # one GiB in milli-units
 

@@ -9,8 +9,8 @@ from ray_queue.engine.config import ResourceFlavor
 from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import WorkloadId, WorkloadState, to_milli
 from ray_queue.manager.core import ManagerCore
-from ray_queue.manager.types import NodeShape
 from ray_queue.store.base import MemoryStore
+from ray_queue.wire import NodeShape
 from tests.manager.configs import A100, teams_config
 from tests.manager.fakes import RecordingActions
 from tests.manager.test_core import req

@@ -26,7 +26,7 @@ from ray_queue.engine.model import BundleGroup, WorkloadId
 from ray_queue.engine.model import WorkloadState as S
 from ray_queue.manager.actor import start_manager
 from ray_queue.manager.handle import ManagerHandle
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 from tests.manager.configs import teams_config
 from tests.ray.harness import live_pgs, start_cluster, wait_for
 

@@ -34,7 +34,6 @@ from ray.cluster_utils import Cluster
 from ray.experimental import internal_kv
 
 import ray_queue
-from ray_queue.cli.address import KV_KEY, KV_NAMESPACE
 from ray_queue.engine.model import (
     BundleGroup,
     WorkloadId,
@@ -42,8 +41,9 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.grpc.address import KV_KEY, KV_NAMESPACE
 from ray_queue.grpc.client import QueueClient
-from ray_queue.manager.types import SubmitRequest
+from ray_queue.wire import SubmitRequest
 from tests.availability import unavailable
 from tests.manager.configs import A100, teams_config
 from tests.ray.harness import live_pgs, manager, wait_for

@@ -1,9 +1,10 @@
 """Where the manager's gRPC API is: flag, environment, the local Ray cluster, or default.
 
-The manager publishes its address in Ray's internal key-value store
-(namespace ``ray_queue``, key ``grpc_address``) when it starts its server, so on a Ray
-node ``ray-queue status`` needs no flags. Asking Ray costs a driver connection (a second
-or two), so it is only tried when a local Ray cluster exists and nothing was given.
+The manager publishes its address in Ray's internal key-value store (namespace
+``ray_queue``, key ``grpc_address``: ``manager_backend.publish_address``) when it starts its
+server, so on a Ray node ``ray-queue status`` needs no flags. Asking Ray costs a driver
+connection (a second or two), so it is only tried when a local Ray cluster exists and
+nothing was given.
 """
 
 from __future__ import annotations
