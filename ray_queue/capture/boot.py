@@ -13,13 +13,17 @@ from __future__ import annotations
 import importlib
 import os
 
+from ray_queue.capture.errors import CaptureError
 from ray_queue.capture.settings import ENV_NEXT_HOOK, settings_from_env
 
 
 def start() -> None:
     """The ``.pth`` entry: capture this process's ``ray.init``, when Ray is imported."""
-    if settings_from_env(os.environ) is None:
-        return
+    try:
+        if settings_from_env(os.environ) is None:
+            return
+    except CaptureError:
+        pass  # raised again by ray.init, where the driver sees it (site swallows .pth errors)
     from ray_queue.capture import patch
 
     patch.when_ray_imported(_wrap_init)

@@ -19,12 +19,37 @@ import ray
 from ray_queue.capture import patch
 from ray_queue.capture.errors import CaptureError
 from ray_queue.capture.settings import ENV_NEXT_HOOK, Settings, settings_from_env
+from ray_queue.client.runtime import ClientRuntime
 from ray_queue.errors import NotInitializedError
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _settings: Settings | None = None
+
+
+class SharedOwnerRuntime(ClientRuntime):
+    """A client runtime that shares its owner (the Ray job) with other processes.
+
+    A captured job has a runtime in each process that makes groups: the driver, Train's
+    controller, Tune's trainables. The manager tells an owner's events to every process
+    that polls for that owner, and a plain runtime takes an admission it has no handle
+    for as work that ended meanwhile and gives its quota back, which here would end
+    another process's group the moment it is admitted. This one reports only workloads
+    it submitted itself.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._submitted: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def submit(self, request: Any, handle: Any, *, sync: bool = False) -> None:
+        self._submitted.add(request.id)
+        super().submit(request, handle, sync=sync)
+
+    def report_finished(self, workload: Any, *, failed: bool, message: str = "") -> None:
+        if workload in self._submitted:
+            super().report_finished(workload, failed=failed, message=message)
 
 
 def current_settings() -> Settings | None:
@@ -97,7 +122,14 @@ def _runtime() -> Any:
             raise CaptureError("capture is off in this process")
         if client_runtime._runtime is None:
             api.init(queue=settings.queue, priority=settings.priority)
-        return client_runtime.current()
+        runtime = client_runtime.current()
+        if not isinstance(runtime, SharedOwnerRuntime):
+            runtime = client_runtime.install(
+                lambda: SharedOwnerRuntime(
+                    runtime.manager, queue=runtime.queue, priority=runtime.priority
+                )
+            )
+        return runtime
 
 
 def _bypass(name: str) -> bool:

@@ -74,6 +74,10 @@ class CapturedPlacementGroup(PlacementGroup):
         return False
 
     def ready(self) -> Any:
+        # Submissions of a shape already accepted are batched; the manager must know the
+        # workload before it is asked to wait for it, or the wait fails at once with
+        # UnknownWorkloadError and Ray's code (Tune's ``ray.wait``) takes that as ready.
+        self.queued._runtime.flush()
         return self.queued.ready()
 
     def wait(self, timeout_seconds: float | int = 30) -> bool:
