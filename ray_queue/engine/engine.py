@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from ray_queue.engine import handover, lifecycle, views
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import (
-    BorrowWithinCohortPolicy,
     ClusterQueue,
     QueueConfig,
     QueueingStrategy,
-    ReclaimWithinCohort,
     StopPolicy,
 )
 from ray_queue.engine.config_change import live_workload_problems
@@ -41,6 +39,7 @@ from ray_queue.engine.flavor_assignment import (
     Preemption,
     assign_flavors,
     assign_largest,
+    preempts_while_borrowing,
 )
 from ray_queue.engine.model import (
     Admission,
@@ -578,15 +577,11 @@ class Engine:
         return assignment, found.get(id(assignment))
 
     def _preempts_while_borrowing(self, cq: ClusterQueue) -> bool:
-        """Kueue's ``canPreemptWhileBorrowing`` (cached: asked for every head)."""
+        """``preempts_while_borrowing`` (cached: asked for every head)."""
         cached = self._while_borrowing.get(cq.name)
         if cached is None:
-            preemption = cq.preemption
-            cached = preemption.borrow_within_cohort.policy is not BorrowWithinCohortPolicy.NEVER
-            cached = cached or (
-                self._config.settings.fair_sharing.enable
-                and preemption.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
-            )
+            fair = self._config.settings.fair_sharing.enable
+            cached = preempts_while_borrowing(cq, fair_sharing=fair)
             self._while_borrowing[cq.name] = cached
         return cached
 

@@ -19,7 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from ray_queue.engine.config import ClusterQueue, ResourceGroup, WhenCanBorrow, WhenCanPreempt
+from ray_queue.engine.config import (
+    BorrowWithinCohortPolicy,
+    ClusterQueue,
+    ReclaimWithinCohort,
+    ResourceGroup,
+    WhenCanBorrow,
+    WhenCanPreempt,
+)
 from ray_queue.engine.model import (
     FlavorName,
     FlavorResource,
@@ -101,6 +108,15 @@ _MODE_OF = {
     Preemption.RECLAIM: Mode.PREEMPT,
     Preemption.FIT: Mode.FIT,
 }
+
+
+def preempts_while_borrowing(cq: ClusterQueue, *, fair_sharing: bool) -> bool:
+    """Kueue's ``canPreemptWhileBorrowing``: whether ``cq`` may preempt where it would
+    borrow (``borrowWithinCohort``, or fair sharing with ``reclaimWithinCohort``)."""
+    preemption = cq.preemption
+    if preemption.borrow_within_cohort.policy is not BorrowWithinCohortPolicy.NEVER:
+        return True
+    return fair_sharing and preemption.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
 
 
 def assign_flavors(

@@ -7,6 +7,7 @@ check (``test_parity_table.py`` fails when the docs and the cases disagree).
 from __future__ import annotations
 
 from tests.engine.kueue_parity import (
+    test_flavor_assignment_table,
     test_preemption_table,
     test_schedule_fs_table,
     test_schedule_table,
@@ -19,6 +20,10 @@ TABLES = (
     (
         "`pkg/scheduler/scheduler_fs_test.go` `TestScheduleForFairSharing`",
         test_schedule_fs_table,
+    ),
+    (
+        "`pkg/scheduler/flavorassigner/flavorassigner_test.go` `TestAssignFlavors`",
+        test_flavor_assignment_table,
     ),
 )
 COLUMNS = ("ported", "passing", "departures", "differs", "out_of_scope", "unreachable")
