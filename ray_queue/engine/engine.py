@@ -11,7 +11,7 @@ always yields the same decisions.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ray_queue.engine import handover, lifecycle, views
@@ -32,15 +32,14 @@ from ray_queue.engine.errors import (
     UnknownWorkloadError,
     WorkloadRejected,
 )
-from ray_queue.engine.fair_share import QueueUsage, Share, recorded_charges, share_of, tournament
+from ray_queue.engine.fair_share import QueueUsage, recorded_charges
 from ray_queue.engine.flavor_assignment import (
     Assignment,
     Mode,
-    Preemption,
     assign_flavors,
-    assign_largest,
     preempts_while_borrowing,
 )
+from ray_queue.engine.heads import Entry, classical_order, fair_order, plan, plan_is_stale
 from ray_queue.engine.model import (
     Admission,
     CheckState,
@@ -48,11 +47,9 @@ from ray_queue.engine.model import (
     CohortStatus,
     Decision,
     DecisionKind,
-    FlavorResource,
     GangDemand,
     GroupAdmission,
     LeaseKey,
-    Milli,
     PendingPosition,
     Transition,
     Usage,
@@ -63,7 +60,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
     validate_spec,
 )
-from ray_queue.engine.preemption import Candidate, Holders, Preemptor, find_victims
+from ray_queue.engine.preemption import Candidate, Holders
 from ray_queue.engine.queues import ClusterQueuePending, bucket_key, order_key
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
@@ -85,35 +82,6 @@ class CutShort:
     rounds: int
     #: Its last decisions, oldest first: what went round.
     last_decisions: tuple[Decision, ...]
-
-
-@dataclass(slots=True)
-class _Entry:
-    """A head being considered in one scheduling round."""
-
-    record: Record
-    cq: ClusterQueue
-    node: QuotaNode
-    assignment: Assignment
-    #: When ``assignment`` is PREEMPT: the victims that make room for it, if any.
-    victims: list[Candidate] | None
-
-
-def _fairer(a: _Entry, a_share: Share, b: _Entry, b_share: Share) -> bool:
-    """Kueue's fair-sharing ``entryComparer.less`` at one level of the tournament: a
-    head whose subtree would not borrow on what it asks for goes first; then the lower
-    share; then higher priority; then the older; then the id."""
-    a_borrows = a_share.borrows_on(a.assignment.usage)
-    if a_borrows != b_share.borrows_on(b.assignment.usage):
-        return not a_borrows
-    if a_share.key() != b_share.key():
-        return a_share.key() < b_share.key()
-    a_spec, b_spec = a.record.spec, b.record.spec
-    return (-a.record.priority, a_spec.created_at, a_spec.id) < (
-        -b.record.priority,
-        b_spec.created_at,
-        b_spec.id,
-    )
 
 
 class Engine:
@@ -444,16 +412,18 @@ class Engine:
     def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
         heads = [e for name in sorted(cluster_queues) if (e := self._head(name)) is not None]
         if self._config.settings.fair_sharing.enable:
-            ordered: Iterable[_Entry] = self._fair_order(heads)
+            ordered: Iterable[Entry] = fair_order(heads, self._tree)
         else:
-            ordered = sorted(heads, key=self._entry_order)
+            ordered = sorted(heads, key=classical_order)
         next_round: set[str] = set()
         touched_roots: set[QuotaNode] = set()
         #: Roots where a preemption freed quota this round (not only took more).
         freed_roots: set[QuotaNode] = set()
         for entry in ordered:
             root = entry.node.tree_root
-            if root in touched_roots and self._plan_is_stale(entry, root in freed_roots):
+            if root in touched_roots and plan_is_stale(
+                entry, root in freed_roots, self._preempted_this_call, self._tree
+            ):
                 entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.PREEMPT and entry.victims:
                 for victim in entry.victims:
@@ -469,36 +439,7 @@ class Engine:
             next_round.add(entry.cq.name)
         return next_round
 
-    def _plan_is_stale(self, entry: _Entry, freed: bool) -> bool:
-        """Whether a head's plan must be made again now that its tree changed this round
-        (``freed``: a preemption gave quota back, not only admissions took more).
-
-        A head that fits nowhere stays so while the tree only takes more: ``NO_FIT``
-        depends on limits and on how much is free, never on who holds it (partial
-        admission aside, whose smaller counts may preempt). A head with victims keeps
-        them while they all still hold quota and it fits once they are gone: Kueue keeps
-        a head's targets from the start of the cycle and only checks that, rather than
-        searching again.
-        """
-        assignment = entry.assignment
-        if assignment.mode is Mode.NO_FIT:
-            return freed or entry.record.spec.min_count is not None
-        victims = entry.victims
-        if assignment.mode is not Mode.PREEMPT or not victims:
-            return True
-        if any(v.workload in self._preempted_this_call for v in victims):
-            return True
-        tree = self._tree
-        removed = [(tree.cluster_queues[v.cluster_queue], v.usage) for v in victims]
-        for node, usage in removed:
-            tree.remove_usage(node, usage)
-        try:
-            return not tree.fits(entry.node, assignment.usage)
-        finally:
-            for node, usage in removed:
-                tree.add_usage(node, usage)
-
-    def _head(self, cq_name: str) -> _Entry | None:
+    def _head(self, cq_name: str) -> Entry | None:
         cq = self._config.cluster_queues[cq_name]
         if cq.stop_policy is not StopPolicy.NONE:
             return None
@@ -509,72 +450,21 @@ class Engine:
             return None
         record = self._records[workload]
         node = self._tree.cluster_queues[cq_name]
-        return _Entry(record, cq, node, *self._plan(record, cq, node))
+        return Entry(record, cq, node, *self._plan(record, cq, node))
 
     def _plan(
         self, record: Record, cq: ClusterQueue, node: QuotaNode
     ) -> tuple[Assignment, list[Candidate] | None]:
-        """The head's flavor assignment and, when it must preempt, its victims (Kueue's
-        ``getInitialAssignments``): the full count if it fits or preemption makes room
-        for it; else, with partial admission, the largest count that does."""
-        may_preempt = record.spec.id not in self._preempted_this_call
-        #: The oracle's victims per (flavor-resource, amount): for a workload that asks
-        #: for one flavor-resource they are the whole workload's, so not searched twice.
-        simulated: dict[tuple[FlavorResource, Milli], list[Candidate] | None] = {}
-
-        def oracle(fr: FlavorResource, amount: Milli) -> tuple[Preemption, int]:
-            if not may_preempt:
-                # Preempted earlier in this call: it may not preempt (no cycles).
-                level, _ = self._tree.borrowing_level(node, fr, amount)
-                return Preemption.NO_CANDIDATES, level
-            victims = self._victims_for(record, cq, node, {fr: amount}, frozenset((fr,)))
-            simulated[(fr, amount)] = victims
-            return self._preemption_mode(cq, node, fr, amount, victims)
-
-        def victims_of(assignment: Assignment) -> list[Candidate] | None:
-            if assignment.mode is not Mode.PREEMPT or assignment.no_candidates:
-                return None
-            if not may_preempt:
-                return None
-            if len(assignment.usage) == 1:
-                ((fr, amount),) = assignment.usage.items()
-                if (fr, amount) in simulated:
-                    return simulated[(fr, amount)]
-            return self._find_victims(record, cq, node, assignment)
-
-        while_borrowing = self._preempts_while_borrowing(cq)
-        if record.spec.min_count is None:
-            assignment = assign_flavors(
-                record.spec,
-                cq,
-                node,
-                self._tree,
-                oracle=oracle,
-                preempt_while_borrowing=while_borrowing,
-            )
-            return assignment, victims_of(assignment)
-        found: dict[int, list[Candidate]] = {}
-
-        def usable(assignment: Assignment) -> bool:
-            if assignment.mode is Mode.FIT:
-                return True
-            victims = victims_of(assignment)
-            if victims:
-                found[id(assignment)] = victims
-            return bool(victims)
-
-        assignment = assign_largest(
-            record.spec,
+        return plan(
+            record,
             cq,
             node,
             self._tree,
-            oracle=oracle,
-            preempt_while_borrowing=while_borrowing,
-            usable=usable,
+            self._holders,
+            self._config.settings.fair_sharing,
+            may_preempt=record.spec.id not in self._preempted_this_call,
+            while_borrowing=self._preempts_while_borrowing(cq),
         )
-        if assignment.mode is Mode.PREEMPT and id(assignment) not in found:
-            usable(assignment)
-        return assignment, found.get(id(assignment))
 
     def _preempts_while_borrowing(self, cq: ClusterQueue) -> bool:
         """``preempts_while_borrowing`` (cached: asked for every head)."""
@@ -585,97 +475,7 @@ class Engine:
             self._while_borrowing[cq.name] = cached
         return cached
 
-    def _victims_for(
-        self,
-        record: Record,
-        cq: ClusterQueue,
-        node: QuotaNode,
-        usage: dict[FlavorResource, Milli],
-        needs: frozenset[FlavorResource],
-    ) -> list[Candidate] | None:
-        preemptor = Preemptor(
-            priority=record.priority,
-            created_at=record.spec.created_at,
-            cq=cq,
-            node=node,
-            usage=usage,
-            needs=needs,
-        )
-        return find_victims(
-            preemptor, self._holders, self._tree, self._config.settings.fair_sharing
-        )
-
-    def _preemption_mode(
-        self,
-        cq: ClusterQueue,
-        node: QuotaNode,
-        fr: FlavorResource,
-        amount: Milli,
-        victims: list[Candidate] | None,
-    ) -> tuple[Preemption, int]:
-        """Kueue's preemption oracle's answer for ``amount`` of ``fr`` alone, given the
-        victims the search found for it: none (NO_CANDIDATES), some in its own queue
-        (PREEMPT) or only in others (RECLAIM), and the borrowing level once they are gone."""
-        if not victims:
-            level, _ = self._tree.borrowing_level(node, fr, amount)
-            return Preemption.NO_CANDIDATES, level
-        own = any(v.cluster_queue == cq.name for v in victims)
-        removed = [(self._tree.cluster_queues[v.cluster_queue], v.usage) for v in victims]
-        level = self._tree.borrowing_level_after(node, fr, amount, removed)
-        return (Preemption.PREEMPT if own else Preemption.RECLAIM), level
-
-    def _entry_order(self, entry: _Entry) -> tuple[object, ...]:
-        """Classical order: borrowing level, then priority, creation time, id."""
-        spec = entry.record.spec
-        return (entry.assignment.borrow_level, -entry.record.priority, spec.created_at, spec.id)
-
-    def _fair_order(self, heads: list[_Entry]) -> Iterator[_Entry]:
-        """Fair-sharing order (Kueue's ``fairSharingIterator``): the next head is the
-        winner of a tournament in its tree, recomputed after each head is handled, since
-        that changes the shares. Trees are independent; they are visited in the order of
-        their first head (classical order), for determinism."""
-        remaining = {entry.node: entry for entry in heads}
-        while remaining:
-            first = min(remaining.values(), key=self._entry_order)
-            pick = first if first.node.parent is None else self._winner(first, remaining)
-            del remaining[pick.node]
-            yield pick
-
-    def _winner(self, first: _Entry, remaining: dict[QuotaNode, _Entry]) -> _Entry:
-        """The tournament winner of ``first``'s tree among the ``remaining`` heads."""
-        root = first.node.tree_root
-        shares = {
-            entry.node: self._path_shares(entry)
-            for entry in remaining.values()
-            if entry.node.tree_root is root
-        }
-
-        def better(a: _Entry, b: _Entry, cohort: QuotaNode) -> bool:
-            return _fairer(a, shares[a.node][cohort], b, shares[b.node][cohort])
-
-        return tournament(root, remaining, better) or first
-
-    def _path_shares(self, entry: _Entry) -> dict[QuotaNode, Share]:
-        """For each cohort above the head's ClusterQueue, the share of its child on the
-        way down to it, with the head counted in (what the tournament compares there)."""
-        usage = entry.assignment.usage
-        self._tree.add_usage(entry.node, usage)
-        try:
-            shares: dict[QuotaNode, Share] = {}
-            below = share_of(entry.node)
-            for cohort in entry.node.ancestors():
-                shares[cohort] = below
-                below = share_of(cohort)
-            return shares
-        finally:
-            self._tree.remove_usage(entry.node, usage)
-
-    def _find_victims(
-        self, record: Record, cq: ClusterQueue, node: QuotaNode, assignment: Assignment
-    ) -> list[Candidate] | None:
-        return self._victims_for(record, cq, node, assignment.usage, assignment.needs_preemption)
-
-    def _reserve(self, entry: _Entry) -> Decision:
+    def _reserve(self, entry: Entry) -> Decision:
         record, cq, assignment = entry.record, entry.cq, entry.assignment
         workload = record.spec.id
         self._grant(record, cq, entry.node, assignment.groups, assignment.usage)
@@ -744,7 +544,7 @@ class Engine:
             preemptor=preemptor.spec.id,
         )
 
-    def _set_aside(self, entry: _Entry) -> None:
+    def _set_aside(self, entry: Entry) -> None:
         assignment = entry.assignment
         reason = assignment.reason or "does not fit"
         if entry.record.spec.id in self._preempted_this_call:
