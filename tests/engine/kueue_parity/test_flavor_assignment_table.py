@@ -3,7 +3,9 @@
 Source: ``TestAssignFlavors`` in Kueue's ``pkg/scheduler/flavorassigner/flavorassigner_test.go``
 (kubernetes-sigs/kueue, read at commit ff69552e79ad21652c36caa97038382e55625cf7,
 v0.20.0-devel). All 60 cases are here, in Kueue's order: 38 ported as data, 22 listed in
-``OUT_OF_SCOPE`` with the reason. Test ids are Kueue's case names.
+``OUT_OF_SCOPE`` with the reason. Test ids are Kueue's case names. The same file's
+``TestReclaimBeforePriorityPreemption`` (6 cases, all ported) and ``TestHierarchical`` (3:
+2 ported, 1 out of scope) are here too, run the same way.
 
 Like Kueue's test, each case is one call of the assigner (``assign_flavors``) on a quota
 tree holding the ClusterQueue ``test-clusterqueue`` (and maybe
@@ -43,7 +45,7 @@ from ray_queue.engine.quantity import parse_quantity
 from ray_queue.engine.quota import QuotaTree
 from tests.engine.kueue_parity.cycle import flavors
 from tests.engine.kueue_parity.cycle import test_id as case_id
-from tests.engine.kueue_parity.yaml_docs import cluster_queue
+from tests.engine.kueue_parity.yaml_docs import cluster_queue, cohort
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -577,6 +579,149 @@ CASES: list[Case] = [
 ]
 
 
+# -- TestReclaimBeforePriorityPreemption and TestHierarchical (same file) ------------
+
+#: TestReclaimBeforePriorityPreemption's ClusterQueues (Kueue's "other-clusterqueue" is
+#: our secondary one; names decide nothing here).
+RECLAIM_CONFIG = cq(
+    tuple((f, {"compute": ("10",), "gpu": ("10",)}) for f in ("uno", "due", "tre")),
+    cohort=COHORT,
+    preemption="{withinClusterQueue: LowerPriority, reclaimWithinCohort: LowerPriority}",
+) + secondary(tuple((f, {"compute": ("0",), "gpu": ("0",)}) for f in ("uno", "due", "tre")))
+
+
+def reclaim_case(
+    name: str,
+    requests: dict[str, str],
+    want: Mode,
+    chosen: dict[str, str],
+    *,
+    usage: dict[tuple[str, str], str],
+    other: dict[tuple[str, str], str] | None = None,
+    simulation: dict[tuple[str, str], tuple[Preemption, int]] | None = None,
+    fungibility: str = "{whenCanPreempt: TryNextFlavor}",
+) -> Case:
+    config = RECLAIM_CONFIG.replace(
+        "  preemption:", f"  flavorFungibility: {fungibility}\n  preemption:", 1
+    )
+    return Case(
+        name,
+        flavors("uno", "due", "tre") + config,
+        ((1, requests),),
+        want,
+        (chosen,),
+        0,
+        usage,
+        other or {},
+        simulation or {},
+    )
+
+
+RECLAIM = Preemption.RECLAIM
+RECLAIM_CASES: list[Case] = [
+    # Kueue flavorassigner_test.go, TestReclaimBeforePriorityPreemption, case 1 of 6.
+    reclaim_case(
+        "Select first flavor which fits",
+        {"gpu": "10"},
+        Mode.FIT,
+        {"gpu": "tre"},
+        usage={("uno", "gpu"): "1"},
+        other={("due", "gpu"): "1"},
+    ),
+    # Case 2 of 6.
+    reclaim_case(
+        "Select first flavor where gpu reclamation is possible",
+        {"gpu": "10"},
+        Mode.PREEMPT,
+        {"gpu": "due*"},
+        usage={("uno", "gpu"): "1"},
+        other={("due", "gpu"): "1", ("tre", "gpu"): "1"},
+        simulation={("uno", "gpu"): (PREEMPT, 0), ("due", "gpu"): (RECLAIM, 0)},
+    ),
+    *(
+        # Cases 3, 4 of 6.
+        reclaim_case(
+            f"Select first flavor when flavor fungibility is disabled{suffix}",
+            {"gpu": "10"},
+            Mode.PREEMPT,
+            {"gpu": "uno*"},
+            usage={("uno", "gpu"): "1"},
+            other={("due", "gpu"): "1", ("tre", "gpu"): "1"},
+            fungibility="{whenCanPreempt: MayStopSearch}",
+        )
+        for suffix in ("", "; using deprecated WhenCanPreempt=MayStopSearch")
+    ),
+    # Case 5 of 6.
+    reclaim_case(
+        "Select first flavor where priority based preemption is possible",
+        {"gpu": "10"},
+        Mode.PREEMPT,
+        {"gpu": "uno*"},
+        usage={("uno", "gpu"): "1", ("due", "gpu"): "1", ("tre", "gpu"): "1"},
+    ),
+    # Case 6 of 6.
+    reclaim_case(
+        "Select second flavor where gpu reclamation is possible, as compute Fits",
+        {"gpu": "10", "compute": "10"},
+        Mode.PREEMPT,
+        {"gpu": "tre*", "compute": "tre"},
+        usage={("uno", "gpu"): "1", ("uno", "compute"): "1", ("due", "compute"): "1"},
+        other={("due", "gpu"): "1", ("tre", "gpu"): "1"},
+        simulation={
+            ("uno", "gpu"): (PREEMPT, 0),
+            ("due", "gpu"): (RECLAIM, 0),
+            ("tre", "gpu"): (RECLAIM, 0),
+        },
+    ),
+]
+
+#: TestHierarchical: cohorts three ⊃ two ⊃ one, each with 4 CPUs of its own flavor;
+#: test-clusterqueue (nothing of its own) in one, the secondary queue in two.
+HIERARCHY = (
+    flavors("one", "two", "three")
+    + cohort("three", (("three", {"cpu": ("4",)}),))
+    + cohort("two", (("two", {"cpu": ("4",)}),), parent="three")
+    + cohort("one", (("one", {"cpu": ("4",)}),), parent="two")
+    + cluster_queue(
+        CQ,
+        tuple((f, {"cpu": ("0",)}) for f in ("one", "two", "three")),
+        cohort="one",
+        preemption="{withinClusterQueue: LowerPriority, reclaimWithinCohort: LowerPriority}",
+        fungibility="{whenCanPreempt: TryNextFlavor}",
+    )
+    + cluster_queue(
+        SECONDARY, tuple((f, {"cpu": ("0",)}) for f in ("one", "two", "three")), cohort="two"
+    )
+)
+HIERARCHICAL_CASES: list[Case] = [
+    # Kueue flavorassigner_test.go, TestHierarchical, case 1 of 3.
+    Case(
+        "Select the top flavor",
+        HIERARCHY,
+        ((1, {"cpu": "4"}),),
+        Mode.FIT,
+        ({"cpu": "three"},),
+        3,
+        {("one", "cpu"): "4"},
+        {("two", "cpu"): "4"},
+    ),
+    # Case 2 of 3.
+    Case(
+        "Select the first flavor which fits",
+        HIERARCHY,
+        ((1, {"cpu": "4"}),),
+        Mode.FIT,
+        ({"cpu": "two"},),
+        2,
+        {("one", "cpu"): "4"},
+    ),
+]
+HIERARCHICAL_OUT_OF_SCOPE = {
+    "Select deeper-borrowing flavor that fits when shallower-borrowing flavor has no "
+    "preemption candidates": "flavorFungibility.preference (our loader does not read it)",
+}
+
+
 # -- running a case -------------------------------------------------------------------
 
 
@@ -636,26 +781,49 @@ def expected(c: Case) -> tuple[Mode, tuple[dict[str, str], ...], int]:
     return c.want, tuple({_ray(r): f for r, f in g.items()} for g in c.flavors), c.borrowing
 
 
-def _params() -> list[ParameterSet]:
-    params = [pytest.param(c, id=case_id(c.name)) for c in CASES]
+def _params(cases: list[Case], out_of_scope: Mapping[str, str]) -> list[ParameterSet]:
+    params = [pytest.param(c, id=case_id(c.name)) for c in cases]
     params += [
         pytest.param(None, marks=pytest.mark.skip(reason=f"out of scope: {why}"), id=case_id(n))
-        for n, why in OUT_OF_SCOPE.items()
+        for n, why in out_of_scope.items()
     ]
     return params
 
 
-@pytest.mark.parametrize("c", _params())
+@pytest.mark.parametrize("c", _params(CASES, OUT_OF_SCOPE))
 def test_kueue_flavor_assignment_case(c: Case) -> None:
     assert assigned(c) == expected(c)
 
 
-def parity_counts() -> dict[str, int]:
+@pytest.mark.parametrize("c", _params(RECLAIM_CASES, {}))
+def test_kueue_reclaim_before_priority_preemption_case(c: Case) -> None:
+    assert assigned(c) == expected(c)
+
+
+@pytest.mark.parametrize("c", _params(HIERARCHICAL_CASES, HIERARCHICAL_OUT_OF_SCOPE))
+def test_kueue_hierarchical_flavor_case(c: Case) -> None:
+    assert assigned(c) == expected(c)
+
+
+def _counts(cases: list[Case], out_of_scope: Mapping[str, str]) -> dict[str, int]:
+    """Every ported case here agrees (none is marked): no departures, none differ."""
     return {
-        "ported": len(CASES),
-        "passing": len(CASES),
+        "ported": len(cases),
+        "passing": len(cases),
         "departures": 0,
         "differs": 0,
-        "out_of_scope": len(OUT_OF_SCOPE),
+        "out_of_scope": len(out_of_scope),
         "unreachable": 0,
     }
+
+
+def parity_counts() -> dict[str, int]:
+    return _counts(CASES, OUT_OF_SCOPE)
+
+
+def reclaim_parity_counts() -> dict[str, int]:
+    return _counts(RECLAIM_CASES, {})
+
+
+def hierarchical_parity_counts() -> dict[str, int]:
+    return _counts(HIERARCHICAL_CASES, HIERARCHICAL_OUT_OF_SCOPE)
