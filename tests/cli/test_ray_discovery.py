@@ -16,6 +16,7 @@ from ray_queue.grpc.backend import EngineBackend
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from tests.cli.test_cli import RAY_QUEUE
 from tests.grpc.conftest import CONFIG_YAML
+from tests.ray.harness import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
@@ -25,7 +26,9 @@ def ray_cluster() -> Iterator[str]:
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "dashboard_port": free_port()}
+    )
     try:
         ray.init(address=cluster.address, logging_level="ERROR")
         yield cluster.address

@@ -8,6 +8,7 @@ with ``start_cluster``) and shuts it down in teardown; tests wait with ``wait_fo
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -38,10 +39,17 @@ def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: fl
     raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_cluster(gpu_workers: int = 2, *, gpus: int = 2, cpus: int = 2) -> Cluster:
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "include_dashboard": True},
+        # A free dashboard port: 8265 may belong to another Ray on this machine.
+        head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": free_port()},
     )
     for _ in range(gpu_workers):
         cluster.add_node(num_cpus=cpus, num_gpus=gpus, labels=dict(A100))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from ray.cluster_utils import Cluster
 
-from tests.ray.harness import wait_for
+from tests.ray.harness import free_port, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -58,12 +57,6 @@ print([repr(a) for a in list_actors(detail=True)])
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _nominal_cpus(port: int) -> float | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -83,8 +76,10 @@ def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -
     os.environ.pop("RAY_ADDRESS", None)
     config = tmp_path / "queues.yaml"
     config.write_text(CONFIG.format(cpus=2))
-    metrics_port = _free_port()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    metrics_port = free_port()
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "dashboard_port": free_port()}
+    )
     process = None
     log = tmp_path / "manager.log"
     out = log.open("w")
