@@ -1,7 +1,7 @@
 """ray-queue: Kueue's queueing, quotas, fair sharing and preemption inside a Ray cluster.
 
     import ray_queue
-    ray_queue.init(queue="team-a", priority="prod")
+    ray_queue.init(queue="training", priority="prod")
     pg = ray_queue.placement_group([{"GPU": 1}] * 8)
     pg.wait(timeout_seconds=600)
 
