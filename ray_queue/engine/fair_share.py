@@ -53,7 +53,8 @@ class Share:
         return any(usage.get(fr, 0) > 0 for fr in self.borrowed)
 
 
-NO_SHARE = Share(0.0, 1.0, frozenset())
+#: Below every real share: where a search for the highest share starts.
+NEGATIVE_SHARE = Share(-1.0, 1.0, frozenset())
 
 
 def share_of(node: QuotaNode, extra: Mapping[FlavorResource, Milli] | None = None) -> Share:
@@ -120,16 +121,14 @@ def tournament(
 
 
 def strategy_allows(
-    strategy: FairSharingStrategy,
-    *,
-    preemptor_share_with_workload: float,
-    target_share_before: float,
-    target_share_after: float,
+    strategy: FairSharingStrategy, preemptor: Share, before: Share, after: Share
 ) -> bool:
-    """Whether a victim from the target queue may be taken (Kueue's two strategies)."""
+    """Whether a victim may be taken from a target (Kueue's two strategies, on its share
+    order): ``preemptor`` is the preemptor's side with the head counted in, ``before``
+    and ``after`` the target's side with and without the victim."""
     if strategy is FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE:
-        return preemptor_share_with_workload <= target_share_after
-    return preemptor_share_with_workload < target_share_before
+        return preemptor.key() <= after.key()
+    return preemptor.key() < before.key()
 
 
 def decay(score: float, elapsed_s: float, half_life_s: float) -> float:

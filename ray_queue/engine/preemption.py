@@ -22,7 +22,7 @@ from ray_queue.engine.config import (
     ReclaimWithinCohort,
     WithinClusterQueue,
 )
-from ray_queue.engine.fair_share import Share, share_of
+from ray_queue.engine.fair_share import NEGATIVE_SHARE, Share, share_of, strategy_allows
 from ray_queue.engine.model import FlavorResource, Milli, WorkloadId
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
@@ -452,9 +452,6 @@ def fair_victims(
     return victims if _fits_with(preemptor, tree, victims, cap) else None
 
 
-_NEGATIVE = Share(-1.0, 1.0, frozenset())
-
-
 class _FairSearch:
     """One fair-sharing victim search: the candidates left per ClusterQueue, the
     queues and cohorts ruled out, and the victims taken so far (removed from the tree,
@@ -507,7 +504,7 @@ class _FairSearch:
             while pool:
                 candidate = pool.pop(0)
                 after = self._target_share_without(target, candidate)
-                if _strategy_allows(strategy, preemptor_share, target_before, after):
+                if strategy_allows(strategy, preemptor_share, target_before, after):
                     if self.take(candidate):
                         return True
                     break  # shares changed: pick the queue again
@@ -552,9 +549,9 @@ class _FairSearch:
 
     def _next_in(self, cohort: QuotaNode) -> QuotaNode | None:
         best_cq: QuotaNode | None = None
-        best_cq_share = _NEGATIVE
+        best_cq_share = NEGATIVE_SHARE
         best_cohort: QuotaNode | None = None
-        best_cohort_share = _NEGATIVE
+        best_cohort_share = NEGATIVE_SHARE
         for child in cohort.children:
             if child in self.pruned:
                 continue
@@ -607,12 +604,3 @@ class _FairSearch:
             return share_of(self._almost_lcas(target)[1])
         finally:
             self.tree.add_usage(target, candidate.usage)
-
-
-def _strategy_allows(
-    strategy: FairSharingStrategy, preemptor: Share, before: Share, after: Share
-) -> bool:
-    """Kueue's two strategies, on its share order (``CompareDRS``)."""
-    if strategy is FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE:
-        return preemptor.key() <= after.key()
-    return preemptor.key() < before.key()
