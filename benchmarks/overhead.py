@@ -16,6 +16,10 @@ Each repetition also records the CPU time every process of the cluster spent on 
 (``process_cpu``), per item and by role: on a small machine many short tasks are bound
 by CPU, so the task ratio is close to raw Ray's CPU per task over the queued path's.
 
+The captured path (docs/capture.md) runs raw Ray's own code, ``raw_pgs`` unchanged
+(``ray.util.placement_group``, ``ready()``, ``remove_placement_group``), with capture on,
+alternated with raw runs the same way: ``captured_pg_ratio``.
+
     .venv/bin/python -m benchmarks.overhead --out benchmarks/results/overhead.json
 """
 
@@ -38,12 +42,13 @@ from rich.console import Console
 from rich.table import Table
 
 import ray_queue
+import ray_queue.capture
 from benchmarks import process_cpu, provenance
 from ray_queue.manager.actor import find_manager
 
 PG_RESOURCE = "pg_slot"
 #: Issue 3's targets: queued throughput over raw throughput.
-TARGETS = {"pg_ratio": 0.7, "task_ratio": 0.5}
+TARGETS = {"pg_ratio": 0.7, "task_ratio": 0.5, "captured_pg_ratio": 0.7}
 
 
 def _noop() -> int:
@@ -70,6 +75,15 @@ def queued_pgs(count: int) -> float:
     for group in groups:
         group.remove()
     return time.perf_counter() - started
+
+
+def captured_pgs(count: int) -> float:
+    """``raw_pgs`` itself, unchanged, with capture on: what an unmodified driver pays."""
+    ray_queue.capture.enable()
+    try:
+        return raw_pgs(count)
+    finally:
+        ray_queue.capture.disable()
 
 
 def raw_tasks(fn: Any, count: int) -> float:
@@ -185,6 +199,7 @@ def measure(
             warm_pgs, warm_tasks = min(pg_count, 20), min(task_count, 200)
             raw_pgs(warm_pgs)
             queued_pgs(warm_pgs)
+            captured_pgs(warm_pgs)
             raw_tasks(plain, warm_tasks)
             queued_tasks(queued, warm_tasks)
             manager = find_manager()
@@ -195,6 +210,12 @@ def measure(
                 pg_count,
                 *_alternate(
                     lambda: raw_pgs(pg_count), lambda: queued_pgs(pg_count), repetitions, named
+                ),
+            )
+            captured = _compare(
+                pg_count,
+                *_alternate(
+                    lambda: raw_pgs(pg_count), lambda: captured_pgs(pg_count), repetitions, named
                 ),
             )
             tasks = _compare(
@@ -216,7 +237,7 @@ def measure(
             ray_queue.shutdown()
     finally:
         ray.shutdown()
-    return {"placement_groups": pgs, "tasks": tasks}
+    return {"placement_groups": pgs, "captured_placement_groups": captured, "tasks": tasks}
 
 
 def report(
@@ -228,15 +249,23 @@ def report(
     task_cpus: float,
 ) -> dict[str, Any]:
     pgs, tasks = measured["placement_groups"], measured["tasks"]
+    captured = measured["captured_placement_groups"]
     doc: dict[str, Any] = {
         "benchmark": "overhead",
         "pg_ratio": pgs["ratio"],
         "task_ratio": tasks["ratio"],
+        "captured_pg_ratio": captured["ratio"],
         "repetitions": repetitions,
         "placement_groups": {
             **pgs,
             "what": f"{pgs['count']} groups of one bundle {{{PG_RESOURCE}: 1}} created at "
             "once, waited until all placed, removed; throughput = groups / s",
+        },
+        "captured_placement_groups": {
+            **captured,
+            "what": "the raw side's own code (ray.util.placement_group, ready(), "
+            "remove_placement_group) run again with capture on (the 'queued' side); "
+            "alternated with raw runs; throughput = groups / s",
         },
         "tasks": {
             **tasks,
@@ -271,6 +300,7 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
     table.add_column("target", justify="right")
     for label, key, ratio in (
         ("placement groups", "placement_groups", "pg_ratio"),
+        ("placement groups, captured", "captured_placement_groups", "captured_pg_ratio"),
         ("tasks", "tasks", "task_ratio"),
     ):
         part = doc[key]
