@@ -39,6 +39,20 @@ def _mark(marker_dir: str, key: str) -> None:
         os.close(fd)
 
 
+def _work(marker_dir: str, key: str, seconds: float) -> str:
+    """A task's body: leave its mark, then take a while."""
+    _mark(marker_dir, key)
+    time.sleep(seconds)
+    return key
+
+
+class Holder:
+    """An actor that only holds its quota until it is killed."""
+
+    def ping(self) -> int:
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--address", required=True)
@@ -60,22 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ray_queue.init(queue=args.queue, priority="low", token=token)
     runtime = client_runtime.current()
 
-    @ray_queue.remote(num_cpus=0.25, max_retries=0)
-    def cpu_task(marker_dir: str, key: str, seconds: float) -> str:
-        _mark(marker_dir, key)
-        time.sleep(seconds)
-        return key
-
-    @ray_queue.remote(num_cpus=0.25, num_gpus=1, max_retries=0)
-    def gpu_task(marker_dir: str, key: str, seconds: float) -> str:
-        _mark(marker_dir, key)
-        time.sleep(seconds)
-        return key
-
-    @ray_queue.remote(num_cpus=0.25)
-    class Holder:
-        def ping(self) -> int:
-            return 1
+    cpu_task = ray_queue.remote(num_cpus=0.25, max_retries=0)(_work)
+    gpu_task = ray_queue.remote(num_cpus=0.25, num_gpus=1, max_retries=0)(_work)
+    holder = ray_queue.remote(num_cpus=0.25)(Holder)
 
     groups: list[tuple[Any, float]] = []
     actors: list[tuple[Any, float]] = []
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 submitted.append(handle.workload)
                 counts["tasks"] += 1
         elif roll < 0.85 and len(actors) < 2:
-            actor = Holder.options(priority=priority).remote()
+            actor = holder.options(priority=priority).remote()
             actors.append((actor, now + rng.uniform(3, 12)))
             submitted.append(actor.workload)
             counts["actors"] += 1

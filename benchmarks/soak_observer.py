@@ -84,6 +84,37 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
     return out
 
 
+MetricMap = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metric_pairs(cqs: list[Any], metrics: MetricMap) -> list[tuple[str, tuple[float, float]]]:
+    """(what, (gRPC value, metric value)) for each gauge the gRPC status also answers."""
+    pairs: list[tuple[str, tuple[float, float]]] = []
+    for cq in cqs:
+        label = frozenset({("cluster_queue", cq.name)})
+        admitted = metrics.get(("ray_queue_admitted_active_workloads", label), 0.0)
+        pairs.append((f"admitted/{cq.name}", (float(cq.admitted), admitted)))
+        pending = sum(
+            v
+            for (name, labels), v in metrics.items()
+            if name == "ray_queue_pending_workloads" and ("cluster_queue", cq.name) in labels
+        )
+        pairs.append((f"pending/{cq.name}", (float(cq.pending), pending)))
+        for r in cq.resources:
+            key = frozenset(
+                {
+                    ("cohort", cq.cohort or ""),
+                    ("cluster_queue", cq.name),
+                    ("flavor", r.flavor),
+                    ("resource", r.resource),
+                }
+            )
+            value = metrics.get(("ray_queue_cluster_queue_resource_usage", key))
+            if value is not None:
+                pairs.append((f"usage/{cq.name}/{r.flavor}/{r.resource}", (r.usage / 1000, value)))
+    return pairs
+
+
 class Observer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -102,8 +133,9 @@ class Observer:
         self.unknown_once: set[str] = set()
         self.marker_sizes: dict[str, int] = {}
         self.attack_offset = 0
-        self.recent: dict[str, collections.deque[tuple[float, float]]] = {}
         self.counts = collections.Counter[str]()
+        #: Where the observer's rounds spend their time (seconds, summed).
+        self.seconds: dict[str, float] = collections.defaultdict(float)
         self.manager_pid: int | None = None
         self.last_rss_at = 0.0
         self.rounds = 0
@@ -161,7 +193,7 @@ class Observer:
                 out[name[len(PG_PREFIX) :]].append(pg.placement_group_id)
         return out
 
-    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+    def metrics(self) -> MetricMap | None:
         try:
             response = self.http.request("GET", self.args.metrics)
         except urllib3.exceptions.HTTPError:
@@ -222,7 +254,7 @@ class Observer:
         now: float,
         seen: set[tuple[str, str]],
     ) -> None:
-        by_id = {s.spec.id: s for s in live}
+        by_id: dict[str, WorkloadStatus] = {s.spec.id: s for s in live}
         slot_holders = 0
         for status in live:
             if status.spec.kind is not WorkloadKind.PLACEMENT_GROUP:
@@ -245,20 +277,20 @@ class Observer:
                     )
         slot_groups = 0
         for workload, ids in groups.items():
-            status = by_id.get(workload)
-            if status is None and workload not in self.known:
+            found = by_id.get(workload)
+            if found is None and workload not in self.known:
                 self.suspect("group_of_unknown_workload", workload, {"groups": ids}, now, seen)
                 continue
-            kind = status.spec.kind if status is not None else self.known[workload]
+            kind = found.spec.kind if found is not None else self.known[workload]
             if kind is not WorkloadKind.PLACEMENT_GROUP:
                 # A task's or actor's slot: it may keep the name of its first task.
                 slot_groups += len(ids)
                 continue
-            if status is None or not status.state.holds_quota:
+            if found is None or not found.state.holds_quota:
                 self.suspect(
                     "group_outlives_workload",
                     workload,
-                    {"groups": ids, "state": status.state.value if status else "ended"},
+                    {"groups": ids, "state": found.state.value if found else "ended"},
                     now,
                     seen,
                 )
@@ -302,53 +334,36 @@ class Observer:
                         "unauthorised_changed_state", f"{record['what']}@{record['at']}", record
                     )
 
-    def check_metrics(self, cqs: list[Any], now: float, seen: set[tuple[str, str]]) -> None:
-        metrics = self.metrics()
+    def check_metrics(
+        self,
+        before: list[Any],
+        metrics: MetricMap | None,
+        after: list[Any],
+        now: float,
+        seen: set[tuple[str, str]],
+    ) -> None:
+        """Compare the scrape with the gRPC status read just before and just after it.
+        Where those two differ the queue moved during the scrape and nothing can be
+        concluded; a difference lasting ``grace`` over rounds where they agree is a
+        violation (the gauges come from a snapshot taken once a second)."""
         if metrics is None:
             return
-        pairs: list[tuple[str, float, float]] = []
-        for cq in cqs:
-            label = frozenset({("cluster_queue", cq.name)})
-            pairs.append(
-                (
-                    f"admitted/{cq.name}",
-                    cq.admitted,
-                    metrics.get(("ray_queue_admitted_active_workloads", label), 0.0),
-                )
-            )
-            pending = sum(
-                v
-                for (name, labels), v in metrics.items()
-                if name == "ray_queue_pending_workloads" and ("cluster_queue", cq.name) in labels
-            )
-            pairs.append((f"pending/{cq.name}", cq.pending, pending))
-            for r in cq.resources:
-                key = frozenset(
-                    {
-                        ("cohort", cq.cohort or ""),
-                        ("cluster_queue", cq.name),
-                        ("flavor", r.flavor),
-                        ("resource", r.resource),
-                    }
-                )
-                value = metrics.get(("ray_queue_cluster_queue_resource_usage", key))
-                if value is not None:
-                    pairs.append(
-                        (f"usage/{cq.name}/{r.flavor}/{r.resource}", r.usage / 1000, value)
-                    )
-        window = 4.0
-        self.counts["metric_comparisons"] += len(pairs)
-        for name, grpc_value, metric_value in pairs:
-            recent = self.recent.setdefault(name, collections.deque())
-            recent.append((now, float(grpc_value)))
-            while recent and recent[0][0] < now - window:
-                recent.popleft()
-            values = [v for _, v in recent]
-            if not (min(values) - 1e-6 <= metric_value <= max(values) + 1e-6):
+        stable = dict(metric_pairs(before, metrics))
+        moved = {
+            name
+            for name, (value, _) in metric_pairs(after, metrics)
+            if stable.get(name, (value,))[0] != value
+        }
+        self.counts["metric_comparisons"] += len(stable)
+        for name, (grpc_value, metric_value) in stable.items():
+            if name in moved:
+                self.counts["metric_comparisons_inconclusive"] += 1
+                continue
+            if abs(grpc_value - metric_value) > 1e-6:
                 self.suspect(
                     "metrics_disagree",
                     name,
-                    {"metric": metric_value, "grpc_recent": values},
+                    {"metric": metric_value, "grpc": grpc_value},
                     now,
                     seen,
                     grace_s=max(15.0, self.args.grace_s),
@@ -415,10 +430,13 @@ class Observer:
         seen: set[tuple[str, str]] = set()
         self.rounds += 1
         accepted = self.accepted() if self.rounds % 10 == 0 else None
+        started = time.monotonic()
         try:
             before = self.client.config_yaml()
             live = self.client.workloads(states=LIVE, include_history=True)
             cqs = self.client.cluster_queues()
+            metrics = self.metrics()
+            cqs_after = self.client.cluster_queues()
             after = self.client.config_yaml()
             if accepted is not None:
                 self.known = {s.spec.id: s.spec.kind for s in self.client.workloads()}
@@ -429,6 +447,7 @@ class Observer:
             self.emit({"type": "unavailable", "at": now, "error": type(e).__name__})
             return
         self.known.update((s.spec.id, s.spec.kind) for s in live)
+        self.seconds["grpc_and_metrics"] += time.monotonic() - started
         if ATTACK_MARK in before or ATTACK_MARK in after:
             self.violation("unauthorised_config_applied", "config", {"config": after[:2000]})
         if before == after:
@@ -438,8 +457,10 @@ class Observer:
                 self.config_text = before
             self.check_quota(live, cqs, now)
             self.counts["quota_checks"] += 1
+        started = time.monotonic()
         try:
             groups = self.groups()
+            self.seconds["state_api"] += time.monotonic() - started
         except Exception as e:
             self.counts["state_api_errors"] += 1
             logger.info("state API: %s", e)
@@ -463,12 +484,31 @@ class Observer:
             self.check_markers()
             self.counts["task_markers_seen"] = len(self.marker_sizes)
         self.check_attacks()
-        self.check_metrics(cqs, now, seen)
+        self.check_metrics(cqs, metrics, cqs_after, now, seen)
         self.sample_resources(now)
         for key in list(self.suspects):
             if key not in seen:
                 del self.suspects[key]
         self.counts["rounds"] += 1
+
+    def check_metrics_at_rest(self, timeout_s: float = 20.0) -> None:
+        """With the load gone the gauges must equal the gRPC status exactly, once the
+        manager's next snapshot is taken (about a second)."""
+        deadline = time.time() + timeout_s
+        differ: list[tuple[str, tuple[float, float]]] = []
+        while time.time() < deadline:
+            metrics = self.metrics()
+            if metrics is not None:
+                pairs = metric_pairs(self.client.cluster_queues(), metrics)
+                differ = [(name, v) for name, v in pairs if abs(v[0] - v[1]) > 1e-6]
+                self.counts["metric_comparisons_at_rest"] = len(pairs)
+                if not differ:
+                    return
+            time.sleep(0.5)
+        for name, (grpc_value, metric_value) in differ:
+            self.violation(
+                "metrics_disagree_at_rest", name, {"metric": metric_value, "grpc": grpc_value}
+            )
 
     def final(self) -> dict[str, Any]:
         """After the load stopped: wait for the queue to drain, then how did each end?"""
@@ -486,7 +526,9 @@ class Observer:
             if not groups and not [s for s in live if s.state.holds_quota]:
                 break
             time.sleep(1)
-        everything = {s.spec.id: s for s in self.client.workloads(include_history=True)}
+        everything: dict[str, WorkloadStatus] = {
+            s.spec.id: s for s in self.client.workloads(include_history=True)
+        }
         accepted = self.accepted()
         lost = sorted(accepted - everything.keys())
         for workload in lost:
@@ -503,6 +545,23 @@ class Observer:
             self.violation(
                 "ended_without_reason", workload, {"state": everything[workload].state.value}
             )
+        for workload, status in everything.items():
+            # Each transition starts where the one before ended: a second grant of quota
+            # without a release between would show as a break in the chain.
+            for before, after in zip(status.history, status.history[1:], strict=False):
+                if after.from_state is not before.to_state:
+                    self.violation(
+                        "history_broken",
+                        workload,
+                        {
+                            "after": before.to_state.value,
+                            "next_from": after.from_state.value,
+                            "reason": after.reason,
+                        },
+                    )
+                    break
+        self.counts["histories_checked"] = len(everything)
+        self.check_metrics_at_rest()
         leftover_holders = [s.spec.id for s in live if s.state.holds_quota]
         for workload, ids in groups.items():
             self.violation("group_left_at_end", workload, {"groups": ids})
@@ -520,6 +579,7 @@ class Observer:
             ),
             "workloads": [_summary(s) for s in everything.values()],
             "observer": dict(self.counts),
+            "observer_seconds": {k: round(v, 1) for k, v in self.seconds.items()},
             "violations_reported": len(self.reported),
         }
 

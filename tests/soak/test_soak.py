@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak import FAULTS
+from benchmarks.soak_faults import FAULTS
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
