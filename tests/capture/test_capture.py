@@ -3,9 +3,12 @@
 One cluster for the module: a head (2 CPUs) and one worker with 4 CPUs and 4 logical A100
 GPUs. The config gives team-a one GPU and team-b two, each in a ClusterQueue of its own
 (no cohort, so nothing is borrowed): whatever Ray itself would place at once, the queue
-holds a team to its quota. Drivers that must not import ray_queue run as subprocesses
-with ``RAY_QUEUE_CAPTURE=1``, through the ``.pth`` start-up line
-(``python -m ray_queue.capture install``, done here by the ``pth_installed`` fixture).
+holds a team to its quota. Within team-a a higher priority preempts a lower one.
+
+Drivers that must not import ray_queue run as subprocesses with ``RAY_QUEUE_CAPTURE=1``,
+through the ``.pth`` start-up line (``python -m ray_queue.capture install``, done here by
+the ``pth_installed`` fixture). Tune and Train need ``ray[tune]``'s pandas, pyarrow and
+fsspec: without them those two tests skip and say so.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import select
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,7 @@ def capture_config() -> QueueConfig:
     return QueueConfig(
         flavors={"a100": ResourceFlavor("a100", A100)},
         cluster_queues={
-            "cq-a": cq("cq-a", cpu=8, gpu=1, preempt=False),
+            "cq-a": cq("cq-a", cpu=8, gpu=1),  # LowerPriority within the queue
             "cq-b": cq("cq-b", cpu=8, gpu=2, preempt=False),
         },
         queues={"team-a": Queue("team-a", "cq-a"), "team-b": Queue("team-b", "cq-b")},
@@ -137,7 +141,6 @@ UNMODIFIED = """
     from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
     import ray
 
-    assert "ray_queue" not in sys.argv[0]
     ray.init()
     groups = [placement_group([{"GPU": 1}], name=f"g{i}") for i in range(3)]
     for i, group in enumerate(groups):
@@ -222,6 +225,29 @@ def test_the_managers_own_groups_and_plain_handles_are_left_to_ray(teams: Cluste
     assert held.wait(timeout_seconds=60)
     remove_placement_group(held.placement_group)
     wait_for(lambda: held.workload not in live_pgs())
+    wait_for(lambda: gpu_usage("cq-a") == 0)
+
+
+def test_a_preempted_captured_group_waits_and_comes_back_under_a_new_id(teams: Cluster) -> None:
+    ray_queue.init(queue="team-a", priority="low", capture=True)
+    group = placement_group([{"GPU": 1}])
+    assert group.wait(timeout_seconds=60)
+    first = group.id
+    urgent = ray_queue.placement_group([{"GPU": 1}], queue="team-a", priority="high")
+    assert urgent.wait(timeout_seconds=60)
+    wait_for(lambda: not group.wait(timeout_seconds=0))
+    assert group.workload in {s.spec.id for s in workloads("team-a") if s.state is S.PENDING}
+    # Read while it is queued again, ``id`` waits for the re-admission (as Ray code
+    # submitting into the group would).
+    seen: list[Any] = []
+    reader = threading.Thread(target=lambda: seen.append(group.id), daemon=True)
+    reader.start()
+    urgent.remove()
+    reader.join(60)
+    assert seen and seen[0] != first
+    assert group.wait(timeout_seconds=60) and group.id == seen[0]
+    assert live_pgs()[group.workload]["placement_group_id"] == seen[0].hex()
+    remove_placement_group(group)
     wait_for(lambda: gpu_usage("cq-a") == 0)
 
 
