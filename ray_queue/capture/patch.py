@@ -82,7 +82,7 @@ def _cell(wrapper: Any, name: str) -> Any:
 
 def check_ray() -> None:
     """Raise ``UnsupportedRayVersion`` unless the installed Ray is one capture knows and
-    its functions have the shape capture patches."""
+    its functions have the shape capture patches; ``CaptureError`` over Ray Client."""
     import ray
 
     pg_module = _pg_module()
@@ -91,6 +91,15 @@ def check_ray() -> None:
             f"capture knows Ray {', '.join(KNOWN_RAY_VERSIONS)}, not {ray.__version__}; "
             "install a ray-queue release made for this Ray, or run without capture "
             "(unset RAY_QUEUE_CAPTURE / capture=False)"
+        )
+    from ray.util.client import ray as ray_client
+
+    if ray_client.is_connected():
+        # Ray Client ships the wrapped function to the server as a task: the queue would
+        # be asked from a server worker, not from this driver.
+        raise CaptureError(
+            "capture does not work over Ray Client (ray://); run the driver on the "
+            "cluster (a Ray job) with capture on instead"
         )
     for name in ("placement_group", "remove_placement_group"):
         wrapper = getattr(pg_module, name)
