@@ -323,7 +323,9 @@ def _try_flavor(
             if node.usage.get(fr, 0) + wanted <= node.nominal.get(fr, 0):
                 continue
             borrows = True
-            mode, level = Preemption.FIT, tree.borrowing_level(node, fr, wanted)[0]
+            # Without an oracle only "could this ever fit?" is asked: any level will do.
+            level = tree.borrowing_level(node, fr, wanted)[0] if oracle is not None else 1
+            mode = Preemption.FIT
         else:
             mode, level, reason = _short_resource(
                 fr, wanted, available, node, tree, oracle, preempt_while_borrowing
@@ -369,13 +371,13 @@ def _short_resource(
             f"most the ClusterQueue can ever get there ({_fmt(resource, most)}, "
             "borrowing included)",
         )
-    level, below_root = tree.borrowing_level(node, fr, wanted)
     reason = (
         f"insufficient unused quota for {resource} in flavor {flavor}: "
         f"request {_fmt(resource, wanted)}, available {_fmt(resource, max(0, available))}"
     )
     if oracle is None:
-        return Preemption.PREEMPT, level, reason
+        return Preemption.PREEMPT, 0, reason
+    level, below_root = tree.borrowing_level(node, fr, wanted)
     # Preempting can only help within nominal quota, where a subtree below the root
     # would hold it (reclaim in the hierarchy), or where borrowing while preempting is
     # allowed; elsewhere the flavor does not fit now.
