@@ -21,7 +21,12 @@ rounds"):
 - a workload that issues preemptions in Kueue's cycle (and then waits for its victims to
   go) is admitted in the same call here, on the flavors it preempted for;
 - ``schedule()`` runs rounds until nothing more is admitted, so a case may admit, after
-  Kueue's cycle, what Kueue's next cycles would: those are listed in ``later`` with why.
+  Kueue's cycle, what Kueue's next cycles would: those are listed in ``later`` (and the
+  preemptions they make in ``later_preempts``), each with why. Victims may be among
+  them: their quota is free at once, and a victim that fits elsewhere is admitted again.
+
+Equal victims: Kueue breaks ties by UID, we by admission order (newest first); restored
+admissions are a millisecond apart, the smallest name newest, so that both agree.
 
 A pending workload our engine refuses at submit (no flavor could ever hold it) simply
 gets no quota, as in Kueue, where it stays pending. Names: a Kueue workload ``ns/name``
