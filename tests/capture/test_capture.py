@@ -3,7 +3,7 @@
 One cluster for the module: a head (2 CPUs) and one worker with 4 CPUs and 4 logical A100
 GPUs. The config gives team-a one GPU and team-b two, each in a ClusterQueue of its own
 (no cohort, so nothing is borrowed): whatever Ray itself would place at once, the queue
-holds a team to its quota. Within team-a a higher priority preempts a lower one.
+holds a team to its quota. Within a team a higher priority preempts a lower one.
 
 Drivers that must not import ray_queue run as subprocesses with ``RAY_QUEUE_CAPTURE=1``,
 through the ``.pth`` start-up line (``python -m ray_queue.capture install``, done here by
@@ -50,7 +50,7 @@ def capture_config() -> QueueConfig:
         flavors={"a100": ResourceFlavor("a100", A100)},
         cluster_queues={
             "cq-a": cq("cq-a", cpu=8, gpu=1),  # LowerPriority within the queue
-            "cq-b": cq("cq-b", cpu=8, gpu=2, preempt=False),
+            "cq-b": cq("cq-b", cpu=8, gpu=2),
         },
         queues={"team-a": Queue("team-a", "cq-a"), "team-b": Queue("team-b", "cq-b")},
         priority_classes={"low": PriorityClass("low", 10), "high": PriorityClass("high", 100)},
@@ -308,6 +308,79 @@ def test_ray_tune_runs_at_most_the_quota_of_trials_at_once(teams: Cluster, tmp_p
     assert len([s for s in groups if s.state is S.FINISHED]) >= trials
     wait_for(lambda: gpu_usage("cq-b") == 0)
     ray.kill(overlap)
+
+
+@ray.remote(num_cpus=0)
+class Gate:
+    """Trials check in and hold their GPU until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.opened = False
+
+    def enter(self, x: int) -> None:
+        self.starts.append(x)
+
+    def open(self) -> None:
+        self.opened = True
+
+    def is_open(self) -> bool:
+        return self.opened
+
+    def seen(self) -> list[int]:
+        return self.starts
+
+
+def _held_trial(config: dict[str, Any]) -> None:
+    import time
+
+    from ray import tune
+
+    gate = ray.get_actor("capture-gate")
+    ray.get(gate.enter.remote(config["x"]))
+    while not ray.get(gate.is_open.remote()):
+        time.sleep(0.1)  # the trial's work lasts until the test lets it end
+    tune.report({"x": config["x"]})
+
+
+def test_a_preempted_tune_trial_is_retried_by_tune_and_finishes(
+    teams: Cluster, tmp_path: Path
+) -> None:
+    tune = library("ray.tune")
+    ray_queue.init(queue="team-b", priority="low", capture=True)
+    gate = Gate.options(name="capture-gate").remote()  # type: ignore[attr-defined]
+    tuner = tune.Tuner(
+        tune.with_resources(_held_trial, {"cpu": 1, "gpu": 1}),
+        param_space={"x": tune.grid_search([0, 1])},
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path),
+            name="preempted",
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=2),
+        ),
+    )
+    outcome: list[Any] = []
+    fit = threading.Thread(target=lambda: outcome.append(tuner.fit()), daemon=True)
+    fit.start()
+    try:
+        wait_for(lambda: sorted(ray.get(gate.seen.remote())) == [0, 1], 90)
+        preemptions = ray_queue.status().preemptions
+        # Another group of team-b at a higher priority takes one trial's GPU.
+        urgent = ray_queue.placement_group([{"GPU": 1}], queue="team-b", priority="high")
+        assert urgent.wait(timeout_seconds=60)
+        assert ray_queue.status().preemptions == preemptions + 1
+        assert gpu_usage("cq-b") == to_milli(2)
+        urgent.remove()
+        # Tune's own retry asks for a new group, which the queue admits again.
+        wait_for(lambda: len(ray.get(gate.seen.remote())) == 3, 90)
+    finally:
+        ray.get(gate.open.remote())
+        fit.join(120)
+    [results] = outcome
+    assert not results.errors
+    assert sorted(r.metrics["x"] for r in results) == [0, 1]
+    wait_for(lambda: gpu_usage("cq-b") == 0)
+    ray.kill(gate)
 
 
 # -- Ray Train -------------------------------------------------------------------------
