@@ -28,30 +28,6 @@ _lock = threading.RLock()
 _settings: Settings | None = None
 
 
-class SharedOwnerRuntime(ClientRuntime):
-    """A client runtime that shares its owner (the Ray job) with other processes.
-
-    A captured job has a runtime in each process that makes groups: the driver, Train's
-    controller, Tune's trainables. The manager tells an owner's events to every process
-    that polls for that owner, and a plain runtime takes an admission it has no handle
-    for as work that ended meanwhile and gives its quota back, which here would end
-    another process's group the moment it is admitted. This one reports only workloads
-    it submitted itself.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._submitted: set[str] = set()
-        super().__init__(*args, **kwargs)
-
-    def submit(self, request: Any, handle: Any, *, sync: bool = False) -> None:
-        self._submitted.add(request.id)
-        super().submit(request, handle, sync=sync)
-
-    def report_finished(self, workload: Any, *, failed: bool, message: str = "") -> None:
-        if workload in self._submitted:
-            super().report_finished(workload, failed=failed, message=message)
-
-
 def current_settings() -> Settings | None:
     return _settings
 
@@ -123,13 +99,38 @@ def _runtime() -> Any:
         if client_runtime._runtime is None:
             api.init(queue=settings.queue, priority=settings.priority)
         runtime = client_runtime.current()
-        if not isinstance(runtime, SharedOwnerRuntime):
-            runtime = client_runtime.install(
-                lambda: SharedOwnerRuntime(
-                    runtime.manager, queue=runtime.queue, priority=runtime.priority
-                )
-            )
+        _share_owner(runtime)
         return runtime
+
+
+def _share_owner(runtime: ClientRuntime) -> None:
+    """Make ``runtime`` report only the workloads it submitted itself. Idempotent.
+
+    A captured job has a client runtime in each process that makes groups: the driver,
+    Train's controller, Tune's trainables. All share one owner at the manager (the job),
+    and the manager tells an owner's events to every process polling for it; a plain
+    runtime takes an admission it has no handle for as work that ended meanwhile and
+    gives its quota back, which here would end another process's group the moment it is
+    admitted. The runtime is adjusted in place rather than replaced, so handles the
+    process already holds (from ``ray_queue`` calls before capture) keep working.
+    """
+    if getattr(runtime, "_capture_owns", None) is not None:
+        return
+    with runtime._lock:
+        submitted: set[str] = set(runtime._handles)
+    submit, report_finished = runtime.submit, runtime.report_finished
+
+    def submit_own(request: Any, handle: Any, *, sync: bool = False) -> None:
+        submitted.add(request.id)
+        submit(request, handle, sync=sync)
+
+    def report_own(workload: Any, *, failed: bool, message: str = "") -> None:
+        if workload in submitted:
+            report_finished(workload, failed=failed, message=message)
+
+    runtime.submit = submit_own  # type: ignore[method-assign]
+    runtime.report_finished = report_own  # type: ignore[method-assign]
+    runtime._capture_owns = submitted  # type: ignore[attr-defined]
 
 
 def _bypass(name: str) -> bool:
@@ -186,13 +187,16 @@ def _create(
             "creates the group, owned by this job, where its flavor is; drop the option "
             "or run this driver without capture"
         )
-    runtime = _runtime()
+    _runtime()
+    settings = _settings
+    if settings is None:  # disabled by another thread meanwhile
+        raise CaptureError("capture was turned off while this group was being made")
     selectors = [dict(s) for s in bundle_label_selector or []]
     queued = api.placement_group(
         bundles,
         strategy or "PACK",
-        queue=runtime.queue,
-        priority=runtime.priority,
+        queue=settings.queue,
+        priority=settings.priority,
         name=name or None,
         bundle_label_selector=selectors if any(selectors) else None,
     )

@@ -228,6 +228,19 @@ def test_the_managers_own_groups_and_plain_handles_are_left_to_ray(teams: Cluste
     wait_for(lambda: gpu_usage("cq-a") == 0)
 
 
+def test_handles_made_before_capture_keep_working(teams: Cluster) -> None:
+    ray_queue.init(queue="team-a", priority="low")
+    early = ray_queue.placement_group([{"GPU": 1}])
+    assert early.wait(timeout_seconds=60)
+    ray_queue.capture.enable("team-a", "low")  # capture turned on later in this process
+    late = placement_group([{"GPU": 1}])
+    assert not late.wait(timeout_seconds=0)  # team-a's one GPU is early's
+    early.remove()  # still gives the quota back, so the captured group gets it
+    assert late.wait(timeout_seconds=60)
+    remove_placement_group(late)
+    wait_for(lambda: gpu_usage("cq-a") == 0)
+
+
 def test_a_preempted_captured_group_waits_and_comes_back_under_a_new_id(teams: Cluster) -> None:
     ray_queue.init(queue="team-a", priority="low", capture=True)
     group = placement_group([{"GPU": 1}])
