@@ -222,10 +222,12 @@ class QuotaTree:
         if node.parent is None or node.usage.get(fr, 0) + amount <= node.nominal.get(fr, 0):
             return 0, node.parent is not None
         remaining = amount - max(0, node.guaranteed(fr) - node.usage.get(fr, 0))
-        for cohort in node.ancestors():
+        cohort: QuotaNode | None = node.parent
+        while cohort is not None:  # a plain loop: this runs for every borrowing head
             if cohort.usage.get(fr, 0) + remaining <= cohort.subtree_quota.get(fr, 0):
                 return self._height[cohort], cohort.parent is not None
             remaining -= max(0, cohort.guaranteed(fr) - cohort.usage.get(fr, 0))
+            cohort = cohort.parent
         return self._height[node.tree_root], False
 
     def borrowing_level_after(
