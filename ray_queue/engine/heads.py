@@ -209,17 +209,13 @@ def _winner(first: Entry, remaining: dict[QuotaNode, Entry], tree: QuotaTree) ->
 def _path_shares(entry: Entry, tree: QuotaTree) -> dict[QuotaNode, Share]:
     """For each cohort above the head's ClusterQueue, the share of its child on the way
     down to it, with the head counted in (what the tournament compares there)."""
-    usage = entry.assignment.usage
-    tree.add_usage(entry.node, usage)
-    try:
-        shares: dict[QuotaNode, Share] = {}
-        below = share_of(entry.node)
-        for cohort in entry.node.ancestors():
-            shares[cohort] = below
-            below = share_of(cohort)
-        return shares
-    finally:
-        tree.remove_usage(entry.node, usage)
+    added = dict(tree.added_along_path(entry.node, entry.assignment.usage))
+    shares: dict[QuotaNode, Share] = {}
+    below = share_of(entry.node, added.get(entry.node))
+    for cohort in entry.node.ancestors():
+        shares[cohort] = below
+        below = share_of(cohort, added.get(cohort))
+    return shares
 
 
 def _fairer(a: Entry, a_share: Share, b: Entry, b_share: Share) -> bool:

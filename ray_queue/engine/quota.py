@@ -230,6 +230,26 @@ class QuotaTree:
             cohort = cohort.parent
         return self._height[node.tree_root], False
 
+    def added_along_path(
+        self, node: QuotaNode, usage: Mapping[FlavorResource, Milli]
+    ) -> list[tuple[QuotaNode, dict[FlavorResource, Milli]]]:
+        """What ``add_usage(node, usage)`` would add to ``node`` and to each ancestor, as
+        (node, added usage) from ``node`` up, without changing anything: usage fills a
+        node's guaranteed quota first, and only the rest reaches its parent."""
+        out: list[tuple[QuotaNode, dict[FlavorResource, Milli]]] = []
+        current: QuotaNode | None = node
+        added = dict(usage)
+        while current is not None and added:
+            out.append((current, added))
+            up: dict[FlavorResource, Milli] = {}
+            for fr, amount in added.items():
+                local = max(0, current.guaranteed(fr) - current.usage.get(fr, 0))
+                if amount > local:
+                    up[fr] = amount - local
+            added = up
+            current = current.parent
+        return out
+
     def borrowing_level_after(
         self,
         node: QuotaNode,

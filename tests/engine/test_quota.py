@@ -259,3 +259,32 @@ def test_the_last_milli_unit_counts() -> None:
     assert state(engine, "w2") is WorkloadState.PENDING
     assert state(engine, "w3") is WorkloadState.ADMITTED
     assert used(engine, "a", "default", "CPU") == 10
+
+
+@pytest.mark.parametrize("before", [0, 3, 5, 9])
+@pytest.mark.parametrize("amount", [1, 4, 8])
+def test_added_along_path_is_what_add_usage_adds(before: int, amount: int) -> None:
+    # org ⊃ team (own 6, lends 2) ⊃ x (4, lends 1), and y (3) in org: guaranteed quota
+    # at two levels, so usage stops at different heights depending on how much is used.
+    config = (
+        ConfigBuilder()
+        .cohort(CohortBuilder("org"))
+        .cohort(
+            CohortBuilder("team")
+            .parent("org")
+            .resource_group(flavor("default").resource("CPU", 6, lending_limit=2))
+        )
+        .cluster_queue(cq("x", 4, "team", ll=1), "qx")
+        .cluster_queue(cq("y", 3, "org"), "qy")
+        .build()
+    )
+    engine, _ = new_engine(config)
+    tree = engine.tree
+    x = tree.cluster_queues["x"]
+    tree.add_usage(x, {FR: before * 1000})
+    path = [x, *x.ancestors()]
+    usage_before = [n.usage.get(FR, 0) for n in path]
+    predicted = {n: added.get(FR, 0) for n, added in tree.added_along_path(x, {FR: amount * 1000})}
+    tree.add_usage(x, {FR: amount * 1000})
+    actual = {n: n.usage.get(FR, 0) - b for n, b in zip(path, usage_before, strict=True)}
+    assert {n: a for n, a in actual.items() if a} == {n: a for n, a in predicted.items() if a}
