@@ -172,7 +172,9 @@ def _create(
         strategy=strategy,
         lifetime=lifetime,
         _soft_target_node_id=soft_target_node_id,
-        bundle_label_selector=bundle_label_selector,
+        # As given, so a wrong type fails in Ray's check as it would without capture
+        # (Ray annotates the list as required but defaults it to None).
+        bundle_label_selector=bundle_label_selector,  # type: ignore[arg-type]
         topology_strategy=topology_strategy,
     )
     unsupported = {

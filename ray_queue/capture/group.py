@@ -39,7 +39,7 @@ class CapturedPlacementGroup(PlacementGroup):
         self._last_id: Any = None
         self._id_lock = threading.Lock()
 
-    @property  # type: ignore[override]
+    @property
     def id(self) -> Any:
         """The real group's ``PlacementGroupID``, waiting for admission if need be."""
         while True:

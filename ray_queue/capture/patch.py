@@ -94,7 +94,7 @@ def check_ray() -> None:
         )
     from ray.util.client import ray as ray_client
 
-    if ray_client.is_connected():
+    if ray_client.is_connected():  # type: ignore[no-untyped-call]  # unannotated in Ray
         # Ray Client ships the wrapped function to the server as a task: the queue would
         # be asked from a server worker, not from this driver.
         raise CaptureError(
