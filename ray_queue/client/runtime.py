@@ -71,6 +71,8 @@ _REPORT_BATCH_S = 0.005
 _HANDOVER_BATCH_S = 0.02
 #: How long the watcher collects completions while every task it watches is in a slot.
 _SLOT_SWEEP_S = 0.002
+#: Forgotten workloads remembered (``forget``): enough for any readmission in flight.
+_FORGOTTEN_MAX = 100_000
 #: Successor queues are compacted once they are this long (or twice their last size).
 _COMPACT_MIN = 1024
 
@@ -213,6 +215,9 @@ class ClientRuntime:
         self._reports_finished: list[tuple[WorkloadId, bool, str]] = []
         self._reports_handovers: list[HandOver] = []
         self._handles: dict[WorkloadId, Tracked] = {}
+        #: Workloads whose handles this process dropped once their work ended, oldest
+        #: first (an insertion-ordered dict as a bounded set).
+        self._forgotten: dict[WorkloadId, None] = {}
         #: What the manager last said of each lease key (``ClientEvent.lease_open``).
         self._lease_open: dict[LeaseKey, bool] = {}
         #: Queued tasks the manager knows of, oldest first, that may take a slot over.
@@ -525,7 +530,10 @@ class ClientRuntime:
 
     def forget(self, workload: WorkloadId) -> None:
         with self._lock:
-            self._handles.pop(workload, None)
+            if self._handles.pop(workload, None) is not None:
+                self._forgotten[workload] = None
+                if len(self._forgotten) > _FORGOTTEN_MAX:
+                    del self._forgotten[next(iter(self._forgotten))]
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -594,10 +602,16 @@ class ClientRuntime:
                         # The manager is done with it: no event for it will follow.
                         self._handles.pop(event.workload, None)
                 if handle is None:
-                    if event.decision == "admit" and event.kind is not WorkloadKind.JOB:
+                    if (
+                        event.decision == "admit"
+                        and event.kind is not WorkloadKind.JOB
+                        and event.workload in self._forgotten
+                    ):
                         # Handles are forgotten only once their work ended, so this is work
                         # that ended while the manager preempted and readmitted it: give
-                        # the quota back instead of holding it forever.
+                        # the quota back instead of holding it forever. Work this process
+                        # never knew is another process's of the same Ray job (they share
+                        # an owner): not ours to end.
                         self.report_finished(
                             event.workload, failed=False, message="had already ended"
                         )

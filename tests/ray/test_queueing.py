@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -671,3 +672,54 @@ def test_tasks_that_returned_are_not_run_again_when_their_slots_are_preempted(
         if slot is not None and len(later_in_slot) > 1:
             rerun_after_returning.append(i)
     assert not rerun_after_returning, f"ran again after returning: {rerun_after_returning}"
+
+
+@ray.remote(num_cpus=0)
+class Baton:
+    """Hands turns between the driver and a task of its job."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.turns: dict[str, asyncio.Event] = {}
+
+    def _turn(self, name: str) -> Any:
+        import asyncio
+
+        return self.turns.setdefault(name, asyncio.Event())
+
+    async def give(self, name: str) -> None:
+        self._turn(name).set()
+
+    async def take(self, name: str) -> None:
+        await self._turn(name).wait()
+
+
+@ray.remote(num_cpus=0)
+def _second_client_of_the_job(baton: Any) -> None:
+    """A task of the driver's job using ray_queue too: both runtimes follow one owner (the
+    Ray job), so each sees the other's admissions."""
+    import ray_queue as rq
+    from ray_queue.client import runtime
+    from tests.ray.harness import wait_for as until
+
+    rq.init(queue="team-a")
+    seen = runtime.current()._seq
+    ray.get(baton.give.remote("polling"))
+    ray.get(baton.take.remote("admitted"), timeout=60)
+    until(lambda: runtime.current()._seq > seen, 60)  # it has handled the admission's event
+    runtime.current().flush()
+    rq.shutdown()
+
+
+def test_another_process_of_the_job_leaves_the_drivers_admissions_alone(teams: None) -> None:
+    baton = Baton.remote()  # type: ignore[attr-defined]
+    task = _second_client_of_the_job.remote(baton)
+    ray.get(baton.take.remote("polling"), timeout=60)
+    pg = ray_queue.placement_group([{"CPU": 0.5}], queue="team-a")
+    assert pg.wait(timeout_seconds=60)
+    ray.get(baton.give.remote("admitted"))
+    ray.get(task, timeout=90)
+    # The task's runtime saw the admission of a workload it never had: not its to end.
+    assert pg.status().state is S.ADMITTED
+    pg.remove()
