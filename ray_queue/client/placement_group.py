@@ -139,6 +139,9 @@ class QueuedPlacementGroup:
     def ready(self) -> Any:
         """An ObjectRef that resolves (to True) once admitted and placed, or to False if the
         workload ends without being placed."""
+        # A batched submission may still be in this driver's buffer: the manager must know
+        # the workload before it is asked about it.
+        self._runtime.flush()
         return self._runtime.manager.wait_placed.remote(self.workload)
 
     def status(self) -> WorkloadStatus:

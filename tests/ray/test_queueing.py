@@ -723,3 +723,14 @@ def test_another_process_of_the_job_leaves_the_drivers_admissions_alone(teams: N
     # The task's runtime saw the admission of a workload it never had: not its to end.
     assert pg.status().state is S.ADMITTED
     pg.remove()
+
+
+def test_ready_of_a_batched_group_waits_for_its_placement(teams: None) -> None:
+    first = ray_queue.placement_group([{"CPU": 0.1}], queue="team-a")  # the shape's verdict
+    # Later groups of an accepted shape are batched: ready() may be asked at once, before
+    # the batch has left the driver.
+    batched = [ray_queue.placement_group([{"CPU": 0.1}], queue="team-a") for _ in range(30)]
+    refs = [g.ready() for g in batched]
+    assert ray.get(refs, timeout=120) == [True] * len(batched)
+    for group in [first, *batched]:
+        group.remove()
