@@ -83,7 +83,8 @@ def _watch(custom: Any, plural: str, out: queue.Queue[tuple[float, str, Any]],
 
     group, version = (RAY if plural == RAY[2] else PR)[:2]
     while not stop.is_set():
-        w = watch.Watch()
+        # The Kubernetes client ships py.typed but leaves Watch unannotated.
+        w: Any = watch.Watch()  # type: ignore[no-untyped-call]
         for event in w.stream(custom.list_namespaced_custom_object, group, version, NAMESPACE,
                               plural, timeout_seconds=5):
             out.put((time.perf_counter(), event["type"], event["object"]))

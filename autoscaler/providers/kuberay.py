@@ -348,9 +348,10 @@ def new_api_client(kubeconfig: str | None = None) -> Any:
     """An ``ApiClient`` from ``kubeconfig``, or the Pod's service account when ``None``."""
     from kubernetes import client, config
 
+    # The Kubernetes client ships py.typed but leaves these unannotated.
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    config.load_incluster_config()
+        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
 
 

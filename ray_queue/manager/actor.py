@@ -198,7 +198,7 @@ class QueueManager:
         """Serve the gRPC API on ``RAY_QUEUE_GRPC_PORT`` (50051; ``off`` disables)."""
         # gRPC is a layer above the manager (it serves ManagerCore): the actor reaches it
         # only here, when the first call arrives, so that the manager does not import it.
-        # The one such exception in pyproject.toml's import contracts.
+        # Listed as an exception, with its reason, in pyproject.toml's import contracts.
         from ray_queue.grpc.manager_backend import start_grpc_server
         from ray_queue.grpc.server import PORT_ENV
 
