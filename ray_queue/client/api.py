@@ -31,7 +31,7 @@ from ray_queue.engine.model import (
 from ray_queue.errors import InvalidWorkloadError, QueueTimeoutError
 from ray_queue.manager.actor import find_manager, start_manager
 from ray_queue.manager.handle import ManagerHandle, credential
-from ray_queue.manager.types import Catalog, ManagerStatus
+from ray_queue.wire import Catalog, ManagerStatus
 
 
 def load_config(config: Any) -> QueueConfig:
