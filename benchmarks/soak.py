@@ -49,7 +49,7 @@ import grpc
 import ray
 from ray.cluster_utils import Cluster
 
-from benchmarks import provenance
+from benchmarks import provenance, soak_plot
 from benchmarks.soak_faults import CANARY, Faults, serving, wait_for
 from benchmarks.soak_observer import percentile
 from benchmarks.soak_shape import TENANTS, VARIANTS, WORKER_ARGS, config_yaml
@@ -396,6 +396,12 @@ class Soak(Faults):
                     "metrics": bucket["metrics"],
                 }
             )
+        # What the drivers that were not killed saw of their own work.
+        seen_by_drivers: collections.Counter[str] = collections.Counter()
+        for path in (self.workdir / "logs").glob("driver-*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if line.startswith("COUNTS "):
+                    seen_by_drivers.update(json.loads(line[len("COUNTS ") :]))
         kills = [f for f in self.fault_log if f["kind"] == "manager_kill" and f.get("injected")]
         violations = collections.Counter(v["kind"] for v in violation_log)
         return {
@@ -405,12 +411,14 @@ class Soak(Faults):
             **provenance.git("benchmarks", "ray_queue"),
             "seed": self.args.seed,
             "minutes": self.args.minutes,
+            "started_at": started,
             "load_s": round(load_s, 1),
             "cluster": {
                 "head_cpus": 1,
                 "workers": [{**w, "labels": w["labels"]} for w in WORKER_ARGS],
             },
             "operations": dict(sorted(self.ops.items())),
+            "drivers_at_exit": dict(sorted(seen_by_drivers.items())),
             "submissions": {
                 "accepted": len(accepted),
                 "by_queue_and_kind": dict(
@@ -508,7 +516,9 @@ def main(argv: list[str] | None = None) -> int:
         soak.shutdown()
     report["workdir"] = str(workdir)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    report["manager_rss_growth_last_20_min"] = soak_plot.rss_growth(report)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    soak_plot.write_plot(report, args.out.with_suffix(".png"))
     print_summary(report)
     if args.workdir is None and not report["violations"] and not report["lost_workloads"]:
         shutil.rmtree(workdir, ignore_errors=True)

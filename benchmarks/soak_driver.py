@@ -15,6 +15,8 @@ point: their workloads must then be cancelled by the manager (owner death).
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import random
 import sys
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     groups: list[tuple[Any, float]] = []
     actors: list[tuple[Any, float]] = []
     tasks: list[Any] = []
-    counts = {"groups": 0, "tasks": 0, "actors": 0, "cancelled": 0, "task_errors": 0}
+    counts: collections.Counter[str] = collections.Counter()
     n = 0
 
     def record(ids: list[str]) -> None:
@@ -138,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             for handle in done:
                 try:
                     ray_queue.get(handle, timeout=10)
-                except Exception:  # Preempted, WorkloadCancelled: expected outcomes
-                    counts["task_errors"] += 1
+                    counts["tasks_returned"] += 1
+                except Exception as e:  # Preempted, WorkloadCancelled: expected outcomes
+                    counts[f"task_error_{type(e).__name__}"] += 1
         time.sleep(rng.uniform(0.2, 1.0))
 
     for pg, _ in groups:
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         actor.kill()
     if tasks:
         ray_queue.wait(tasks, num_returns=len(tasks), timeout=20)
-    print("COUNTS", counts, flush=True)
+    print("COUNTS " + json.dumps(counts), flush=True)
     ray_queue.shutdown()
     return 0
 
