@@ -375,7 +375,7 @@ class ClientRuntime:
             if successor._take_over(label_selector):
                 with self._lock:
                     self._reports_handovers.append(HandOver(handle.workload, successor.workload))
-                    self._handles.pop(handle.workload, None)
+                    self._forget_locked(handle.workload)
                     self._lock.notify_all()
                 return
         self.report_finished(handle.workload, failed=False, message=message)
@@ -445,7 +445,7 @@ class ClientRuntime:
                     with self._lock:
                         handover = HandOver(holder.workload, slot.tasks[0].workload, slot.pg_id)
                         self._reports_handovers.append(handover)
-                        self._handles.pop(holder.workload, None)
+                        self._forget_locked(holder.workload)
                         self._lock.notify_all()
                     continue
                 self._close_slot(slot)
@@ -530,10 +530,15 @@ class ClientRuntime:
 
     def forget(self, workload: WorkloadId) -> None:
         with self._lock:
-            if self._handles.pop(workload, None) is not None:
-                self._forgotten[workload] = None
-                if len(self._forgotten) > _FORGOTTEN_MAX:
-                    del self._forgotten[next(iter(self._forgotten))]
+            self._forget_locked(workload)
+
+    def _forget_locked(self, workload: WorkloadId) -> None:
+        """Drop the handle of work that ended here (returned, or handed its quota over),
+        remembering that it was ours (holding ``_lock``)."""
+        if self._handles.pop(workload, None) is not None:
+            self._forgotten[workload] = None
+            if len(self._forgotten) > _FORGOTTEN_MAX:
+                del self._forgotten[next(iter(self._forgotten))]
 
     # -- threads -------------------------------------------------------------------------------
 
