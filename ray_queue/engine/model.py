@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import NewType
 
 from ray_queue.engine.errors import InvalidWorkloadError
@@ -43,21 +43,21 @@ def to_milli(amount: float) -> Milli:
     return as_int if as_int >= scaled else as_int + 1
 
 
-class WorkloadKind(str, Enum):
+class WorkloadKind(StrEnum):
     PLACEMENT_GROUP = "placement_group"
     TASK = "task"
     ACTOR = "actor"
     JOB = "job"
 
 
-class PlacementStrategy(str, Enum):
+class PlacementStrategy(StrEnum):
     PACK = "PACK"
     SPREAD = "SPREAD"
     STRICT_PACK = "STRICT_PACK"
     STRICT_SPREAD = "STRICT_SPREAD"
 
 
-class WorkloadState(str, Enum):
+class WorkloadState(StrEnum):
     PENDING = "PENDING"
     QUOTA_RESERVED = "QUOTA_RESERVED"
     ADMITTED = "ADMITTED"
@@ -86,7 +86,7 @@ _TERMINAL_STATES = frozenset(
 )
 
 
-class CheckState(str, Enum):
+class CheckState(StrEnum):
     """State of one admission check on one workload (Kueue's CheckState)."""
 
     PENDING = "Pending"
@@ -242,7 +242,7 @@ class WorkloadStatus:
     set_aside: bool = False
 
 
-class DecisionKind(str, Enum):
+class DecisionKind(StrEnum):
     #: Quota reserved; the workload waits for its admission checks.
     RESERVE = "reserve"
     #: Admitted: the adapter creates the placement group / runs the task or job.
