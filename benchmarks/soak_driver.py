@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     marker_dir = str(workdir / "markers")
     stop = workdir / "stop"
     accepted = (workdir / "accepted" / f"{args.name}.txt").open("a", buffering=1)
+    # Errors its handles raised for work this driver did not cancel: the observer checks
+    # each against the workload's history (a preempted max_retries=0 task must raise
+    # Preempted, docs/contract.md §3).
+    (workdir / "client-errors").mkdir(exist_ok=True)
+    raised = (workdir / "client-errors" / f"{args.name}.jsonl").open("a", buffering=1)
+    cancelled_here: set[str] = set()
     token = Path(args.token_file).read_text().strip()
 
     ray.init(address=args.address, log_to_driver=False, configure_logging=False)
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             if live:
                 victim = rng.choice(live)
                 ray_queue.cancel(victim)
+                cancelled_here.add(victim.workload)
                 counts["cancelled"] += 1
         if submitted:
             record(submitted)
@@ -143,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                     counts["tasks_returned"] += 1
                 except Exception as e:  # Preempted, WorkloadCancelled: expected outcomes
                     counts[f"task_error_{type(e).__name__}"] += 1
+                    if handle.workload not in cancelled_here:
+                        error = {"id": handle.workload, "error": type(e).__name__}
+                        raised.write(json.dumps({**error, "message": str(e)[:300]}) + "\n")
         time.sleep(rng.uniform(0.2, 1.0))
 
     for pg, _ in groups:

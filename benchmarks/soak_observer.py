@@ -491,6 +491,31 @@ class Observer:
                 del self.suspects[key]
         self.counts["rounds"] += 1
 
+    def check_client_errors(self, everything: dict[str, WorkloadStatus]) -> None:
+        """What a driver's handle raised for a task it did not cancel must say what
+        happened to it: a task preempted with ``max_retries=0`` raises ``Preempted``
+        (docs/contract.md §3), not ``WorkloadCancelled``."""
+        for path in (self.workdir / "client-errors").glob("*.jsonl"):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                self.counts["client_errors_checked"] += 1
+                status = everything.get(record["id"])
+                if status is None or record["error"] != "WorkloadCancelled":
+                    continue
+                if any(t.to_state is S.EVICTED and t.reason == "Preempted" for t in status.history):
+                    self.violation(
+                        "preempted_task_raised_cancelled",
+                        record["id"],
+                        {
+                            "raised": f"{record['error']}: {record['message']}",
+                            "history": [
+                                f"{t.from_state.value}->{t.to_state.value} {t.reason}: "
+                                f"{t.message[:80]}"
+                                for t in status.history[-4:]
+                            ],
+                        },
+                    )
+
     def check_metrics_at_rest(self, timeout_s: float = 20.0) -> None:
         """With the load gone the gauges must equal the gRPC status exactly, once the
         manager's next snapshot is taken (about a second)."""
@@ -561,6 +586,7 @@ class Observer:
                     )
                     break
         self.counts["histories_checked"] = len(everything)
+        self.check_client_errors(everything)
         self.check_metrics_at_rest()
         leftover_holders = [s.spec.id for s in live if s.state.holds_quota]
         for workload, ids in groups.items():
