@@ -300,7 +300,8 @@ class QueuedObjectRef(_Handle):
                 elif not self._done:
                     cancel_ref, self._ref = self._ref, None
                     if event.state.is_terminal:
-                        self._error = self._terminal_error(event)
+                        # A task that cancelled itself as not retriable stays Preempted.
+                        self._error = self._error or self._terminal_error(event)
                     elif not self._retriable:
                         self._error = Preempted(
                             f"{self._what} ({self.workload}) was preempted ({event.message}) "
@@ -516,7 +517,8 @@ class QueuedActor(_Handle):
                 # The actor died with its placement group.
                 self._actor = None
                 if event.state.is_terminal:
-                    self._error = self._terminal_error(event)
+                    # An actor that cancelled itself as not restartable stays Preempted.
+                    self._error = self._error or self._terminal_error(event)
                 elif not self._restartable:
                     self._error = Preempted(
                         f"actor {self.workload} was preempted ({event.message}) and has "

@@ -421,6 +421,10 @@ def test_preempted_task_is_rerun_and_unretriable_work_raises_preempted(teams: No
     if once.preemptions:
         with pytest.raises(ray_queue.Preempted):
             ray_queue.get(once, timeout=30)
+        # It cancels itself as not retriable; once that lands it still says Preempted.
+        wait_for(lambda: once._state is S.CANCELLED)
+        with pytest.raises(ray_queue.Preempted):
+            ray_queue.get(once, timeout=30)
         assert ray_queue.get(rerun, timeout=60) == "done"
     else:
         assert ray_queue.get(rerun, timeout=60) == "done"

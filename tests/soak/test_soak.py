@@ -26,14 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Violations the soak found whose cause is known, in code the soak does not own, and
 #: reported to its owners: tolerated here until fixed, then removed. Any other kind fails.
-KNOWN = {
-    # ray_queue/client/remote.py, QueuedObjectRef._on_event: a max_retries=0 task that is
-    # preempted gets Preempted and cancels its workload ("not retriable"); the CANCELLED
-    # event that follows replaces that error with WorkloadCancelled (the terminal branch
-    # sets self._error again), so ray_queue.get raises WorkloadCancelled, not the
-    # Preempted docs/contract.md §3 promises.
-    "preempted_task_raised_cancelled",
-}
+KNOWN: set[str] = set()
 
 
 def test_a_minute_of_soak_finds_no_violation(tmp_path: Path) -> None:
