@@ -67,10 +67,12 @@ def ray_cluster(api_client: Any, namespace: str) -> Iterator[str]:
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """The chart's token Secret, as files: the manager's token file and the sidecar's."""
+    """The chart's token Secret, as files: the manager's token file, the sidecar's, and an
+    admin's for the driver (the manager actor checks tokens too)."""
 
     manager_file: Path
     autoscaler_file: Path
+    admin_file: Path
 
     @classmethod
     def write(cls, directory: Path) -> Tokens:
@@ -84,9 +86,11 @@ class Tokens:
         )
         autoscaler_file = directory / "autoscaler-token"
         autoscaler_file.write_text(autoscaler)
-        for path in (manager_file, autoscaler_file):
+        admin_file = directory / "admin-token"
+        admin_file.write_text(admin)
+        for path in (manager_file, autoscaler_file, admin_file):
             path.chmod(0o600)
-        return cls(manager_file, autoscaler_file)
+        return cls(manager_file, autoscaler_file, admin_file)
 
 
 @dataclass

@@ -259,7 +259,7 @@ def loaded(
                 "--stats", str(stats_file),
             ],
             workdir / "driver.log",
-            env=env,
+            env={**env, "RAY_QUEUE_TOKEN_FILE": str(head.tokens.admin_file)},
             cwd=ROOT,
         )
         cleanup.callback(driver.stop)
