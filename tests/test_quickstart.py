@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.k8s.ray_nodes import _refresh_ray_auth_state
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = "examples/config/three-teams.yaml"
 #: The node the quickstart's ``ray start`` makes: both flavors' labels, 8 GPUs.
@@ -224,6 +226,12 @@ def cluster() -> Iterator[Any]:
 
     with pytest.MonkeyPatch.context() as env:
         env.delenv("RAY_ADDRESS", raising=False)
+        # A local ray.init() earlier in this process (Ray 2.60) leaves RAY_AUTH_MODE=token
+        # set for good; this cluster is the docs' own, without it, as the drivers that
+        # join it are.
+        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            env.delenv(key, raising=False)
+        _refresh_ray_auth_state()
         # Ray's job server runs an entrypoint's ``python`` from the PATH it inherits.
         env.setenv("PATH", _with_venv_path(dict(os.environ))["PATH"])
         cluster = Cluster(
@@ -246,6 +254,7 @@ def cluster() -> Iterator[Any]:
             ray_queue.shutdown()
             ray.shutdown()
             cluster.shutdown()
+    _refresh_ray_auth_state()
 
 
 def run_blocks(blocks: list[Block], cluster: Any, tmp_path: Path) -> str:
