@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.grpc_load import start_server
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind
 from ray_queue.grpc.client import QueueClient
 from ray_queue.grpc.status import RateLimitedError
@@ -73,23 +73,6 @@ tokens:
 """
 
 
-def _server(workdir: Path, x_in_flight: int | None) -> tuple[subprocess.Popen[str], str]:
-    (workdir / "config.yaml").write_text(CONFIG)
-    (workdir / "tokens.yaml").write_text(_tokens(x_in_flight))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_QUEUE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ray_queue.grpc.server", "--config", str(workdir / "config.yaml"),
-         "--port", "0", "--tokens", str(workdir / "tokens.yaml")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("serving on "):
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.split()[-1]
-
-
 def _spec(name: str, queue: str) -> SubmitRequest:
     return SubmitRequest(
         WorkloadId(name), queue, (BundleGroup({"CPU": 1000}, 1),), kind=WorkloadKind.TASK
@@ -117,7 +100,7 @@ def _time_y(address: str, workload: str, duration_s: float) -> list[float]:
 
 
 def run(workdir: Path, x_in_flight: int | None, args: argparse.Namespace) -> dict[str, Any]:
-    proc, address = _server(workdir, x_in_flight)
+    proc, address = start_server(workdir, config=CONFIG, tokens=_tokens(x_in_flight))
     try:
         with QueueClient(address, token=ADMIN, timeout_s=120) as admin:
             for start in range(0, args.workloads, 5000):

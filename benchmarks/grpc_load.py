@@ -65,9 +65,12 @@ tokens:
 """
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str]:
-    (workdir / "config.yaml").write_text(CONFIG)
-    (workdir / "tokens.yaml").write_text(TOKENS)
+def start_server(
+    workdir: Path, *, config: str = CONFIG, tokens: str = TOKENS
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m ray_queue.grpc.server`` over ``config`` with ``tokens``; (process, address)."""
+    (workdir / "config.yaml").write_text(config)
+    (workdir / "tokens.yaml").write_text(tokens)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_QUEUE_")}
     proc = subprocess.Popen(
         [

@@ -328,31 +328,30 @@ class Gate:
     """Trials check in and hold their GPU until the test opens the gate."""
 
     def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.opened = False
+        import asyncio
 
-    def enter(self, x: int) -> None:
+        self.starts: list[int] = []
+        self.opened = asyncio.Event()
+
+    async def enter(self, x: int) -> None:
         self.starts.append(x)
 
-    def open(self) -> None:
-        self.opened = True
+    async def open(self) -> None:
+        self.opened.set()
 
-    def is_open(self) -> bool:
-        return self.opened
+    async def wait_open(self) -> None:
+        await self.opened.wait()
 
-    def seen(self) -> list[int]:
+    async def seen(self) -> list[int]:
         return self.starts
 
 
 def _held_trial(config: dict[str, Any]) -> None:
-    import time
-
     from ray import tune
 
     gate = ray.get_actor("capture-gate")
     ray.get(gate.enter.remote(config["x"]))
-    while not ray.get(gate.is_open.remote()):
-        time.sleep(0.1)  # the trial's work lasts until the test lets it end
+    ray.get(gate.wait_open.remote())  # the trial's work lasts until the test lets it end
     tune.report({"x": config["x"]})
 
 
