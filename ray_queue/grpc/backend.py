@@ -1,11 +1,11 @@
 """The seam between the gRPC service and whatever owns the queue state.
 
-The service is written against ``Backend`` (a Protocol in engine values, never protobuf),
-so the same server runs over the real manager inside its Ray actor
-(``manager_backend.ManagerBackend``) and over a bare in-process ``Engine``
-(``EngineBackend``, used by tests, benchmarks and ``ray-queue`` demos without Ray).
-Workload transitions reach watchers through a ``TransitionJournal``: a bounded, ordered
-log of transitions that every backend appends to and streams read from.
+The service is written against ``Backend`` (a Protocol in engine values, never protobuf).
+Its one implementation is ``manager_backend.ManagerBackend`` over ``ManagerCore``: inside
+the manager's Ray actor, or in process without Ray (``local_manager.LocalManager``, for
+the development server, tests, benchmarks and demos). Workload transitions reach watchers
+through a ``TransitionJournal``: a bounded, ordered log of transitions that the backend
+appends to and streams read from.
 """
 
 from __future__ import annotations
@@ -16,22 +16,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import QueueConfig
-from ray_queue.engine.config_change import live_workload_problems
-from ray_queue.engine.engine import Engine
-from ray_queue.engine.errors import ConfigError, RayQueueError
+from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import (
     CheckState,
     ClusterQueueStatus,
     CohortStatus,
-    DecisionKind,
     GangDemand,
     PendingPosition,
     Transition,
     WorkloadId,
-    WorkloadKind,
-    WorkloadSpec,
     WorkloadStatus,
 )
 from ray_queue.wire import SubmitRequest, SubmitResult
@@ -223,166 +217,3 @@ class TransitionJournal:
         with self._cond:
             self._cond.wait_for(lambda: self._changes > after, timeout=timeout_s)
             return self._changes
-
-
-class EngineBackend:
-    """The real ``Engine``, in process, behind one lock; no Ray, so no jobs are run.
-
-    Workloads are admitted and preempted exactly as in the manager, but nothing is
-    created in Ray: placement and completion happen only through ``mark_placed`` and
-    ``finish`` (tests and benchmarks call them).
-    """
-
-    def __init__(self, config: QueueConfig, clock: Clock, *, supports_jobs: bool = False):
-        self._engine = Engine(config, clock)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._journal = TransitionJournal()
-        self._supports_jobs = supports_jobs
-        self._last_created = 0.0
-
-    @property
-    def engine(self) -> Engine:
-        """The wrapped engine (hold no reference across calls from other threads)."""
-        return self._engine
-
-    @property
-    def supports_jobs(self) -> bool:
-        return self._supports_jobs
-
-    def _schedule(self, touched: Iterable[WorkloadId]) -> list[WorkloadId]:
-        decisions = self._engine.schedule()
-        ids = dict.fromkeys([*touched, *(d.workload for d in decisions)])
-        self._journal.record(self._engine.workload(w) for w in ids)
-        return [d.workload for d in decisions if d.kind is DecisionKind.EVICT]
-
-    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
-        with self._lock:
-            specs: list[WorkloadSpec | RayQueueError] = []
-            for request in requests:
-                if request.kind is WorkloadKind.JOB and not self._supports_jobs:
-                    specs.append(
-                        JobsUnsupportedError(
-                            "this server runs the engine without Ray and cannot run jobs; "
-                            "submit jobs to a manager on a Ray cluster"
-                        )
-                    )
-                else:
-                    specs.append(self._spec(request))
-            outcomes = iter(
-                self._engine.submit_many(s for s in specs if isinstance(s, WorkloadSpec))
-            )
-            results = []
-            for request, spec in zip(requests, specs, strict=True):
-                outcome = next(outcomes) if isinstance(spec, WorkloadSpec) else spec
-                if isinstance(outcome, WorkloadStatus):
-                    results.append(SubmitResult(request.id, outcome))
-                else:
-                    error = (
-                        outcome if isinstance(outcome, RayQueueError) else RayQueueError(outcome)
-                    )
-                    results.append(SubmitResult(request.id, error=error))
-            accepted = [r.workload for r in results if r.error is None]
-            self._schedule(accepted)
-            return [
-                SubmitResult(r.workload, self._engine.workload(r.workload))
-                if r.error is None
-                else r
-                for r in results
-            ]
-
-    def _spec(self, request: SubmitRequest) -> WorkloadSpec:
-        # Strictly increasing creation times keep a batch in submission order (FIFO).
-        created = max(self._clock.now(), self._last_created + 1e-6)
-        self._last_created = created
-        return request.to_spec(created)
-
-    def workload(self, workload: WorkloadId) -> WorkloadStatus:
-        with self._lock:
-            return self._engine.workload(workload)
-
-    def workloads(self) -> list[WorkloadStatus]:
-        with self._lock:
-            return self._engine.workloads()
-
-    def cancel(self, workload: WorkloadId, *, message: str) -> bool:
-        with self._lock:
-            live = not self._engine.workload(workload).state.is_terminal
-            self._engine.cancel(workload, message=message)
-            self._schedule([workload])
-            return live
-
-    def finish(self, workload: WorkloadId, *, failed: bool = False, message: str = "") -> None:
-        """The admitted workload ended (what Ray would report to the manager)."""
-        with self._lock:
-            self._engine.finish(workload, failed=failed, message=message)
-            self._schedule([workload])
-
-    def mark_placed(self, workload: WorkloadId) -> bool:
-        with self._lock:
-            placed = self._engine.mark_placed(workload)
-            self._journal.touch()
-            return placed
-
-    def tick(self) -> None:
-        """Let time-driven events happen (back-offs, placement timeouts)."""
-        with self._lock:
-            self._schedule([])
-
-    def pending(
-        self, *, queue: str | None = None, cluster_queue: str | None = None
-    ) -> list[PendingPosition]:
-        with self._lock:
-            return self._engine.pending(queue=queue, cluster_queue=cluster_queue)
-
-    def cluster_queues(self) -> list[ClusterQueueStatus]:
-        with self._lock:
-            return self._engine.cluster_queue_status()
-
-    def cohorts(self) -> list[CohortStatus]:
-        with self._lock:
-            return self._engine.cohort_status()
-
-    def config(self) -> QueueConfig:
-        with self._lock:
-            return self._engine.config
-
-    def apply_config(self, config: QueueConfig, *, validate_only: bool) -> ConfigOutcome:
-        with self._lock:
-            if validate_only:
-                live = [w for w in self._engine.workloads() if not w.state.is_terminal]
-                problems = live_workload_problems(config, live)
-                if problems:
-                    raise ConfigError(problems)
-                return ConfigOutcome(applied=False)
-            decisions = self._engine.apply_config(config)
-            evicted = [d.workload for d in decisions]
-            self._schedule(evicted)
-            return ConfigOutcome(applied=True, evicted=tuple(evicted))
-
-    def demand(self) -> list[GangDemand]:
-        with self._lock:
-            return self._engine.demand()
-
-    def set_check_state(
-        self, workload: WorkloadId, check: str, state: CheckState, message: str
-    ) -> WorkloadStatus:
-        with self._lock:
-            decisions = self._engine.set_check_state(workload, check, state, message)
-            self._schedule([workload, *(d.workload for d in decisions)])
-            return self._engine.workload(workload)
-
-    def evict(self, workload: WorkloadId, *, reason: str, message: str) -> WorkloadStatus:
-        with self._lock:
-            decisions = self._engine.evict(workload, reason=reason, message=message)
-            self._schedule([workload, *(d.workload for d in decisions)])
-            return self._engine.workload(workload)
-
-    def events(self, *, after: int, timeout_s: float) -> EventPage:
-        return self._journal.read(after=after, timeout_s=timeout_s)
-
-    def journal_head(self) -> int:
-        return self._journal.head
-
-    def wait_changed(self, *, after: int, timeout_s: float) -> int:
-        return self._journal.wait(after=after, timeout_s=timeout_s)

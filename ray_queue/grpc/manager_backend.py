@@ -27,11 +27,13 @@ from ray_queue.engine.model import (
     GangDemand,
     PendingPosition,
     WorkloadId,
+    WorkloadKind,
     WorkloadStatus,
 )
 from ray_queue.grpc.backend import (
     ConfigOutcome,
     EventPage,
+    JobsUnsupportedError,
     TransitionJournal,
 )
 from ray_queue.grpc.server import QueueServer, ServerOptions
@@ -142,10 +144,22 @@ class Coalescer:
 
 
 class ManagerBackend:
-    """``Backend`` over a live ``ManagerCore``. Thread-safe through ``run``."""
+    """``Backend`` over a live ``ManagerCore``. Thread-safe through ``run``.
 
-    def __init__(self, core: ManagerCore, run: Runner[Any], *, poll_s: float = 0.5) -> None:
+    ``supports_jobs=False`` (a core whose actions cannot run Ray jobs, ``local_manager``)
+    refuses JOB workloads at submission with ``JobsUnsupportedError``.
+    """
+
+    def __init__(
+        self,
+        core: ManagerCore,
+        run: Runner[Any],
+        *,
+        poll_s: float = 0.5,
+        supports_jobs: bool = True,
+    ) -> None:
         self._core = core
+        self._supports_jobs = supports_jobs
         self._run = run
         self._journal = TransitionJournal()
         self._watched_until = 0.0
@@ -164,7 +178,7 @@ class ManagerBackend:
 
     @property
     def supports_jobs(self) -> bool:
-        return True
+        return self._supports_jobs
 
     # -- change tracking -----------------------------------------------------------------------
 
@@ -196,7 +210,17 @@ class ManagerBackend:
     # -- Backend ----------------------------------------------------------------------------------
 
     def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
-        results = self._submissions.submit(requests)
+        refused = {
+            i
+            for i, r in enumerate(requests)
+            if r.kind is WorkloadKind.JOB and not self._supports_jobs
+        }
+        queued = [r for i, r in enumerate(requests) if i not in refused]
+        outcomes = iter(self._submissions.submit(queued) if queued else [])
+        results = [
+            SubmitResult(r.id, error=_jobs_unsupported()) if i in refused else next(outcomes)
+            for i, r in enumerate(requests)
+        ]
         self._after([r.status for r in results if r.status is not None])
         return results
 
@@ -282,6 +306,13 @@ class ManagerBackend:
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self._run(fn)  # type: ignore[no-any-return]
+
+
+def _jobs_unsupported() -> JobsUnsupportedError:
+    return JobsUnsupportedError(
+        "this server runs the manager without Ray and cannot run jobs; "
+        "submit jobs to a manager on a Ray cluster"
+    )
 
 
 def start_grpc_server(

@@ -199,15 +199,16 @@ class QueueServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ray_queue.grpc.server --config FILE``: the API over an in-process engine
-    (no Ray): for trying the CLI, demos and benchmarks. Jobs are refused."""
+    """``python -m ray_queue.grpc.server --config FILE``: the API over the manager in
+    process without Ray (``local_manager``): for trying the CLI, demos and benchmarks. Jobs
+    are refused."""
     import argparse
     import signal
     import threading
 
     from ray_queue.engine.clock import SystemClock
     from ray_queue.engine.config_loader import load_config
-    from ray_queue.grpc.backend import EngineBackend
+    from ray_queue.grpc.local_manager import LocalManager
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--config", required=True, help="YAML config file")
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", help="token file (default: $RAY_QUEUE_TOKENS_FILE)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    backend = EngineBackend(load_config(Path(args.config)), SystemClock())
+    backend = LocalManager(load_config(Path(args.config)), SystemClock())
     server = QueueServer(backend, ServerOptions.from_env(port=args.port, tokens_path=args.tokens))
     server.start()
     print(f"serving on {server.address}", flush=True)

@@ -1,5 +1,5 @@
 """The real sidecar process (``python -m autoscaler``) killed with SIGKILL mid-flow and
-restarted: it talks to a real gRPC manager (``EngineBackend`` behind ``QueueServer``), the
+restarted: it talks to a real gRPC manager (``LocalManager`` behind ``QueueServer``), the
 real API server, the real KubeRay operator and a real Ray head's GCS. Each restart must
 neither scale up twice nor leave a second (or orphaned) ProvisioningRequest, and the flow
 must finish and clean up after the last restart.
@@ -69,10 +69,10 @@ spec: {clusterQueue: cq}
 
 @pytest.fixture
 def manager() -> Iterator[tuple[Any, str]]:
-    from ray_queue.grpc.backend import EngineBackend
+    from ray_queue.grpc.local_manager import LocalManager
     from ray_queue.grpc.server import QueueServer, ServerOptions
 
-    backend = EngineBackend(load_config(CONFIG), SystemClock())
+    backend = LocalManager(load_config(CONFIG), SystemClock())
     server = QueueServer(backend, ServerOptions(port=0, host="127.0.0.1")).start()
     try:
         yield backend, server.address

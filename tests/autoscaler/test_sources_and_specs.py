@@ -94,10 +94,10 @@ spec: {clusterQueue: cq}
 
 @pytest.fixture
 def grpc_backend() -> Iterator[tuple[object, str]]:
-    from ray_queue.grpc.backend import EngineBackend
+    from ray_queue.grpc.local_manager import LocalManager
     from ray_queue.grpc.server import QueueServer, ServerOptions
 
-    backend = EngineBackend(load_config(GRPC_CONFIG), ManualClock(0.0))
+    backend = LocalManager(load_config(GRPC_CONFIG), ManualClock(0.0))
     server = QueueServer(backend, ServerOptions(port=0, host="127.0.0.1")).start()
     try:
         yield backend, server.address
@@ -143,13 +143,13 @@ def test_grpc_source_with_an_autoscaler_token_uses_the_overrides(
     """An autoscaler token may call only the AutoscalerService: no config, no workloads."""
     from ray_queue.engine.model import BundleGroup
     from ray_queue.grpc.auth import Principal, Role, digest
-    from ray_queue.grpc.backend import EngineBackend
     from ray_queue.grpc.client import QueueClient
+    from ray_queue.grpc.local_manager import LocalManager
     from ray_queue.grpc.server import QueueServer, ServerOptions
     from ray_queue.wire import SubmitRequest
 
     clock = ManualClock(0.0)
-    backend = EngineBackend(load_config(GRPC_CONFIG), clock)
+    backend = LocalManager(load_config(GRPC_CONFIG), clock)
     backend.submit_many([SubmitRequest(id=WorkloadId("train"), queue="team",
                                        bundle_groups=(BundleGroup({"GPU": 1000}, 1),))])
     token = "autoscaler-token-0123"

@@ -12,7 +12,7 @@ import pytest
 
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config_loader import load_config
-from ray_queue.grpc.backend import EngineBackend
+from ray_queue.grpc.local_manager import LocalManager
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from tests.cli.test_cli import RAY_QUEUE
 from tests.grpc.conftest import CONFIG_YAML
@@ -41,7 +41,7 @@ def test_cli_finds_the_published_address(ray_cluster: str) -> None:
     from ray_queue.grpc.manager_backend import publish_address
 
     server = QueueServer(
-        EngineBackend(load_config(CONFIG_YAML), SystemClock()), ServerOptions(port=0)
+        LocalManager(load_config(CONFIG_YAML), SystemClock()), ServerOptions(port=0)
     ).start()
     try:
         assert publish_address(server) == server.address

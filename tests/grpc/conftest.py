@@ -1,4 +1,5 @@
-"""Real gRPC servers on loopback over the real engine (``EngineBackend``), and clients."""
+"""Real gRPC servers on loopback over the real manager without Ray (``LocalManager``), and
+clients."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind
 from ray_queue.grpc.auth import Limits, Principal, Role, digest
-from ray_queue.grpc.backend import EngineBackend
 from ray_queue.grpc.client import QueueClient
+from ray_queue.grpc.local_manager import LocalManager
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from ray_queue.grpc.service import ServiceLimits
 from ray_queue.wire import SubmitRequest
@@ -133,7 +134,7 @@ def wait_for(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
 class Harness:
     """A started server and ways to reach it."""
 
-    def __init__(self, server: QueueServer, backend: EngineBackend, clock: ManualClock) -> None:
+    def __init__(self, server: QueueServer, backend: LocalManager, clock: ManualClock) -> None:
         self.server = server
         self.backend = backend
         self.clock = clock
@@ -167,7 +168,7 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
     ) -> Harness:
         options.setdefault("host", "127.0.0.1")
         clock = ManualClock(1_000.0)
-        backend = EngineBackend(load_config(CONFIG_YAML), clock)
+        backend = LocalManager(load_config(CONFIG_YAML), clock)
         server = QueueServer(
             backend,
             ServerOptions(

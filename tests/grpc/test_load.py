@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from ray_queue.engine.errors import DuplicateWorkloadError, RayQueueError
+from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import WorkloadState
 from ray_queue.grpc.status import RateLimitedError
 from tests.grpc.conftest import ADMIN_TOKEN, TENANT_A_TOKEN, Harness, request
@@ -42,12 +42,16 @@ def test_concurrent_submit_and_cancel(harness: Harness) -> None:
                     for k in range(rng.randint(1, 8))
                 ]
                 i += len(batch)
-                # Every few batches, resend one already accepted: must be a duplicate.
-                if mine and rng.random() < 0.2:
-                    batch.append(request(mine[-1], queue))
+                # Every few batches, resend one already accepted, as a client retrying a
+                # call would: it is answered with the stored status (docs/manager.md),
+                # never accepted a second time.
+                resent = mine[-1] if mine and rng.random() < 0.2 else None
+                if resent is not None:
+                    batch.append(request(resent, queue))
                 for spec, outcome in zip(batch, client.submit_many(batch), strict=True):
-                    if isinstance(outcome, DuplicateWorkloadError):
-                        assert spec.id in mine
+                    if spec.id == resent:
+                        assert not isinstance(outcome, RayQueueError), outcome
+                        assert outcome.spec.id == resent
                     elif isinstance(outcome, RayQueueError):
                         with lock:
                             refused[type(outcome).__name__] += 1
