@@ -196,6 +196,8 @@ class Catalog:
     priority_classes: frozenset[str]
     #: Only the caller's own Queues are listed (a tenant), not every one.
     restricted: bool = False
+    #: Where the caller's workload ids live (``access/namespaces.py``); ``None``: anywhere.
+    namespace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,30 @@ class JobRun:
 
     workload: WorkloadId
     submission_id: str
+
+
+#: A namespaced id's '/' as spelled in a Ray submission id, which names a log file and
+#: a URL path segment; '~' is in no workload id, so the spelling reads back.
+_SUBMISSION_SEPARATOR = "~"
+
+
+def job_runs(status: WorkloadStatus) -> int:
+    """How many times a JOB workload was admitted: each admission is a new Ray job run,
+    since a stopped Ray job cannot be restarted under the same id."""
+    return sum(1 for t in status.history if t.to_state is WorkloadState.ADMITTED)
+
+
+def job_submission_id(workload: WorkloadId, run: int) -> str:
+    """The Ray submission id of a job's ``run``-th run: ``rq-<workload>-<run>``.
+    Deterministic, so a restarted manager finds the job it submitted."""
+    return f"rq-{workload.replace('/', _SUBMISSION_SEPARATOR)}-{run}"
+
+
+def job_of_submission(submission_id: str) -> WorkloadId:
+    """The workload whose run ``job_submission_id`` named (for any string: a caller may
+    pass anything; what it names need not exist)."""
+    body = submission_id.removeprefix("rq-").rpartition("-")[0]
+    return WorkloadId(body.replace(_SUBMISSION_SEPARATOR, "/"))
 
 
 class RayActions(Protocol):

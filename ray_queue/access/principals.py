@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from ray_queue.access import namespaces
+
 logger = logging.getLogger(__name__)
 
 #: Env var holding token definitions as YAML/JSON text (e.g. from a Kubernetes Secret).
@@ -74,6 +76,9 @@ class Principal:
     #: Its token's digest (set by ``Authenticator``): what its flood limits are counted
     #: by, since names (which default to the role) need not be unique.
     key: str = ""
+    #: Where a tenant's workload ids live (``access/namespaces.py``); ``None`` (admin,
+    #: autoscaler): ids are used as given.
+    namespace: str | None = None
 
     def may_use_queue(self, queue: str) -> bool:
         return self.role is Role.ADMIN or (self.role is Role.TENANT and queue in self.queues)
@@ -140,7 +145,7 @@ def parse_tokens(text: str, *, origin: str, limits: Limits | None = None) -> dic
         tokens:
           - token: "s3cret"          # or token_sha256: "<hex digest>"
             role: tenant
-            name: team-a             # defaults to the role
+            name: team-a             # defaults to the role; a tenant's ids are team-a/…
             queues: [team-a]         # tenants only
             limits: {rate_per_s: 50, burst: 100, max_in_flight: 8}
           "0ther": {role: admin}
@@ -171,10 +176,31 @@ def parse_tokens(text: str, *, origin: str, limits: Limits | None = None) -> dic
         except TypeError as e:
             raise AuthConfigError(f"{where}.limits: {e}") from None
         key = digest(token) if token else str(hashed).lower()
+        name = str(entry.get("name") or role.value)
         out[key] = Principal(
-            str(entry.get("name") or role.value), role, frozenset(queues), token_limits
+            name,
+            role,
+            frozenset(queues),
+            token_limits,
+            namespace=_namespace(where, role, entry.get("name"), key),
         )
     return out
+
+
+def _namespace(where: str, role: Role, name: object, key: str) -> str | None:
+    """A tenant's namespace: its name, or for an unnamed token one of its own (names
+    default to the role, and two tenants must never share ids by accident)."""
+    if role is not Role.TENANT:
+        return None
+    if not name:
+        return f"tenant-{key[:8]}"
+    if not namespaces.valid_namespace(str(name)) or str(name).startswith(namespaces.JOB_PREFIX):
+        raise AuthConfigError(
+            f"{where}.name: {str(name)[:80]!r} names the tenant's workload ids ('<name>/<id>'): "
+            f"use 1-63 letters, digits, '.', '_' or '-', not starting with "
+            f"{namespaces.JOB_PREFIX!r}"
+        )
+    return str(name)
 
 
 def _asdict(limits: Limits) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
 )
 from ray_queue.errors import QueueTimeoutError
-from ray_queue.wire import ClientEvent, SubmitResult
+from ray_queue.wire import ClientEvent, SubmitResult, job_runs, job_submission_id
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ class QueuedJob:
         return self._submission_id(self._runtime.status(self.workload))
 
     def _submission_id(self, status: WorkloadStatus) -> str | None:
-        runs = sum(1 for t in status.history if t.to_state is WorkloadState.ADMITTED)
-        return f"rq-{self.workload}-{runs}" if runs else None
+        runs = job_runs(status)
+        return job_submission_id(self.workload, runs) if runs else None
 
     def wait(
         self, timeout_s: Any = UNSET, *, timeout_seconds: Any = UNSET, poll_s: float = 0.5

@@ -145,8 +145,10 @@ class _Running:
     in_slot: bool
 
 
-def new_workload_id(kind: WorkloadKind) -> WorkloadId:
-    return WorkloadId(f"{kind.value[:2]}-{uuid.uuid4().hex[:16]}")
+def new_workload_id(kind: WorkloadKind, namespace: str | None = None) -> WorkloadId:
+    """A fresh id, in ``namespace`` (the caller's, from the manager's catalog) if given."""
+    name = f"{kind.value[:2]}-{uuid.uuid4().hex[:16]}"
+    return WorkloadId(f"{namespace}/{name}" if namespace else name)
 
 
 def to_bundle(resources: dict[str, float], what: str) -> dict[str, int]:
@@ -282,7 +284,9 @@ class ClientRuntime:
         priority = priority if priority is not None else self.priority
         self.check_names(queue, priority)
         return SubmitRequest(
-            id=new_workload_id(kind),
+            # The manager would put a bare id in our namespace; naming it whole here keeps
+            # the id we track ours and the manager's the same.
+            id=new_workload_id(kind, self._catalog.namespace),
             queue=queue,
             bundle_groups=tuple(groups),
             kind=kind,

@@ -154,17 +154,19 @@ class WorkloadSpec:
         return totals
 
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: ``[<namespace>/]<name>``: a tenant's ids are in its namespace (``access/namespaces.py``).
+_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,62}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def validate_spec(spec: WorkloadSpec) -> None:
     """Raise ``InvalidWorkloadError`` if ``spec`` is malformed, naming what to fix."""
     if not _ID.fullmatch(spec.id):
-        # Ids end up in paths (a Ray job's submission id names its log file), Ray and
-        # Kubernetes names and terminals: a short charset keeps all of them safe.
+        # Ids end up in paths (a Ray job's submission id names its log file, with the
+        # namespace's '/' spelled '~'), Ray and Kubernetes names and terminals: a short
+        # charset keeps all of them safe.
         raise InvalidWorkloadError(
             f"workload id {spec.id[:80]!r} is not valid: use 1-128 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
+            "or '-', starting with a letter or digit, after an optional '<namespace>/'"
         )
     if not spec.bundle_groups:
         raise InvalidWorkloadError(f"workload {spec.id!r} has no bundles; give at least one")

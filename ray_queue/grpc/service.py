@@ -8,6 +8,7 @@ traceback and returned as INTERNAL without the server's internals.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -20,7 +21,7 @@ import grpc
 import yaml
 from google.protobuf import json_format
 
-from ray_queue.access import scope
+from ray_queue.access import namespaces, scope
 from ray_queue.access.principals import Principal
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import dump_yaml, parse_documents
@@ -125,12 +126,17 @@ class _Scoped:
         return principal.may_use_queue(status.spec.queue)
 
     def _get_visible(self, principal: Principal, workload: str, field: str) -> WorkloadStatus:
-        status = self._backend.workload(WorkloadId(convert.name(workload, field)))
-        if not self._visible(principal, status):
-            # The same answer as for an id nobody used: a tenant learns nothing of other
-            # tenants' workloads, not even that one exists or which Queue it is in.
-            raise UnknownWorkloadError(f"no workload with id {workload!r}")
-        return status
+        # A tenant's bare name is in its namespace first (``access/namespaces.py``).
+        for whole in namespaces.candidates(principal.namespace, convert.name(workload, field)):
+            try:
+                status = self._backend.workload(whole)
+            except UnknownWorkloadError:
+                continue
+            if self._visible(principal, status):
+                return status
+        # The same answer as for an id nobody used: a tenant learns nothing of other
+        # tenants' workloads, not even that one exists or which Queue it is in.
+        raise UnknownWorkloadError(f"no workload with id {workload!r}")
 
     def _tenant_cluster_queues(self, principal: Principal) -> set[str] | None:
         return scope.cluster_queues_of(principal, self._backend.config())
@@ -157,7 +163,9 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
                 )
             submit = convert.submit_request(spec, field, owner=f"grpc:{principal.name}")
             self._require_queue(principal, submit.queue, f"{field}.queue")
-            requests.append(submit)
+            # A tenant's ids are in its namespace, so no tenant can take another's.
+            whole = namespaces.for_submission(principal.namespace, submit.id, field=f"{field}.id")
+            requests.append(dataclasses.replace(submit, id=whole))
         results = self._backend.submit_many(requests)
         return pb.SubmitWorkloadsResponse(results=[convert.submit_result_to_pb(r) for r in results])
 
@@ -251,7 +259,11 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
         self, request: pb.WatchWorkloadsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WorkloadEvent]:
         principal = self._principal(context)
-        ids = {convert.name(w, f"ids[{i}]") for i, w in enumerate(request.ids)} or None
+        ids: set[str] | None = {
+            whole
+            for i, w in enumerate(request.ids)
+            for whole in namespaces.candidates(principal.namespace, convert.name(w, f"ids[{i}]"))
+        } or None
         keep = self._filter(
             principal,
             queue=request.queue,

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from ray_queue.access import namespaces
 from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials, is_job_credential
 from ray_queue.access.principals import (
     AuthConfigError,
@@ -27,12 +28,14 @@ from ray_queue.access.principals import (
     digest,
     load_tokens,
 )
+from ray_queue.engine.model import WorkloadId
 from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
 
 logger = logging.getLogger(__name__)
 
-#: Submission id of a live job run → the Queue it was queued in (None: not live).
-JobQueue = Callable[[str], "str | None"]
+#: Submission id of a live job run → the Queue it was queued in and the job's workload
+#: (None: not live).
+LiveJob = Callable[[str], "tuple[str, WorkloadId] | None"]
 
 
 class AccessGuard:
@@ -40,27 +43,27 @@ class AccessGuard:
         self,
         tokens: TokenTable,
         jobs: JobCredentials | None,
-        job_queue: JobQueue,
+        live_job: LiveJob,
         *,
         problem: str | None = None,
     ) -> None:
         self._tokens = tokens
         self._jobs = jobs
-        self._job_queue = job_queue
+        self._live_job = live_job
         self._problem = problem
 
     @classmethod
-    def from_environment(cls, state_directory: Path, job_queue: JobQueue) -> AccessGuard:
+    def from_environment(cls, state_directory: Path, live_job: LiveJob) -> AccessGuard:
         """Tokens from ``RAY_QUEUE_TOKENS_FILE`` / ``RAY_QUEUE_TOKENS`` (as the gRPC server)."""
         try:
             principals = load_tokens()
         except AuthConfigError as e:
             logger.error("actor API closed: %s", e)
-            return cls(TokenTable({}), None, job_queue, problem=str(e))
+            return cls(TokenTable({}), None, live_job, problem=str(e))
         if not principals:
-            return cls(TokenTable({}), None, job_queue)
+            return cls(TokenTable({}), None, live_job)
         logger.info("actor API needs a token; tokens per role: %s", describe(principals))
-        return cls(TokenTable(principals), JobCredentials.in_directory(state_directory), job_queue)
+        return cls(TokenTable(principals), JobCredentials.in_directory(state_directory), live_job)
 
     @property
     def enabled(self) -> bool:
@@ -88,13 +91,18 @@ class AccessGuard:
     def _job_principal(self, credential: str) -> Principal:
         assert self._jobs is not None
         submission_id = self._jobs.submission_of(credential)
-        queue = self._job_queue(submission_id) if submission_id is not None else None
-        if queue is None:
+        job = self._live_job(submission_id) if submission_id is not None else None
+        if job is None:
             raise UnauthenticatedError(
                 "job credential not valid: forged, or its Ray job is no longer running"
             )
+        queue, workload = job
         return Principal(
-            f"job {submission_id}", Role.TENANT, frozenset({queue}), key=digest(credential)
+            f"job {submission_id}",
+            Role.TENANT,
+            frozenset({queue}),
+            key=digest(credential),
+            namespace=namespaces.of_job(workload),
         )
 
     def require(self, principal: Principal, what: str, *roles: Role) -> None:
@@ -120,6 +128,6 @@ class AccessGuard:
             submission_id, credential = self._jobs.trade(ticket)
         except PermissionError as e:
             raise UnauthenticatedError(str(e)) from None
-        if self._job_queue(submission_id) is None:
+        if self._live_job(submission_id) is None:
             raise UnauthenticatedError(f"Ray job {submission_id} is no longer running")
         return credential

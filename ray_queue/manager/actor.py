@@ -28,7 +28,7 @@ from typing import Any
 import ray
 from prometheus_client import CollectorRegistry, start_http_server
 
-from ray_queue.access import scope
+from ray_queue.access import namespaces, scope
 from ray_queue.access.principals import Principal, Role
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config import QueueConfig
@@ -120,7 +120,7 @@ class QueueManager:
         directory = Path(state_path) if state_path else state_dir()
         self._store = SQLiteStore(directory)
         self._guard = AccessGuard.from_environment(
-            directory, lambda submission_id: self._core.live_job_queue(submission_id)
+            directory, lambda submission_id: self._core.live_job(submission_id)
         )
         self._changed = asyncio.Event()
         registry = CollectorRegistry()
@@ -261,13 +261,25 @@ class QueueManager:
     #
     # Every request but ``ping`` and ``trade_ticket`` names its caller with ``credential``
     # (see ``access_guard``). Another tenant's workloads answer as unknown ones do, so a
-    # tenant learns nothing of them, not even that they exist.
+    # tenant learns nothing of them, not even that they exist. A tenant's bare ids are in
+    # its namespace (``access/namespaces.py``).
 
     def _visible(self, principal: Principal, workload: WorkloadId) -> _Status:
-        status = self._core.workload(workload)
-        if not principal.may_use_queue(status.spec.queue):
-            raise UnknownWorkloadError(f"no workload with id {workload!r}")
-        return status
+        for whole in namespaces.candidates(principal.namespace, workload):
+            try:
+                status = self._core.workload(whole)
+            except UnknownWorkloadError:
+                continue
+            if principal.may_use_queue(status.spec.queue):
+                return status
+        raise UnknownWorkloadError(f"no workload with id {workload!r}")
+
+    def _mine(self, principal: Principal, workload: WorkloadId) -> WorkloadId | None:
+        """The whole id of the caller's ``workload``; ``None`` if it may not see one."""
+        try:
+            return self._visible(principal, workload).spec.id
+        except UnknownWorkloadError:
+            return None
 
     async def ping(self) -> str:
         self._ensure_loop()
@@ -289,36 +301,20 @@ class QueueManager:
     ) -> list[SubmitResult]:
         self._ensure_loop()
         principal = self._guard.caller(credential)
-        allowed = [r for r in requests if principal.may_use_queue(r.queue)]
+        checked = [_checked_request(principal, r) for r in requests]
+        allowed = [r for r in checked if isinstance(r, SubmitRequest)]
         results = iter(self._core.submit_many(allowed, brief=brief))
         self._watch_placement_groups()
-        return [
-            next(results)
-            if principal.may_use_queue(r.queue)
-            else SubmitResult(
-                r.id,
-                error=PermissionDeniedError(
-                    f"token {principal.name!r} may not use Queue {r.queue!r}"
-                ),
-            )
-            for r in requests
-        ]
+        return [next(results) if isinstance(r, SubmitRequest) else r for r in checked]
 
     async def cancel(
         self, workloads: Sequence[WorkloadId], message: str = "", *, credential: str | None = None
     ) -> list[bool]:
         self._ensure_loop()
         principal = self._guard.caller(credential)
-        mine = [w for w in workloads if self._may_see(principal, w)]
-        done = iter(self._core.cancel(mine, message=message))
-        return [next(done) if self._may_see(principal, w) else False for w in workloads]
-
-    def _may_see(self, principal: Principal, workload: WorkloadId) -> bool:
-        try:
-            self._visible(principal, workload)
-        except UnknownWorkloadError:
-            return False
-        return True
+        whole = [self._mine(principal, w) for w in workloads]
+        done = iter(self._core.cancel([w for w in whole if w is not None], message=message))
+        return [next(done) if w is not None else False for w in whole]
 
     async def report(
         self,
@@ -333,10 +329,18 @@ class QueueManager:
         if not principal.sees_all_queues:
             # Reports of workloads that are not the caller's change nothing, as reports of
             # forgotten ones never did (refusing the batch would make a client resend it).
-            mine = functools.partial(self._may_see, principal)
-            started = [w for w in started if mine(w)]
-            finished = [f for f in finished if mine(f[0])]
-            handovers = [h for h in handovers if mine(h.done) and mine(h.successor)]
+            mine = functools.partial(self._mine, principal)
+            started = [w for w in map(mine, started) if w is not None]
+            finished = [
+                (whole, failed, why)
+                for w, failed, why in finished
+                if (whole := mine(w)) is not None
+            ]
+            handovers = [
+                dataclasses.replace(h, done=done, successor=successor)
+                for h in handovers
+                if (done := mine(h.done)) and (successor := mine(h.successor))
+            ]
         self._core.report(started=started, finished=finished, handovers=handovers)
         self._watch_placement_groups()
 
@@ -358,6 +362,7 @@ class QueueManager:
             queues=frozenset(q for q in config.queues if principal.may_use_queue(q)),
             priority_classes=frozenset(config.priority_classes),
             restricted=not principal.sees_all_queues,
+            namespace=principal.namespace,
         )
 
     async def set_check_state(
@@ -405,6 +410,8 @@ class QueueManager:
         credential: str | None = None,
     ) -> list[_Status]:
         principal = self._guard.caller(credential)
+        if ids is not None:
+            ids = [whole for w in ids for whole in namespaces.candidates(principal.namespace, w)]
         return [
             s
             for s in self._core.workloads(owner=owner, ids=ids)
@@ -451,7 +458,7 @@ class QueueManager:
         while True:
             batch = self._core.events(owner, after_seq=after_seq, epoch=epoch)
             if not principal.sees_all_queues:
-                events = tuple(e for e in batch.events if self._may_see(principal, e.workload))
+                events = tuple(e for e in batch.events if self._mine(principal, e.workload))
                 batch = dataclasses.replace(batch, events=events)
             remaining = deadline - asyncio.get_running_loop().time()
             if batch.events or batch.resync or remaining <= 0:
@@ -464,7 +471,7 @@ class QueueManager:
         """Resolve when the workload is admitted and placed (False if it ended first)."""
         self._ensure_loop()
         principal = self._guard.caller(credential)
-        self._visible(principal, workload)
+        workload = self._visible(principal, workload).spec.id
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
@@ -477,6 +484,20 @@ class QueueManager:
             if remaining is not None and remaining <= 0:
                 return False
             await self._wait_changed(1.0 if remaining is None else remaining)
+
+
+def _checked_request(principal: Principal, request: SubmitRequest) -> SubmitRequest | SubmitResult:
+    """``request`` with its whole id, or the refusal to answer with in its place."""
+    if not principal.may_use_queue(request.queue):
+        error = PermissionDeniedError(
+            f"token {principal.name!r} may not use Queue {request.queue!r}"
+        )
+        return SubmitResult(request.id, error=error)
+    try:
+        whole = namespaces.for_submission(principal.namespace, request.id, field="id")
+    except PermissionDeniedError as e:
+        return SubmitResult(request.id, error=e)
+    return dataclasses.replace(request, id=whole) if whole != request.id else request
 
 
 def start_manager(

@@ -53,6 +53,9 @@ from ray_queue.wire import (
     RayActions,
     SubmitRequest,
     SubmitResult,
+    job_of_submission,
+    job_runs,
+    job_submission_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -788,13 +791,14 @@ class ManagerCore:
             payload = {**payload, "runtime_env": runtime_env}
         self._actions.submit_job(run, payload, self._label_selector(status))
 
-    def live_job_queue(self, submission_id: str) -> str | None:
-        """The Queue of the job whose current run is ``submission_id``; ``None`` when
-        that run is not live (ended, stopped, or a run before the current one)."""
-        workload = WorkloadId(submission_id.removeprefix("rq-").rpartition("-")[0])
+    def live_job(self, submission_id: str) -> tuple[str, WorkloadId] | None:
+        """The Queue and workload of the job whose current run is ``submission_id``;
+        ``None`` when that run is not live (ended, stopped, or a run before the current
+        one)."""
+        workload = job_of_submission(submission_id)
         if self._jobs.get(workload) != submission_id:
             return None
-        return self._engine.workload(workload).spec.queue
+        return self._engine.workload(workload).spec.queue, workload
 
     def _finish(self, workload: WorkloadId, *, failed: bool, message: str) -> set[WorkloadId]:
         if not self._known(workload):
@@ -843,7 +847,4 @@ class ManagerCore:
 
 
 def _submission_id(status: WorkloadStatus) -> str:
-    """Deterministic per admission, so a restarted manager finds the job it submitted.
-    ``live_job_queue`` reads the workload id back out of it."""
-    attempt = sum(1 for t in status.history if t.to_state is WorkloadState.ADMITTED)
-    return f"rq-{status.spec.id}-{attempt}"
+    return job_submission_id(status.spec.id, job_runs(status))

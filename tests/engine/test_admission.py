@@ -200,7 +200,10 @@ def test_a_resource_no_group_covers_is_rejected_at_submit_and_changes_nothing() 
     assert engine.pending() == []
 
 
-@pytest.mark.parametrize("bad", ["../../etc/x", "a/b", "", "-x", "x y", "é", "x" * 129, "a\x1b[2J"])
+@pytest.mark.parametrize(
+    "bad",
+    ["../../etc/x", "a/b/c", "/b", "a/", "../b", "", "-x", "x y", "é", "x" * 129, "a\x1b[2J"],
+)
 def test_a_workload_id_outside_the_safe_charset_is_refused_and_changes_nothing(bad: str) -> None:
     # Ids end up in file names: a job's id with ../ once put its log outside Ray's folder.
     engine, _ = new_engine(ten_cpus())
@@ -208,6 +211,7 @@ def test_a_workload_id_outside_the_safe_charset_is_refused_and_changes_nothing(b
         engine.submit(wl(bad, CPU=1))
     assert engine.workloads() == []
     engine.submit(wl("ok-1.x_y", CPU=1))
+    engine.submit(wl("team-a/ok-1", CPU=1))  # a tenant's namespace (access/namespaces.py)
 
 
 def test_a_request_no_flavor_can_ever_hold_names_every_flavors_limit() -> None:

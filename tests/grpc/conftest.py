@@ -173,7 +173,8 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
             backend,
             ServerOptions(
                 port=0,
-                principals=principals(limits) if auth else {},
+                principals=options.pop("principals", None)
+                or (principals(limits) if auth else {}),
                 limits=service_limits or ServiceLimits(poll_s=0.1, demand_heartbeat_s=0.5),
                 **options,
             ),

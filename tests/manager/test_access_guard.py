@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials
-from ray_queue.access.principals import TokenTable, parse_tokens
+from ray_queue.access.principals import AuthConfigError, TokenTable, parse_tokens
+from ray_queue.engine.model import WorkloadId
 from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
 from ray_queue.manager.access_guard import AccessGuard
 
@@ -25,7 +26,7 @@ tokens:
 """
 
 
-def _guard(tmp_path: Path, live: dict[str, str]) -> AccessGuard:
+def _guard(tmp_path: Path, live: dict[str, tuple[str, WorkloadId]]) -> AccessGuard:
     table = TokenTable(parse_tokens(TOKENS, origin="test"))
     return AccessGuard(table, JobCredentials.in_directory(tmp_path), live.get)
 
@@ -52,12 +53,14 @@ def test_roles_gate_admin_and_autoscaler_operations(tmp_path: Path) -> None:
 def test_a_job_ticket_is_traded_once_for_a_credential_scoped_to_its_live_run(
     tmp_path: Path,
 ) -> None:
-    live = {"rq-train.1-1": "team-a"}
+    live = {"rq-team-a~train.1-1": ("team-a", WorkloadId("team-a/train.1"))}
     guard = _guard(tmp_path, live)
-    ticket = guard.job_env("rq-train.1-1")[TICKET_ENV]
+    ticket = guard.job_env("rq-team-a~train.1-1")[TICKET_ENV]
     credential = guard.trade(ticket)
     job = guard.caller(credential)
     assert job.queues == frozenset({"team-a"}) and not job.sees_all_queues
+    # The job's own work is in its submitter's namespace.
+    assert job.namespace == "team-a"
     with pytest.raises(UnauthenticatedError, match="already traded"):
         guard.trade(ticket)
     # A restarted manager (same state directory) knows its key and the traded tickets.
@@ -66,18 +69,18 @@ def test_a_job_ticket_is_traded_once_for_a_credential_scoped_to_its_live_run(
     with pytest.raises(UnauthenticatedError, match="already traded"):
         again.trade(ticket)
     # The run ends: its credential is worth nothing from then on.
-    del live["rq-train.1-1"]
+    del live["rq-team-a~train.1-1"]
     with pytest.raises(UnauthenticatedError, match="no longer running"):
         guard.caller(credential)
 
 
 def test_forged_tickets_and_credentials_are_refused(tmp_path: Path) -> None:
-    guard = _guard(tmp_path, {"rq-x-1": "team-a"})
+    guard = _guard(tmp_path, {"rq-x-1": ("team-a", WorkloadId("x"))})
     ticket = guard.job_env("rq-x-1")[TICKET_ENV]
     other = AccessGuard(
         TokenTable(parse_tokens(TOKENS, origin="test")),
         JobCredentials.in_directory(tmp_path / "other-manager"),
-        {"rq-x-1": "team-a"}.get,
+        {"rq-x-1": ("team-a", WorkloadId("x"))}.get,
     )
     with pytest.raises(UnauthenticatedError, match="not a job ticket"):
         other.trade(ticket)
@@ -95,3 +98,14 @@ def test_no_tokens_is_open_and_a_broken_token_config_is_closed(tmp_path: Path) -
     closed = AccessGuard(TokenTable({}), None, {}.get, problem="tokens[0].role: must be one of")
     with pytest.raises(UnauthenticatedError, match="does not load"):
         closed.caller("admin-secret-1")
+
+
+def test_a_job_an_admin_submitted_gets_a_namespace_no_tenant_can_name(tmp_path: Path) -> None:
+    guard = _guard(tmp_path, {"rq-nightly-1": ("team-a", WorkloadId("nightly"))})
+    job = guard.caller(guard.trade(guard.job_env("rq-nightly-1")[TICKET_ENV]))
+    assert job.namespace is not None and job.namespace.startswith("job.")
+    with pytest.raises(AuthConfigError, match="names the tenant's workload ids"):
+        parse_tokens(
+            f"tokens: [{{token: x-secret-1, role: tenant, queues: [q], name: {job.namespace}}}]",
+            origin="t",
+        )

@@ -47,10 +47,20 @@ def test_a_job_gets_its_ticket_beside_its_own_env_and_its_queue_while_live() -> 
     sid = _submit_job(core)
     env = actions.job_payloads[sid]["runtime_env"]["env_vars"]
     assert env == {"MINE": "1", "RAY_QUEUE_JOB_TICKET": f"ticket-of-{sid}"}
-    assert core.live_job_queue(sid) == "team-a"
-    assert core.live_job_queue("rq-j1-2") is None and core.live_job_queue("nonsense") is None
+    assert core.live_job(sid) == ("team-a", "j1")
+    assert core.live_job("rq-j1-2") is None and core.live_job("nonsense") is None
     core.job_states({sid: "SUCCEEDED"})
-    assert core.live_job_queue(sid) is None
+    assert core.live_job(sid) is None
+
+
+def test_a_namespaced_jobs_submission_id_is_one_path_segment_that_reads_back() -> None:
+    # The id names Ray's log file and a URL path segment: no '/' may reach it.
+    actions = RecordingActions()
+    core = _core(actions)
+    core.submit_many([req("team-a/j2", cpu=1, gpu=0, kind=WorkloadKind.JOB, payload=PAYLOAD)])
+    (sid,) = actions.job_payloads
+    assert sid == "rq-team-a~j2-1" and "/" not in sid
+    assert core.live_job(sid) == ("team-a", "team-a/j2")
 
 
 def test_background_submission_failures_are_retried_then_fail_the_job() -> None:
