@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from ray_queue.engine.errors import RayQueueError
@@ -19,6 +20,7 @@ from ray_queue.engine.model import (
     BundleGroup,
     ClusterQueueStatus,
     CohortStatus,
+    DecisionKind,
     LeaseKey,
     PlacementStrategy,
     ResourceStatus,
@@ -89,6 +91,33 @@ class SubmitResult:
     state: WorkloadState | None = None
 
 
+class EventKind(StrEnum):
+    """What a ``ClientEvent`` tells its owner: an engine decision, or one of the manager's
+    own news. A ``str`` enum, so it pickles and compares as the strings it replaced."""
+
+    #: Quota reserved; it waits for its admission checks (nothing to launch yet).
+    RESERVE = "reserve"
+    #: Admitted: launch the task, create the actor, use the placement group.
+    ADMIT = "admit"
+    #: Evicted to make room for other work, and queued again.
+    PREEMPT = "preempt"
+    #: Evicted for another reason (check retry, placement timeout, drain), queued again.
+    EVICT = "evict"
+    #: Will never be admitted.
+    REJECT = "reject"
+    #: Where it stands now, when no decision made the change (ended, resynced).
+    STATE = "state"
+    #: An owner's lease on one kind of task opened or closed (``ClientEvent.lease_key``).
+    LEASE = "lease"
+    #: A hand-over the owner reported was refused: stop and wait for an own admission.
+    HANDOVER_REFUSED = "handover_refused"
+
+    @classmethod
+    def of(cls, decision: DecisionKind) -> EventKind:
+        """The event that tells an owner of the engine's ``decision``."""
+        return cls(decision.value)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientEvent:
     """Something a workload's owner must react to (launch, cancel, give up)."""
@@ -97,8 +126,8 @@ class ClientEvent:
     workload: WorkloadId
     kind: WorkloadKind
     state: WorkloadState
-    #: The engine decision behind the event ("admit", "preempt", …) or "state".
-    decision: str
+    #: The engine decision behind the event, or the manager's own news.
+    decision: EventKind
     reason: str
     message: str
     #: Node labels of the admitted flavor(s): where a task or actor must run.
@@ -108,7 +137,7 @@ class ClientEvent:
     placement_group_id: str | None = None
     #: The bundles admitted, in Ray units (partial admission may give fewer).
     bundles: tuple[Mapping[str, float], ...] = ()
-    #: ``decision == "lease"``: whether this owner's tasks with this lease key may hand
+    #: ``decision is EventKind.LEASE``: whether this owner's tasks with this lease key may hand
     #: their quota to the next identical task when they finish (``report(handovers=…)``).
     lease_key: LeaseKey | None = None
     lease_open: bool = False

@@ -258,6 +258,11 @@ class DecisionKind(StrEnum):
     REJECT = "reject"
 
 
+#: The reason of an ADMIT that took a finished task's quota over (``try_hand_over``):
+#: its owner already runs it where the finished one ran, so there is nothing to carry out.
+HANDED_OVER = "HandedOver"
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One thing the adapter must carry out. The engine's state already reflects it."""

@@ -26,6 +26,7 @@ from ray_queue.engine.errors import (
     WorkloadRejected,
 )
 from ray_queue.engine.model import (
+    HANDED_OVER,
     CheckState,
     Decision,
     DecisionKind,
@@ -46,6 +47,7 @@ from ray_queue.metrics import MetricsSnapshot, snapshot_of
 from ray_queue.store.base import Payload, Store
 from ray_queue.wire import (
     EventBatch,
+    EventKind,
     HandOver,
     JobRun,
     ManagerStatus,
@@ -359,7 +361,7 @@ class ManagerCore:
             now = self._engine.workload(successor)
             self._owner_events.emit(
                 now,
-                decision="handover_refused",
+                decision=EventKind.HANDOVER_REFUSED,
                 reason="HandOverRefused",
                 message=f"not admitted in place of {done}: {refusal}",
                 label_selector=self._label_selector(now),
@@ -697,7 +699,7 @@ class ManagerCore:
                 self._owner_events.state(failed)
 
     def _act(self, decision: Decision) -> None:
-        if decision.kind is DecisionKind.ADMIT and decision.reason == "HandedOver":
+        if decision.kind is DecisionKind.ADMIT and decision.reason == HANDED_OVER:
             # A task that took a quota over already runs where its predecessor ran.
             self.admissions += 1
             return

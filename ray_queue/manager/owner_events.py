@@ -26,7 +26,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
-from ray_queue.wire import ClientEvent, EventBatch
+from ray_queue.wire import ClientEvent, EventBatch, EventKind
 
 #: Events kept per owner; a client that falls further behind gets a resync snapshot.
 _EVENTS_PER_OWNER = 50_000
@@ -68,7 +68,7 @@ class OwnerEvents:
             label_selector, bundles = self._admitted_shape(status)
         self.emit(
             status,
-            decision=decision.kind.value,
+            decision=EventKind.of(decision.kind),
             reason=decision.reason,
             message=decision.message,
             label_selector=label_selector,
@@ -77,13 +77,13 @@ class OwnerEvents:
 
     def state(self, status: WorkloadStatus) -> None:
         """Tell ``status``'s owner where it stands now (a change no decision made)."""
-        self.emit(status, decision="state", reason=status.reason, message=status.message)
+        self.emit(status, decision=EventKind.STATE, reason=status.reason, message=status.message)
 
     def emit(
         self,
         status: WorkloadStatus,
         *,
-        decision: str,
+        decision: EventKind,
         reason: str,
         message: str,
         label_selector: Mapping[str, str] | None = None,
@@ -142,7 +142,7 @@ class OwnerEvents:
                     workload=status.spec.id,
                     kind=status.spec.kind,
                     state=status.state,
-                    decision="admit" if admitted else "state",
+                    decision=EventKind.ADMIT if admitted else EventKind.STATE,
                     reason=status.reason,
                     message=status.message,
                     label_selector=label_selector,
@@ -164,7 +164,7 @@ def _lease_event(seq: int, key: LeaseKey, open_: bool) -> ClientEvent:
         workload=WorkloadId(""),
         kind=WorkloadKind.TASK,
         state=WorkloadState.ADMITTED,
-        decision="lease",
+        decision=EventKind.LEASE,
         reason="LeaseOpen" if open_ else "LeaseClosed",
         message="finished tasks may hand their quota to the next identical task"
         if open_
