@@ -118,6 +118,8 @@ class Engine:
         #: would have to happen before the one that made its preemptor a victim). Kueue
         #: gets the same by requeueing victims only once they have gone.
         self._preempted_this_call: set[WorkloadId] = set()
+        #: Whether the current ``schedule()`` call runs at Kueue's pace (``schedule``).
+        self._kueue_pace = False
         self._leases = handover.Leases()
         #: Per ClusterQueue of the config: may it preempt while borrowing?
         self._while_borrowing: dict[str, bool] = {}
@@ -297,7 +299,7 @@ class Engine:
             )
         return [self._evict(record, reason, message)]
 
-    def schedule(self) -> list[Decision]:
+    def schedule(self, *, kueue_pace: bool = False) -> list[Decision]:
         """Run scheduling at ``clock.now()``.
 
         0. release expired back-offs and evict work that missed its placement deadline;
@@ -310,19 +312,27 @@ class Engine:
 
         At most ``ROUNDS_PER_WORKLOAD`` rounds per live workload (plus ``ROUND_SLACK``);
         a call that reaches that sets ``cut_short`` and leaves the rest to the next call.
+
+        ``kueue_pace`` runs one round only, as one Kueue cycle (one head per
+        ClusterQueue), and a head that preempts is admitted in a later call, once its
+        victims are gone, its quota held back for the rest of the round as Kueue does.
+        For experiments (``benchmarks.engine --pace kueue``); ``more_rounds_due`` then
+        says whether another call has work.
         """
         now = self._clock.now()
         decisions: list[Decision] = []
         self.cut_short = None
         self._preempted_this_call = set()
+        self._kueue_pace = kueue_pace
         self._release_backoffs(now)
         decisions.extend(self._enforce_placement_deadlines(now))
-        limit = ROUNDS_PER_WORKLOAD * len(self._live) + ROUND_SLACK
+        limit = 1 if kueue_pace else ROUNDS_PER_WORKLOAD * len(self._live) + ROUND_SLACK
         changed, self._dirty = self._dirty, set()
         rounds = 0
         while changed:
             if rounds == limit:
-                self.cut_short = CutShort(rounds, tuple(decisions[-8:]))
+                if not kueue_pace:
+                    self.cut_short = CutShort(rounds, tuple(decisions[-8:]))
                 self._dirty = changed
                 break
             rounds += 1
@@ -330,6 +340,12 @@ class Engine:
             changed |= self._dirty
             self._dirty = set()
         return decisions
+
+    @property
+    def more_rounds_due(self) -> bool:
+        """Whether a ``schedule()`` call now has heads to look at (after a Kueue-paced
+        call: whether its next cycle has work)."""
+        return bool(self._dirty)
 
     # -- hand-over: a finished task's quota goes straight to its owner's next one ----------
 
@@ -419,6 +435,8 @@ class Engine:
         touched_roots: set[QuotaNode] = set()
         #: Roots where a preemption freed quota this round (not only took more).
         freed_roots: set[QuotaNode] = set()
+        #: Quota held for preemptors that wait for their victims (Kueue's pace).
+        held: list[tuple[QuotaNode, Usage]] = []
         for entry in ordered:
             root = entry.node.tree_root
             if root in touched_roots and plan_is_stale(
@@ -428,15 +446,24 @@ class Engine:
             if entry.assignment.mode is Mode.PREEMPT and entry.victims:
                 for victim in entry.victims:
                     decisions.append(self._preempt(victim, entry.record))
-                entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
                 touched_roots.add(root)
                 freed_roots.add(root)
+                if self._kueue_pace:
+                    # Kueue admits it in a later cycle; until this one ends, the quota
+                    # its victims free is its own.
+                    self._tree.add_usage(entry.node, entry.assignment.usage)
+                    held.append((entry.node, entry.assignment.usage))
+                    next_round.add(entry.cq.name)
+                    continue
+                entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.FIT:
                 decisions.append(self._reserve(entry))
                 touched_roots.add(root)
             else:
                 self._set_aside(entry)
             next_round.add(entry.cq.name)
+        for node, usage in held:
+            self._tree.remove_usage(node, usage)
         return next_round
 
     def _head(self, cq_name: str) -> Entry | None:

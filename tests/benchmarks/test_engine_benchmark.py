@@ -202,3 +202,43 @@ def test_a_placement_rate_must_be_positive(capsys: pytest.CaptureFixture[str]) -
         bench.main(["--scenario", "tiny", "--out", "x.json", "--placement-rate", "-5"])
     assert exited.value.code == 2
     assert "--placement-rate must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_kueue_pace_runs_every_workload_and_reports_evictions_per_class() -> None:
+    sim = bench.simulate(TINY, kueue_cycle_ms=50, verify=True)
+    paced = bench.report(sim, command="x", plot_path=None)
+    ours = bench.report(bench.simulate(TINY), command="x", plot_path=None)
+    assert paced["finished"] == TINY.workload_count
+    assert (paced["pace"], paced["kueue_cycle_ms"]) == ("kueue", 50)
+    assert (ours["pace"], ours["kueue_cycle_ms"]) == ("rounds", None)
+    # One round per call: the cycles between events are calls of their own.
+    assert paced["schedule_calls"] > ours["schedule_calls"]
+    for doc in (paced, ours):
+        evictions = doc["evictions_by_class"]
+        assert {n: c["ours"] for n, c in evictions.items()} == {
+            n: c["evictions"] for n, c in doc["classes"].items()
+        }
+        assert sum(c["ours"] for c in evictions.values()) == doc["decisions_by_kind"].get(
+            "preempt", 0
+        )
+    # An experiment, not the engine's own run: no targets.
+    assert paced["targets"] == {}
+
+
+def test_kueues_own_evictions_stand_beside_ours() -> None:
+    doc = bench.report(bench.simulate(TINY), command="x", plot_path=None)
+    assert all(c["kueue"] is None for c in doc["evictions_by_class"].values())
+    assert KUEUE_BASELINE.kueue is not None
+    assert dict(KUEUE_BASELINE.kueue.evictions) == {"small": 65, "medium": 56, "large": 8}
+
+
+def test_a_kueue_cycle_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="must take > 0 ms"):
+        bench.simulate(TINY, kueue_cycle_ms=0)
+    with pytest.raises(SystemExit) as exited:
+        bench.main(
+            ["--scenario", "tiny", "--out", "x.json", "--pace", "kueue", "--kueue-cycle-ms", "0"]
+        )
+    assert exited.value.code == 2
+    assert "--kueue-cycle-ms must be > 0" in capsys.readouterr().err

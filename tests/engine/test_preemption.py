@@ -463,3 +463,51 @@ def test_preemption_picks_the_flavor_that_needs_it() -> None:
     decisions = run(engine, "high", "a", 4, "high", 2)
     assert decisions == [(PREEMPT, "on-f1"), (ADMIT, "high")]
     assert flavor_of(engine, "high", "CPU") == "f1"
+
+
+# -- Kueue's pace (benchmarks.engine --pace kueue) ----------------------------------------
+
+
+def kinds(decisions: list[Decision]) -> list[tuple[DecisionKind, str]]:
+    return [(d.kind, d.workload) for d in decisions]
+
+
+def test_at_kueues_pace_one_head_per_cluster_queue_is_admitted_per_call() -> None:
+    engine = Engine(config(cq("a", 4)).build(), ManualClock(0.0))
+    for i in range(3):
+        engine.submit(WorkloadBuilder(f"w{i}").queue("qa").bundles({"CPU": 1}).created(i).build())
+    assert kinds(engine.schedule(kueue_pace=True)) == [(ADMIT, "w0")]
+    assert engine.more_rounds_due
+    assert kinds(engine.schedule(kueue_pace=True)) == [(ADMIT, "w1")]
+    assert kinds(engine.schedule(kueue_pace=True)) == [(ADMIT, "w2")]
+    # The round after the last admission finds nothing left.
+    assert engine.more_rounds_due
+    assert engine.schedule(kueue_pace=True) == []
+    assert not engine.more_rounds_due
+
+
+def test_at_kueues_pace_a_preemptor_waits_a_call_for_its_victims_and_keeps_their_quota() -> None:
+    """Kueue evicts in one cycle and admits the preemptor in a later one; the quota its
+    victims free is not handed to another head of the same round meanwhile."""
+    engine = Engine(
+        config(
+            cq("a", 4, "co").preemption(within=W.LOWER_PRIORITY),
+            cq("b", 0, "co"),
+        ).build(),
+        ManualClock(0.0),
+    )
+    assert run(engine, "low", "a", 4, "low", 0) == [(ADMIT, "low")]
+    engine.submit(
+        WorkloadBuilder("high").queue("qa").bundles({"CPU": 4}).priority("high").created(1).build()
+    )
+    engine.submit(
+        WorkloadBuilder("b1").queue("qb").bundles({"CPU": 4}).priority("high").created(1).build()
+    )
+    assert kinds(engine.schedule(kueue_pace=True)) == [(PREEMPT, "low")]
+    assert engine.state(WorkloadId("high")) is S.PENDING
+    assert engine.state(WorkloadId("b1")) is S.PENDING
+    assert kinds(engine.schedule(kueue_pace=True)) == [(ADMIT, "high")]
+    # At our own pace the same preemption admits in the same call.
+    ours = Engine(config(cq("a", 4).preemption(within=W.LOWER_PRIORITY)).build(), ManualClock(0.0))
+    assert run(ours, "low", "a", 4, "low", 0) == [(ADMIT, "low")]
+    assert run(ours, "high", "a", 4, "high", 1) == [(PREEMPT, "low"), (ADMIT, "high")]
