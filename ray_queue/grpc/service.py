@@ -400,6 +400,9 @@ def config_from_request(request: pb.ApplyConfigRequest) -> QueueConfig:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise ConfigError([ConfigProblem("yaml", "", f"is not valid YAML{where}")]) from None
+        except RecursionError:
+            # PyYAML composes nested collections recursively: "[" * 3000 went INTERNAL.
+            raise ConfigError([ConfigProblem("yaml", "", "is nested too deeply")]) from None
         if len(docs) == 1 and isinstance(docs[0], list):
             docs = docs[0]
     elif source == "documents":
