@@ -4,19 +4,24 @@ The embedded default (``make demo``, a laptop, CI) and what the real-Ray tests u
 Kubernetes, but the same planner and loop drive real nodes joining and leaving a real
 Ray cluster. A node is either a ``ray start --block`` subprocess in its own process group
 (stopped by pid, never ``ray stop``) or, when given a ``ray.cluster_utils.Cluster``, a node
-added to it. Each node carries ``RAY_NODE_TYPE_NAME`` = its group (Ray labels it
+added to it. With a ``state_file`` the subprocess nodes are also written down (name, group,
+pid), so a provider started after this one was killed takes over the nodes still running
+instead of losing them (they would hold their resources forever, and more would be
+started beside them). Each node carries ``RAY_NODE_TYPE_NAME`` = its group (Ray labels it
 ``ray.io/node-group``) and ``RAY_CLOUD_INSTANCE_ID`` = its name, the same identities KubeRay
 gives its Pods, so the provider finds its nodes in GCS the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +79,7 @@ class LocalProvider:
         cluster: Any | None = None,
         clock: Clock | None = None,
         log_dir: Path | None = None,
+        state_file: Path | None = None,
     ) -> None:
         self._gcs = RayGcs(gcs_address)
         self._address = gcs_address
@@ -83,6 +89,9 @@ class LocalProvider:
         self._log_dir = log_dir
         self._nodes: dict[str, _Node] = {}
         self._serial = 0
+        self._state_file = state_file
+        if state_file is not None and cluster is None:
+            self._adopt(state_file)
 
     # -- NodeProvider -------------------------------------------------------------------
 
@@ -189,6 +198,7 @@ class LocalProvider:
             self._nodes[name] = _Node(name, spec.name, handle, handle.node_id)
         else:
             self._nodes[name] = _Node(name, spec.name, self._spawn(name, spec, env))
+            self._save()
         logger.info("started local Ray node %s (group %s)", name, spec.name)
 
     def _spawn(self, name: str, spec: LocalGroupSpec, env: Mapping[str, str]) -> Any:
@@ -221,9 +231,11 @@ class LocalProvider:
         )
 
     def _stop(self, node: _Node) -> None:
-        self._nodes.pop(node.name, None)
         if self._cluster is not None:
+            self._nodes.pop(node.name, None)
             self._cluster.remove_node(node.handle, allow_graceful=True)
+        elif isinstance(node.handle, int):  # adopted from a provider before this one
+            _stop_group(node.handle)
         else:
             proc: subprocess.Popen[bytes] = node.handle
             try:
@@ -234,7 +246,65 @@ class LocalProvider:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+        # Forgotten only once stopped: a provider killed in between takes it over again.
+        if self._nodes.pop(node.name, None) is not None:
+            self._save()
         logger.info("stopped local Ray node %s", node.name)
+
+    def _save(self) -> None:
+        if self._state_file is None or self._cluster is not None:
+            return
+        nodes = {n.name: {"group": n.group, "pid": _pid(n.handle)} for n in self._nodes.values()}
+        partial = self._state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(nodes))
+        partial.replace(self._state_file)  # atomic: a kill never leaves half a file
+
+    def _adopt(self, state_file: Path) -> None:
+        """Take over the nodes a provider before this one started and did not stop."""
+        try:
+            recorded: dict[str, dict[str, Any]] = json.loads(state_file.read_text())
+        except FileNotFoundError:
+            return
+        for name, entry in recorded.items():
+            pid, group = int(entry["pid"]), str(entry["group"])
+            self._serial = max(self._serial, int(name.rpartition("-")[2] or 0))
+            if group not in self._specs or not _group_alive(pid):
+                continue
+            self._nodes[name] = _Node(name, group, pid)
+            logger.info("took over local Ray node %s (group %s, pid %d)", name, group, pid)
+        self._save()
+
+
+def _pid(handle: Any) -> int:
+    """An adopted node's handle is its pid; a spawned one's, its ``Popen``."""
+    return handle if isinstance(handle, int) else int(handle.pid)
+
+
+def _group_alive(pid: int) -> bool:
+    """Whether ``pid`` still leads its process group (the ``ray start`` we spawned)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The state follows the parenthesised command; a zombie is no longer running.
+            if f.read().rpartition(")")[2].split()[0] == "Z":
+                return False
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def _stop_group(pid: int, timeout_s: float = 15.0) -> None:
+    """Stop a node this process did not spawn (so cannot wait for): TERM, then KILL."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _group_alive(pid):
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _worker(name: str, seen: RayNode | None, now: float) -> WorkerNode:
