@@ -46,7 +46,7 @@ def cluster() -> Iterator[Any]:
         yield c
     finally:
         ray.shutdown()
-        c.shutdown()
+        c.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
 
 
 def _alive(provider: LocalProvider) -> list[str]:
