@@ -239,8 +239,9 @@ def cluster() -> Iterator[Any]:
             head_node_args={
                 "num_cpus": 2,
                 "include_dashboard": True,
-                # Another cluster on this machine may hold the default port.
+                # Another cluster on this machine may hold the default ports.
                 "dashboard_port": _free_port(),
+                "dashboard_agent_listen_port": _free_port(),
             },
         )
         try:

@@ -59,8 +59,13 @@ def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     os.environ.pop("RAY_ADDRESS", None)
     cluster = Cluster(
         initialize_head=True,
-        # Another cluster on this machine may hold the default dashboard port.
-        head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": _free_port()},
+        # Another cluster on this machine may hold the default dashboard (agent) ports.
+        head_node_args={
+            "num_cpus": 2,
+            "include_dashboard": True,
+            "dashboard_port": _free_port(),
+            "dashboard_agent_listen_port": _free_port(),
+        },
     )
     try:
         context = ray.init(address=cluster.address, logging_level="ERROR")

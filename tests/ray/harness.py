@@ -48,8 +48,14 @@ def free_port() -> int:
 def start_cluster(gpu_workers: int = 2, *, gpus: int = 2, cpus: int = 2) -> Cluster:
     cluster = Cluster(
         initialize_head=True,
-        # A free dashboard port: 8265 may belong to another Ray on this machine.
-        head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": free_port()},
+        # Free dashboard and dashboard-agent ports: 8265 and 52365 may belong to another
+        # Ray on this machine, and a head whose agent cannot bind takes no Ray jobs.
+        head_node_args={
+            "num_cpus": 2,
+            "include_dashboard": True,
+            "dashboard_port": free_port(),
+            "dashboard_agent_listen_port": free_port(),
+        },
     )
     for _ in range(gpu_workers):
         cluster.add_node(num_cpus=cpus, num_gpus=gpus, labels=dict(A100))
