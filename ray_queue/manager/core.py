@@ -88,11 +88,13 @@ class ManagerCore:
         on_cycle: Callable[[float, list[Decision]], None] | None = None,
         release_lag_s: float = 0.0,
         job_env: Callable[[str], Mapping[str, str]] | None = None,
+        statuses: Sequence[WorkloadStatus] | None = None,
     ) -> None:
         """``release_lag_s``: how long a placement group's creation waits after the
         manager removed one (``release_pacing``; the actor passes ``RELEASE_LAG_S``).
         ``job_env``: extra env vars for a job run, by its submission id (its credential
-        ticket, ``access_guard``)."""
+        ticket, ``access_guard``). ``statuses``: the engine's workloads when the caller
+        has them already (``recover``: building them again costs seconds at 100,000)."""
         self._engine = engine
         self._store = store
         self._actions = actions
@@ -119,7 +121,7 @@ class ManagerCore:
         self._job_retries: dict[WorkloadId, int] = {}
         self.admissions = 0
         self.preemptions = 0
-        for status in engine.workloads():
+        for status in engine.workloads() if statuses is None else statuses:
             self._own(status.spec)
 
     # -- construction -------------------------------------------------------------------
@@ -157,19 +159,22 @@ class ManagerCore:
             on_cycle=on_cycle,
             release_lag_s=release_lag_s,
             job_env=job_env,
+            statuses=state.workloads,
         )
-        core._reconcile()
+        core._reconcile([s.spec.id for s in state.workloads])
         return core
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, workloads: Sequence[WorkloadId]) -> None:
         live_pgs = dict(self._actions.placement_groups())
         live_jobs = dict(self._actions.jobs())
         wanted_jobs: set[str] = set()
         adopted = created = 0
-        for status in self._engine.workloads():
-            if status.state is not WorkloadState.ADMITTED:
+        for workload in workloads:
+            # The state alone first: whole statuses of every pending workload would cost
+            # more than the rest of the reconcile.
+            if self._engine.state(workload) is not WorkloadState.ADMITTED:
                 continue
-            workload = status.spec.id
+            status = self._engine.workload(workload)
             if status.spec.kind in _PG_KINDS:
                 if workload in live_pgs:
                     self._pgs[workload] = live_pgs.pop(workload)
@@ -200,7 +205,7 @@ class ManagerCore:
                 self._actions.stop_job(submission_id)
         logger.info(
             "recovered %d workloads: %d placement groups re-adopted, %d recreated, %d removed",
-            len(self._engine.workloads()),
+            len(workloads),
             adopted,
             created,
             len(live_pgs),
