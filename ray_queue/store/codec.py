@@ -102,56 +102,114 @@ def _dataclass_encoder(tp: type) -> Encoder:
 
 def decode(tp: Any, data: Any) -> Any:
     """Rebuild a value of type ``tp`` from ``encode``'s output."""
+    return decoder(tp)(data)
+
+
+Decoder = Callable[[Any], Any]
+
+
+@cache
+def decoder(tp: Any) -> Decoder:
+    """A function decoding ``encode``'s output of type ``tp``, built once from its hints.
+
+    Why specialise: a restarted manager decodes every stored workload before it serves
+    again (100,000 at issue 23's scale), and a walker asking ``typing`` what each value's
+    type is spent ~15x longer asking than building (0.9 ms per status, 90 s to restore).
+    """
     origin = typing.get_origin(tp)
     if tp is Any:
-        return data
+        return _identity
     if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if data is None and type(None) in args:
+        return _union_decoder(tp)
+    supertype = getattr(tp, "__supertype__", None)
+    if supertype is not None:  # NewType: calling it is the identity
+        return decoder(supertype)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_decoder(tp)
+    args = typing.get_args(tp)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = decoder(args[0])
+            if item is _identity:
+                return tuple
+            return lambda data: tuple([item(v) for v in data])
+        items = tuple(decoder(a) for a in args)
+        return lambda data: tuple([dec(v) for dec, v in zip(items, data, strict=True)])
+    if origin in (frozenset, set, list):
+        item = decoder(args[0])
+        build = origin
+        return lambda data: build([item(v) for v in data])
+    if origin in (dict, Mapping):
+        key, val = decoder(args[0]), decoder(args[1])
+        return lambda data: {key(k): val(v) for k, v in data}
+    if tp in (int, str, bool):
+        return _exact(tp)
+    if tp is float:
+        return _float
+    raise CodecError(f"cannot decode type {tp!r}")
+
+
+def _union_decoder(tp: Any) -> Decoder:
+    args = typing.get_args(tp)
+    nullable = type(None) in args
+    non_none = [decoder(a) for a in args if a is not type(None)]
+    if len(non_none) == 1:
+        (inner,) = non_none
+
+        def optional(data: Any) -> Any:
+            if data is None and nullable:
+                return None
+            return inner(data)
+
+        return optional
+
+    def first_match(data: Any) -> Any:
+        if data is None and nullable:
             return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return decode(non_none[0], data)
-        for arg in non_none:
+        for dec in non_none:
             try:
-                return decode(arg, data)
+                return dec(data)
             except (CodecError, TypeError, ValueError):
                 continue
         raise CodecError(f"{data!r} matches none of {tp}")
-    supertype = getattr(tp, "__supertype__", None)
-    if supertype is not None:  # NewType
-        return tp(decode(supertype, data))
-    if isinstance(tp, type) and issubclass(tp, Enum):
-        return tp(data)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+
+    return first_match
+
+
+def _dataclass_decoder(tp: type) -> Decoder:
+    hints = _hints(tp)
+    # The constructor's own order: positional arguments cost less than keywords.
+    fields = tuple((f.name, decoder(hints[f.name])) for f in dataclasses.fields(tp) if f.init)
+    build: Callable[..., Any] = tp
+
+    def decode_dataclass(data: Any) -> Any:
         if not isinstance(data, dict):
             raise CodecError(f"expected an object for {tp.__name__}, got {type(data).__name__}")
-        hints = _hints(tp)
-        kwargs = {name: decode(hints[name], data[name]) for name in hints if name in data}
-        return tp(**kwargs)
-    if origin in (tuple,):
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(decode(args[0], v) for v in data)
-        return tuple(decode(a, v) for a, v in zip(args, data, strict=True))
-    if origin in (frozenset, set):
-        (arg,) = typing.get_args(tp)
-        return origin(decode(arg, v) for v in data)
-    if origin in (list,):
-        (arg,) = typing.get_args(tp)
-        return [decode(arg, v) for v in data]
-    if origin in (dict, Mapping):
-        key_t, value_t = typing.get_args(tp)
-        return {decode(key_t, k): decode(value_t, v) for k, v in data}
-    if tp in (int, str, bool):
+        try:
+            return build(*[dec(data[name]) for name, dec in fields])
+        except KeyError:
+            # Fields absent from the data take their defaults: a store written before a
+            # field was added still reads.
+            return build(**{name: dec(data[name]) for name, dec in fields if name in data})
+
+    return decode_dataclass
+
+
+def _exact(tp: type) -> Decoder:
+    def check(data: Any) -> Any:
         if not isinstance(data, tp):
             raise CodecError(f"expected {tp.__name__}, got {data!r}")
         return data
-    if tp is float:
-        if not isinstance(data, int | float):
-            raise CodecError(f"expected a number, got {data!r}")
-        return float(data)
-    raise CodecError(f"cannot decode type {tp!r}")
+
+    return check
+
+
+def _float(data: Any) -> float:
+    if not isinstance(data, int | float):
+        raise CodecError(f"expected a number, got {data!r}")
+    return float(data)
 
 
 @cache
@@ -167,8 +225,11 @@ def dumps_status(status: WorkloadStatus) -> str:
 _encode_status = encoder(WorkloadStatus)
 
 
+_decode_status = decoder(WorkloadStatus)
+
+
 def loads_status(text: str) -> WorkloadStatus:
-    return typing.cast(WorkloadStatus, decode(WorkloadStatus, json.loads(text)))
+    return typing.cast(WorkloadStatus, _decode_status(json.loads(text)))
 
 
 def dumps_config(config: QueueConfig) -> str:
