@@ -206,12 +206,19 @@ def run(
     driver = PlainRayDriver(scenario)
     # "local": always a new cluster of our own, never one another process left running.
     cpus = scenario.capacity_cpu_milli // 1000
+    load_at_start = os.getloadavg()[0]
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    cpu_before = time.process_time()
     try:
         completed = driver.run(limit_s)
     finally:
+        # The driver's own CPU (its threads create, wait on and remove the groups): the
+        # counterpart of ray_e2e's manager CPU; Ray's daemons are side_by_side's to count.
+        driver_cpu_s = time.process_time() - cpu_before
         ray.shutdown()
     doc = report(driver, scenario, completed=completed, command=command)
+    doc["driver_cpu_s"] = driver_cpu_s
+    doc["load_average_at_start"] = load_at_start
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     return doc
@@ -231,6 +238,11 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
             f"{c['max_time_to_placement_s']:.2f}",
         )
     table.add_row("driver submit lag p99 (s)", f"{doc['submit_lag_s']['p99']:.3f}")
+    table.add_row("driver CPU (s)", f"{doc['driver_cpu_s']:.1f}")
+    table.add_row(
+        "load average at start / end",
+        f"{doc['load_average_at_start']:.1f} / {doc['load_average'][0]:.1f}",
+    )
     console.print(table)
     console.print(f"reproduce: {doc['command']}")
 

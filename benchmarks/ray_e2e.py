@@ -85,6 +85,10 @@ class Run:
     submit_lag_s: list[float] = field(default_factory=list)
     manager_rss_mb: list[float] = field(default_factory=list)
     manager_pid: int | None = None
+    #: The manager's CPU seconds (user + system) over the run: on a machine shared with
+    #: others, wall time says how loaded it was as much as what the manager cost.
+    manager_cpu_s: float | None = None
+    load_at_start: float = 0.0
     wall_s: float = 0.0
     timed_out: bool = False
 
@@ -127,6 +131,8 @@ class Driver:
             threading.Thread(target=self._hold_loop, name="bench-hold", daemon=True),
             threading.Thread(target=self._rss_loop, args=(result,), name="bench-rss", daemon=True),
         ]
+        cpu_before = _cpu_s(result.manager_pid)
+        result.load_at_start = os.getloadavg()[0]
         self._t0 = time.monotonic()
         for thread in threads:
             thread.start()
@@ -135,6 +141,9 @@ class Driver:
             result.timed_out = not self._done.wait(max(0.0, timeout_s - self.now()))
         finally:
             result.wall_s = self.now()
+            cpu_after = _cpu_s(result.manager_pid)
+            if cpu_before is not None and cpu_after is not None:
+                result.manager_cpu_s = cpu_after - cpu_before
             self._stop.set()
             with self._wake:
                 self._wake.notify_all()
@@ -281,6 +290,16 @@ class Driver:
                 return
 
 
+def _cpu_s(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -346,6 +365,10 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
         "manager_pid": run.manager_pid,
         "manager_peak_rss_mb": max(run.manager_rss_mb, default=None),
         "manager_rss_samples": len(run.manager_rss_mb),
+        "manager_cpu_s": run.manager_cpu_s,
+        "manager_cpu_ms_per_admission": (
+            1e3 * run.manager_cpu_s / admissions if run.manager_cpu_s and admissions else None
+        ),
         # How late the driver called placement_group against the arrival schedule (wall s):
         # shows whether the driver kept up with the submission rate.
         "submit_lag_s": {
@@ -364,6 +387,7 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
         "command": command,
         "machine": provenance.machine(),
         "load_average": list(os.getloadavg()),
+        "load_average_at_start": run.load_at_start,
         **provenance.git("ray_queue", "benchmarks"),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -402,6 +426,13 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
     table.add_row("preemptions", f"{doc['preemptions']:,}", "")
     rss = doc["manager_peak_rss_mb"]
     table.add_row("manager peak RSS (MB)", "-" if rss is None else f"{rss:.0f}", "")
+    cpu = doc["manager_cpu_s"]
+    table.add_row("manager CPU (s)", "-" if cpu is None else f"{cpu:.1f}", "")
+    table.add_row(
+        "load average at start / end",
+        f"{doc['load_average_at_start']:.1f} / {doc['load_average'][0]:.1f}",
+        "",
+    )
     table.add_row("driver submit lag p99 (s)", f"{doc['submit_lag_s']['p99']:.3f}", "")
     console.print(table)
     console.print(f"reproduce: {doc['command']}")
