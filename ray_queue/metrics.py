@@ -30,6 +30,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.wire import Unplaced
 
 #: Waits from seconds (an idle cluster) to hours (a busy GPU queue).
 WAIT_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
@@ -72,6 +73,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         ("cluster_queue",),
         "Admitted workloads that have not finished.",
+    ),
+    MetricSpec(
+        "ray_queue_unplaced_workloads",
+        "gauge",
+        ("cluster_queue", "reason"),
+        "Admitted workloads Ray has not placed yet, by why: no_node (no node has the "
+        "flavor's labels), bundle_too_large, awaiting_autoscaler, nodes_busy, "
+        "job_not_running.",
     ),
     MetricSpec(
         "ray_queue_admission_attempts_total",
@@ -218,6 +227,8 @@ class MetricsSnapshot:
     pending_by_queue: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Pending workloads set aside until quota is released, per ClusterQueue.
     inadmissible: dict[str, int] = field(default_factory=dict)
+    #: Admitted workloads Ray has not placed, per (ClusterQueue, reason).
+    unplaced: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def snapshot_of(engine: Engine) -> MetricsSnapshot:
@@ -260,6 +271,10 @@ class _SnapshotCollector(Collector):
             pending.add_metric([cq.name, "inadmissible"], inadmissible)
             families["ray_queue_reserving_active_workloads"].add_metric([cq.name], cq.reserving)
             families["ray_queue_admitted_active_workloads"].add_metric([cq.name], cq.admitted)
+            for reason in Unplaced:
+                families["ray_queue_unplaced_workloads"].add_metric(
+                    [cq.name, reason.value], snap.unplaced.get((cq.name, reason.value), 0)
+                )
             cohort = cq.cohort or ""
             families["ray_queue_cluster_queue_weighted_share"].add_metric(
                 [cq.name, cohort], cq.weighted_share

@@ -217,6 +217,22 @@ def _quota_line(r: ResourceStatus) -> str:
     return f"{r.resource} in {r.flavor}: {amount(r.usage)} of {amount(r.nominal)} used{borrowed}"
 
 
+class Unplaced(StrEnum):
+    """Why an admitted workload is not placed yet (``manager/capacity.py``): the
+    ``reason`` label of ``ray_queue_unplaced_workloads``."""
+
+    #: No alive node carries the flavor's labels (and no worker group will add one).
+    NO_NODE = "no_node"
+    #: A bundle is larger than every alive node of the flavor.
+    BUNDLE_TOO_LARGE = "bundle_too_large"
+    #: The flavor is autoscaled and the nodes it needs are not there yet.
+    AWAITING_AUTOSCALER = "awaiting_autoscaler"
+    #: Nodes that could hold it exist, but their room is taken.
+    NODES_BUSY = "nodes_busy"
+    #: A job's Ray job has been submitted and is not running yet.
+    JOB_NOT_RUNNING = "job_not_running"
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """The names a caller may use: its Queues (all, for admin) and every priority class."""

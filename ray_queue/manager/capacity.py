@@ -11,10 +11,18 @@ autoscaled (bigger nodes may come) or no node of it has been seen yet (it may jo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import MILLI, WorkloadSpec, WorkloadState, WorkloadStatus
-from ray_queue.wire import NodeShape
+from ray_queue.wire import NodeShape, Unplaced
+
+
+@dataclass(frozen=True, slots=True)
+class NotPlaced:
+    reason: Unplaced
+    #: What stands in the way and what to do, for people.
+    message: str
 
 
 class Capacity:
@@ -80,7 +88,7 @@ class Capacity:
                 return True
         return False
 
-    def why_not_placed(self, status: WorkloadStatus, config: QueueConfig) -> str | None:
+    def why_not_placed(self, status: WorkloadStatus, config: QueueConfig) -> NotPlaced | None:
         """For an admitted workload Ray has not placed: what stands in the way, as far as
         node shapes tell (not Ray's free room, which changes by the millisecond)."""
         if status.state is not WorkloadState.ADMITTED or status.placed or not self._known:
@@ -106,19 +114,24 @@ class Capacity:
                     fix = (
                         scaled or "; start nodes with those labels, or fix the flavor's nodeLabels"
                     )
-                    return f"no alive node of flavor {name} (labels {labels}){fix}"
+                    return NotPlaced(
+                        Unplaced.AWAITING_AUTOSCALER if scaled else Unplaced.NO_NODE,
+                        f"no alive node of flavor {name} (labels {labels}){fix}",
+                    )
                 wanted = {r: a for r, a in group.resources.items() if a > 0}
                 if not any(
                     all(n.resources.get(r, 0) >= a for r, a in wanted.items()) for n in nodes
                 ):
-                    return (
+                    return NotPlaced(
+                        Unplaced.AWAITING_AUTOSCALER if scaled else Unplaced.BUNDLE_TOO_LARGE,
                         f"a bundle {_fmt(group.resources, wanted)} is larger than every node of "
-                        f"flavor {name} now{scaled or '; it waits for a bigger node to join'}"
+                        f"flavor {name} now{scaled or '; it waits for a bigger node to join'}",
                     )
         flavors = ", ".join(sorted(status.admission.flavors()))
-        return (
+        return NotPlaced(
+            Unplaced.NODES_BUSY,
             f"Ray has not placed it yet on the nodes of flavor {flavors}: their room is taken, "
-            "by work outside the queue or being released"
+            "by work outside the queue or being released",
         )
 
 

@@ -39,7 +39,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
 )
 from ray_queue.manager.bundles import label_selector, ray_bundles
-from ray_queue.manager.capacity import Capacity
+from ray_queue.manager.capacity import Capacity, NotPlaced
 from ray_queue.manager.owner_events import AdmittedShape, OwnerEvents
 from ray_queue.manager.release_pacing import ReleasePacer
 from ray_queue.manager.slots import admitted_meanwhile, wants_slot, was_evicted
@@ -55,6 +55,7 @@ from ray_queue.wire import (
     RayActions,
     SubmitRequest,
     SubmitResult,
+    Unplaced,
     job_of_submission,
     job_runs,
     job_submission_id,
@@ -260,9 +261,7 @@ class ManagerCore:
                 else r
                 for r in results
             ]
-        statuses = [
-            self._engine.workload(r.workload) if r.error is None else None for r in results
-        ]
+        statuses = [self._engine.workload(r.workload) if r.error is None else None for r in results]
         return [
             SubmitResult(r.workload, s, state=s.state) if s is not None else r
             for r, s in zip(results, statuses, strict=True)
@@ -568,16 +567,20 @@ class ManagerCore:
     def _explained(self, status: WorkloadStatus) -> WorkloadStatus:
         """An admitted workload Ray has not placed says why, as far as the manager can
         tell (the engine's message says only that it was admitted)."""
-        if status.state is not WorkloadState.ADMITTED or status.placed:
-            return status
-        if status.spec.kind is WorkloadKind.JOB:
-            run = self._jobs.get(status.spec.id)
-            why = f"Ray job {run} is not running yet" if run else None
-        else:
-            why = self._capacity.why_not_placed(status, self._engine.config)
+        why = self._not_placed(status)
         if why is None:
             return status
-        return dataclasses.replace(status, message=f"{status.message}; not placed: {why}")
+        return dataclasses.replace(status, message=f"{status.message}; not placed: {why.message}")
+
+    def _not_placed(self, status: WorkloadStatus) -> NotPlaced | None:
+        if status.state is not WorkloadState.ADMITTED or status.placed:
+            return None
+        if status.spec.kind is WorkloadKind.JOB:
+            run = self._jobs.get(status.spec.id)
+            if run is None:
+                return None
+            return NotPlaced(Unplaced.JOB_NOT_RUNNING, f"Ray job {run} is not running yet")
+        return self._capacity.why_not_placed(status, self._engine.config)
 
     def pending(
         self, *, queue: str | None = None, cluster_queue: str | None = None
@@ -585,7 +588,18 @@ class ManagerCore:
         return self._engine.pending(queue=queue, cluster_queue=cluster_queue)
 
     def metrics_snapshot(self) -> MetricsSnapshot:
-        return snapshot_of(self._engine)
+        # Only what the manager placed or submitted can be unplaced: O(admitted), never a
+        # walk over every remembered workload (this runs on the loop every second).
+        unplaced: dict[tuple[str, str], int] = {}
+        for workload in (*self._pgs, *self._jobs):
+            if not self._engine.awaits_placement(workload):
+                continue
+            status = self._engine.workload(workload)
+            why = self._not_placed(status)
+            if why is not None and status.admission is not None:
+                key = (status.admission.cluster_queue, why.reason.value)
+                unplaced[key] = unplaced.get(key, 0) + 1
+        return dataclasses.replace(snapshot_of(self._engine), unplaced=unplaced)
 
     def demand(self) -> list[GangDemand]:
         return self._engine.demand()

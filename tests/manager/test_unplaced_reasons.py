@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from prometheus_client import CollectorRegistry
+
 from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.config import ResourceFlavor
 from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import WorkloadId, WorkloadState, to_milli
 from ray_queue.manager.core import ManagerCore
+from ray_queue.metrics import QueueMetrics
 from ray_queue.store.base import MemoryStore
 from ray_queue.wire import NodeShape
 from tests.manager.configs import A100, teams_config
@@ -59,3 +62,22 @@ def test_a_placed_workload_says_nothing_more() -> None:
     core.mark_placed(WorkloadId("w1"), core.unplaced_placement_groups()[WorkloadId("w1")])
     after = core.workload(WorkloadId("w1"))
     assert after.placed and "not placed" not in after.message
+
+
+def test_unplaced_workloads_are_counted_by_reason_in_the_metrics() -> None:
+    core = _core()
+    core.set_nodes([NodeShape("cpu-only", {}, {"CPU": to_milli(4)})])
+    core.submit_many([req("w1", gpu=1), req("w2", gpu=1)])
+    registry = CollectorRegistry()
+    QueueMetrics(registry, core.metrics_snapshot)
+
+    def unplaced(reason: str) -> float | None:
+        return registry.get_sample_value(
+            "ray_queue_unplaced_workloads", {"cluster_queue": "cq-a", "reason": reason}
+        )
+
+    assert unplaced("no_node") == 2 and unplaced("nodes_busy") == 0
+    core.set_nodes([_node(2)])
+    assert unplaced("no_node") == 0 and unplaced("nodes_busy") == 2
+    core.mark_placed(WorkloadId("w1"), core.unplaced_placement_groups()[WorkloadId("w1")])
+    assert unplaced("nodes_busy") == 1
