@@ -13,11 +13,13 @@ snapshot arrives ``demand()`` raises ``SourceError`` so the loop never plans fro
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from typing import Any
 
 from autoscaler.demand import Demand
+from autoscaler.retry import Backoff
 from autoscaler.sources import Overrides, SourceError, enrich
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import CheckState, GangDemand, WorkloadId
@@ -35,12 +37,16 @@ class GrpcSource:
         overrides: Overrides | None = None,
         config_refresh_s: float = 30.0,
         max_backoff_s: float = 10.0,
+        rng: random.Random | None = None,
     ) -> None:
+        """``rng`` draws the jitter of the reconnect back-off (seed it in tests)."""
         #: A ``ray_queue.grpc.client.QueueClient`` (or anything with the same methods).
         self._client = client
         self._overrides = overrides or Overrides()
         self._config_refresh_s = config_refresh_s
-        self._max_backoff_s = max_backoff_s
+        # 0.4 s after the first break, doubling up to ``max_backoff_s``.
+        self._backoff = Backoff(base_s=min(0.4, max_backoff_s), max_s=max_backoff_s)
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._gangs: tuple[GangDemand, ...] | None = None
         self._config: QueueConfig | None = None
@@ -146,7 +152,7 @@ class GrpcSource:
                         return
             except Exception as exc:
                 failures += 1
-                wait = min(self._max_backoff_s, 0.2 * 2**failures)
+                wait = self._backoff.delay(failures, self._rng)
                 logger.warning("demand stream broke (%s); reconnecting in %.1f s", exc, wait)
                 self._stop.wait(wait)
             else:

@@ -5,12 +5,13 @@ are read fresh every time, and the planner counts what was already asked for (re
 not yet joined, requests already made) as on its way, so repeating a pass — or starting
 a new process mid-way — never asks twice. Actions run in an order that keeps a crash
 between any two of them harmless: capacity first, then the reports that depend on it,
-then clean-up. A failing pass is retried with exponential back-off.
+then clean-up. A failing pass is retried with jittered exponential back-off (``retry``).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from autoscaler.metrics import Metrics
 from autoscaler.planner import Plan, PlannerConfig, plan
 from autoscaler.providers.base import GangGroup, NodeProvider, ProviderError, WorkerGroup
 from autoscaler.requests import RequestSpec, RequestView
+from autoscaler.retry import Backoff
 from autoscaler.sources import DemandSource, SourceError
 from ray_queue.engine.clock import Clock, SystemClock
 
@@ -83,7 +85,9 @@ class Reconciler:
         config: LoopConfig | None = None,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``rng`` draws the jitter of the back-off after failed passes (seed it in tests)."""
         self._source = source
         self._provider = provider
         self._requests = requests
@@ -91,6 +95,12 @@ class Reconciler:
         self._clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.passes = 0
+        self._rng = rng or random.Random()
+        # Twice the interval after the first failure, doubling up to the maximum.
+        self._backoff = Backoff(
+            base_s=min(2 * self._config.interval_s, self._config.max_backoff_s),
+            max_s=self._config.max_backoff_s,
+        )
 
     def run_once(self) -> PassResult:
         """One pass. Raises ``ProviderError`` / ``SourceError`` if it could not finish;
@@ -136,7 +146,7 @@ class Reconciler:
                 failures += 1
                 kind = getattr(exc, "kind", "source")
                 self.metrics.errors.labels(kind=kind).inc()
-                wait = min(self._config.max_backoff_s, self._config.interval_s * 2**failures)
+                wait = self._backoff.delay(failures, self._rng)
                 logger.warning("autoscaler pass failed (%s: %s); retrying in %.1f s",
                                kind, exc, wait)
             if wake is None or failures:

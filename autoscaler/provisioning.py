@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from autoscaler.providers.kuberay import (
     LEGACY_CONSUME_ANNOTATION,
     RAY_API,
     NotFoundError,
+    api_retry_policy,
     call,
 )
 from autoscaler.requests import (
@@ -62,6 +64,8 @@ class ProvisioningClient:
         namespace: str,
         attempts: int = 5,
         request_timeout_s: float = 10.0,
+        retry_deadline_s: float = 60.0,
+        rng: random.Random | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -69,7 +73,8 @@ class ProvisioningClient:
         self._core = client.CoreV1Api(api_client)
         self._cluster = cluster_name
         self._namespace = namespace
-        self._attempts = attempts
+        self._policy = api_retry_policy(attempts, retry_deadline_s)
+        self._rng = rng or random.Random()
         self._timeout = request_timeout_s
 
     @property
@@ -83,7 +88,8 @@ class ProvisioningClient:
                 _request_timeout=self._timeout,
             ),
             "list ProvisioningRequests",
-            attempts=self._attempts,
+            self._policy,
+            self._rng,
         )
         return sorted((view_of(item) for item in listed.get("items", [])), key=lambda r: r.name)
 
@@ -137,7 +143,8 @@ class ProvisioningClient:
                 self._namespace, label_selector=self.selector, _request_timeout=self._timeout
             ),
             "list PodTemplates",
-            attempts=self._attempts,
+            self._policy,
+            self._rng,
         )
         gone = []
         for item in templates.items:
@@ -171,7 +178,8 @@ class ProvisioningClient:
                 _request_timeout=self._timeout,
             ),
             f"read RayCluster {self._cluster}",
-            attempts=self._attempts,
+            self._policy,
+            self._rng,
         )
         specs: Sequence[dict[str, Any]] = cluster["spec"].get("workerGroupSpecs") or []
         base = next((s for s in specs if s["groupName"] == group.name), None)
@@ -198,13 +206,13 @@ class ProvisioningClient:
         from autoscaler.providers.base import ConflictError
 
         try:
-            call(fn, what, attempts=self._attempts)
+            call(fn, what, self._policy, self._rng)
         except ConflictError:
             logger.debug("%s: already exists", what)  # made before a restart: fine
 
     def _delete(self, fn: Any, what: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone
-            call(fn, what, attempts=self._attempts)
+            call(fn, what, self._policy, self._rng)
 
 
 def view_of(item: dict[str, Any]) -> RequestView:

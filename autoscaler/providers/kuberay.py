@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import time
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from autoscaler.requests import (
     WORKLOAD_LABEL,
     label_value,
 )
+from autoscaler.retry import Backoff, RetryPolicy, retry
 from ray_queue.engine.clock import Clock, SystemClock
 from ray_queue.engine.quantity import parse_quantity
 
@@ -67,8 +68,17 @@ class InvalidError(PermanentError):
     kind = "invalid"
 
 
+class _StaleRead(ConflictError):
+    """A patch refused because the RayCluster moved on since it was read: read again."""
+
+
 class KubeRayProvider:
-    """See ``NodeProvider`` for the contract. Not thread-safe; one loop owns it."""
+    """See ``NodeProvider`` for the contract. Not thread-safe; one loop owns it.
+
+    Every operation (a read, or a read-modify-patch) is retried as a whole under one
+    ``RetryPolicy``: ``attempts`` tries, none started later than ``retry_deadline_s`` after
+    the first; ``rng`` draws the back-off's jitter (seed it for a repeatable run).
+    """
 
     def __init__(
         self,
@@ -80,11 +90,15 @@ class KubeRayProvider:
         clock: Clock | None = None,
         attempts: int = 5,
         request_timeout_s: float = 10.0,
+        retry_deadline_s: float = 60.0,
+        rng: random.Random | None = None,
     ) -> None:
         from kubernetes import client
 
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._policy = api_retry_policy(attempts, retry_deadline_s)
+        self._rng = rng or random.Random()
         self._name = cluster_name
         self._namespace = namespace
         self._ray_nodes: Callable[[], Sequence[RayNode]]
@@ -96,34 +110,41 @@ class KubeRayProvider:
             self._ray_nodes = gcs
         self._gcs = gcs if isinstance(gcs, RayGcs) else None
         self._clock = clock or SystemClock()
-        self._attempts = attempts
         self._timeout = request_timeout_s
 
     # -- reads ----------------------------------------------------------------------------
 
     def raycluster(self) -> dict[str, Any]:
-        cluster: Any = call(
+        return self._retrying(self._read_cluster, f"read RayCluster {self._name}")
+
+    def pods(self) -> list[Any]:
+        """Worker Pods of the cluster that are not being deleted."""
+        return self._retrying(self._list_pods, "list worker Pods")
+
+    def _read_cluster(self) -> dict[str, Any]:
+        cluster: Any = request(
             lambda: self._custom.get_namespaced_custom_object(
                 *RAY_API[:2], self._namespace, RAY_API[2], self._name,
                 _request_timeout=self._timeout,
             ),
             f"read RayCluster {self._namespace}/{self._name}",
-            attempts=self._attempts,
         )
         return dict(cluster)
 
-    def pods(self) -> list[Any]:
-        """Worker Pods of the cluster that are not being deleted."""
-        listed: Any = call(
+    def _list_pods(self) -> list[Any]:
+        listed: Any = request(
             lambda: self._core.list_namespaced_pod(
                 self._namespace,
                 label_selector=f"ray.io/cluster={self._name},ray.io/node-type=worker",
                 _request_timeout=self._timeout,
             ),
             "list worker Pods",
-            attempts=self._attempts,
         )
         return [p for p in listed.items if p.metadata.deletion_timestamp is None]
+
+    def _retrying(self, fn: Callable[[], T], what: str) -> T:
+        """``fn`` (single calls, no retries of their own), retried on transient errors."""
+        return retry(fn, self._policy, retry_on=(TransientError,), what=what, rng=self._rng)
 
     def groups(self) -> list[WorkerGroup]:
         cluster = self.raycluster()
@@ -194,7 +215,7 @@ class KubeRayProvider:
 
         def step(cluster: dict[str, Any], index: int, spec: dict[str, Any]) -> list[Any] | None:
             listed = list((spec.get("scaleStrategy") or {}).get("workersToDelete") or [])
-            alive = {p.metadata.name for p in self.pods()}
+            alive = {p.metadata.name for p in self._list_pods()}
             new = [w for w in drained if w not in listed and w in alive]
             if not new:
                 return None
@@ -218,25 +239,18 @@ class KubeRayProvider:
     def create_gang_group(self, group: GangGroup) -> None:
         """Add a worker group for one gang: ``group.base``'s spec, its Pods annotated to
         consume the gang's ProvisioningRequest. No-op if it exists."""
-        for attempt in range(1, self._attempts + 1):
-            cluster = self.raycluster()
+
+        def add(cluster: dict[str, Any]) -> list[Any] | None:
             specs = cluster["spec"].get("workerGroupSpecs") or []
             if any(s["groupName"] == group.name for s in specs):
-                return
+                return None
             base = next((s for s in specs if s["groupName"] == group.base), None)
             if base is None:
                 raise PermanentError(f"worker group {group.base!r} is not in {self._name}")
             value = gang_group_spec(base, group)
-            patch = [
-                _test("/metadata/resourceVersion", cluster["metadata"]["resourceVersion"]),
-                {"op": "add", "path": "/spec/workerGroupSpecs/-", "value": value},
-            ]
-            try:
-                self._json_patch(patch, f"add worker group {group.name}")
-                return
-            except ConflictError:
-                _back_off(attempt)
-        raise ConflictError(f"RayCluster {self._name} kept changing; group {group.name} not added")
+            return [{"op": "add", "path": "/spec/workerGroupSpecs/-", "value": value}]
+
+        self._patch(add, f"add worker group {group.name}")
 
     def remove_group(self, name: str) -> None:
         """Remove a per-gang group: first its Pods (drained, listed in workersToDelete,
@@ -275,34 +289,54 @@ class KubeRayProvider:
         *,
         missing_ok: bool = False,
     ) -> None:
-        """Read, let ``step`` build the ops from the fresh object, patch with tests on the
-        resourceVersion and the group's index; on a conflict, re-read and go again."""
-        for attempt in range(1, self._attempts + 1):
-            cluster = self.raycluster()
+        """``_patch`` of one group: ``step`` builds the ops from the fresh object and the
+        group's index, which the patch tests too (a group list reordered since the read
+        fails the test instead of patching another group)."""
+
+        def build(cluster: dict[str, Any]) -> list[Any] | None:
             specs = cluster["spec"].get("workerGroupSpecs") or []
             index = next((i for i, s in enumerate(specs) if s["groupName"] == group), None)
             if index is None:
                 if missing_ok:
-                    return
+                    return None
                 raise NotFoundError(f"worker group {group!r} is not in RayCluster {self._name}")
             ops = step(cluster, index, specs[index])
             if not ops:
+                return None
+            return [_test(f"/spec/workerGroupSpecs/{index}/groupName", group), *ops]
+
+        self._patch(build, what)
+
+    def _patch(self, build: Callable[[dict[str, Any]], list[Any] | None], what: str) -> None:
+        """Read the RayCluster, let ``build`` make the ops from it (``None``: nothing to
+        do), and patch them behind a test of the resourceVersion. A stale read or a
+        transient failure anywhere in that is retried as a whole, under the one policy
+        (so a read's retries do not multiply a patch's); an error ``build`` raises is not."""
+
+        def attempt() -> None:
+            cluster = self._read_cluster()
+            ops = build(cluster)
+            if not ops:
                 return
-            patch = [
-                _test("/metadata/resourceVersion", cluster["metadata"]["resourceVersion"]),
-                _test(f"/spec/workerGroupSpecs/{index}/groupName", group),
-                *ops,
-            ]
+            version = cluster["metadata"]["resourceVersion"]
             try:
-                self._json_patch(patch, what)
-                return
+                self._json_patch([_test("/metadata/resourceVersion", version), *ops], what)
             except ConflictError as exc:
-                logger.info("%s: %s; re-reading (attempt %d)", what, exc, attempt)
-                _back_off(attempt)
-        raise ConflictError(f"{what}: RayCluster {self._name} kept changing under us")
+                raise _StaleRead(str(exc)) from exc
+
+        try:
+            retry(
+                attempt,
+                self._policy,
+                retry_on=(TransientError, _StaleRead),
+                what=what,
+                rng=self._rng,
+            )
+        except _StaleRead as exc:
+            raise ConflictError(f"{what}: RayCluster {self._name} kept changing under us") from exc
 
     def _stale(self, read_version: str) -> bool:
-        return str(self.raycluster()["metadata"]["resourceVersion"]) != str(read_version)
+        return str(self._read_cluster()["metadata"]["resourceVersion"]) != str(read_version)
 
     def _json_patch(self, patch: list[Any], what: str) -> None:
         """Apply ``patch`` (whose first op tests the resourceVersion); a refusal because the
@@ -315,14 +349,13 @@ class KubeRayProvider:
             raise
 
     def _raw_patch(self, patch: list[Any], what: str) -> None:
-        call(
+        request(
             lambda: self._custom.patch_namespaced_custom_object(
                 *RAY_API[:2], self._namespace, RAY_API[2], self._name, patch,
                 _content_type="application/json-patch+json",
                 _request_timeout=self._timeout,
             ),
             what,
-            attempts=self._attempts,
         )
 
     def _drain(self, pod: str) -> bool:
@@ -468,10 +501,6 @@ def _replace(path: str, value: Any) -> dict[str, Any]:
     return {"op": "replace", "path": path, "value": value}
 
 
-def _back_off(attempt: int) -> None:
-    time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
-
-
 # -- errors ------------------------------------------------------------------------------
 
 
@@ -495,22 +524,26 @@ def translate(exc: BaseException, what: str) -> ProviderError:
     return TransientError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def call(fn: Callable[[], T], what: str, *, attempts: int = 5, base_s: float = 0.1) -> T:
-    """One API call; transient failures retried with exponential back-off."""
+def api_retry_policy(attempts: int, deadline_s: float) -> RetryPolicy:
+    """How Kubernetes calls are retried: from 50 ms, doubling to at most 2 s (an API server
+    restart or a conflicting writer is over in seconds), jittered (``retry``)."""
+    return RetryPolicy(Backoff(base_s=0.05, max_s=2.0), attempts=attempts, deadline_s=deadline_s)
+
+
+def request(fn: Callable[[], T], what: str) -> T:
+    """One API call, its failure raised as the typed ``ProviderError``; no retry."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except (ApiException, HTTPError, OSError) as exc:
-            error = translate(exc, what)
-            if not isinstance(error, TransientError) or attempt == attempts:
-                raise error from exc
-            wait = min(base_s * 2 ** (attempt - 1), 2.0)
-            logger.info("%s: %s; retry %d in %.2f s", what, error, attempt, wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")
+    try:
+        return fn()
+    except (ApiException, HTTPError, OSError) as exc:
+        raise translate(exc, what) from exc
+
+
+def call(fn: Callable[[], T], what: str, policy: RetryPolicy, rng: random.Random) -> T:
+    """One API call, retried on transient failures under ``policy``."""
+    return retry(lambda: request(fn, what), policy, retry_on=(TransientError,), what=what, rng=rng)
 
 
 def _message(exc: BaseException) -> str:

@@ -32,15 +32,16 @@ GROUP = "cpu-workers"
 
 
 class RacingProvider(KubeRayProvider):
-    """Runs ``race`` right after its first read: a writer that gets in first."""
+    """Runs ``race`` right after its first read of the RayCluster (each read is one API
+    call; retries re-read): a writer that gets in first."""
 
     def __init__(self, *args: Any, race: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._race: Callable[[], None] | None = race
         self.reads = 0
 
-    def raycluster(self) -> dict[str, Any]:
-        cluster = super().raycluster()
+    def _read_cluster(self) -> dict[str, Any]:
+        cluster = super()._read_cluster()
         self.reads += 1
         if self._race is not None:
             race, self._race = self._race, None
