@@ -178,6 +178,8 @@ def simulate(
     kueue_pace = kueue_cycle_ms is not None
     #: When the next Kueue-paced cycle is due, if heads are left.
     next_cycle_ms: int | None = None
+    #: When the engine next has time-driven work (a head's wait before preempting ends).
+    wakeup_ms: int | None = None
     tracks = sim.tracks
     placer = _Placer(placement_rate_per_s)
 
@@ -194,12 +196,18 @@ def simulate(
     _take_sample(sim, engine, pending, 0)
     next_sample_ms += sample_every_ms
 
-    while next_arrival is not None or completions or next_cycle_ms is not None:
+    while (
+        next_arrival is not None
+        or completions
+        or next_cycle_ms is not None
+        or wakeup_ms is not None
+    ):
         due = [completions[0][0]] if completions else []
         if next_arrival is not None:
             due.append(next_arrival.at_ms)
-        if next_cycle_ms is not None:
-            due.append(next_cycle_ms)
+        for extra in (next_cycle_ms, wakeup_ms):
+            if extra is not None:
+                due.append(extra)
         now_ms = min(due)
         finishing: list[WorkloadId] = []
         while completions and completions[0][0] == now_ms:
@@ -228,6 +236,8 @@ def simulate(
         sim.schedule_calls += 1
         if kueue_cycle_ms is not None:
             next_cycle_ms = now_ms + kueue_cycle_ms if engine.more_rounds_due else None
+        wakeup = engine.next_wakeup_at()
+        wakeup_ms = None if wakeup is None else max(now_ms + 1, math.ceil(wakeup * 1000 - 1e-6))
 
         for workload in finishing:
             track = tracks[workload]

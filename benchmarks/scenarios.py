@@ -99,6 +99,9 @@ class Scenario:
     within_cluster_queue: WithinClusterQueue
     classes: tuple[WorkloadClass, ...]
     kueue: KueueResult | None = None
+    #: Every ClusterQueue's ``preemption.waitBeforePreemptingSeconds`` (ours, not
+    #: Kueue's: 0 preempts at once, as Kueue does).
+    wait_before_preempting_s: float = 0.0
 
     # -- names --------------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class Scenario:
         preemption = Preemption(
             within_cluster_queue=self.within_cluster_queue,
             reclaim_within_cohort=self.reclaim_within_cohort,
+            wait_before_preempting_s=self.wait_before_preempting_s,
         )
         cohorts: dict[str, Cohort] = {}
         cluster_queues: dict[str, ClusterQueue] = {}

@@ -116,6 +116,11 @@ class Preemption:
     within_cluster_queue: WithinClusterQueue = WithinClusterQueue.NEVER
     reclaim_within_cohort: ReclaimWithinCohort = ReclaimWithinCohort.NEVER
     borrow_within_cohort: BorrowWithinCohort = field(default_factory=BorrowWithinCohort)
+    #: Seconds a head that could preempt first waits for quota to free on its own, its
+    #: queue's free nominal quota held for it meanwhile (``waitBeforePreemptingSeconds``,
+    #: ours, not Kueue's; docs/design.md "Waiting before preempting"). 0: preempt at once,
+    #: as Kueue does.
+    wait_before_preempting_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

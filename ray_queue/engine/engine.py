@@ -64,6 +64,7 @@ from ray_queue.engine.preemption import Candidate, Holders
 from ray_queue.engine.queues import ClusterQueuePending, bucket_key, order_key
 from ray_queue.engine.quota import QuotaNode, QuotaTree
 from ray_queue.engine.record import Record
+from ray_queue.engine.waiting import Waits
 
 S = WorkloadState
 
@@ -120,6 +121,8 @@ class Engine:
         self._preempted_this_call: set[WorkloadId] = set()
         #: Whether the current ``schedule()`` call runs at Kueue's pace (``schedule``).
         self._kueue_pace = False
+        #: Heads waiting before they preempt (``waitBeforePreemptingSeconds``).
+        self._waits = Waits()
         self._leases = handover.Leases()
         #: Per ClusterQueue of the config: may it preempt while borrowing?
         self._while_borrowing: dict[str, bool] = {}
@@ -141,6 +144,9 @@ class Engine:
         self._config = config
         self._tree = QuotaTree(config)
         self._while_borrowing = {}
+        # Waits name nodes of the old tree, and the new config may wait otherwise:
+        # heads start their waits again.
+        self._waits = Waits()
         self._pending = {name: ClusterQueuePending() for name in config.cluster_queues}
         self._holders = Holders(config.cluster_queues)
         live = sorted(self._live.values(), key=lambda r: (r.admitted_seq, r.spec.id))
@@ -326,6 +332,14 @@ class Engine:
         self._kueue_pace = kueue_pace
         self._release_backoffs(now)
         decisions.extend(self._enforce_placement_deadlines(now))
+        if self._waits:
+            for node in self._waits.forget(self._still_pending):
+                # What was held for it is free again, for the whole tree.
+                self._unblock_tree(node)
+            for node in self._waits.wake(now):
+                # Its head may preempt now, though no quota was released.
+                self._pending[node.name].unblock_all()
+                self._dirty.add(node.name)
         limit = 1 if kueue_pace else ROUNDS_PER_WORKLOAD * len(self._live) + ROUND_SLACK
         changed, self._dirty = self._dirty, set()
         rounds = 0
@@ -340,6 +354,17 @@ class Engine:
             changed |= self._dirty
             self._dirty = set()
         return decisions
+
+    def next_wakeup_at(self) -> float | None:
+        """When ``schedule()`` next has time-driven work (a back-off or a wait before
+        preempting ends, a placement deadline passes), if ever; between events, call it
+        then."""
+        due = [
+            self._backoff[0][0] if self._backoff else None,
+            self._placement_deadlines[0][0] if self._placement_deadlines else None,
+            self._waits.next_at(),
+        ]
+        return min((t for t in due if t is not None), default=None)
 
     @property
     def more_rounds_due(self) -> bool:
@@ -426,6 +451,15 @@ class Engine:
     # -- the cycle ----------------------------------------------------------------------
 
     def _round(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
+        if not self._waits:
+            return self._round_with_holds(cluster_queues, decisions)
+        self._waits.hold(self._tree)
+        try:
+            return self._round_with_holds(cluster_queues, decisions)
+        finally:
+            self._waits.release(self._tree)
+
+    def _round_with_holds(self, cluster_queues: set[str], decisions: list[Decision]) -> set[str]:
         heads = [e for name in sorted(cluster_queues) if (e := self._head(name)) is not None]
         if self._config.settings.fair_sharing.enable:
             ordered: Iterable[Entry] = fair_order(heads, self._tree)
@@ -444,6 +478,10 @@ class Engine:
             ):
                 entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.PREEMPT and entry.victims:
+                if self._waits_before_preempting(entry):
+                    self._set_aside(entry)
+                    next_round.add(entry.cq.name)
+                    continue
                 for victim in entry.victims:
                     decisions.append(self._preempt(victim, entry.record))
                 touched_roots.add(root)
@@ -457,6 +495,7 @@ class Engine:
                     continue
                 entry.assignment, entry.victims = self._plan(entry.record, entry.cq, entry.node)
             if entry.assignment.mode is Mode.FIT:
+                self._waits.end(entry.record.spec.id, self._tree)
                 decisions.append(self._reserve(entry))
                 touched_roots.add(root)
             else:
@@ -482,16 +521,34 @@ class Engine:
     def _plan(
         self, record: Record, cq: ClusterQueue, node: QuotaNode
     ) -> tuple[Assignment, list[Candidate] | None]:
-        return plan(
-            record,
-            cq,
-            node,
-            self._tree,
-            self._holders,
-            self._config.settings.fair_sharing,
-            may_preempt=record.spec.id not in self._preempted_this_call,
-            while_borrowing=self._preempts_while_borrowing(cq),
-        )
+        workload = record.spec.id
+        self._waits.lift(workload, self._tree)
+        try:
+            return plan(
+                record,
+                cq,
+                node,
+                self._tree,
+                self._holders,
+                self._config.settings.fair_sharing,
+                may_preempt=workload not in self._preempted_this_call,
+                while_borrowing=self._preempts_while_borrowing(cq),
+            )
+        finally:
+            self._waits.put_back(workload, self._tree)
+
+    def _waits_before_preempting(self, entry: Entry) -> bool:
+        """Whether the head, which could preempt now, waits first (and so starts or goes
+        on waiting); if it preempts now, what was held for it is let go first."""
+        workload = entry.record.spec.id
+        wait_s = entry.cq.preemption.wait_before_preempting_s
+        now = self._clock.now()
+        if wait_s > 0 and self._waits.start(
+            workload, entry.node, entry.assignment.usage, now=now, wait_s=wait_s
+        ):
+            return True
+        self._waits.end(workload, self._tree)
+        return False
 
     def _preempts_while_borrowing(self, cq: ClusterQueue) -> bool:
         """``preempts_while_borrowing`` (cached: asked for every head)."""
@@ -574,7 +631,10 @@ class Engine:
     def _set_aside(self, entry: Entry) -> None:
         assignment = entry.assignment
         reason = assignment.reason or "does not fit"
-        if entry.record.spec.id in self._preempted_this_call:
+        if entry.record.spec.id in self._waits:
+            wait_s = entry.cq.preemption.wait_before_preempting_s
+            reason += f"; waits up to {wait_s:g}s for quota to free before it preempts"
+        elif entry.record.spec.id in self._preempted_this_call:
             reason += "; it was itself preempted just now, and may preempt once quota is released"
         elif assignment.mode is Mode.PREEMPT:
             reason += "; no workload may be preempted to make room"
@@ -684,6 +744,13 @@ class Engine:
         record.checks = {}
         record.placed = False
         # Freed quota may let set-aside work in the whole cohort tree in.
+        self._unblock_tree(node)
+
+    def _still_pending(self, workload: WorkloadId) -> bool:
+        record = self._records.get(workload)
+        return record is not None and record.state is S.PENDING
+
+    def _unblock_tree(self, node: QuotaNode) -> None:
         for cq_node in self._tree.same_tree(node):
             if self._pending[cq_node.name].unblock_all():
                 self._dirty.add(cq_node.name)

@@ -146,6 +146,7 @@ class ClusterQueueBuilder:
         reclaim: ReclaimWithinCohort = ReclaimWithinCohort.NEVER,
         borrow_within: BorrowWithinCohortPolicy = BorrowWithinCohortPolicy.NEVER,
         max_priority_threshold: int | None = None,
+        wait_s: float = 0.0,
     ) -> ClusterQueueBuilder:
         self._cq = replace(
             self._cq,
@@ -153,6 +154,7 @@ class ClusterQueueBuilder:
                 within_cluster_queue=within,
                 reclaim_within_cohort=reclaim,
                 borrow_within_cohort=BorrowWithinCohort(borrow_within, max_priority_threshold),
+                wait_before_preempting_s=wait_s,
             ),
         )
         return self
