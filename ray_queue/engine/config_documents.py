@@ -595,8 +595,13 @@ def _preemption(p: Fields | None) -> Preemption:
                 "set reclaimWithinCohort or use policy Never",
             )
         borrow = BorrowWithinCohort(policy=policy, max_priority_threshold=threshold)
+    # Ours, not Kueue's: docs/design.md "Waiting before preempting".
+    wait_s = p.duration("waitBeforePreemptingSeconds") or 0.0
     return Preemption(
-        within_cluster_queue=within, reclaim_within_cohort=reclaim, borrow_within_cohort=borrow
+        within_cluster_queue=within,
+        reclaim_within_cohort=reclaim,
+        borrow_within_cohort=borrow,
+        wait_before_preempting_s=wait_s,
     )
 
 

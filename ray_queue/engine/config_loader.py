@@ -318,6 +318,8 @@ def _preemption(p: Preemption) -> Document:
     if p.borrow_within_cohort.max_priority_threshold is not None:
         borrow["maxPriorityThreshold"] = p.borrow_within_cohort.max_priority_threshold
     out["borrowWithinCohort"] = borrow
+    if p.wait_before_preempting_s:
+        out["waitBeforePreemptingSeconds"] = p.wait_before_preempting_s
     return out
 
 

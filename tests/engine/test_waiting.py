@@ -4,9 +4,13 @@ docs/design.md "Waiting before preempting")."""
 
 from __future__ import annotations
 
+import pytest
+
 from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.config import ReclaimWithinCohort, WithinClusterQueue
+from ray_queue.engine.config_loader import dump_yaml, parse_yaml
 from ray_queue.engine.engine import Engine
+from ray_queue.engine.errors import ConfigError
 from ray_queue.engine.model import DecisionKind, WorkloadId, WorkloadState
 from tests.engine.builders import ClusterQueueBuilder, ConfigBuilder, WorkloadBuilder, flavor
 
@@ -140,3 +144,37 @@ def test_holds_never_show_in_status() -> None:
     engine.schedule()
     usage = {s.name: sum(r.usage for r in s.resources) for s in engine.cluster_queue_status()}
     assert usage == {"a": 2000, "b": 0}
+
+
+# -- the setting in Kueue-format YAML ------------------------------------------------------
+
+YAML = """
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ResourceFlavor
+metadata: {name: default}
+---
+apiVersion: kueue.x-k8s.io/v1beta1
+kind: ClusterQueue
+metadata: {name: a}
+spec:
+  preemption:
+    withinClusterQueue: LowerPriority
+    waitBeforePreemptingSeconds: %s
+  resourceGroups:
+  - coveredResources: [CPU]
+    flavors:
+    - name: default
+      resources: [{name: CPU, nominalQuota: 4}]
+"""
+
+
+def test_the_wait_is_read_from_yaml_and_written_back() -> None:
+    config = parse_yaml(YAML % '"1m30s"')
+    assert config.cluster_queues["a"].preemption.wait_before_preempting_s == 90.0
+    assert parse_yaml(dump_yaml(config)) == config
+    assert parse_yaml(YAML % "0").cluster_queues["a"].preemption.wait_before_preempting_s == 0.0
+
+
+def test_a_negative_wait_is_refused_with_the_field_named() -> None:
+    with pytest.raises(ConfigError, match="waitBeforePreemptingSeconds: must be >= 0"):
+        parse_yaml(YAML % "-1")
