@@ -6,10 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.manager_scale import config_yaml
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.model import WorkloadId, WorkloadKind, WorkloadState, WorkloadStatus
-from ray_queue.store.codec import CodecError, decode, dumps_status, loads_status, roundtrip
+from ray_queue.store.codec import (
+    CodecError,
+    decode,
+    dumps_status,
+    loads_status,
+    pack_config,
+    roundtrip,
+    unpack_config,
+)
 from ray_queue.store.sqlite import SQLiteStore
 from tests.manager.configs import teams_config
 from tests.manager.test_core import new_core, req
@@ -97,3 +106,20 @@ def test_sqlite_store_survives_reopen_and_forgets(tmp_path: Path) -> None:
     reopened.write(forget=[WorkloadId("a")])
     assert [s.spec.id for s in reopened.load().workloads] == ["b"]
     reopened.close()
+
+
+# Ray carries a task argument inline up to ``max_direct_call_object_size`` (100 KiB by
+# default); a larger one goes to the object store and is lost for the manager's restart.
+RAY_INLINE_LIMIT_BYTES = 100 * 1024
+
+
+def test_a_packed_config_of_1000_cluster_queues_round_trips_inline_sized() -> None:
+    config = load_config(config_yaml(1000))
+    packed = pack_config(config)
+    assert len(packed) < RAY_INLINE_LIMIT_BYTES
+    assert unpack_config(packed) == config
+
+
+def test_unpacking_what_is_not_a_packed_config_is_a_codec_error() -> None:
+    with pytest.raises(CodecError, match="not a packed config"):
+        unpack_config(b"plain bytes")
