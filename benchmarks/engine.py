@@ -39,7 +39,7 @@ import math
 import resource
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -412,6 +412,7 @@ def report(sim: Simulation, *, command: str, plot_path: str | None) -> dict[str,
             ),
             "reclaim_within_cohort": scenario.reclaim_within_cohort.value,
             "within_cluster_queue": scenario.within_cluster_queue.value,
+            "wait_before_preempting_s": scenario.wait_before_preempting_s,
             "classes": [
                 {
                     "name": c.name,
@@ -567,6 +568,9 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
         f"{kueue['makespan_s']:.0f}" if "makespan_s" in kueue else "",
     )
     table.add_row("ideal makespan (s)", f"{doc['ideal_makespan_s']:.1f}", "")
+    wait_s = doc["shape"]["wait_before_preempting_s"]
+    if wait_s:
+        table.add_row("wait before preempting (s, ours)", f"{wait_s:g}", "0")
     if doc["kueue_cycle_ms"] is not None:
         table.add_row("pace: Kueue's, one cycle every (ms)", f"{doc['kueue_cycle_ms']}", "")
     if doc["placement_rate_per_s"] is not None:
@@ -652,6 +656,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "as Ray's GCS places groups one at a time (default: at admission)",
     )
     parser.add_argument(
+        "--wait-before-preempting-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="every ClusterQueue's preemption.waitBeforePreemptingSeconds (ours, not "
+        "Kueue's; default: the scenario's, 0 for Kueue's shapes)",
+    )
+    parser.add_argument(
         "--pace",
         choices=("rounds", "kueue"),
         default="rounds",
@@ -669,11 +681,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.kueue_cycle_ms <= 0:
         parser.error(f"--kueue-cycle-ms must be > 0, got {args.kueue_cycle_ms}")
+    scenario = SCENARIOS[args.scenario]
+    if args.wait_before_preempting_s is not None:
+        if not args.wait_before_preempting_s >= 0:
+            parser.error(
+                f"--wait-before-preempting-s must be >= 0, got {args.wait_before_preempting_s:g}"
+            )
+        scenario = replace(scenario, wait_before_preempting_s=args.wait_before_preempting_s)
     if args.placement_rate is not None and args.placement_rate <= 0:
         parser.error(f"--placement-rate must be > 0 groups/s, got {args.placement_rate:g}")
     command = provenance.command("benchmarks.engine", argv)
     doc = run(
-        SCENARIOS[args.scenario],
+        scenario,
         args.out,
         command=command,
         sample_interval_s=args.sample_interval_s,

@@ -242,3 +242,22 @@ def test_a_kueue_cycle_must_be_positive(capsys: pytest.CaptureFixture[str]) -> N
         )
     assert exited.value.code == 2
     assert "--kueue-cycle-ms must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_waiting_as_long_as_lower_priority_work_runs_loses_nothing(tmp_path: Path) -> None:
+    """TINY's lower-priority work runs at most 0.5 s: a large that waits that long finds
+    its quota freed, held for it, and evicts nothing (at once, it evicts mediums)."""
+    out = tmp_path / "wait.json"
+    argv = ["--scenario", "tiny", "--out", str(out), "--wait-before-preempting-s", "0.5"]
+    assert bench.main(argv) == 0
+    waited = json.loads(out.read_text())
+    at_once = bench.report(bench.simulate(TINY), command="x", plot_path=None)
+    assert waited["shape"]["wait_before_preempting_s"] == 0.5
+    assert at_once["shape"]["wait_before_preempting_s"] == 0.0
+    assert waited["finished"] == TINY.workload_count
+    assert at_once["wasted_cpu_s"] > 0
+    assert waited["wasted_cpu_s"] == 0
+    assert "preempt" not in waited["decisions_by_kind"]
+    with pytest.raises(SystemExit):
+        bench.main(["--scenario", "tiny", "--out", str(out), "--wait-before-preempting-s", "-1"])
