@@ -19,8 +19,9 @@ from autoscaler.loop import LoopConfig, Reconciler
 from autoscaler.metrics import Metrics
 from autoscaler.planner import PlannerConfig
 from autoscaler.sources import Overrides
+from ray_queue.logs import install
 
-logger = logging.getLogger("autoscaler")
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install(logging.INFO)
     from autoscaler.providers.kuberay import KubeRayProvider, new_api_client
 
     api = new_api_client(args.kubeconfig)
@@ -89,8 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    logger.info("autoscaler for %s/%s, manager %s", args.namespace, args.cluster_name,
-                args.manager_address)
+    logger.info(
+        "autoscaler started",
+        extra={
+            "namespace": args.namespace,
+            "cluster": args.cluster_name,
+            "manager": args.manager_address,
+        },
+    )
     try:
         loop.run(stop, wake=source.changed)
     finally:

@@ -84,8 +84,11 @@ class GrpcSource:
                     if not _denied(exc):
                         raise SourceError(f"cannot read workload {gang.workload}: {exc}") from exc
                     self._may_read_workloads = False
-                    logger.warning("this token may not read workloads (%s); all-at-once gangs "
-                                   "use --provisioning-check", exc)
+                    logger.warning(
+                        "this token may not read workloads; all-at-once gangs use "
+                        "--provisioning-check",
+                        extra={"error": str(exc)},
+                    )
             out.append(enrich(gang, config, status, self._overrides))
         return Demand.of(out)
 
@@ -130,13 +133,17 @@ class GrpcSource:
                 # An autoscaler token may call only the AutoscalerService: flavors map
                 # to groups through --worker-group alone. Tokens do not change while
                 # the sidecar runs, so it neither asks nor warns again.
-                logger.warning("this token may not read the config (%s); using only "
-                               "--worker-group mappings", exc)
+                logger.warning(
+                    "this token may not read the config; using only --worker-group mappings",
+                    extra={"error": str(exc)},
+                )
                 self._may_read_config = False
                 return QueueConfig()
             if last is None:
                 raise SourceError(f"cannot read the manager's config: {exc}") from exc
-            logger.warning("config refresh failed (%s); keeping the last one", exc)
+            logger.warning(
+                "config refresh failed; keeping the last one", extra={"error": str(exc)}
+            )
             return last
 
     def _follow(self) -> None:  # the watch thread
@@ -153,7 +160,10 @@ class GrpcSource:
             except Exception as exc:
                 failures += 1
                 wait = self._backoff.delay(failures, self._rng)
-                logger.warning("demand stream broke (%s); reconnecting in %.1f s", exc, wait)
+                logger.warning(
+                    "demand stream broke; reconnecting",
+                    extra={"error": str(exc), "failures": failures, "wait_s": round(wait, 2)},
+                )
                 self._stop.wait(wait)
             else:
                 self._stop.wait(0.2)

@@ -127,9 +127,15 @@ class Reconciler:
         result = PassResult(the_plan, read_done - started, plan_done - read_done, done - plan_done)
         self.metrics.pass_seconds.observe(done - started)
         logger.info(
-            "autoscaler pass %d: read %.1f ms, plan %.1f ms, act %.1f ms; %d gangs; %s",
-            self.passes, result.read_s * 1e3, result.plan_s * 1e3, result.act_s * 1e3,
-            len(demand.gangs), _summary(the_plan),
+            "autoscaler pass",
+            extra={
+                "pass": self.passes,
+                "read_ms": round(result.read_s * 1e3, 1),
+                "plan_ms": round(result.plan_s * 1e3, 1),
+                "act_ms": round(result.act_s * 1e3, 1),
+                "gangs": len(demand.gangs),
+                "plan": _summary(the_plan),
+            },
         )
         return result
 
@@ -147,8 +153,10 @@ class Reconciler:
                 kind = getattr(exc, "kind", "source")
                 self.metrics.errors.labels(kind=kind).inc()
                 wait = self._backoff.delay(failures, self._rng)
-                logger.warning("autoscaler pass failed (%s: %s); retrying in %.1f s",
-                               kind, exc, wait)
+                logger.warning(
+                    "autoscaler pass failed; retrying",
+                    extra={"kind": kind, "error": str(exc), "wait_s": round(wait, 2)},
+                )
             if wake is None or failures:
                 stop.wait(wait)
             else:

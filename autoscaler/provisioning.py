@@ -208,7 +208,8 @@ class ProvisioningClient:
         try:
             call(fn, what, self._policy, self._rng)
         except ConflictError:
-            logger.debug("%s: already exists", what)  # made before a restart: fine
+            # Made before a restart: fine.
+            logger.debug("already exists", extra={"what": what})
 
     def _delete(self, fn: Any, what: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone

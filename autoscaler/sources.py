@@ -113,7 +113,7 @@ class InProcessSource:
             self._manager.evict(workload, reason="CapacityRevoked", message=message)
         except (InvalidTransitionError, UnknownWorkloadError) as exc:
             # It no longer holds quota (finished, already evicted): nothing to take back.
-            logger.info("not evicting %s: %s", workload, exc)
+            logger.info("not evicting", extra={"workload": workload, "error": str(exc)})
 
 
 def enrich(

@@ -152,7 +152,9 @@ class KubeRayProvider:
         try:
             ray_nodes = {n.instance_id: n for n in self._ray_nodes() if n.alive}
         except Exception as exc:  # GCS down: scale up still works, scale down waits
-            logger.warning("cannot read Ray nodes (%s); treating every worker as busy", exc)
+            logger.warning(
+                "cannot read Ray nodes; treating every worker as busy", extra={"error": str(exc)}
+            )
             ray_nodes = {}
         now = self._clock.now()
         out = []
@@ -189,7 +191,9 @@ class KubeRayProvider:
         try:
             return self._gcs.pending_gangs()
         except Exception as exc:
-            logger.warning("cannot read pending placement groups from Ray: %s", exc)
+            logger.warning(
+                "cannot read pending placement groups from Ray", extra={"error": str(exc)}
+            )
             return None
 
     # -- writes ---------------------------------------------------------------------------
@@ -373,7 +377,7 @@ class KubeRayProvider:
         except Exception as exc:
             raise TransientError(f"drain of {pod} failed: {exc}") from exc
         if not accepted:
-            logger.info("Ray refused to drain %s (%s); keeping it", pod, why)
+            logger.info("Ray refused to drain; keeping it", extra={"pod": pod, "why": why})
         return accepted
 
 

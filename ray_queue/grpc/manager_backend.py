@@ -349,7 +349,10 @@ def publish_address(server: QueueServer) -> str:
         host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]  # unannotated in Ray
     address = f"{host}:{server.port}"
     internal_kv._internal_kv_put(KV_KEY, address, overwrite=True, namespace=KV_NAMESPACE)
-    logger.info("published gRPC address %s (Ray KV %s/%s)", address, KV_NAMESPACE, KV_KEY)
+    logger.info(
+        "published gRPC address",
+        extra={"address": address, "kv_namespace": KV_NAMESPACE, "kv_key": KV_KEY},
+    )
     return address
 
 

@@ -149,29 +149,25 @@ class QueueServer:
         scheme = "TLS" if self.tls else "plaintext"
         if auth.enabled and not self.tls and host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
-                "gRPC API on %s without TLS: bearer tokens cross the network in plaintext; "
-                "set %s and %s",
-                host,
-                TLS_CERT_ENV,
-                TLS_KEY_ENV,
+                "gRPC API without TLS: bearer tokens cross the network in plaintext; "
+                "set RAY_QUEUE_TLS_CERT and RAY_QUEUE_TLS_KEY",
+                extra={"host": host, "port": self.port},
             )
         if auth.enabled:
             logger.info(
-                "gRPC API on %s:%d (%s), bearer tokens required: %s",
-                host,
-                self.port,
-                scheme,
-                describe(o.principals),
+                "gRPC API serving, bearer tokens required",
+                extra={
+                    "host": host,
+                    "port": self.port,
+                    "transport": scheme,
+                    "principals": describe(o.principals),
+                },
             )
         else:
             logger.warning(
-                "gRPC API on %s:%d (%s) WITHOUT authentication: no token configured, so it "
-                "serves loopback only; set %s or %s to serve other hosts",
-                host,
-                self.port,
-                scheme,
-                "RAY_QUEUE_TOKENS_FILE",
-                "RAY_QUEUE_TOKENS",
+                "gRPC API WITHOUT authentication: no token configured, so it serves loopback "
+                "only; set RAY_QUEUE_TOKENS_FILE or RAY_QUEUE_TOKENS to serve other hosts",
+                extra={"host": host, "port": self.port, "transport": scheme},
             )
         return self
 
@@ -189,7 +185,7 @@ class QueueServer:
             # grpc does not own the pool it was given; its idle threads would linger.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        logger.info("gRPC API on port %d stopped", self.port)
+        logger.info("gRPC API stopped", extra={"port": self.port})
 
     def __enter__(self) -> QueueServer:
         return self if self._server is not None else self.start()
@@ -209,13 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     from ray_queue.engine.clock import SystemClock
     from ray_queue.engine.config_loader import load_config
     from ray_queue.grpc.local_manager import LocalManager
+    from ray_queue.logs import install
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--tokens", help="token file (default: $RAY_QUEUE_TOKENS_FILE)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    install(logging.INFO)
     backend = LocalManager(load_config(Path(args.config)), SystemClock())
     server = QueueServer(backend, ServerOptions.from_env(port=args.port, tokens_path=args.tokens))
     server.start()

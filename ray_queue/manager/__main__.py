@@ -33,6 +33,7 @@ from ray_queue.access.principals import (
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.errors import ConfigError
+from ray_queue.logs import install
 from ray_queue.manager.actor import (
     METRICS_HOST_ENV,
     METRICS_PORT_ENV,
@@ -135,7 +136,7 @@ def _own_admin_token() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    install(args.log_level)
     ray.init(address=args.address, namespace=NAMESPACE, log_to_driver=False)
     # The actor's process gets the serving settings explicitly: it may be started on a
     # node whose raylet did not inherit this container's environment.

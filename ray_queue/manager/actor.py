@@ -41,6 +41,7 @@ from ray_queue.engine.model import (
 )
 from ray_queue.engine.model import WorkloadStatus as _Status
 from ray_queue.errors import PermissionDeniedError, UnknownWorkloadError
+from ray_queue.logs import install
 from ray_queue.manager.access_guard import AccessGuard
 from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
@@ -114,7 +115,7 @@ class QueueManager:
     """The actor class (wrapped with ``ray.remote`` by ``start_manager``)."""
 
     def __init__(self, config: QueueConfig | None = None, state_path: str | None = None) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        install(logging.INFO)
         self._adapter = RayAdapter()
         nodes = node_shapes()
         directory = Path(state_path) if state_path else state_dir()

@@ -682,13 +682,14 @@ class ManagerCore:
             level = logging.INFO if t3 - t0 > _SLOW_CYCLE_S else logging.DEBUG
             logger.log(
                 level,
-                "cycle: %d decision(s), %d persisted; schedule %.1f ms, persist %.1f ms, "
-                "act %.1f ms",
-                len(scheduled) + len(decisions),
-                len(statuses),
-                (t1 - t0) * 1e3,
-                (t2 - t1) * 1e3,
-                (t3 - t2) * 1e3,
+                "cycle",
+                extra={
+                    "decisions": len(scheduled) + len(decisions),
+                    "persisted": len(statuses),
+                    "schedule_ms": round((t1 - t0) * 1e3, 1),
+                    "persist_ms": round((t2 - t1) * 1e3, 1),
+                    "act_ms": round((t3 - t2) * 1e3, 1),
+                },
             )
         if self._on_cycle is not None:
             self._on_cycle(t1 - t0, [*decisions, *scheduled])

@@ -3,6 +3,7 @@ back-off on failures, and what a pass records in its metrics."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -189,3 +190,26 @@ def test_permanent_errors_end_the_pass_and_are_raised() -> None:
     assert loop.metrics.registry.get_sample_value(
         "ray_queue_autoscaler_errors_total", {"kind": "permanent"}
     ) == 1
+
+
+def test_the_per_pass_line_keeps_its_content(caplog: pytest.LogCaptureFixture) -> None:
+    from ray_queue.logs import LogfmtFormatter, parse
+
+    caplog.set_level(logging.INFO, logger="autoscaler.loop")
+    log = Log()
+    loop = Reconciler(
+        FakeSource(log, [gang("etl", res(cpu=4)), gang("more", res(cpu=4))]),
+        FakeProvider(log, [make_group("cpu").build()]),
+    )
+    loop.run_once()
+    (line,) = [LogfmtFormatter().format(r) for r in caplog.records if r.name == "autoscaler.loop"]
+    fields = parse(line)
+    assert (fields["level"], fields["msg"], fields["pass"], fields["gangs"]) == (
+        "info",
+        "autoscaler pass",
+        "1",
+        "2",
+    )
+    assert "scale cpu 0->2" in fields["plan"]
+    for phase in ("read_ms", "plan_ms", "act_ms"):
+        assert float(fields[phase]) >= 0.0

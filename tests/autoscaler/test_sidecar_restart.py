@@ -19,6 +19,7 @@ from autoscaler.requests import request_name
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config_loader import load_config
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadState
+from ray_queue.logs import parse
 from tests.autoscaler.k8s_fixtures import PR, RAY, raycluster, worker_group
 from tests.k8s.process import ManagedProcess, wait_for
 
@@ -122,7 +123,11 @@ class Sidecar:
         self.process.check_alive()
         path = self.process.log_path
         log = path.read_text(errors="replace") if path.exists() else ""
-        return log.count("autoscaler pass ")
+        # The sidecar logs logfmt (ray_queue.logs): one ``msg="autoscaler pass"`` per pass.
+        return sum(
+            1 for line in log.splitlines()
+            if line.startswith("ts=") and parse(line).get("msg") == "autoscaler pass"
+        )
 
 
 def test_sidecar_killed_and_restarted_mid_flow(

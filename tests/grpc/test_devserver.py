@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from ray_queue.engine.model import WorkloadState
 from ray_queue.errors import UnauthenticatedError
 from ray_queue.grpc.client import QueueClient
+from ray_queue.logs import parse
 from tests.grpc.conftest import ADMIN_TOKEN, CONFIG_YAML, request
 
 
@@ -53,7 +55,15 @@ def test_dev_server_runs_and_stops(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
         assert proc.stderr is not None
         log = proc.stderr.read()
-        assert "bearer tokens required" in log and "readable by other users" not in log
+        assert "readable by other users" not in log
+        # Its log is logfmt (ray_queue.logs): the serving line, parsed back into fields.
+        lines = [parse(line) for line in log.splitlines() if line.startswith("ts=")]
+        (serving,) = [f for f in lines if f["msg"] == "gRPC API serving, bearer tokens required"]
+        # Run with -m, the server's module is __main__, and so is its logger's name.
+        assert (serving["level"], serving["logger"]) == ("info", "__main__")
+        assert serving["port"] == address.rpartition(":")[2]
+        assert json.loads(serving["principals"]) == {"admin": 1}  # counts, never tokens
+        assert any(f["msg"] == "gRPC API stopped" for f in lines)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -193,7 +193,7 @@ class HeadPod:
 
     def wait_for_sidecar_pass(self, timeout_s: float) -> None:
         self._wait_for_sidecar_log(
-            "autoscaler pass 1:", timeout_s, "first pass with the manager's demand"
+            'msg="autoscaler pass" pass=1 ', timeout_s, "first pass with the manager's demand"
         )
 
     def _wait_for_sidecar_log(self, line: str, timeout_s: float, what: str) -> None:
