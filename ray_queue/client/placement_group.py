@@ -15,11 +15,12 @@ from typing import Any
 import ray
 from ray.util.placement_group import PlacementGroup
 
+from ray_queue.client.lifecycle import GROUP, GroupEvent, GroupPhase
 from ray_queue.client.runtime import ClientRuntime
 from ray_queue.engine.model import WorkloadId, WorkloadState, WorkloadStatus
 from ray_queue.errors import Preempted, WorkloadCancelled, WorkloadRejected
 from ray_queue.ray_adapter.actions import pg_from_hex
-from ray_queue.wire import ClientEvent, SubmitResult
+from ray_queue.wire import ClientEvent, EventKind, SubmitResult
 
 
 class _Unset:
@@ -53,29 +54,46 @@ class QueuedPlacementGroup:
         self._cv = threading.Condition()
         self._pg: PlacementGroup | None = None
         self._ready_ref: Any = None
+        #: What this driver knows of it (``lifecycle.GROUP``); ``_state`` is the
+        #: manager's last word, which the messages quote.
+        self._phase = GROUP.initial
         self._state = WorkloadState.PENDING
         self._message = ""
         self._preemptions = 0
-        self._removed = False
 
     # -- events from the runtime ---------------------------------------------------------
+
+    @property
+    def phase(self) -> GroupPhase:
+        """What this driver knows of the group (``lifecycle.GroupPhase``)."""
+        return self._phase
+
+    def _move(self, event: GroupEvent) -> GroupPhase:
+        """(Holding ``_cv``.) Take ``event``; the phase it was in."""
+        phase, self._phase = self._phase, GROUP.step(self._phase, event)
+        return phase
 
     def _on_submitted(self, result: SubmitResult) -> None:
         if result.error is not None:
             with self._cv:
                 self._state, self._message = WorkloadState.REJECTED, str(result.error)
+                self._move(GroupEvent.REFUSE)
                 self._cv.notify_all()
 
     def _on_event(self, event: ClientEvent) -> None:
         with self._cv:
             self._state, self._message = event.state, event.message
-            if event.decision == "admit" and event.placement_group_id:
+            if event.decision is EventKind.ADMIT and event.placement_group_id:
+                self._move(GroupEvent.ADMIT)
                 self._pg = pg_from_hex(event.placement_group_id)
                 self._ready_ref = self._pg.ready()
-            elif event.decision in ("preempt", "evict") or event.state.is_terminal:
-                if event.decision == "preempt":
+            elif event.decision in (EventKind.PREEMPT, EventKind.EVICT) or event.state.is_terminal:
+                if event.decision is EventKind.PREEMPT:
                     self._preemptions += 1
+                self._move(GroupEvent.END if event.state.is_terminal else GroupEvent.REQUEUE)
                 self._pg = None
+            # An admission without a group (its creation is paced) changes nothing yet:
+            # the group's own admission event follows once it exists.
             self._cv.notify_all()
 
     # -- the API -----------------------------------------------------------------------------
@@ -161,9 +179,9 @@ class QueuedPlacementGroup:
     def remove(self) -> None:
         """Give the placement group back: finished if admitted, cancelled if still queued."""
         with self._cv:
-            if self._removed:
+            if self._phase is GroupPhase.REMOVED:
                 return
-            self._removed = True
+            self._move(GroupEvent.REMOVE)
             admitted = self._state is WorkloadState.ADMITTED
         if admitted:
             # Batched like task reports: the sender thread delivers it within milliseconds.

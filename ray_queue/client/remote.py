@@ -18,12 +18,22 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from ray_queue.client.lifecycle import (
+    ACTOR,
+    TASK,
+    ActorEvent,
+    ActorPhase,
+    HandleTransitionError,
+    TaskEvent,
+    TaskPhase,
+)
 from ray_queue.client.runtime import ClientRuntime, Unstaged, current, to_bundle
 from ray_queue.client.slots import Slot, lost_with_its_placement_group
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind, WorkloadState
@@ -35,7 +45,7 @@ from ray_queue.errors import (
     WorkloadRejected,
 )
 from ray_queue.ray_adapter.actions import pg_from_hex
-from ray_queue.wire import ClientEvent, SubmitRequest, SubmitResult, slot_eligible
+from ray_queue.wire import ClientEvent, EventKind, SubmitRequest, SubmitResult, slot_eligible
 
 #: Our options; everything else is passed to Ray untouched.
 _QUEUE_OPTIONS = ("queue", "priority", "name")
@@ -58,6 +68,14 @@ def _request_resources(ray_options: dict[str, Any], *, default_cpus: float) -> d
     return resources
 
 
+#: Phases in which a task's real run may be in Ray unseen by the watcher.
+_LAUNCHED = frozenset({TaskPhase.RUNNING, TaskPhase.STAGED, TaskPhase.GUEST})
+
+
+def _nothing() -> None:
+    pass
+
+
 #: Said wherever Ray is handed one of our handles by mistake.
 _USE_RAY_QUEUE = "a ray_queue handle: use ray_queue.get() / ray_queue.wait(), not ray.get()"
 
@@ -75,7 +93,9 @@ class _HandleType(type):
 
 
 class _Handle(metaclass=_HandleType):
-    """State shared by queued task and actor handles."""
+    """State shared by queued task and actor handles: the manager's last word on the
+    workload (``_state``, ``_message``) and the error the handle raises, if any. Each
+    subclass keeps its own phase (``lifecycle.py``)."""
 
     kind = WorkloadKind.TASK
 
@@ -92,12 +112,14 @@ class _Handle(metaclass=_HandleType):
 
     def _on_submitted(self, result: SubmitResult) -> None:
         if result.error is not None:
-            self._fail(result.error)
+            with self._cv:
+                self._error = result.error
+                self._refused()
+                self._cv.notify_all()
 
-    def _fail(self, error: Exception) -> None:
-        with self._cv:
-            self._error = error
-            self._cv.notify_all()
+    def _refused(self) -> None:
+        """(Holding ``_cv``.) The submission was refused: the phase says so."""
+        raise NotImplementedError
 
     def _terminal_error(self, event: ClientEvent) -> Exception:
         text = f"{self._what} ({self.workload}) is {event.state.value}: {event.message}"
@@ -139,8 +161,39 @@ class _Handle(metaclass=_HandleType):
             self._cv.wait(1.0 if remaining is None else min(remaining, 1.0))
 
 
+@dataclass(slots=True)
+class _After:
+    """What an event handler does once it has released the handle's lock: calls into the
+    runtime take its locks and the slots', which are taken before a handle's."""
+
+    cancel: Any = None
+    requeue: bool = False
+    abandon: Slot | None = None
+    pass_on: ClientEvent | None = None
+    settled: WorkloadState | None = None
+
+    def run(self, runtime: ClientRuntime, handle: QueuedObjectRef) -> None:
+        if self.cancel is not None:
+            with contextlib.suppress(Exception):
+                ray.cancel(self.cancel, force=True)
+        if self.requeue:
+            runtime.add_successor(handle)
+        if self.abandon is not None:
+            runtime.abandon(self.abandon)
+        if self.pass_on is not None:
+            runtime.pass_admission_on(handle, self.pass_on)
+        if self.settled is not None:
+            runtime.settled(handle, self.settled)
+
+
 class QueuedObjectRef(_Handle):
-    """The future result of a queued task; ``ray_queue.get``/``wait``/``await`` accept it."""
+    """The future result of a queued task; ``ray_queue.get``/``wait``/``await`` accept it.
+
+    Its phase (``lifecycle.TASK``) says what this driver has done with it; ``_ref`` is
+    the current real ObjectRef, ``_slot`` the slot it was launched in (as holder or
+    queued behind), ``_own_admission`` the admission a ``GUEST`` runs on if its slot is
+    lost first.
+    """
 
     def __init__(
         self,
@@ -154,35 +207,44 @@ class QueuedObjectRef(_Handle):
         super().__init__(runtime, request.id, getattr(remote_fn, "_function_name", "task"))
         self.lease_key = request.lease_key()
         self.slot_eligible = slot_eligible(request.bundle_groups, request.payload)
+        self._phase = TASK.initial
         self._remote_fn = remote_fn
         self._ray_options = ray_options
         self._args = args
         self._kwargs = kwargs
         self._ref: Any = None
-        self._done = False
         self._retriable = ray_options.get("max_retries", 3) != 0
         #: Node labels of the admitted flavor, passed on to a task that takes over.
         self._label_selector: Mapping[str, str] = {}
         #: The slot its real task was launched in (as holder or queued behind), if any.
         self._slot: Slot | None = None
-        #: Set while it is queued in another task's slot but admitted in its own right
-        #: (``_on_event``): the admission to run on should that slot be lost first.
+        #: The admission a ``GUEST`` runs on should its slot be lost first.
         self._own_admission: ClientEvent | None = None
         #: When its current run started, as far as this driver can tell (``_on_done``).
         self._run_started = 0.0
 
     @property
+    def phase(self) -> TaskPhase:
+        """What this driver has done with the task (``lifecycle.TaskPhase``)."""
+        return self._phase
+
+    def _move(self, event: TaskEvent) -> None:
+        """(Holding ``_cv``.) Take ``event``; raises ``HandleTransitionError`` if the
+        phase has no edge for it."""
+        self._phase = TASK.step(self._phase, event)
+
+    def _refused(self) -> None:
+        self._move(TaskEvent.REFUSE)
+
+    @property
     def waiting(self) -> bool:
-        return (
-            self._state is WorkloadState.PENDING
-            and self._ref is None
-            and self._error is None
-            and not self._done
-        )
+        # Only while the manager has it pending too: one it reserved quota for, or
+        # evicted and not yet requeued, must not start in another task's place.
+        return self._phase is TaskPhase.WAITING and self._state is WorkloadState.PENDING
 
     @property
     def returned(self) -> bool:
-        return self._done
+        return self._phase in (TaskPhase.RETURNED, TaskPhase.RAN_STAGED)
 
     def in_slot(self, slot: Slot) -> bool:
         return self._slot is slot
@@ -191,6 +253,7 @@ class QueuedObjectRef(_Handle):
         with self._cv:
             if not self.waiting:
                 return False
+            self._move(TaskEvent.TAKE_OVER)
             self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
             self._launch(label_selector, report=False)
             self._cv.notify_all()
@@ -200,6 +263,7 @@ class QueuedObjectRef(_Handle):
         with self._cv:
             if not self.waiting:
                 return False
+            self._move(TaskEvent.STAGE)
             self._message = "queued in Ray behind an identical task, to take its quota over"
             self._launch({}, report=False, slot=slot)
             self._cv.notify_all()
@@ -207,15 +271,18 @@ class QueuedObjectRef(_Handle):
 
     def _promote(self, slot: Slot) -> bool:
         with self._cv:
-            if self._slot is not slot or self._error is not None or self._ref is None:
+            if self._slot is not slot:
                 return False
-            if self._own_admission is not None:
+            if self._phase is TaskPhase.GUEST:
                 # Admitted on its own while queued here: the hand-over still goes to it,
                 # and the manager keeps it in this slot and drops the group made for it.
+                self._move(TaskEvent.PROMOTE)
                 self._own_admission = None
                 return True
-            if self._state is not WorkloadState.PENDING:
+            staged = self._phase in (TaskPhase.STAGED, TaskPhase.RAN_STAGED)
+            if not staged or self._state is not WorkloadState.PENDING:
                 return False
+            self._move(TaskEvent.PROMOTE)
             # Nobody waits for this change (only for ``_ref``): no notify.
             self._state, self._message = WorkloadState.ADMITTED, "took over a finished task's quota"
             self._run_started = time.monotonic()
@@ -223,119 +290,139 @@ class QueuedObjectRef(_Handle):
 
     def _unstage(self, slot: Slot) -> Unstaged:
         with self._cv:
-            if (
-                self._slot is not slot
-                or self._state is not WorkloadState.PENDING
-                or self._ref is None
-            ):
+            staged = self._phase in (TaskPhase.STAGED, TaskPhase.RAN_STAGED)
+            if self._slot is not slot or not staged or self._state is not WorkloadState.PENDING:
                 return Unstaged(left=False)
             self._slot = None
-            if self._settle_returned():
+            if self._phase is TaskPhase.RAN_STAGED:
+                # It ran there: done, and an admission of its own passes on.
                 return Unstaged(left=True)
+            if self._result_in_ray():
+                self._settle()
+                return Unstaged(left=True)
+            self._move(TaskEvent.REQUEUE)
             ref, self._ref = self._ref, None
             self._cv.notify_all()
             return Unstaged(left=True, cancel=ref)
 
+    # -- the manager's events ---------------------------------------------------------------
+
     def _on_event(self, event: ClientEvent) -> None:
-        cancel_ref = None
-        requeued = False
-        lost: Slot | None = None
-        already_ran = False
-        settled = False
+        after = _After()
         with self._cv:
-            queued_in_slot = self._slot is not None and self._state is WorkloadState.PENDING
+            # Queued in another task's slot without an admission: a slot it loses is not
+            # its own to give up.
+            was_staged = self._phase in (TaskPhase.STAGED, TaskPhase.RAN_STAGED)
+            self._state, self._message = event.state, event.message
+            if event.decision is EventKind.ADMIT:
+                self._admitted(event, after)
+            elif event.decision is EventKind.HANDOVER_REFUSED:
+                self._handover_refused(event, after)
+            elif event.decision in (EventKind.PREEMPT, EventKind.EVICT) or event.state.is_terminal:
+                self._stopped(event, after)
+            if was_staged and after.abandon is not None:
+                after.abandon = None
+            self._cv.notify_all()
+        after.run(self._runtime, self)
+
+    def _admitted(self, event: ClientEvent, after: _After) -> None:
+        """(Holding ``_cv``.) Admitted in its own right."""
+        phase = self._phase
+        self._move(TaskEvent.ADMIT)
+        if phase is TaskPhase.STAGED:
+            # Admitted while queued behind another task (the manager lags behind a fast
+            # driver, or restarted). It stays where it is and takes the slot over in turn
+            # (or runs on this admission if the slot is lost first): it may be running
+            # already, since Ray starts it as soon as the task ahead returns, before that
+            # task's result is visible here, and cancelling it to run it elsewhere would
+            # run it twice (or, if it is just returning, crash this driver on a race in
+            # Ray's cancellation). Tasks are queued in slots only behind short ones, so
+            # the wait is brief.
+            self._own_admission = event
+            self._runtime.report_started(self.workload)
+        elif phase is TaskPhase.RAN_STAGED:
+            # It has run there already: its admission passes straight to the next
+            # waiting identical task, and no hand-over goes to it there.
+            self._slot = None
+            after.pass_on = event
+        elif phase is TaskPhase.WAITING:
+            if self._has_queued_args():
+                # Its arguments may not be launched yet; never block the event thread.
+                threading.Thread(target=self._launch_locked, args=(event,), daemon=True).start()
+            else:
+                self._launch_admitted(event)
+
+    def _handover_refused(self, event: ClientEvent, after: _After) -> None:
+        """(Holding ``_cv``.) It started in a finished task's place, but by then someone
+        else was waiting for that quota: it stops and runs when admitted like any other
+        task (unless the manager admitted it in the meantime anyway). In a slot, the
+        refusal removed the slot's placement group, so even then it starts afresh."""
+        after.abandon, self._slot = self._slot, None
+        if self._phase is TaskPhase.WAITING and event.state is WorkloadState.PENDING:
+            after.requeue = True
+        if self._phase is not TaskPhase.RUNNING:
+            return
+        if after.abandon is None and event.state is WorkloadState.ADMITTED:
+            self._runtime.report_started(self.workload)
+        elif self._result_in_ray():
+            self._settle()
+            after.settled = event.state
+        else:
+            after.cancel, self._ref = self._ref, None
+            if event.state is WorkloadState.ADMITTED:
+                self._launch_admitted(event)
+            else:
+                self._move(TaskEvent.REQUEUE)
+                after.requeue = event.state is WorkloadState.PENDING
+
+    def _stopped(self, event: ClientEvent, after: _After) -> None:
+        """(Holding ``_cv``.) Preempted, evicted, or ended by the manager."""
+        if event.decision is EventKind.PREEMPT:
+            self._preemptions += 1
+        after.abandon, self._slot = self._slot, None
+        if self._phase is TaskPhase.GUEST:
             # Queued in another task's slot on an admission of its own: that slot is not
             # this task's to give up.
-            guest = self._own_admission is not None
-            self._state, self._message = event.state, event.message
-            if event.decision == "admit" and queued_in_slot:
-                # Admitted in its own right while queued behind another task (the manager
-                # lags behind a fast driver, or restarted). If it has run there already,
-                # its admission passes straight to the next waiting identical task and no
-                # hand-over goes to it there. Otherwise it stays where it is and takes the
-                # slot over in turn (or runs on this admission if the slot is lost
-                # first): it may be running already, since Ray starts it as soon as the
-                # task ahead returns, before that task's result is visible here, and
-                # cancelling it to run it elsewhere would run it twice (or, if it is
-                # just returning, crash this driver on a race in Ray's cancellation).
-                # Tasks are queued in slots only behind short ones, so the wait is brief.
-                if self._done:
-                    self._slot = None
-                    already_ran = True
-                else:
-                    self._own_admission = event
-                    self._runtime.report_started(self.workload)
-            if event.decision == "admit" and self._ref is None and self._error is None:
-                if self._done:
-                    self._runtime.report_finished(self.workload, failed=False)
-                    self._runtime.forget(self.workload)
-                elif self._has_queued_args():
-                    # Its arguments may not be launched yet; never block the event thread.
-                    threading.Thread(target=self._launch_locked, args=(event,), daemon=True).start()
-                else:
-                    self._launch_admitted(event)
-            elif event.decision == "handover_refused":
-                # Started in a finished task's place, but by then someone else was waiting
-                # for that quota: stop, and run when admitted like any other task (unless
-                # the manager admitted it in the meantime anyway). In a slot, the refusal
-                # removed the slot's placement group, so even then it starts afresh.
-                lost, self._slot = self._slot, None
-                if lost is None and event.state is WorkloadState.ADMITTED:
-                    self._runtime.report_started(self.workload)
-                elif self._settle_returned():
-                    settled = True
-                elif not self._done:
-                    cancel_ref, self._ref = self._ref, None
-                    if event.state is WorkloadState.ADMITTED:
-                        self._launch_admitted(event)
-                    requeued = event.state is WorkloadState.PENDING
-            elif event.decision in ("preempt", "evict") or event.state.is_terminal:
-                if event.decision == "preempt":
-                    self._preemptions += 1
-                lost, self._slot = self._slot, None
-                if guest:
-                    lost, self._own_admission = None, None
-                if not event.state.is_terminal and self._settle_returned():
-                    settled = True
-                elif not self._done:
-                    cancel_ref, self._ref = self._ref, None
-                    if event.state.is_terminal:
-                        # A task that cancelled itself as not retriable stays Preempted.
-                        self._error = self._error or self._terminal_error(event)
-                    elif not self._retriable:
-                        self._error = Preempted(
-                            f"{self._what} ({self.workload}) was preempted ({event.message}) "
-                            "and has max_retries=0, so it is not re-run"
-                        )
-                        self._runtime.manager.cancel.remote([self.workload], "not retriable")
-            self._cv.notify_all()
-        if cancel_ref is not None:
-            with contextlib.suppress(Exception):
-                ray.cancel(cancel_ref, force=True)
-        if requeued:
-            self._runtime.add_successor(self)
-        if lost is not None and not queued_in_slot:
-            self._runtime.abandon(lost)
-        if already_ran:
-            self._runtime.pass_admission_on(self, event)
-        if settled:
-            self._runtime.settled(self, event.state)
+            after.abandon, self._own_admission = None, None
+        terminal = event.state.is_terminal
+        if self._phase in (TaskPhase.RETURNED, TaskPhase.RAN_STAGED, TaskPhase.FAILED):
+            self._move(TaskEvent.STOP if terminal else TaskEvent.REQUEUE)
+            return
+        if not terminal and self._result_in_ray():
+            self._settle()
+            after.settled = event.state
+            return
+        after.cancel, self._ref = self._ref, None
+        if terminal:
+            # A task that cancelled itself as not retriable stays Preempted.
+            self._error = self._error or self._terminal_error(event)
+            self._move(TaskEvent.STOP)
+        elif not self._retriable:
+            self._error = Preempted(
+                f"{self._what} ({self.workload}) was preempted ({event.message}) "
+                "and has max_retries=0, so it is not re-run"
+            )
+            self._move(TaskEvent.STOP)
+            self._runtime.manager.cancel.remote([self.workload], "not retriable")
+        else:
+            self._move(TaskEvent.REQUEUE)
 
-    def _settle_returned(self) -> bool:
-        """(Holding ``_cv``.) If its current run has returned a result in Ray that the
-        watcher has not seen yet, keep it: it is done, and the watcher's sighting of it
-        changes nothing. Whether it did. A preemption or refusal that reaches a task
-        which has already returned must not run it again (a busy driver sees returns
-        late; Ray runs what is queued in a slot without it)."""
+    def _result_in_ray(self) -> bool:
+        """(Holding ``_cv``.) Whether its current run has returned a result in Ray that
+        the watcher has not seen yet. A preemption or refusal that reaches a task which
+        has already returned must not run it again (a busy driver sees returns late; Ray
+        runs what is queued in a slot without it)."""
         ref = self._ref
-        if self._done or ref is None:
+        if ref is None or self._phase not in _LAUNCHED:
             return False
         done, _ = ray.wait([ref], timeout=0, fetch_local=False)
-        if not done or lost_with_its_placement_group(ref):
-            return False
-        self._done = True
+        return bool(done) and not lost_with_its_placement_group(ref)
+
+    def _settle(self) -> None:
+        """(Holding ``_cv``.) Keep the result it returned: it is done, and the watcher's
+        sighting of it changes nothing (a new attempt number)."""
+        self._move(TaskEvent.SETTLE)
         self._attempt += 1
-        return True
 
     def _has_queued_args(self) -> bool:
         values = [*self._args, *self._kwargs.values()]
@@ -345,8 +432,7 @@ class QueuedObjectRef(_Handle):
         args = tuple(_resolve(a) for a in self._args)
         kwargs = {k: _resolve(v) for k, v in self._kwargs.items()}
         with self._cv:
-            admitted = self._state is WorkloadState.ADMITTED
-            if admitted and self._ref is None and self._error is None and not self._done:
+            if self._phase is TaskPhase.LAUNCHING:
                 self._args, self._kwargs = args, kwargs
                 self._launch_admitted(event)
             self._cv.notify_all()
@@ -354,6 +440,7 @@ class QueuedObjectRef(_Handle):
     def _launch_admitted(self, event: ClientEvent, *, report: bool = True) -> None:
         """Start the real task as ``event`` admitted it (holding ``_cv``): in the slot the
         manager made for it, if any."""
+        self._move(TaskEvent.LAUNCH)
         slot = None
         if event.placement_group_id is not None:
             slot = self._runtime.open_slot(event.placement_group_id, self)
@@ -384,44 +471,56 @@ class QueuedObjectRef(_Handle):
         if report:
             self._runtime.report_started(self.workload)
 
+    # -- the watcher's sightings ------------------------------------------------------------
+
     def _on_done(self, ref: Any, attempt: int) -> None:
-        requeued = False
         with self._cv:
             if ref is not self._ref or attempt != self._attempt:
-                return  # a cancelled (preempted) attempt
+                return  # a cancelled (preempted) attempt, or one settled already
             slot = self._slot
-            own, self._own_admission = self._own_admission, None
-            lost = slot is not None and lost_with_its_placement_group(ref)
-            if lost and own is not None:
-                # Queued in a slot that was lost, on an admission of its own: run on it.
-                self._launch_admitted(own, report=False)
-                self._cv.notify_all()
-                return
-            if lost:
+            if slot is not None and lost_with_its_placement_group(ref):
                 # Not a result: the slot was lost (a refused hand-over, a preemption).
-                if self._state is not WorkloadState.PENDING:
-                    return  # the holder: the manager's event for it says what comes next
-                self._ref, self._slot = None, None
-                requeued = True
+                follow_up = self._slot_lost(slot)
             else:
-                self._done = True
-                self._runtime.note_run(self.lease_key, time.monotonic() - self._run_started)
-                if own is not None:
-                    # Returned while queued on an admission of its own, before the task
-                    # ahead of it handed over: it leaves the slot (the next one there is
-                    # handed that quota instead) and its own admission passes on.
-                    self._slot = None
+                follow_up = self._ran(slot)
             self._cv.notify_all()
-        if own is not None:
-            self._runtime.pass_admission_on(self, own)
-        elif requeued:
-            assert slot is not None
+        follow_up()
+
+    def _slot_lost(self, slot: Slot) -> Callable[[], None]:
+        """(Holding ``_cv``.) Its run ended because ``slot`` was removed: a guest runs on
+        its own admission, a staged task waits for one; what happens to a holder, the
+        manager's event for it says."""
+        if self._phase is TaskPhase.GUEST:
+            own, self._own_admission = self._own_admission, None
+            assert own is not None
+            self._launch_admitted(own, report=False)
+            return _nothing
+        if self._phase is not TaskPhase.STAGED or self._state is not WorkloadState.PENDING:
+            return _nothing
+        self._move(TaskEvent.REQUEUE)
+        self._ref, self._slot = None, None
+
+        def requeue() -> None:
             self._runtime.abandon(slot)
             self._runtime.add_successor(self)
-        elif slot is not None:
-            self._runtime.slot_task_returned(slot)
-        else:
-            self._runtime.task_finished(self, self._label_selector, "task returned")
+
+        return requeue
+
+    def _ran(self, slot: Slot | None) -> Callable[[], None]:
+        """(Holding ``_cv``.) Its run returned a result."""
+        phase = self._phase
+        self._move(TaskEvent.RESULT)
+        self._runtime.note_run(self.lease_key, time.monotonic() - self._run_started)
+        if phase is TaskPhase.GUEST:
+            # Returned while queued on an admission of its own, before the task ahead of
+            # it handed over: it leaves the slot (the next one there is handed that quota
+            # instead) and its own admission passes on.
+            own, self._own_admission, self._slot = self._own_admission, None, None
+            assert own is not None
+            return lambda: self._runtime.pass_admission_on(self, own)
+        if slot is not None:
+            return lambda: self._runtime.slot_task_returned(slot)
+        return lambda: self._runtime.task_finished(self, self._label_selector, "task returned")
 
     def object_ref(self, timeout: float | None = None) -> Any:
         """The current real ObjectRef, waiting for admission and launch."""
@@ -474,7 +573,8 @@ class QueuedObjectRef(_Handle):
 class QueuedActor(_Handle):
     """A queued actor; ``ray_queue.get(handle)`` gives the real ``ActorHandle``.
 
-    ``handle.method.remote(...)`` also works: it waits for admission, then calls.
+    ``handle.method.remote(...)`` also works: it waits for admission, then calls. Its
+    phase is ``lifecycle.ACTOR``'s.
     """
 
     kind = WorkloadKind.ACTOR
@@ -489,6 +589,7 @@ class QueuedActor(_Handle):
         kwargs: dict[str, Any],
     ) -> None:
         super().__init__(runtime, workload, "actor")
+        self._phase = ACTOR.initial
         self._actor_cls = actor_cls
         self._ray_options = ray_options
         self._args = args
@@ -496,36 +597,61 @@ class QueuedActor(_Handle):
         self._actor: Any = None
         self._restartable = ray_options.get("max_restarts", 0) != 0
 
+    @property
+    def phase(self) -> ActorPhase:
+        """What this driver has done with the actor (``lifecycle.ActorPhase``)."""
+        return self._phase
+
+    def _move(self, event: ActorEvent) -> ActorPhase:
+        """(Holding ``_cv``.) Take ``event``; the phase it was in."""
+        phase, self._phase = self._phase, ACTOR.step(self._phase, event)
+        return phase
+
+    def _refused(self) -> None:
+        self._move(ActorEvent.REFUSE)
+
     def _on_event(self, event: ClientEvent) -> None:
         with self._cv:
             self._state, self._message = event.state, event.message
-            if event.decision == "admit" and self._actor is None and self._error is None:
-                assert event.placement_group_id is not None
-                strategy = PlacementGroupSchedulingStrategy(
-                    pg_from_hex(event.placement_group_id),
-                    placement_group_bundle_index=0,
-                    placement_group_capture_child_tasks=True,
-                )
-                options = {k: v for k, v in self._ray_options.items() if k != "label_selector"}
-                options["scheduling_strategy"] = strategy
-                self._attempt += 1
-                self._actor = self._actor_cls.options(**options).remote(*self._args, **self._kwargs)
-                self._runtime.report_started(self.workload)
-            elif event.decision in ("preempt", "evict") or event.state.is_terminal:
-                if event.decision == "preempt":
+            if event.decision is EventKind.ADMIT:
+                if self._move(ActorEvent.ADMIT) is ActorPhase.WAITING:
+                    self._create(event)
+            elif event.decision in (EventKind.PREEMPT, EventKind.EVICT) or event.state.is_terminal:
+                if event.decision is EventKind.PREEMPT:
                     self._preemptions += 1
                 # The actor died with its placement group.
                 self._actor = None
                 if event.state.is_terminal:
                     # An actor that cancelled itself as not restartable stays Preempted.
                     self._error = self._error or self._terminal_error(event)
-                elif not self._restartable:
+                    self._move(ActorEvent.STOP)
+                elif self._phase is ActorPhase.FAILED or self._restartable:
+                    self._move(ActorEvent.REQUEUE)
+                else:
                     self._error = Preempted(
                         f"actor {self.workload} was preempted ({event.message}) and has "
                         "max_restarts=0, so it is not recreated"
                     )
+                    self._move(ActorEvent.STOP)
                     self._runtime.manager.cancel.remote([self.workload], "not restartable")
             self._cv.notify_all()
+
+    def _create(self, event: ClientEvent) -> None:
+        """(Holding ``_cv``.) Create the real actor in the group the manager made for it."""
+        if event.placement_group_id is None:
+            raise HandleTransitionError(
+                f"actor {self.workload} was admitted without a placement group"
+            )
+        strategy = PlacementGroupSchedulingStrategy(
+            pg_from_hex(event.placement_group_id),
+            placement_group_bundle_index=0,
+            placement_group_capture_child_tasks=True,
+        )
+        options = {k: v for k, v in self._ray_options.items() if k != "label_selector"}
+        options["scheduling_strategy"] = strategy
+        self._attempt += 1
+        self._actor = self._actor_cls.options(**options).remote(*self._args, **self._kwargs)
+        self._runtime.report_started(self.workload)
 
     def get(self, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -543,6 +669,7 @@ class QueuedActor(_Handle):
             actor, self._actor = self._actor, None
             admitted = self._state is WorkloadState.ADMITTED
             self._error = WorkloadCancelled(f"actor {self.workload} was killed")
+            self._move(ActorEvent.STOP)
         if actor is not None:
             ray.kill(actor)
         if admitted:

@@ -7,8 +7,10 @@ with ``start_cluster``) and shuts it down in teardown; tests wait with ``wait_fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -115,6 +117,31 @@ def handed_over(workload: str) -> bool:
 
 def runtime() -> client_runtime.ClientRuntime:
     return client_runtime.current()
+
+
+@contextlib.contextmanager
+def watcher_held(timeout_s: float = 30.0) -> Iterator[None]:
+    """Stand in for a driver too busy to see its tasks return: inside the block the
+    runtime's watcher starts no round (its threads that launch and track tasks go on).
+    Entered once the watcher is parked before its next round, so no round it began
+    earlier is still telling handles of returns; some task must be running for that."""
+    watcher = runtime().watcher
+    sweep = watcher.sweep
+    parked, release = threading.Event(), threading.Event()
+
+    def held(refs: list[Any], *, all_in_slots: bool) -> None:
+        parked.set()
+        release.wait()
+        sweep(refs, all_in_slots=all_in_slots)
+
+    # The instance attribute shadows the method for the watcher thread's next round.
+    watcher.sweep = held  # type: ignore[method-assign]
+    try:
+        assert parked.wait(timeout_s), "the watcher started no round: is any task running?"
+        yield
+    finally:
+        del watcher.sweep
+        release.set()
 
 
 @ray.remote(num_cpus=0)

@@ -33,6 +33,7 @@ from tests.ray.harness import (
     runtime,
     state_of,
     wait_for,
+    watcher_held,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
@@ -327,7 +328,7 @@ def test_tasks_queued_in_a_lost_slot_run_again_once_admitted(teams: None) -> Non
     wait_for(lambda: any(queued_in_a_slot(h) for h in backlog), 30, interval_s=0.01)
     # Hold the driver's watcher back: it reports no returns, so team-a's quota in use
     # only grows (the manager admits into what is free) until team-a borrows, and stays.
-    with runtime().watch_round:
+    with watcher_held():
         wait_for(team_a_borrows, 30, interval_s=0.02)
         # team-b takes its own two GPUs back: the slots team-a borrowed them for are
         # preempted, and what was queued in them waits for quota again.
@@ -368,7 +369,7 @@ def test_a_task_admitted_on_its_own_while_running_in_a_slot_runs_once(teams: Non
     # slot when step 2 returns, but the driver does not see that yet and hands nothing
     # over, so the manager still has step 3 pending when quota frees up and admits it on
     # its own. It must stay where it runs, not be stopped and started again elsewhere.
-    with runtime().watch_round:
+    with watcher_held():
         wait_for(lambda: started(3), 30, interval_s=0.01)
         ray.get(manager().cancel.remote([held.workload]))
         wait_for(lambda: state_of(backlog[3].workload) is S.ADMITTED, 10, interval_s=0.02)
@@ -631,7 +632,7 @@ def test_tasks_that_returned_are_not_run_again_when_their_slots_are_preempted(
     # Hold the driver's watcher back, as a busy driver would be: Ray runs what is queued
     # in the slots to its end, but the driver has not seen any of it return when the
     # slots' holders are preempted and the slots removed. Those results stand.
-    with runtime().watch_round:
+    with watcher_held():
 
         def ran_unseen() -> int:
             counts = ray.get(runs.counts.remote())
@@ -708,10 +709,10 @@ def _second_client_of_the_job(baton: Any) -> None:
     from tests.ray.harness import wait_for as until
 
     rq.init(queue="team-a")
-    seen = runtime.current()._seq
+    seen = runtime.current().poller._seq
     ray.get(baton.give.remote("polling"))
     ray.get(baton.take.remote("admitted"), timeout=60)
-    until(lambda: runtime.current()._seq > seen, 60)  # it has handled the admission's event
+    until(lambda: runtime.current().poller._seq > seen, 60)  # it has handled the admission's event
     runtime.current().flush()
     rq.shutdown()
 
