@@ -21,7 +21,7 @@ from ray.util.placement_group import placement_group_table
 
 import ray_queue
 from ray_queue.client import runtime as client_runtime
-from ray_queue.engine.model import WorkloadState
+from ray_queue.engine.model import HANDED_OVER, WorkloadState
 from ray_queue.manager.actor import find_manager
 from ray_queue.ray_adapter.actions import PG_PREFIX
 from tests.manager.configs import A100
@@ -112,7 +112,7 @@ def handed_over(workload: str) -> bool:
     # Submissions are batched: make sure the manager has this driver's before asking.
     runtime().flush()
     history = ray.get(manager().workload.remote(workload)).history
-    return any(t.reason == "HandedOver" for t in history)
+    return any(t.reason == HANDED_OVER for t in history)
 
 
 def runtime() -> client_runtime.ClientRuntime:
