@@ -123,3 +123,9 @@ def test_a_packed_config_of_1000_cluster_queues_round_trips_inline_sized() -> No
 def test_unpacking_what_is_not_a_packed_config_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match="not a packed config"):
         unpack_config(b"plain bytes")
+
+
+def test_an_unknown_enum_value_is_a_codec_error_naming_the_enum() -> None:
+    bogus = FORMAT_1_STATUS.replace('"state":"PENDING"', '"state":"SLEEPING"')
+    with pytest.raises(CodecError, match="'SLEEPING' is not a WorkloadState"):
+        loads_status(bogus)
