@@ -49,6 +49,7 @@ from ray_queue.manager.release_pacing import RELEASE_LAG_S
 from ray_queue.metrics import MetricsSnapshot, QueueMetrics
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
 from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
+from ray_queue.store.codec import pack_config, unpack_config
 from ray_queue.store.sqlite import SQLiteStore
 from ray_queue.wire import (
     Catalog,
@@ -114,8 +115,15 @@ def serve_metrics(
 class QueueManager:
     """The actor class (wrapped with ``ray.remote`` by ``start_manager``)."""
 
-    def __init__(self, config: QueueConfig | None = None, state_path: str | None = None) -> None:
+    def __init__(
+        self, config: QueueConfig | bytes | None = None, state_path: str | None = None
+    ) -> None:
+        """``config``: the first start's config, or ``pack_config``'s bytes of it (what
+        ``start_manager`` passes: Ray restarts an actor only with arguments it carried
+        inline, and a pickled config of 1,000 ClusterQueues is twice that limit)."""
         install(logging.INFO)
+        if isinstance(config, bytes):
+            config = unpack_config(config)
         self._adapter = RayAdapter()
         nodes = node_shapes()
         directory = Path(state_path) if state_path else state_dir()
@@ -527,7 +535,7 @@ def start_manager(
         # to restart the manager on the new head.
         resources=on_the_head(),
         runtime_env={"env_vars": env} if env else None,
-    ).remote(config, state_path)
+    ).remote(pack_config(config) if config is not None else None, state_path)
 
 
 def find_manager() -> Any | None:

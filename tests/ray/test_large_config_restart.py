@@ -1,0 +1,66 @@
+"""A manager started with a large config comes back after kill -9.
+
+``start_manager`` hands the config to the actor's constructor. Pickled, a config of 1,000
+ClusterQueues is ~213 KB, over the 100 KiB Ray carries inline in the creation task, so
+Ray put it in the object store, freed it once the actor was created, and could not
+restart the actor after a kill -9 (ray#53727): the manager stayed dead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from benchmarks.manager_scale import config_yaml
+from ray_queue.engine.config_loader import load_config
+from ray_queue.manager.actor import start_manager
+from tests.ray.harness import start_cluster, wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+CLUSTER_QUEUES = 1000
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = start_cluster(gpu_workers=0)
+    try:
+        ray.init(address=cluster.address)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
+
+
+def _new_epoch(actor: Any, old: str) -> str | None:
+    try:
+        epoch: str = ray.get(actor.ping.remote(), timeout=5)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        return None
+    return epoch if epoch != old else None
+
+
+def test_manager_with_1000_cluster_queues_restarts_after_kill_9(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    actor = start_manager(
+        load_config(config_yaml(CLUSTER_QUEUES)),
+        state_path=str(tmp_path / "state"),
+        env={"RAY_QUEUE_GRPC_PORT": "off", "RAY_QUEUE_METRICS_PORT": "off"},
+    )
+    try:
+        old_epoch = ray.get(actor.ping.remote(), timeout=120)
+        os.kill(ray.get(actor.pid.remote(), timeout=30), signal.SIGKILL)
+        wait_for(lambda: _new_epoch(actor, old_epoch), 180, 0.5)
+        restored = ray.get(actor.get_config.remote(), timeout=60)
+        assert len(restored.cluster_queues) == CLUSTER_QUEUES
+    finally:
+        ray.kill(actor, no_restart=True)
