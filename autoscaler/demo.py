@@ -55,6 +55,8 @@ def demo_config() -> QueueConfig:
     )
 
 
+# long: the demo is one story told top to bottom (start, queue, scale up, place, finish,
+# scale down), and its cluster must be shut down in the one ``finally`` around all of it.
 def run(*, idle_timeout_s: float = 5.0, timeout_s: float = 180.0,
         say: Callable[[str], None] = print) -> None:
     # Ray's own autoscaler would print "no node type can fulfil {GPU: 1}" while ours works.

@@ -130,13 +130,9 @@ def plan(
     for group in sorted(base_groups, key=lambda g: g.name):
         gangs = [g for g in wanted.get(group.name, ()) if not _via_request(g)]
         up, down, bad = _size_group(group, gangs, now=now, config=config)
-        desired[group.name] = group.replicas
-        if up is not None:
-            scale_ups.append(up)
-            desired[group.name] = up.to_replicas
-        if down is not None:
-            deletions.append(down)
-            desired[group.name] = group.replicas - len(down.workers) // group.num_of_hosts
+        desired[group.name] = _desired(group, up, down)
+        scale_ups.extend([up] if up is not None else [])
+        deletions.extend([down] if down is not None else [])
         unplaceable.extend((group.name, u) for u in bad)
 
     steps = _requests(demand, by_name, requests, now=now, config=config)
@@ -160,6 +156,15 @@ def plan(
         unmanaged=unmanaged,
         desired=desired,
     )
+
+
+def _desired(group: WorkerGroup, up: ScaleUp | None, down: Deletion | None) -> int:
+    """The replicas a base group is meant to have after this pass's own action on it."""
+    if up is not None:
+        return up.to_replicas
+    if down is not None:
+        return group.replicas - len(down.workers) // group.num_of_hosts
+    return group.replicas
 
 
 def _still_pending(demand: Demand, ray_pending: Sequence[Sequence[Bundle]] | None) -> Demand:
@@ -281,6 +286,30 @@ class _Steps:
     unplaceable: tuple[tuple[str, Unplaceable], ...]
 
 
+@dataclass(slots=True)
+class _StepsSoFar:
+    """What ``_requests`` has decided so far (frozen into ``_Steps`` at the end)."""
+
+    create: list[RequestSpec] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    create_groups: list[GangGroup] = field(default_factory=list)
+    remove_groups: list[str] = field(default_factory=list)
+    reports: list[CheckReport] = field(default_factory=list)
+    evictions: list[Eviction] = field(default_factory=list)
+    unplaceable: list[tuple[str, Unplaceable]] = field(default_factory=list)
+
+    def frozen(self) -> _Steps:
+        return _Steps(
+            create=tuple(self.create),
+            delete=tuple(dict.fromkeys(self.delete)),
+            create_groups=tuple(self.create_groups),
+            remove_groups=tuple(self.remove_groups),
+            reports=tuple(self.reports),
+            evictions=tuple(self.evictions),
+            unplaceable=tuple(self.unplaceable),
+        )
+
+
 def _requests(
     demand: Demand,
     groups: Mapping[str, WorkerGroup],
@@ -289,14 +318,7 @@ def _requests(
     now: float,
     config: PlannerConfig,
 ) -> _Steps:
-    create: list[RequestSpec] = []
-    delete: list[str] = []
-    create_groups: list[GangGroup] = []
-    remove_groups: list[str] = []
-    reports: list[CheckReport] = []
-    evictions: list[Eviction] = []
-    unplaceable: list[tuple[str, Unplaceable]] = []
-
+    steps = _StepsSoFar()
     by_name = {r.name: r for r in requests}
     gangs = {
         request_name(g.workload, g.attempt): g
@@ -304,74 +326,102 @@ def _requests(
         if _via_request(g) and g.worker_group in groups
     }
     gang_groups = {g.name: g for g in groups.values() if g.gang_of is not None}
-
-    # A gang in demand: the request table.
     for name, gang in sorted(gangs.items()):
         base = groups[gang.worker_group or ""]
-        check = gang.check or ""
         request = by_name.get(name)
-        group_name = gang_group_name(base.name, gang.workload, gang.attempt)
         if request is None:
-            if gang.state is not WorkloadState.QUOTA_RESERVED:
-                continue  # admitted without us (e.g. check set by hand): nothing to ask for
-            hosts = hosts_for(gang, shape=base.shape, num_of_hosts=base.num_of_hosts)
-            if hosts is None or hosts > base.max_replicas * base.num_of_hosts:
-                why = (
-                    "no node of the group can hold one of its bundles"
-                    if hosts is None
-                    else f"needs {hosts} nodes; group {base.name} allows "
-                    f"{base.max_replicas * base.num_of_hosts}"
-                )
-                unplaceable.append((base.name, Unplaceable(gang.workload, why)))
-                reports.append(CheckReport(gang.workload, check, CheckState.REJECTED, why))
-                continue
-            create.append(
-                RequestSpec(
-                    name=name,
-                    workload=gang.workload,
-                    attempt=gang.attempt,
-                    group=base.name,
-                    count=hosts,
+            _ask(steps, name, gang, base, config)
+        else:
+            _follow(steps, gang, base, request, gang_groups, config)
+    _clean_up(steps, requests, set(gangs), gang_groups, now=now, config=config)
+    return steps.frozen()
+
+
+def _ask(
+    steps: _StepsSoFar, name: str, gang: Gang, base: WorkerGroup, config: PlannerConfig
+) -> None:
+    """A gang in demand without a request: ask for its nodes, or reject it if the group
+    can never hold it."""
+    if gang.state is not WorkloadState.QUOTA_RESERVED:
+        return  # admitted without us (e.g. check set by hand): nothing to ask for
+    hosts = hosts_for(gang, shape=base.shape, num_of_hosts=base.num_of_hosts)
+    if hosts is None or hosts > base.max_replicas * base.num_of_hosts:
+        why = (
+            "no node of the group can hold one of its bundles"
+            if hosts is None
+            else f"needs {hosts} nodes; group {base.name} allows "
+            f"{base.max_replicas * base.num_of_hosts}"
+        )
+        steps.unplaceable.append((base.name, Unplaceable(gang.workload, why)))
+        steps.reports.append(CheckReport(gang.workload, gang.check or "", CheckState.REJECTED, why))
+        return
+    steps.create.append(
+        RequestSpec(
+            name=name,
+            workload=gang.workload,
+            attempt=gang.attempt,
+            group=base.name,
+            count=hosts,
+            provisioning_class=gang.provisioning_class or config.default_provisioning_class,
+        )
+    )
+
+
+def _follow(
+    steps: _StepsSoFar,
+    gang: Gang,
+    base: WorkerGroup,
+    request: RequestView,
+    gang_groups: Mapping[str, WorkerGroup],
+    config: PlannerConfig,
+) -> None:
+    """A gang in demand whose request exists: the next step of the request table."""
+    check = gang.check or ""
+    step = _request_step(gang, request)
+    if step is _Step.SCALE_AND_READY:
+        group_name = gang_group_name(base.name, gang.workload, gang.attempt)
+        if group_name not in gang_groups:
+            steps.create_groups.append(
+                GangGroup(
+                    name=group_name,
+                    base=base.name,
+                    replicas=-(-request.count // base.num_of_hosts),
+                    request=request.name,
                     provisioning_class=gang.provisioning_class
                     or config.default_provisioning_class,
+                    workload=gang.workload,
                 )
             )
-            continue
-        step = _request_step(gang, request)
-        if step is _Step.SCALE_AND_READY:
-            if group_name not in gang_groups:
-                create_groups.append(
-                    GangGroup(
-                        name=group_name,
-                        base=base.name,
-                        replicas=-(-request.count // base.num_of_hosts),
-                        request=request.name,
-                        provisioning_class=gang.provisioning_class
-                        or config.default_provisioning_class,
-                        workload=gang.workload,
-                    )
-                )
-            if gang.waiting_for_capacity:
-                reports.append(
-                    CheckReport(gang.workload, check, CheckState.READY, "capacity provisioned")
-                )
-        elif step is _Step.RETRY:
-            reports.append(
-                CheckReport(
-                    gang.workload,
-                    check,
-                    CheckState.RETRY,
-                    f"ProvisioningRequest {request.name} {request.phase.value}: "
-                    f"{request.message}".rstrip(": "),
-                )
+        if gang.waiting_for_capacity:
+            steps.reports.append(
+                CheckReport(gang.workload, check, CheckState.READY, "capacity provisioned")
             )
-            delete.append(request.name)
-        elif step is _Step.EVICT:
-            evictions.append(Eviction(gang.workload, _revoked(request)))
-            delete.append(request.name)
+    elif step is _Step.RETRY:
+        steps.reports.append(
+            CheckReport(
+                gang.workload,
+                check,
+                CheckState.RETRY,
+                f"ProvisioningRequest {request.name} {request.phase.value}: "
+                f"{request.message}".rstrip(": "),
+            )
+        )
+        steps.delete.append(request.name)
+    elif step is _Step.EVICT:
+        steps.evictions.append(Eviction(gang.workload, _revoked(request)))
+        steps.delete.append(request.name)
 
-    # Requests and groups whose gang is no longer in demand (ended, placed or evicted).
-    in_demand = set(gangs)
+
+def _clean_up(
+    steps: _StepsSoFar,
+    requests: Sequence[RequestView],
+    in_demand: set[str],
+    gang_groups: Mapping[str, WorkerGroup],
+    *,
+    now: float,
+    config: PlannerConfig,
+) -> None:
+    """Requests and groups whose gang is no longer in demand (ended, placed or evicted)."""
     for request in sorted(requests, key=lambda r: r.name):
         if request.name in in_demand:
             continue
@@ -380,27 +430,18 @@ def _requests(
         if request.phase is Phase.CAPACITY_REVOKED:
             # It may be running (placed work is not in demand): tell the manager; an
             # eviction of a workload no longer holding quota is ignored there.
-            evictions.append(Eviction(request.workload, _revoked(request)))
+            steps.evictions.append(Eviction(request.workload, _revoked(request)))
         if group is not None and not _all_idle(group, now, config):
             continue  # its gang is running on those nodes
         if group is not None:
-            remove_groups.append(group.name)
-        delete.append(request.name)
+            steps.remove_groups.append(group.name)
+        steps.delete.append(request.name)
     known = {gang_group_name(r.group, r.workload, r.attempt) for r in requests}
     for name, group in sorted(gang_groups.items()):
         # A gang group whose request is gone (deleted above in an earlier pass, or by
         # hand): remove it once its nodes are idle.
-        if name not in known and name not in remove_groups and _all_idle(group, now, config):
-            remove_groups.append(name)
-    return _Steps(
-        create=tuple(create),
-        delete=tuple(dict.fromkeys(delete)),
-        create_groups=tuple(create_groups),
-        remove_groups=tuple(remove_groups),
-        reports=tuple(reports),
-        evictions=tuple(evictions),
-        unplaceable=tuple(unplaceable),
-    )
+        if name not in known and name not in steps.remove_groups and _all_idle(group, now, config):
+            steps.remove_groups.append(name)
 
 
 class _Step(str, Enum):

@@ -146,21 +146,27 @@ class QueueServer:
         self._server = server
         for name in ("", *SERVICE_NAMES):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._log_serving(auth.enabled)
+        return self
+
+    def _log_serving(self, authenticated: bool) -> None:
+        """One line on how the API is served; a warning when it is open or unencrypted."""
         scheme = "TLS" if self.tls else "plaintext"
-        if auth.enabled and not self.tls and host not in ("127.0.0.1", "localhost", "::1"):
+        host, principals = self.host, self._options.principals
+        if authenticated and not self.tls and host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
                 "gRPC API without TLS: bearer tokens cross the network in plaintext; "
                 "set RAY_QUEUE_TLS_CERT and RAY_QUEUE_TLS_KEY",
                 extra={"host": host, "port": self.port},
             )
-        if auth.enabled:
+        if authenticated:
             logger.info(
                 "gRPC API serving, bearer tokens required",
                 extra={
                     "host": host,
                     "port": self.port,
                     "transport": scheme,
-                    "principals": describe(o.principals),
+                    "principals": describe(principals),
                 },
             )
         else:
@@ -169,7 +175,6 @@ class QueueServer:
                 "only; set RAY_QUEUE_TOKENS_FILE or RAY_QUEUE_TOKENS to serve other hosts",
                 extra={"host": host, "port": self.port, "transport": scheme},
             )
-        return self
 
     def stop(self, grace_s: float = 1.0) -> None:
         """Stop accepting calls, end streams, and wait up to ``grace_s`` for calls in flight."""
