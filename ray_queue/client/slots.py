@@ -66,7 +66,7 @@ class Slot:
     alive: bool = True
     #: True once a task ran to the end in it: its bundle is placed and a worker started
     #: there, so what is queued behind the holder starts as soon as the holder returns.
-    #: Until then only the holder is in it (``ClientRuntime._fill``): a bundle Ray has not
+    #: Until then only the holder is in it (``SlotPipeline._fill``): a bundle Ray has not
     #: placed yet (a node still starting, workers still spawning) must not keep a
     #: backlog's tasks waiting while other slots run dry, nor hold the quota of those the
     #: manager admits meanwhile.

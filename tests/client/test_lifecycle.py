@@ -155,7 +155,9 @@ def every_pair() -> list[tuple[str, str, str]]:
     ]
 
 
-@pytest.mark.parametrize(("name", "phase", "event"), every_pair(), ids="-".join)
+@pytest.mark.parametrize(
+    ("name", "phase", "event"), every_pair(), ids=["-".join(pair) for pair in every_pair()]
+)
 def test_every_pair_is_the_specified_edge_or_raises(name: str, phase: str, event: str) -> None:
     machine, phases, events, text, *_ = CASES[name]
     expected = spec(text).get((phase, event))
