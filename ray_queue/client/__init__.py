@@ -1,5 +1,6 @@
 """The client API users write against (docs/contract.md §3); re-exported by ``ray_queue``."""
 
+from ray_queue.client.actors import QueuedActor
 from ray_queue.client.api import (
     apply_config,
     cancel,
@@ -15,7 +16,7 @@ from ray_queue.client.api import (
 )
 from ray_queue.client.jobs import QueuedJob, submit_job
 from ray_queue.client.placement_group import QueuedPlacementGroup
-from ray_queue.client.remote import QueuedActor, QueuedObjectRef
+from ray_queue.client.remote import QueuedObjectRef
 
 __all__ = [
     "QueuedActor",

@@ -9,14 +9,10 @@ from typing import Any
 import ray
 
 from ray_queue.client import runtime as _rt
+from ray_queue.client.actors import QueuedActor, QueuedActorClass
 from ray_queue.client.jobs import QueuedJob
 from ray_queue.client.placement_group import QueuedPlacementGroup
-from ray_queue.client.remote import (
-    QueuedActor,
-    QueuedActorClass,
-    QueuedObjectRef,
-    QueuedRemoteFunction,
-)
+from ray_queue.client.remote import QueuedObjectRef, QueuedRemoteFunction
 from ray_queue.client.runtime import ClientRuntime, current, to_bundle
 from ray_queue.engine import config_loader
 from ray_queue.engine.config import QueueConfig

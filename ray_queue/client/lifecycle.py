@@ -184,7 +184,7 @@ TASK = Machine[TaskPhase, TaskEvent](
 )
 
 
-# -- queued actors (``remote.QueuedActor``) ---------------------------------------------------
+# -- queued actors (``actors.QueuedActor``) ---------------------------------------------------
 
 
 class ActorPhase(StrEnum):

@@ -1,15 +1,12 @@
-"""``@ray_queue.remote``: queued tasks and actors with Ray's calling conventions.
+"""``@ray_queue.remote`` on a function: queued tasks with Ray's calling conventions.
 
 A call submits a workload (batched) and returns a handle at once. When the manager admits
-it, the handle launches the real Ray task — from this driver, with the assigned flavor's
-node labels as ``label_selector`` — or creates the real actor inside the placement group
-the manager made for it. The manager is never on the data path: arguments and results go
-through Ray as usual.
+it, the handle launches the real Ray task from this driver, with the assigned flavor's
+node labels as ``label_selector`` (queued actors: ``actors.py``). The manager is never
+on the data path: arguments and results go through Ray as usual.
 
 Preemption: a preempted task is cancelled and re-run when re-admitted (unless it has
-``max_retries=0``, in which case ``get`` raises ``Preempted``); a preempted actor dies with
-its placement group and is created again on re-admission if ``max_restarts`` allows it,
-else ``get`` raises ``Preempted``.
+``max_retries=0``, in which case ``get`` raises ``Preempted``).
 """
 
 from __future__ import annotations
@@ -23,50 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ray_queue.client.lifecycle import (
-    ACTOR,
-    TASK,
-    ActorEvent,
-    ActorPhase,
-    HandleTransitionError,
-    TaskEvent,
-    TaskPhase,
-)
+from ray_queue.client.handle import USE_RAY_QUEUE, QueuedHandle, request_resources, split_options
+from ray_queue.client.lifecycle import TASK, TaskEvent, TaskPhase
 from ray_queue.client.runtime import ClientRuntime, Unstaged, current, to_bundle
 from ray_queue.client.slots import Slot, lost_with_its_placement_group
-from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind, WorkloadState
-from ray_queue.errors import (
-    Preempted,
-    QueueTimeoutError,
-    WorkloadCancelled,
-    WorkloadFailed,
-    WorkloadRejected,
-)
-from ray_queue.ray_adapter.actions import pg_from_hex
-from ray_queue.wire import ClientEvent, EventKind, SubmitRequest, SubmitResult, slot_eligible
-
-#: Our options; everything else is passed to Ray untouched.
-_QUEUE_OPTIONS = ("queue", "priority", "name")
-
-
-def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    ours = {k: options[k] for k in _QUEUE_OPTIONS if k in options}
-    theirs = {k: v for k, v in options.items() if k not in _QUEUE_OPTIONS}
-    return ours, theirs
-
-
-def _request_resources(ray_options: dict[str, Any], *, default_cpus: float) -> dict[str, float]:
-    num_cpus = ray_options.get("num_cpus")
-    resources: dict[str, float] = {"CPU": default_cpus if num_cpus is None else num_cpus}
-    if ray_options.get("num_gpus"):
-        resources["GPU"] = ray_options["num_gpus"]
-    if ray_options.get("memory"):
-        resources["memory"] = ray_options["memory"]
-    resources.update(ray_options.get("resources") or {})
-    return resources
-
+from ray_queue.engine.model import BundleGroup, WorkloadKind, WorkloadState
+from ray_queue.errors import Preempted, QueueTimeoutError
+from ray_queue.wire import ClientEvent, EventKind, SubmitRequest, slot_eligible
 
 #: Phases in which a task's real run may be in Ray unseen by the watcher.
 _LAUNCHED = frozenset({TaskPhase.RUNNING, TaskPhase.STAGED, TaskPhase.GUEST})
@@ -74,91 +35,6 @@ _LAUNCHED = frozenset({TaskPhase.RUNNING, TaskPhase.STAGED, TaskPhase.GUEST})
 
 def _nothing() -> None:
     pass
-
-
-#: Said wherever Ray is handed one of our handles by mistake.
-_USE_RAY_QUEUE = "a ray_queue handle: use ray_queue.get() / ray_queue.wait(), not ray.get()"
-
-
-class _HandleType(type):
-    """The type of queued handles, named with the fix.
-
-    ``ray.get(handle)`` on a queued task is the first mistake a Ray user makes here, and
-    Ray answers "Invalid type of object refs, <type>, is given" with the type's repr:
-    that repr now says to call ``ray_queue.get`` instead (no patching of Ray needed).
-    """
-
-    def __repr__(cls) -> str:
-        return f"<class '{cls.__module__}.{cls.__qualname__}' ({_USE_RAY_QUEUE})>"
-
-
-class _Handle(metaclass=_HandleType):
-    """State shared by queued task and actor handles: the manager's last word on the
-    workload (``_state``, ``_message``) and the error the handle raises, if any. Each
-    subclass keeps its own phase (``lifecycle.py``)."""
-
-    kind = WorkloadKind.TASK
-
-    def __init__(self, runtime: ClientRuntime, workload: WorkloadId, what: str) -> None:
-        self._runtime = runtime
-        self.workload = workload
-        self._what = what
-        self._cv = threading.Condition()
-        self._state = WorkloadState.PENDING
-        self._message = ""
-        self._error: Exception | None = None
-        self._attempt = 0
-        self._preemptions = 0
-
-    def _on_submitted(self, result: SubmitResult) -> None:
-        if result.error is not None:
-            with self._cv:
-                self._error = result.error
-                self._refused()
-                self._cv.notify_all()
-
-    def _refused(self) -> None:
-        """(Holding ``_cv``.) The submission was refused: the phase says so."""
-        raise NotImplementedError
-
-    def _terminal_error(self, event: ClientEvent) -> Exception:
-        text = f"{self._what} ({self.workload}) is {event.state.value}: {event.message}"
-        if event.state is WorkloadState.REJECTED:
-            return WorkloadRejected(text)
-        if event.state is WorkloadState.FAILED:
-            return WorkloadFailed(text)
-        return WorkloadCancelled(text)
-
-    @property
-    def preemptions(self) -> int:
-        return self._preemptions
-
-    def status(self) -> Any:
-        """The manager's view of this workload (state, reason, history)."""
-        return self._runtime.status(self.workload)
-
-    def _why_waiting(self) -> str:
-        """The manager's reason, when no event has told this driver one yet."""
-        try:
-            return str(self.status().message)
-        except Exception as e:
-            return f"the queue manager did not say why ({e})"
-
-    def cancel(self) -> None:
-        self._runtime.cancel([self.workload])
-
-    def _wait_for(self, predicate: Any, deadline: float | None) -> None:
-        """Wait (holding ``_cv``) until ``predicate()`` or an error; raise on timeout."""
-        while not predicate():
-            if self._error is not None:
-                raise self._error
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise QueueTimeoutError(
-                    f"{self._what} ({self.workload}) not ready in time; state "
-                    f"{self._state.value}: {self._message or self._why_waiting()}"
-                )
-            self._cv.wait(1.0 if remaining is None else min(remaining, 1.0))
 
 
 @dataclass(slots=True)
@@ -186,7 +62,7 @@ class _After:
             runtime.settled(handle, self.settled)
 
 
-class QueuedObjectRef(_Handle):
+class QueuedObjectRef(QueuedHandle):
     """The future result of a queued task; ``ray_queue.get``/``wait``/``await`` accept it.
 
     Its phase (``lifecycle.TASK``) says what this driver has done with it; ``_ref`` is
@@ -567,144 +443,7 @@ class QueuedObjectRef(_Handle):
 
     def __str__(self) -> str:
         # What Ray prints when a list holding handles reaches ray.get.
-        return f"{self!r} ({_USE_RAY_QUEUE})"
-
-
-class QueuedActor(_Handle):
-    """A queued actor; ``ray_queue.get(handle)`` gives the real ``ActorHandle``.
-
-    ``handle.method.remote(...)`` also works: it waits for admission, then calls. Its
-    phase is ``lifecycle.ACTOR``'s.
-    """
-
-    kind = WorkloadKind.ACTOR
-
-    def __init__(
-        self,
-        runtime: ClientRuntime,
-        workload: WorkloadId,
-        actor_cls: Any,
-        ray_options: dict[str, Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        super().__init__(runtime, workload, "actor")
-        self._phase = ACTOR.initial
-        self._actor_cls = actor_cls
-        self._ray_options = ray_options
-        self._args = args
-        self._kwargs = kwargs
-        self._actor: Any = None
-        self._restartable = ray_options.get("max_restarts", 0) != 0
-
-    @property
-    def phase(self) -> ActorPhase:
-        """What this driver has done with the actor (``lifecycle.ActorPhase``)."""
-        return self._phase
-
-    def _move(self, event: ActorEvent) -> ActorPhase:
-        """(Holding ``_cv``.) Take ``event``; the phase it was in."""
-        phase, self._phase = self._phase, ACTOR.step(self._phase, event)
-        return phase
-
-    def _refused(self) -> None:
-        self._move(ActorEvent.REFUSE)
-
-    def _on_event(self, event: ClientEvent) -> None:
-        with self._cv:
-            self._state, self._message = event.state, event.message
-            if event.decision is EventKind.ADMIT:
-                if self._move(ActorEvent.ADMIT) is ActorPhase.WAITING:
-                    self._create(event)
-            elif event.decision in (EventKind.PREEMPT, EventKind.EVICT) or event.state.is_terminal:
-                if event.decision is EventKind.PREEMPT:
-                    self._preemptions += 1
-                # The actor died with its placement group.
-                self._actor = None
-                if event.state.is_terminal:
-                    # An actor that cancelled itself as not restartable stays Preempted.
-                    self._error = self._error or self._terminal_error(event)
-                    self._move(ActorEvent.STOP)
-                elif self._phase is ActorPhase.FAILED or self._restartable:
-                    self._move(ActorEvent.REQUEUE)
-                else:
-                    self._error = Preempted(
-                        f"actor {self.workload} was preempted ({event.message}) and has "
-                        "max_restarts=0, so it is not recreated"
-                    )
-                    self._move(ActorEvent.STOP)
-                    self._runtime.manager.cancel.remote([self.workload], "not restartable")
-            self._cv.notify_all()
-
-    def _create(self, event: ClientEvent) -> None:
-        """(Holding ``_cv``.) Create the real actor in the group the manager made for it."""
-        if event.placement_group_id is None:
-            raise HandleTransitionError(
-                f"actor {self.workload} was admitted without a placement group"
-            )
-        strategy = PlacementGroupSchedulingStrategy(
-            pg_from_hex(event.placement_group_id),
-            placement_group_bundle_index=0,
-            placement_group_capture_child_tasks=True,
-        )
-        options = {k: v for k, v in self._ray_options.items() if k != "label_selector"}
-        options["scheduling_strategy"] = strategy
-        self._attempt += 1
-        self._actor = self._actor_cls.options(**options).remote(*self._args, **self._kwargs)
-        self._runtime.report_started(self.workload)
-
-    def get(self, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            self._wait_for(lambda: self._actor is not None, deadline)
-            return self._actor
-
-    def is_ready(self) -> bool:
-        with self._cv:
-            return self._actor is not None or self._error is not None
-
-    def kill(self) -> None:
-        """Kill the actor and give its quota back."""
-        with self._cv:
-            actor, self._actor = self._actor, None
-            admitted = self._state is WorkloadState.ADMITTED
-            self._error = WorkloadCancelled(f"actor {self.workload} was killed")
-            self._move(ActorEvent.STOP)
-        if actor is not None:
-            ray.kill(actor)
-        if admitted:
-            self._runtime.report_finished(self.workload, failed=False, message="killed")
-            self._runtime.forget(self.workload)
-            self._runtime.flush()
-        else:
-            self._runtime.cancel([self.workload])
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _MethodProxy(self, name)
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.get_event_loop().run_in_executor(None, self.get).__await__()
-
-    def __repr__(self) -> str:
-        return f"QueuedActor({self.workload}, {self._state.value})"
-
-
-class _MethodProxy:
-    def __init__(self, actor: QueuedActor, name: str, options: dict[str, Any] | None = None):
-        self._actor = actor
-        self._name = name
-        self._options = options or {}
-
-    def options(self, **options: Any) -> _MethodProxy:
-        return _MethodProxy(self._actor, self._name, {**self._options, **options})
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(self._actor.get(), self._name)
-        if self._options:
-            method = method.options(**self._options)
-        return method.remote(*args, **kwargs)
+        return f"{self!r} ({USE_RAY_QUEUE})"
 
 
 class QueuedRemoteFunction:
@@ -714,7 +453,7 @@ class QueuedRemoteFunction:
         self._function = function
         self._options = options
         # Split once: every call shares Ray's options (a slot keeps them as its key).
-        self._ours, self._theirs = _split(options)
+        self._ours, self._theirs = split_options(options)
         self._remote_fn: Any = None
         self.__name__ = getattr(function, "__name__", "task")
 
@@ -728,7 +467,7 @@ class QueuedRemoteFunction:
         ours, theirs = self._ours, self._theirs
         if self._remote_fn is None:
             self._remote_fn = ray.remote(self._function)
-        bundle = to_bundle(_request_resources(theirs, default_cpus=1), f"task {self.__name__}")
+        bundle = to_bundle(request_resources(theirs, default_cpus=1), f"task {self.__name__}")
         request = runtime.request(
             WorkloadKind.TASK,
             [BundleGroup(bundle)],
@@ -748,39 +487,6 @@ class QueuedRemoteFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"queued function {self.__name__} cannot be called directly; use .remote()")
-
-
-class QueuedActorClass:
-    """What ``@ray_queue.remote`` makes of a class."""
-
-    def __init__(self, cls: type, options: dict[str, Any]) -> None:
-        self._cls = cls
-        self._options = options
-        self._actor_cls: Any = None
-        self.__name__ = cls.__name__
-
-    def options(self, **options: Any) -> QueuedActorClass:
-        clone = QueuedActorClass(self._cls, {**self._options, **options})
-        clone._actor_cls = self._actor_cls
-        return clone
-
-    def remote(self, *args: Any, **kwargs: Any) -> QueuedActor:
-        runtime = current()
-        ours, theirs = _split(self._options)
-        if self._actor_cls is None:
-            self._actor_cls = ray.remote(self._cls)
-        bundle = to_bundle(_request_resources(theirs, default_cpus=1), f"actor {self.__name__}")
-        request = runtime.request(
-            WorkloadKind.ACTOR,
-            [BundleGroup(bundle)],
-            queue=ours.get("queue"),
-            priority=ours.get("priority"),
-            name=ours.get("name") or self.__name__,
-        )
-        theirs.setdefault("num_cpus", bundle.get("CPU", 0) / 1000)
-        handle = QueuedActor(runtime, request.id, self._actor_cls, theirs, args, kwargs)
-        runtime.submit(request, handle)
-        return handle
 
 
 def _task_payload(ray_options: Mapping[str, Any]) -> dict[str, Any]:
