@@ -212,25 +212,8 @@ def cmd_list(client: QueueClient, args: argparse.Namespace) -> int:
 
 def cmd_pending(client: QueueClient, args: argparse.Namespace) -> int:
     positions = client.pending(queue=args.queue, cluster_queue=args.cluster_queue, limit=args.limit)
-    _emit(
-        args,
-        positions,
-        lambda: render.pending_table(
-            positions, _names(client, queue=args.queue, cluster_queue=args.cluster_queue)
-        ),
-    )
+    _emit(args, positions, lambda: render.pending_table(positions))
     return 0
-
-
-def _names(client: QueueClient, *, queue: str = "", cluster_queue: str = "") -> dict[str, str]:
-    """The names pending workloads were given (``name=``), by id: the pending view of the
-    API carries ids only."""
-    statuses = client.workloads(
-        queue=queue,
-        cluster_queue=cluster_queue,
-        states=[WorkloadState.PENDING, WorkloadState.EVICTED],
-    )
-    return {s.spec.id: s.spec.name for s in statuses if s.spec.name}
 
 
 def cmd_describe(client: QueueClient, args: argparse.Namespace) -> int:
@@ -395,7 +378,7 @@ def cmd_top(client: QueueClient, args: argparse.Namespace) -> int:
         return Group(
             f"ray-queue top — {client.address} — {stamp} (Ctrl-C to quit)",
             render.status_view(cqs, cohorts),
-            render.pending_table(pending, _names(client) if pending else {}),
+            render.pending_table(pending),
         )
 
     if args.output != "table":

@@ -265,11 +265,7 @@ def workloads_table(statuses: Iterable[WorkloadStatus]) -> Table:
     return table
 
 
-def pending_table(
-    positions: Iterable[PendingPosition], names: Mapping[str, str] | None = None
-) -> Table:
-    """``names``: the names workloads were given (``name=``), by id."""
-    names = names or {}
+def pending_table(positions: Iterable[PendingPosition]) -> Table:
     table = Table()
     columns = ("POS(CQ)", "POS(QUEUE)", "ID", "NAME", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "WHY")
     for column in columns:
@@ -279,7 +275,7 @@ def pending_table(
             str(p.position_in_cluster_queue),
             str(p.position_in_queue),
             safe(p.workload),
-            safe(names.get(p.workload) or "-"),
+            safe(p.name or "-"),
             safe(p.queue),
             safe(p.cluster_queue),
             str(p.priority),

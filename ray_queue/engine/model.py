@@ -286,6 +286,8 @@ class PendingPosition:
     position_in_queue: int
     position_in_cluster_queue: int
     reason: str
+    #: The name it was given (``name=``), if any.
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

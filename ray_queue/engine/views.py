@@ -126,7 +126,14 @@ def pending_positions(
             )
             out.append(
                 PendingPosition(
-                    workload, q, name, record.priority, position_in_queue, index, reason
+                    workload,
+                    q,
+                    name,
+                    record.priority,
+                    position_in_queue,
+                    index,
+                    reason,
+                    record.spec.name,
                 )
             )
     return out

@@ -355,6 +355,7 @@ def pending_to_pb(p: PendingPosition) -> pb.PendingWorkload:
         position_in_queue=p.position_in_queue,
         position_in_cluster_queue=p.position_in_cluster_queue,
         reason=p.reason,
+        name=p.name,
     )
 
 
@@ -487,6 +488,7 @@ def pending_from_pb(p: pb.PendingWorkload) -> PendingPosition:
         p.position_in_queue,
         p.position_in_cluster_queue,
         p.reason,
+        p.name,
     )
 
 

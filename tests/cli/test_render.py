@@ -3,6 +3,7 @@ that adds up, amounts in the user's units. Pure rendering, no server."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -102,11 +103,14 @@ def workload(workload_id: str, name: str) -> WorkloadStatus:
 def test_list_and_pending_show_the_names_workloads_were_given() -> None:
     listed = text(render.workloads_table([workload("pg-1f2e", "resnet-sweep-3")]))
     assert "NAME" in listed and "resnet-sweep-3" in listed
-    position = PendingPosition(WorkloadId("pg-1f2e"), "training", "training", 100, 0, 0, "waiting")
-    pending = text(render.pending_table([position], {"pg-1f2e": "resnet-sweep-3"}))
+    named = PendingPosition(
+        WorkloadId("pg-1f2e"), "training", "training", 100, 0, 0, "waiting", "resnet-sweep-3"
+    )
+    pending = text(render.pending_table([named]))
     assert "NAME" in pending and "resnet-sweep-3" in pending
-    # Without names (another tenant's work), a dash.
-    assert "resnet" not in text(render.pending_table([position]))
+    # Without a name, a dash.
+    unnamed = dataclasses.replace(named, name="")
+    assert "resnet" not in text(render.pending_table([unnamed]))
 
 
 def test_status_text_is_the_status_tables_in_plain_text() -> None:

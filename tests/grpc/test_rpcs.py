@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import grpc
@@ -103,11 +104,16 @@ def test_list_pending_positions(harness: Harness) -> None:
     # cq-b never preempts, so the filler keeps its quota and the others wait in line.
     client.submit(request("fill", "team-b", cpu=8000))
     client.submit_many(
-        [request("p-low", "team-b", priority="low"), request("p-high", "team-b", priority="high")]
+        [
+            request("p-low", "team-b", priority="low"),
+            dataclasses.replace(request("p-high", "team-b", priority="high"), name="sweep-3"),
+        ]
     )
     pending = client.pending(queue="team-b")
     assert [(p.workload, p.position_in_queue) for p in pending] == [("p-high", 0), ("p-low", 1)]
     assert pending[0].reason
+    # The name given with name= comes with the position, as ray_queue.pending() gives it.
+    assert [p.name for p in pending] == ["sweep-3", ""]
     assert [p.workload for p in client.pending(cluster_queue="cq-b", limit=1)] == ["p-high"]
 
 

@@ -352,7 +352,7 @@ class ListPendingRequest(_message.Message):
     def __init__(self, queue: _Optional[str] = ..., cluster_queue: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class PendingWorkload(_message.Message):
-    __slots__ = ("workload", "queue", "cluster_queue", "priority", "position_in_queue", "position_in_cluster_queue", "reason")
+    __slots__ = ("workload", "queue", "cluster_queue", "priority", "position_in_queue", "position_in_cluster_queue", "reason", "name")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +360,7 @@ class PendingWorkload(_message.Message):
     POSITION_IN_QUEUE_FIELD_NUMBER: _ClassVar[int]
     POSITION_IN_CLUSTER_QUEUE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     workload: str
     queue: str
     cluster_queue: str
@@ -367,7 +368,8 @@ class PendingWorkload(_message.Message):
     position_in_queue: int
     position_in_cluster_queue: int
     reason: str
-    def __init__(self, workload: _Optional[str] = ..., queue: _Optional[str] = ..., cluster_queue: _Optional[str] = ..., priority: _Optional[int] = ..., position_in_queue: _Optional[int] = ..., position_in_cluster_queue: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, workload: _Optional[str] = ..., queue: _Optional[str] = ..., cluster_queue: _Optional[str] = ..., priority: _Optional[int] = ..., position_in_queue: _Optional[int] = ..., position_in_cluster_queue: _Optional[int] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListPendingResponse(_message.Message):
     __slots__ = ("pending",)
