@@ -73,7 +73,9 @@ def flavor_quotas(
 
 
 @st.composite
-def configs(draw: st.DrawFn, *, checks: bool = True) -> QueueConfig:
+def configs(draw: st.DrawFn, *, checks: bool = True, waits: bool = True) -> QueueConfig:
+    """``waits``: ClusterQueues may wait before preempting (waitBeforePreemptingSeconds);
+    a wait is not persisted, so a restored engine starts it again."""
     builder = ConfigBuilder()
     for name, value in PRIORITIES.items():
         builder.priority_class(name, value)
@@ -116,6 +118,7 @@ def configs(draw: st.DrawFn, *, checks: bool = True) -> QueueConfig:
             reclaim=draw(st.sampled_from(list(reversed(ReclaimWithinCohort)))),
             borrow_within=draw(st.sampled_from(list(reversed(BorrowWithinCohortPolicy)))),
             max_priority_threshold=draw(st.none() | st.sampled_from([1, 5])),
+            wait_s=draw(st.sampled_from([0.0, 3.0, 30.0])) if waits else 0.0,
         )
         cq.fungibility(
             when_can_borrow=draw(st.sampled_from(list(WhenCanBorrow))),
@@ -440,6 +443,19 @@ def check_no_cycle(decisions: list[Decision]) -> None:
         assert preemptor in admitted
 
 
+def check_waits(run: Run, decisions: list[Decision]) -> None:
+    """A ClusterQueue that waits before preempting never preempts for a workload sooner
+    than that long after it was created (its wait starts no sooner)."""
+    now = run.clock.now()
+    for decision in decisions:
+        if decision.kind is not DecisionKind.PREEMPT or decision.preemptor is None:
+            continue
+        preemptor = run.engine.workload(decision.preemptor)
+        cq = run.config.cluster_queues[preemptor.cluster_queue]
+        wait_s = cq.preemption.wait_before_preempting_s
+        assert preemptor.spec.created_at + wait_s <= now, (decision, wait_s, now)
+
+
 class SchedulingLoops(AssertionError):
     """A ``schedule()`` call went round far more often than any sound one can."""
 
@@ -448,8 +464,8 @@ class RoundLimitedEngine(Engine):
     """The engine, except that a ``schedule()`` call its round limit cut short (one going
     round in circles) fails the test, and lets hypothesis shrink it."""
 
-    def schedule(self) -> list[Decision]:
-        decisions = super().schedule()
+    def schedule(self, *, kueue_pace: bool = False) -> list[Decision]:
+        decisions = super().schedule(kueue_pace=kueue_pace)
         if self.cut_short is not None:
             recent = [
                 (d.kind.value, d.workload, d.preemptor) for d in self.cut_short.last_decisions
@@ -470,6 +486,7 @@ def drive(config: QueueConfig, sequence: list[Event], check: bool) -> Run:
             if isinstance(event, Schedule):
                 assert isinstance(outcome, list)
                 check_no_cycle(outcome)
+                check_waits(run, outcome)
                 # Nothing happened in between: a second cycle has nothing to do.
                 assert run.engine.schedule() == []
     return run
@@ -572,7 +589,7 @@ def assert_same_workloads(a: Engine, b: Engine) -> None:
 # generated example as is, and assert_same_workloads names the first field that differs.
 @pytest.mark.timeout(120)
 @settings(PROPERTY_SETTINGS, max_examples=60, phases=[Phase.explicit, Phase.generate])
-@given(config=configs(), first=events, then=events)
+@given(config=configs(waits=False), first=events, then=events)
 def test_restore_from_workloads_continues_identically(
     config: QueueConfig, first: list[Event], then: list[Event]
 ) -> None:
@@ -806,3 +823,56 @@ def test_the_model_agrees_with_a_hand_worked_tree() -> None:
     assert model.guaranteed("a", fr) == 6000
     assert model.subtree("c", fr) == 10000
     assert model.usage("c", fr, {"a": {fr: 8000}, "b": {fr: 8000}}) == 10000
+
+
+# -- waiting before preempting --------------------------------------------------------------
+
+
+@st.composite
+def waiting_configs(draw: st.DrawFn) -> QueueConfig:
+    """Three ClusterQueues of one cohort that preempt their own lower-priority work and
+    reclaim anything, some after a wait (waitBeforePreemptingSeconds), with or without
+    fair sharing."""
+    builder = ConfigBuilder()
+    for name, value in PRIORITIES.items():
+        builder.priority_class(name, value)
+    if draw(st.booleans()):
+        builder.fair_sharing(FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE)
+    for i in range(3):
+        cq = (
+            ClusterQueueBuilder(f"cq{i}")
+            .cohort("all")
+            .resource_group(flavor(FLAVORS[0]).resource("CPU", draw(st.integers(1, 3))))
+            .preemption(
+                within=WithinClusterQueue.LOWER_PRIORITY,
+                reclaim=ReclaimWithinCohort.ANY,
+                wait_s=draw(st.sampled_from([2.0, 0.0, 10.0])),
+            )
+        )
+        builder.cluster_queue(cq, f"q{i}")
+    return builder.build()
+
+
+_WAITING_MIX: dict[str, st.SearchStrategy[Event]] = {
+    **_CONTENDED_MIX,
+    "advance": st.builds(Advance, st.sampled_from([1.0, 5.0, 12.0])),
+}
+waiting_events = st.lists(
+    st.sampled_from(["submit"] * 4 + ["schedule"] * 2 + ["finish", "advance"]).flatmap(
+        _WAITING_MIX.__getitem__
+    ),
+    min_size=4,
+    max_size=30,
+)
+
+
+@pytest.mark.timeout(180)
+@settings(PROPERTY_SETTINGS, max_examples=300)
+@given(config=waiting_configs(), sequence=waiting_events)
+def test_waiting_heads_hold_quota_only_during_rounds_and_preempt_only_after_waiting(
+    config: QueueConfig, sequence: list[Event]
+) -> None:
+    """Usage is always exactly what admitted work holds (``check_invariants``), no call
+    goes round in circles, and no head preempts before its wait could have ended
+    (``check_waits``)."""
+    drive(config, sequence, check=True)
