@@ -100,7 +100,8 @@ class LocalManager(ManagerBackend):
 
     def _cycled(self, _schedule_s: float, decisions: list[Decision]) -> None:
         # Runs inside a core call (under the lock), so the statuses are the cycle's own.
-        if decisions:
+        # Until someone watches, the journal records nothing: skip building the statuses.
+        if decisions and self._primed:
             self._after(self._core.workloads(ids=dict.fromkeys(d.workload for d in decisions)))
 
     def mark_placed(self, workload: WorkloadId) -> None:
