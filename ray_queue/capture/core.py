@@ -1,17 +1,27 @@
-"""What a captured placement group call does, and switching capture on and off.
+"""What a captured Ray call does, and switching capture on and off.
 
-``patch`` routes Ray's calls here; this module decides: the manager's own groups (named
-``ray-queue:…``) and processes where capture is off go to Ray unchanged, everything else
-becomes a ``QueuedPlacementGroup`` in the captured queue, handed back to Ray's code as a
-``CapturedPlacementGroup``.
+``patch`` routes Ray's calls here; this module decides what goes to Ray unchanged and
+what is queued:
+
+- a placement group becomes a ``QueuedPlacementGroup`` in the captured queue, handed
+  back to Ray's code as a ``CapturedPlacementGroup``; the manager's own groups (named
+  ``ray-queue:…``) go to Ray unchanged;
+- a ``@ray.remote`` task or actor becomes a workload whose Ray work waits behind a gate
+  (``work.py``), unless it is already paid for or holds nothing: it runs in a placement
+  group (its strategy names one, or it inherits its parent's through
+  ``placement_group_capture_child_tasks``), or asks for no resources at all (a task with
+  ``num_cpus=0`` and nothing else; an actor without resources holds none once created),
+  or it is ray-queue's own work (the client's launches of admitted work, the gate);
+- everything goes to Ray unchanged where capture is off.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
@@ -26,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _settings: Settings | None = None
+#: This process's gate actor (``gate.py``), made on the first captured task or actor.
+_opener: Any = None
 
 
 def current_settings() -> Settings | None:
@@ -46,6 +58,7 @@ def enable(settings: Settings, *, connect: bool = True) -> None:
             "ray.init() with RAY_QUEUE_CAPTURE=1 set, not capture on its own"
         )
     patch.install(_create, _remove)
+    patch.install_work(_submit_task, _create_actor)
     with _lock:
         _settings = settings
         if connect:
@@ -54,10 +67,16 @@ def enable(settings: Settings, *, connect: bool = True) -> None:
 
 
 def disable() -> None:
-    global _settings
+    global _settings, _opener, _leases
     with _lock:
         _settings = None
+        opener, _opener = _opener, None
+        leases, _leases = _leases, None
     patch.uninstall()
+    if leases is not None:
+        leases.close()
+    if opener is not None:
+        opener.close()
 
 
 def job_runtime_env(runtime_env: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
@@ -214,3 +233,230 @@ def _remove(placement_group: Any) -> bool:
         placement_group.remove()
         return True
     return False
+
+
+# -- tasks and actors (work.py) -------------------------------------------------------------
+
+
+def _from_ray_queue() -> bool:
+    """Whether the Ray call being captured was made by ray-queue itself (the client
+    launching admitted work, the manager, the gate), seen through Ray's own frames. Those
+    are paid for already, or hold nothing."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == "ray" or module.startswith(("ray.", "ray_queue.capture")):
+            frame = frame.f_back  # type: ignore[assignment]
+            continue
+        return bool(module.startswith("ray_queue."))
+    return False
+
+
+def _in_placement_group(options: Mapping[str, Any]) -> bool:
+    """Whether Ray runs this work in a placement group, whose quota pays for it."""
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    strategy = options.get("scheduling_strategy")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return True
+    if options.get("placement_group") not in (None, "default"):
+        return True  # Ray's older spelling of the same
+    if strategy not in (None, "DEFAULT"):
+        return False
+    worker = ray._private.worker.global_worker
+    if worker.mode != ray._private.worker.WORKER_MODE:
+        return False  # a driver is never in a placement group
+    from ray.util.placement_group import get_current_placement_group
+
+    # Set only where the parent asked for placement_group_capture_child_tasks.
+    return get_current_placement_group() is not None
+
+
+def _resources(options: Mapping[str, Any], *, default_cpus: float) -> dict[str, float]:
+    """What the work holds in Ray while it runs, as Ray counts it, less ``memory``: Ray's
+    libraries set it as a scheduling hint (Ray Data sizes its tasks' memory itself),
+    and a queue whose ClusterQueues have no memory quota would reject all such work."""
+    num_cpus = options.get("num_cpus")
+    resources: dict[str, float] = {"CPU": default_cpus if num_cpus is None else num_cpus}
+    if options.get("num_gpus"):
+        resources["GPU"] = options["num_gpus"]
+    for name, amount in (options.get("resources") or {}).items():
+        if amount:
+            resources[name] = amount
+    return {name: amount for name, amount in resources.items() if amount}
+
+
+def _captured_settings() -> Settings | None:
+    settings = _settings
+    if settings is None or _from_ray_queue():
+        return None
+    return settings
+
+
+def _gate_opener() -> Any:
+    global _opener
+    opener = _opener
+    if opener is not None:
+        return opener
+    from ray_queue.capture.gate import Opener, gate_actor_options
+
+    with _lock:
+        if _opener is None:
+            _opener = Opener(lambda cls: ray.remote(**gate_actor_options())(cls).remote())
+        return _opener
+
+
+def _copies() -> tuple[Any, Any]:
+    from ray_queue.capture.work import GatedCopies, gated_class, gated_function
+
+    global _task_copies, _actor_copies
+    if _task_copies is None:
+        _task_copies = GatedCopies(lambda rf: ray.remote(gated_function(rf._function)))
+        _actor_copies = GatedCopies(
+            lambda ac: ray.remote(gated_class(ac.__ray_metadata__.modified_class))
+        )
+    return _task_copies, _actor_copies
+
+
+_task_copies: Any = None
+_actor_copies: Any = None
+_leases: Any = None
+
+
+def _task_leases() -> Any:
+    global _leases
+    leases = _leases
+    if leases is not None:
+        return leases
+    from ray_queue.capture.leases import Leases
+
+    with _lock:
+        if _leases is None:
+            _leases = Leases()
+        return _leases
+
+
+def _submit_task(
+    original: Any,
+    remote_function: Any,
+    args: Any,
+    kwargs: Any,
+    serialized_runtime_env_info: str | None,
+    task_options: dict[str, Any],
+) -> Any:
+    from ray_queue.capture.work import GATED, CapturedTask
+
+    settings = _captured_settings()
+    resources = {} if settings is None else _resources(task_options, default_cpus=1)
+    if (
+        settings is None
+        or not resources
+        or getattr(remote_function, GATED, False)
+        # Nothing to watch for its end.
+        or task_options.get("num_returns") == 0
+        or _in_placement_group(task_options)
+    ):
+        return original(
+            remote_function,
+            args=args,
+            kwargs=kwargs,
+            serialized_runtime_env_info=serialized_runtime_env_info,
+            **task_options,
+        )
+    runtime = _runtime()
+    name = getattr(remote_function, "_function_name", "task").rpartition(".")[2]
+    leases = _task_leases()
+    key = (tuple(sorted(resources.items())), settings.queue, settings.priority)
+    # Only work that may run in any bundle of its shape goes into a lease: its own node
+    # labels would need bundles of their own.
+    if task_options.get("scheduling_strategy") in (None, "DEFAULT") and not task_options.get(
+        "label_selector"
+    ):
+        lease = leases.route(key, resources, settings.queue, settings.priority, name)
+        if lease is not None:
+            from ray_queue.capture.leases import LeaseTask
+
+            options = {**task_options, "scheduling_strategy": lease.strategy}
+            result = original(
+                remote_function,
+                args=args,
+                kwargs=kwargs,
+                serialized_runtime_env_info=serialized_runtime_env_info,
+                **options,
+            )
+            runtime.watch(
+                result[0] if isinstance(result, list) else result, LeaseTask(leases, lease), 1
+            )
+            return result
+    opener = _gate_opener()
+    gated = _copies()[0].of(remote_function)
+    request = _work_request(runtime, settings, resources, f"task {name}", name)
+    leases.gated(key, 1)
+    handle = CapturedTask(runtime, request, opener, lambda: leases.gated(key, -1))
+    runtime.submit(request, handle)
+    runtime.add_successor(handle)
+    result = original(
+        gated,
+        args=[opener.gate(request.id), *(args or ())],
+        kwargs=kwargs,
+        serialized_runtime_env_info=serialized_runtime_env_info,
+        **task_options,
+    )
+    handle.attach(result[0] if isinstance(result, list) else result)
+    return result
+
+
+def _create_actor(
+    original: Any, actor_class: Any, args: Any, kwargs: Any, actor_options: dict[str, Any]
+) -> Any:
+    from ray_queue.capture.work import GATED, CapturedActor
+
+    settings = _captured_settings()
+    # An actor without resources asked holds none once created (Ray's default is one CPU
+    # to be scheduled and none to run).
+    resources = {} if settings is None else _resources(actor_options, default_cpus=0)
+    if (
+        settings is None
+        or not resources
+        or getattr(actor_class, GATED, False)
+        or _in_placement_group(actor_options)
+    ):
+        return original(actor_class, args, kwargs, **actor_options)
+    if actor_options.get("lifetime") == "detached":
+        raise CaptureError(
+            "a captured actor cannot be detached: its quota is the job's and ends with "
+            "it; drop lifetime='detached' or create the actor from an uncaptured driver"
+        )
+    if actor_options.get("get_if_exists") and actor_options.get("name"):
+        try:
+            return ray.get_actor(actor_options["name"], namespace=actor_options.get("namespace"))
+        except ValueError:
+            pass  # created below; Ray settles a race between two creators
+    runtime = _runtime()
+    opener = _gate_opener()
+    gated = _copies()[1].of(actor_class)
+    name = actor_class.__ray_metadata__.class_name
+    request = _work_request(runtime, settings, resources, f"actor {name}", name)
+    handle = CapturedActor(runtime, request, opener)
+    runtime.submit(request, handle)
+    actor = original(gated, [opener.gate(request.id), *(args or ())], kwargs, **actor_options)
+    handle.attach(actor)
+    return actor
+
+
+def _work_request(
+    runtime: ClientRuntime, settings: Settings, resources: dict[str, float], what: str, name: str
+) -> Any:
+    from ray_queue.capture.work import to_request_bundle
+    from ray_queue.engine.model import WorkloadKind
+
+    # A TASK for the manager either way: it creates no placement group for one, and an
+    # actor's Ray work is made here, behind its gate, not in a group.
+    return runtime.request(
+        WorkloadKind.TASK,
+        to_request_bundle(resources, what),
+        queue=settings.queue,
+        priority=settings.priority,
+        name=name,
+        payload={"slot": False},
+    )

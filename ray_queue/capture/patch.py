@@ -23,8 +23,13 @@ Ray it is about to change (``check_ray``) and undone by ``uninstall``:
 3. An import hook (``sys.meta_path``) that applies 1 and 2 the moment ``ray`` is
    imported, for a process that opted in before importing Ray.
 
-What is not patched: Ray's ``worker_process_setup_hook`` is documented and used as is;
-tasks and actors (``@ray.remote``) are not captured yet.
+4. ``RemoteFunction._remote`` and ``ActorClass._remote``, the one method every
+   ``@ray.remote`` function's and class's ``.remote()`` and ``.options(...).remote()``
+   ends in. Both are looked up on the class at each call, so replacing the class
+   attribute reaches functions and classes decorated before capture started (Ray has no
+   hook that sees a task or actor being submitted).
+
+What is not patched: Ray's ``worker_process_setup_hook`` is documented and used as is.
 """
 
 from __future__ import annotations
@@ -57,11 +62,24 @@ CreateHook = Callable[..., Any]
 #: Called with the placement group given to ``remove_placement_group``; returns
 #: ``True`` when it handled it (a captured group), ``False`` to let Ray remove it.
 RemoveHook = Callable[[Any], bool]
+#: Called as ``submit(original, remote_function, args, kwargs, serialized_runtime_env_info,
+#: task_options)``; returns what ``RemoteFunction._remote`` returns.
+TaskHook = Callable[..., Any]
+#: Called as ``create(original, actor_class, args, kwargs, actor_options)``; returns what
+#: ``ActorClass._remote`` returns.
+ActorHook = Callable[..., Any]
 
 _lock = threading.RLock()
 #: The original functions behind Ray's wrappers, while patched: {wrapper: original}.
 _originals: dict[Any, Any] = {}
 _original_init: Any = None
+#: Ray's own ``_remote`` methods while patched: {class: original}.
+_original_methods: dict[type, Any] = {}
+#: The parameters capture passes on, by name, to each patched ``_remote``.
+_REMOTE_PARAMETERS = {
+    "RemoteFunction": ["self", "args", "kwargs", "serialized_runtime_env_info", "task_options"],
+    "ActorClass": ["self", "args", "kwargs", "actor_options"],
+}
 
 
 def ray_version_known(version: str) -> bool:
@@ -109,6 +127,69 @@ def check_ray() -> None:
                 f"ray.util.placement_group.{name} wraps {func!r}, not {name}; "
                 "this Ray is not supported by capture"
             )
+
+
+def _work_classes() -> dict[str, type]:
+    from ray.actor import ActorClass
+    from ray.remote_function import RemoteFunction
+
+    return {"RemoteFunction": RemoteFunction, "ActorClass": ActorClass}
+
+
+def check_work_methods() -> None:
+    """Raise ``UnsupportedRayVersion`` unless ``RemoteFunction._remote`` and
+    ``ActorClass._remote`` take the parameters capture passes on."""
+    import inspect
+
+    for name, cls in _work_classes().items():
+        method = _original_methods.get(cls, getattr(cls, "_remote", None))
+        try:
+            parameters = list(inspect.signature(method).parameters) if method else []
+        except (TypeError, ValueError):
+            parameters = []
+        if parameters != _REMOTE_PARAMETERS[name]:
+            raise UnsupportedRayVersion(
+                f"{name}._remote takes {parameters}, not {_REMOTE_PARAMETERS[name]} as "
+                "capture knows it; this Ray is not supported by capture"
+            )
+
+
+def install_work(submit_task: TaskHook, create_actor: ActorHook) -> None:
+    """Route every ``@ray.remote`` task submission and actor creation of this process
+    through ``submit_task`` / ``create_actor``, which get Ray's own method to call.
+    Idempotent; raises ``UnsupportedRayVersion``."""
+    with _lock:
+        check_ray()
+        check_work_methods()
+        classes = _work_classes()
+        remote_function_cls, actor_cls = classes["RemoteFunction"], classes["ActorClass"]
+        if remote_function_cls in _original_methods:
+            return
+        original_task = remote_function_cls._remote  # type: ignore[attr-defined]
+        original_actor = actor_cls._remote  # type: ignore[attr-defined]
+
+        @functools.wraps(original_task)
+        def task_remote(
+            self: Any,
+            args: Any = None,
+            kwargs: Any = None,
+            serialized_runtime_env_info: str | None = None,
+            **task_options: Any,
+        ) -> Any:
+            return submit_task(
+                original_task, self, args, kwargs, serialized_runtime_env_info, task_options
+            )
+
+        @functools.wraps(original_actor)
+        def actor_remote(
+            self: Any, args: Any = None, kwargs: Any = None, **actor_options: Any
+        ) -> Any:
+            return create_actor(original_actor, self, args, kwargs, actor_options)
+
+        _original_methods[remote_function_cls] = original_task
+        _original_methods[actor_cls] = original_actor
+        remote_function_cls._remote = task_remote  # type: ignore[attr-defined]
+        actor_cls._remote = actor_remote  # type: ignore[attr-defined]
 
 
 def install(create: CreateHook, remove: RemoveHook) -> None:
@@ -173,6 +254,9 @@ def uninstall() -> None:
         for wrapper, original in list(_originals.items()):
             _cell(wrapper, "func").cell_contents = original
         _originals.clear()
+        for cls, method in list(_original_methods.items()):
+            cls._remote = method  # type: ignore[attr-defined]
+        _original_methods.clear()
         if _original_init is not None:
             ray.init = _original_init
             _original_init = None
@@ -263,6 +347,7 @@ __all__ = [
     "UnsupportedRayVersion",
     "check_ray",
     "install",
+    "install_work",
     "installed",
     "uninstall",
     "when_ray_imported",
