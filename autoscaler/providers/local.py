@@ -96,6 +96,7 @@ class LocalProvider:
     # -- NodeProvider -------------------------------------------------------------------
 
     def groups(self) -> list[WorkerGroup]:
+        self._forget_exited()
         alive = [n for n in self._gcs.nodes() if n.alive]
         ray_nodes = {n.instance_id: n for n in alive if n.instance_id}
         by_id = {n.node_id: n for n in alive}
@@ -251,6 +252,18 @@ class LocalProvider:
             self._save()
         logger.info("stopped local Ray node %s", node.name)
 
+    def _forget_exited(self) -> None:
+        """A ``ray start`` that exited (it timed out joining an overloaded GCS, or was
+        killed) is no node: counted, it would hold the group's place for good."""
+        if self._cluster is not None:
+            return
+        exited = [n for n in self._nodes.values() if not _running(n.handle)]
+        for node in exited:
+            logger.warning("local Ray node %s exited on its own; forgetting it", node.name)
+            del self._nodes[node.name]
+        if exited:
+            self._save()
+
     def _save(self) -> None:
         if self._state_file is None or self._cluster is not None:
             return
@@ -278,6 +291,12 @@ class LocalProvider:
 def _pid(handle: Any) -> int:
     """An adopted node's handle is its pid; a spawned one's, its ``Popen``."""
     return handle if isinstance(handle, int) else int(handle.pid)
+
+
+def _running(handle: Any) -> bool:
+    if isinstance(handle, int):
+        return _group_alive(handle)
+    return bool(handle.poll() is None)
 
 
 def _group_alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""LocalProvider after its process was killed: the next one takes over the running nodes.
+"""LocalProvider after its process was killed: the next one takes over the running nodes;
+and a node whose ``ray start`` exited is forgotten.
 
 Found by the soak's autoscaler kill: the provider knew its ``ray start`` nodes only in
 memory, so one started after a SIGKILL saw an empty group, started another node beside
@@ -83,3 +84,23 @@ def test_a_provider_takes_over_the_nodes_of_one_killed_before_it(
         for pid in [entry["pid"], *(e["pid"] for e in json.loads(state.read_text()).values())]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_node_whose_process_exited_is_forgotten(cluster: Any, tmp_path: Path) -> None:
+    """Seen in the soak on an overloaded machine: ``ray start`` timed out joining the GCS
+    and exited, and the group (at its maximum of one) counted it as a node for good."""
+    state = tmp_path / "nodes.json"
+    provider = LocalProvider(cluster.address, [SPEC], log_dir=tmp_path, state_file=state)
+    provider.set_replicas(GROUP, 1, expected=0)
+    [(name, entry)] = json.loads(state.read_text()).items()
+    try:
+        os.killpg(entry["pid"], signal.SIGKILL)  # as if it had given up
+        wait_for(lambda: provider.groups()[0].replicas == 0 or None, 30, what="the node forgotten")
+        assert json.loads(state.read_text()) == {}
+        provider.set_replicas(GROUP, 1, expected=0)  # its place is free again
+        [(new_name, _)] = json.loads(state.read_text()).items()
+        assert new_name != name
+    finally:
+        provider.shutdown()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(entry["pid"], signal.SIGKILL)
