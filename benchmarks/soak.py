@@ -3,19 +3,25 @@
 
 A local Ray cluster (``ray.cluster_utils.Cluster``: a head and two worker nodes, one of
 two logical A100 GPUs and one of two logical T4 GPUs, told apart by node labels), the
-manager with its SQLite store, gRPC and /metrics on loopback, tokens for an admin and
-three tenants. Load, for ``--minutes``:
+manager with its SQLite store, gRPC and /metrics on loopback, tokens for an admin, three
+tenants and the autoscaler, and the local autoscaler (``benchmarks.soak_autoscaler``: a
+third GPU flavor whose node it starts on demand and removes when idle). Load, for
+``--minutes``:
 
 * one driver process per tenant (``benchmarks.soak_driver``: gangs, ``max_retries=0``
-  tasks, actors, cancellations through ``ray_queue``), restarted when killed;
-* one gRPC client per tenant submitting placement-group workloads and cancelling them;
+  tasks, actors, Ray jobs, cancellations through ``ray_queue``), restarted when killed;
+* one gRPC client per tenant submitting placement-group workloads and Ray jobs and
+  cancelling some;
 * the admin re-applying one of three configs with different quotas over gRPC.
 
 Faults on a schedule drawn from ``--seed``: the manager killed with SIGKILL (its pid
 from the actor; Ray restarts it), a driver killed mid-submission, a config with errors
 applied, malformed and oversized gRPC messages, a tenant's token used against another
-tenant's queue and against admin RPCs (both doors: gRPC and the actor), and a worker
-node's raylet killed (``Cluster.remove_node`` of our own node, then a node added back).
+tenant's queue and against admin RPCs (both doors: gRPC and the actor), a worker node's
+raylet killed (``Cluster.remove_node`` of our own node, then a node added back), and the
+autoscaler killed with SIGKILL (then started again: it must take over its nodes). A head
+restart is not among them: the manager, its store and every driver live on the head, so
+it ends the run rather than testing recovery on one machine.
 
 ``benchmarks.soak_observer`` runs in a process of its own and checks the invariants
 (see there). The report has counts of operations and faults, every violation with its
@@ -90,8 +96,12 @@ class Soak(Faults):
         for sub in ("accepted", "markers", "state", "logs"):
             (workdir / sub).mkdir(parents=True, exist_ok=True)
         self.tokens = {"admin": "admin-" + secrets.token_hex(12)}
+        self.tokens["autoscaler"] = "autoscaler-" + secrets.token_hex(12)
         self.tokens.update({t: f"{t}-" + secrets.token_hex(12) for t in TENANTS})
         lines = ["tokens:", f"  - {{token: {self.tokens['admin']}, role: admin, name: admin}}"]
+        lines.append(
+            f"  - {{token: {self.tokens['autoscaler']}, role: autoscaler, name: autoscaler}}"
+        )
         lines += [
             f"  - {{token: {self.tokens[t]}, role: tenant, name: {t}, queues: [{t}]}}"
             for t in TENANTS
@@ -115,6 +125,9 @@ class Soak(Faults):
         self.cluster: Cluster | None = None
         self.workers: list[Any] = []
         self.observer: subprocess.Popen[bytes] | None = None
+        self.autoscaler: subprocess.Popen[bytes] | None = None
+        self.autoscaler_runs = 0
+        self.dashboard_port = _free_port()
         self.actor: Any = None
 
     def count(self, key: str, n: int = 1) -> None:
@@ -135,7 +148,7 @@ class Soak(Faults):
             head_node_args={
                 "num_cpus": 1,
                 "include_dashboard": True,
-                "dashboard_port": _free_port(),
+                "dashboard_port": self.dashboard_port,
             },
         )
         for worker in WORKER_ARGS:
@@ -172,12 +185,60 @@ class Soak(Faults):
                 str(self.workdir / "state"),
                 "--grace-s",
                 str(self.args.grace_s),
+                "--dashboard",
+                f"http://127.0.0.1:{self.dashboard_port}",
+                "--idle-timeout-s",
+                str(self.args.idle_timeout_s),
             ],
             cwd=provenance.REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def start_autoscaler(self) -> None:
+        assert self.cluster is not None
+        self.autoscaler_runs += 1
+        log = (self.workdir / "logs" / f"autoscaler-{self.autoscaler_runs}.log").open("wb")
+        self.autoscaler = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.soak_autoscaler",
+                "--gcs",
+                self.cluster.address,
+                "--grpc",
+                self.grpc_address,
+                "--token-file",
+                str(self.workdir / "autoscaler.token"),
+                "--state-dir",
+                str(self.workdir / "autoscaler"),
+                "--idle-timeout-s",
+                str(self.args.idle_timeout_s),
+            ],
+            cwd=provenance.REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.count("autoscalers_started")
+
+    def stop_autoscaler(self) -> None:
+        """SIGTERM (it removes its nodes), then any node it left behind, by its pid."""
+        if self.autoscaler is not None and self.autoscaler.poll() is None:
+            self.autoscaler.terminate()
+            try:
+                self.autoscaler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.autoscaler.kill()
+                self.autoscaler.wait(timeout=30)
+        state = self.workdir / "autoscaler" / "nodes.json"
+        if state.exists():
+            for name, entry in json.loads(state.read_text()).items():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(entry["pid"]), signal.SIGKILL)
+                    self.count("autoscaled_nodes_killed_at_end")
+                    logger.warning("autoscaled node %s left running; killed", name)
 
     def start_driver(self, tenant: str) -> None:
         assert self.cluster is not None
@@ -225,31 +286,48 @@ class Soak(Faults):
                 try:
                     for workload in list(uncertain):  # sent while the manager restarted?
                         try:
-                            client.workload(workload)
-                            accepted.write(workload + "\n")
-                            outstanding.append((workload, now + rng.uniform(2, 10)))
+                            whole = client.workload(workload).spec.id  # in our namespace
+                            accepted.write(whole + "\n")
+                            outstanding.append((whole, now + rng.uniform(2, 10)))
                         except UnknownWorkloadError:
                             pass
                         uncertain.remove(workload)
                     if len(outstanding) < 4:
                         n += 1
                         workload = f"grpc-{tenant}-{n}"
-                        gpu = rng.random() < 0.7
-                        bundle = {"CPU": 500, "GPU": 1000} if gpu else {"CPU": 1000}
-                        request = SubmitRequest(
-                            WorkloadId(workload),
-                            tenant,
-                            (BundleGroup(bundle, rng.choice((1, 1, 2))),),
-                            kind=WorkloadKind.PLACEMENT_GROUP,
-                            priority_class=rng.choice(("low", "low", "high")),
-                        )
+                        priority = rng.choice(("low", "low", "high"))
+                        if rng.random() < 0.15:
+                            # A Ray job: its entrypoint a short sleep on some node.
+                            seconds = rng.uniform(2, 8)
+                            request = SubmitRequest(
+                                WorkloadId(workload),
+                                tenant,
+                                (BundleGroup({"CPU": 250}, 1),),
+                                kind=WorkloadKind.JOB,
+                                priority_class=priority,
+                                payload={
+                                    "entrypoint": f"sleep {seconds:.1f}",
+                                    "entrypoint_num_cpus": 0.25,
+                                },
+                            )
+                        else:
+                            gpu = rng.random() < 0.7
+                            bundle = {"CPU": 500, "GPU": 1000} if gpu else {"CPU": 1000}
+                            request = SubmitRequest(
+                                WorkloadId(workload),
+                                tenant,
+                                (BundleGroup(bundle, rng.choice((1, 1, 2))),),
+                                kind=WorkloadKind.PLACEMENT_GROUP,
+                                priority_class=priority,
+                            )
                         try:
-                            client.submit(request)
+                            status = client.submit(request)
                         except (ServerUnavailableError, grpc.RpcError):
                             uncertain.append(workload)
                             raise
+                        workload = status.spec.id  # the manager's name for it
                         accepted.write(workload + "\n")
-                        self.count("grpc_submitted")
+                        self.count(f"grpc_submitted_{request.kind.value.lower()}")
                         outstanding.append((workload, now + rng.uniform(2, 12)))
                     for workload, until in list(outstanding):
                         if until <= now:
@@ -283,6 +361,7 @@ class Soak(Faults):
         self.start()
         self.start_observer()
         canary = self.canary()
+        self.start_autoscaler()
         started = time.time()
         for tenant in TENANTS:
             self.start_driver(tenant)
@@ -315,6 +394,10 @@ class Soak(Faults):
                 if driver.poll() is not None:  # died of its own accord: note it, replace it
                     self.count(f"driver_exited_{driver.returncode}")
                     self.start_driver(tenant)
+            assert self.autoscaler is not None
+            if self.autoscaler.poll() is not None:
+                self.count(f"autoscaler_exited_{self.autoscaler.returncode}")
+                self.start_autoscaler()
             time.sleep(0.5)
         load_s = time.time() - started
         self.stop.set()
@@ -330,12 +413,15 @@ class Soak(Faults):
                 self.count("drivers_killed_at_end")
         (self.workdir / "final").touch()
         assert self.observer is not None
-        self.observer.wait(timeout=self.args.grace_s + 300)
+        # The autoscaler runs on while the observer drains: its idle node must go.
+        self.observer.wait(timeout=self.args.grace_s + 400)
+        self.stop_autoscaler()
         report = self.report(started, load_s)
         report["canary"] = canary
         return report
 
     def shutdown(self) -> None:
+        self.stop_autoscaler()
         if self.observer is not None and self.observer.poll() is None:
             os.killpg(self.observer.pid, signal.SIGKILL)
             self.observer.wait(timeout=30)
@@ -498,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         "--grace-s", type=float, default=20.0, help="how long a timing-dependent condition may last"
     )
     parser.add_argument("--no-raylet-kill", action="store_true")
+    parser.add_argument(
+        "--idle-timeout-s", type=float, default=15.0, help="the autoscaler removes idle nodes"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the run's files here")
     args = parser.parse_args(argv)
     args.argv = argv

@@ -2,8 +2,9 @@
 
 Run as ``python -m benchmarks.soak_driver --address ADDR --queue Q --token-file F --seed S
 --workdir W --name N``. Until ``W/stop`` exists it submits, in bursts, placement-group
-gangs, tasks with ``max_retries=0`` and actors of mixed priorities through ``ray_queue``,
-removes groups after a while, kills actors, and cancels some of its own work.
+gangs, tasks with ``max_retries=0``, actors and Ray jobs (``ray_queue.submit_job``, a
+short sleep as entrypoint) of mixed priorities through ``ray_queue``, removes groups after
+a while, kills actors, and cancels some of its own work.
 
 What it leaves for the observer, never anything the manager would not show a user too:
 ``W/accepted/<name>.txt`` gets a workload id per line once the manager has it (after a
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     holder = ray_queue.remote(num_cpus=0.25)(Holder)
 
     groups: list[tuple[Any, float]] = []
+    jobs: list[Any] = []
     actors: list[tuple[Any, float]] = []
     tasks: list[Any] = []
     counts: collections.Counter[str] = collections.Counter()
@@ -125,8 +127,20 @@ def main(argv: list[str] | None = None) -> int:
             actors.append((actor, now + rng.uniform(3, 12)))
             submitted.append(actor.workload)
             counts["actors"] += 1
-        elif roll < 0.92:
-            live = [h for h, _ in groups] + [h for h, _ in actors] + tasks
+        elif roll < 0.89 and len(jobs) < 2:
+            # A job's entrypoint is a process of its own on a node: few and short.
+            seconds = rng.uniform(2, 8)
+            job = ray_queue.submit_job(
+                f"python -c 'import time; time.sleep({seconds:.1f})'",
+                priority=priority,
+                entrypoint_num_cpus=0.25,
+                name=f"{args.name}-job",
+            )
+            jobs.append(job)
+            submitted.append(job.workload)
+            counts["jobs"] += 1
+        elif roll < 0.94:
+            live = [h for h, _ in groups] + [h for h, _ in actors] + tasks + jobs
             if live:
                 victim = rng.choice(live)
                 ray_queue.cancel(victim)
@@ -142,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             if until <= now:
                 actor.kill()
                 actors.remove((actor, until))
+        for job in list(jobs):
+            if job.workload in cancelled_here:
+                jobs.remove(job)
+                continue
+            state = job.status().state
+            if state.is_terminal:
+                counts[f"job_{state.value}"] += 1
+                jobs.remove(job)
         if tasks:
             done, tasks = ray_queue.wait(tasks, num_returns=len(tasks), timeout=0)
             for handle in done:
@@ -159,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         pg.remove()
     for actor, _ in actors:
         actor.kill()
+    for job in jobs:
+        job.cancel()
     if tasks:
         ray_queue.wait(tasks, num_returns=len(tasks), timeout=20)
     print("COUNTS " + json.dumps(counts), flush=True)

@@ -9,6 +9,7 @@ the observer turns a request that was let through into a violation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ FAULTS = (
     "admin_rpc_by_tenant",
     "oversized_grpc",
     "raylet_kill",
+    "autoscaler_kill",
 )
 SERVICE = "/ray_queue.v1.QueueService/"
 #: The observer's self-test: a group no workload owns (see ``Soak.canary``).
@@ -78,6 +80,8 @@ class Faults:
     cluster: Cluster | None
     workers: list[Any]
     drivers: dict[str, subprocess.Popen[bytes]]
+    autoscaler: subprocess.Popen[bytes] | None
+    autoscaler_runs: int
     tokens: dict[str, str]
     grpc_address: str
     config_lock: threading.Lock
@@ -91,6 +95,9 @@ class Faults:
         raise NotImplementedError
 
     def start_driver(self, tenant: str) -> None:
+        raise NotImplementedError
+
+    def start_autoscaler(self) -> None:
         raise NotImplementedError
 
     def fault_schedule(self, duration_s: float) -> list[tuple[float, str]]:
@@ -279,11 +286,12 @@ class Faults:
             return self.rng.choice(live).spec.id
         with self.client(queue) as owner:
             workload = f"victim-{queue}-{secrets.token_hex(3)}"
-            owner.submit(
+            status = owner.submit(
                 SubmitRequest(WorkloadId(workload), queue, (BundleGroup({"CPU": 100}, 1),))
             )
-            (self.workdir / "accepted" / f"victims-{queue}.txt").open("a").write(workload + "\n")
-            return workload
+            whole = status.spec.id  # in the owner's namespace
+            (self.workdir / "accepted" / f"victims-{queue}.txt").open("a").write(whole + "\n")
+            return whole
 
     def fault_cross_tenant(self) -> dict[str, Any]:
         attacker, owner = self.rng.sample(TENANTS, 2)
@@ -299,9 +307,9 @@ class Faults:
             except RayQueueError as e:  # the whole request refused
                 refused, outcome = True, type(e).__name__
             outcomes["submit_other_queue"] = outcome
-            self._attack(
-                "submit_other_queue", refused, changed=self._exists(admin, forged), outcome=outcome
-            )
+            # Had it been taken, it would be in the attacker's namespace.
+            changed = self._exists(admin, forged) or self._exists(admin, f"{attacker}/{forged}")
+            self._attack("submit_other_queue", refused, changed=changed, outcome=outcome)
             for what, call in (
                 ("read_other_workload", lambda: bad.workload(victim)),
                 ("cancel_other_workload", lambda: bad.cancel(victim, message=ATTACK_MARK)),
@@ -392,6 +400,39 @@ class Faults:
             "raylet_pid": pid,
             "seen_dead_s": round(dead_s, 2),
             "replaced_s": round(time.monotonic() - killed, 2),
+        }
+
+    def fault_autoscaler_kill(self) -> dict[str, Any]:
+        """SIGKILL the autoscaler and start another: it must take over the nodes the first
+        one left running (the observer checks none is forgotten or doubled)."""
+        old = self.autoscaler
+        if old is None or old.poll() is not None:
+            return {"injected": False, "why": "autoscaler not running"}
+        state = self.workdir / "autoscaler" / "nodes.json"
+
+        def holding() -> list[str]:
+            return sorted(json.loads(state.read_text())) if state.exists() else []
+
+        # The kill that matters is one while it holds a node: wait a while for one.
+        with contextlib.suppress(TimeoutError):
+            wait_for(holding, 30, "the autoscaler to hold a node")
+        held = holding()
+        os.kill(old.pid, signal.SIGKILL)
+        old.wait(timeout=30)
+        killed = time.monotonic()
+        self.start_autoscaler()
+        log = self.workdir / "logs" / f"autoscaler-{self.autoscaler_runs}.log"
+
+        def took_over() -> bool:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            return all(f"took over local Ray node {name} " in text for name in held)
+
+        wait_for(took_over, 60, "the new autoscaler to take over its nodes")
+        return {
+            "injected": True,
+            "pid": old.pid,
+            "nodes_held": held,
+            "taken_over_s": round(time.monotonic() - killed, 2),
         }
 
     def canary(self) -> dict[str, Any]:

@@ -15,6 +15,13 @@ Every second it checks:
   workload has exactly one live group, and no group outlives its workload (or, for task
   and actor slots, outnumbers the task and actor workloads holding quota) by more than
   ``--grace-s``;
+* Ray jobs (submission ids ``rq-<workload>-<run>``, read from Ray's job API): no workload
+  has two runs going at once, and no run goes on after its workload stopped holding
+  quota, for longer than ``--grace-s``; at the end a FINISHED job workload's last run
+  SUCCEEDED in Ray;
+* the autoscaled worker group: never more live nodes than its maximum (a restarted
+  autoscaler that forgot its nodes would start more), and none left once the queue is
+  idle at the end (one forgotten would run for good);
 * no accepted submission vanishes (every id the load recorded is known to the manager);
 * a task with ``max_retries=0`` never runs twice (a marker file with two lines);
 * every unauthorised request was refused (the attacker's log) and left no trace;
@@ -43,14 +50,20 @@ from typing import Any
 import psutil
 import ray
 import urllib3
+from ray.job_submission import JobStatus, JobSubmissionClient
 from ray.util.state import list_actors, list_placement_groups
 
+from benchmarks.soak_shape import AUTOSCALED
 from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import WorkloadKind, WorkloadState, WorkloadStatus
 from ray_queue.grpc.client import QueueClient
 
 S = WorkloadState
 PG_PREFIX = "ray-queue:"
+JOB_PREFIX = "rq-"
+JOB_GOING = (JobStatus.PENDING, JobStatus.RUNNING)
+#: Suspicions checked every few rounds only: kept between those rounds.
+SLOW_CHECKS = ("job_running_twice", "job_outlives_workload", "autoscaled_nodes_over_max")
 LIVE = (S.PENDING, S.QUOTA_RESERVED, S.ADMITTED, S.EVICTED)
 ATTACK_MARK = "soak-attack"
 
@@ -63,6 +76,13 @@ def quota_time(status: WorkloadStatus) -> tuple[float, str]:
         if t.to_state.holds_quota and not t.from_state.holds_quota:
             return t.at, t.reason
     return 0.0, ""
+
+
+def job_workload(submission_id: str) -> str | None:
+    """The workload a Ray job run belongs to (``rq-<workload>-<run>``, '/' spelled '~')."""
+    if not submission_id.startswith(JOB_PREFIX):
+        return None
+    return submission_id[len(JOB_PREFIX) :].rpartition("-")[0].replace("~", "/")
 
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -137,6 +157,7 @@ class Observer:
         #: Where the observer's rounds spend their time (seconds, summed).
         self.seconds: dict[str, float] = collections.defaultdict(float)
         self.manager_pid: int | None = None
+        self.jobs = JobSubmissionClient(args.dashboard) if args.dashboard else None
         self.last_rss_at = 0.0
         self.rounds = 0
 
@@ -192,6 +213,25 @@ class Observer:
             if name.startswith(PG_PREFIX):
                 out[name[len(PG_PREFIX) :]].append(pg.placement_group_id)
         return out
+
+    def ray_jobs(self) -> dict[str, JobStatus]:
+        """The manager's Ray job runs: submission id -> status."""
+        assert self.jobs is not None
+        return {
+            j.submission_id: j.status
+            for j in self.jobs.list_jobs()
+            if j.submission_id and j.submission_id.startswith(JOB_PREFIX)
+        }
+
+    def autoscaled_nodes(self) -> list[str]:
+        """Live Ray nodes of the autoscaled group (by its label)."""
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]  # unannotated in Ray
+        labels = AUTOSCALED["labels"]
+        return [
+            n["NodeID"]
+            for n in nodes
+            if n["Alive"] and all(n.get("Labels", {}).get(k) == v for k, v in labels.items())
+        ]
 
     def metrics(self) -> MetricMap | None:
         try:
@@ -299,6 +339,46 @@ class Observer:
                 "slot_groups_outnumber_holders",
                 "slots",
                 {"groups": slot_groups, "holders": slot_holders},
+                now,
+                seen,
+            )
+
+    def check_jobs(
+        self,
+        live: list[WorkloadStatus],
+        runs: dict[str, JobStatus],
+        now: float,
+        seen: set[tuple[str, str]],
+    ) -> None:
+        admitted = {s.spec.id for s in live if s.state.holds_quota}
+        going: dict[str, list[str]] = collections.defaultdict(list)
+        for submission_id, status in runs.items():
+            workload = job_workload(submission_id)
+            if workload is not None and status in JOB_GOING:
+                going[workload].append(submission_id)
+        for workload, ids in going.items():
+            if len(ids) > 1:
+                self.suspect("job_running_twice", workload, {"runs": sorted(ids)}, now, seen)
+            if workload not in admitted:
+                self.suspect(
+                    "job_outlives_workload",
+                    workload,
+                    {"runs": sorted(ids), "known": workload in self.known},
+                    now,
+                    seen,
+                )
+        self.counts["job_runs_seen"] = max(self.counts["job_runs_seen"], len(runs))
+
+    def check_nodes(self, now: float, seen: set[tuple[str, str]]) -> None:
+        nodes = self.autoscaled_nodes()
+        self.counts["autoscaled_nodes_max_seen"] = max(
+            self.counts["autoscaled_nodes_max_seen"], len(nodes)
+        )
+        if len(nodes) > AUTOSCALED["max_replicas"]:
+            self.suspect(
+                "autoscaled_nodes_over_max",
+                AUTOSCALED["group"],
+                {"nodes": nodes, "max": AUTOSCALED["max_replicas"]},
                 now,
                 seen,
             )
@@ -475,6 +555,21 @@ class Observer:
                 for s in live
                 if s.state is S.ADMITTED and s.spec.kind is WorkloadKind.PLACEMENT_GROUP
             )
+        if self.jobs is not None and self.rounds % 3 == 0:
+            started = time.monotonic()
+            try:
+                runs = self.ray_jobs()
+                self.check_jobs(live, runs, now, seen)
+                self.check_nodes(now, seen)
+                self.counts["job_checks"] += 1
+            except Exception as e:  # the job server busy: next time
+                self.counts["job_api_errors"] += 1
+                logger.info("job API: %s", e)
+                # An unread source is not a resolved suspicion.
+                seen.update(k for k in self.suspects if k[0] in SLOW_CHECKS)
+            self.seconds["job_api"] += time.monotonic() - started
+        else:
+            seen.update(k for k in self.suspects if k[0] in (SLOW_CHECKS))
         if accepted is not None:
             missing = accepted - self.known.keys()
             for workload in missing & self.unknown_once:
@@ -515,6 +610,40 @@ class Observer:
                             ],
                         },
                     )
+
+    def check_jobs_at_end(self, everything: dict[str, WorkloadStatus]) -> None:
+        """A job the manager says FINISHED ran to success in Ray: its last run SUCCEEDED."""
+        runs = self.ray_jobs()
+        for workload, status in everything.items():
+            if status.spec.kind is not WorkloadKind.JOB or status.state is not S.FINISHED:
+                continue
+            self.counts["finished_jobs_checked"] += 1
+            n = sum(1 for t in status.history if t.to_state is S.ADMITTED)
+            last = f"{JOB_PREFIX}{workload.replace('/', '~')}-{n}"
+            if runs.get(last) is not JobStatus.SUCCEEDED:
+                self.violation(
+                    "finished_job_not_succeeded",
+                    workload,
+                    {"run": last, "ray_status": str(runs.get(last))},
+                )
+        deadline = time.time() + 30  # a stopped run takes a moment to say STOPPED
+        going = [i for i, s in runs.items() if s in JOB_GOING]
+        while going and time.time() < deadline:
+            time.sleep(1)
+            going = [i for i, s in self.ray_jobs().items() if s in JOB_GOING]
+        for submission_id in going:
+            self.violation("job_left_running_at_end", submission_id, {})
+
+    def check_nodes_at_end(self) -> None:
+        """With nothing queued the autoscaled node is idle: it must go within the idle
+        timeout (and a drain), whichever autoscaler process started it."""
+        deadline = time.time() + self.args.idle_timeout_s + 90
+        nodes = self.autoscaled_nodes()
+        while nodes and time.time() < deadline:
+            time.sleep(1)
+            nodes = self.autoscaled_nodes()
+        for node in nodes:
+            self.violation("autoscaled_node_left_at_end", node, {})
 
     def check_metrics_at_rest(self, timeout_s: float = 20.0) -> None:
         """With the load gone the gauges must equal the gRPC status exactly, once the
@@ -586,6 +715,9 @@ class Observer:
                     )
                     break
         self.counts["histories_checked"] = len(everything)
+        if self.jobs is not None:
+            self.check_jobs_at_end(everything)
+            self.check_nodes_at_end()
         self.check_client_errors(everything)
         self.check_metrics_at_rest()
         leftover_holders = [s.spec.id for s in live if s.state.holds_quota]
@@ -646,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-s", type=float, default=1.0)
     parser.add_argument("--grace-s", type=float, default=20.0)
     parser.add_argument("--drain-s", type=float, default=90.0)
+    parser.add_argument("--dashboard", help="Ray's dashboard URL, for its job API")
+    parser.add_argument("--idle-timeout-s", type=float, default=15.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s observer %(message)s")
     ray.init(address=args.ray_address, log_to_driver=False, configure_logging=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.soak_faults import FAULTS
+from benchmarks.soak_shape import TENANTS
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -60,4 +61,8 @@ def test_a_minute_of_soak_finds_no_violation(tmp_path: Path) -> None:
     assert report["manager_kill_recovery_s"], report["fault_log"]
     observer = report["final_check"]["observer"]
     assert observer["group_checks"] > 10 and observer["quota_checks"] > 10, observer
+    # Jobs were among the load, through both doors, and the observer read Ray's job API.
+    assert report["operations"].get("grpc_submitted_job", 0) > 0, report["operations"]
+    assert report["submissions"]["by_queue_and_kind"].keys() & {f"{t}/job" for t in TENANTS}
+    assert observer.get("job_checks", 0) > 0, observer
     assert report["time_series"] and report["time_series"][0]["manager_rss_mb"], report
