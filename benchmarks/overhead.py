@@ -18,7 +18,9 @@ by CPU, so the task ratio is close to raw Ray's CPU per task over the queued pat
 
 The captured path (docs/capture.md) runs raw Ray's own code, ``raw_pgs`` unchanged
 (``ray.util.placement_group``, ``ready()``, ``remove_placement_group``), with capture on,
-alternated with raw runs the same way: ``captured_pg_ratio``.
+alternated with raw runs the same way: ``captured_pg_ratio``; and ``raw_tasks`` unchanged
+(a plain ``@ray.remote`` function's ``.remote()`` and ``ray.get``) with capture on:
+``captured_task_ratio``.
 
     .venv/bin/python -m benchmarks.overhead --out benchmarks/results/overhead.json
 """
@@ -48,7 +50,12 @@ from ray_queue.manager.actor import find_manager
 
 PG_RESOURCE = "pg_slot"
 #: Issue 3's targets: queued throughput over raw throughput.
-TARGETS = {"pg_ratio": 0.7, "task_ratio": 0.5, "captured_pg_ratio": 0.7}
+TARGETS = {
+    "pg_ratio": 0.7,
+    "task_ratio": 0.5,
+    "captured_pg_ratio": 0.7,
+    "captured_task_ratio": 0.5,
+}
 
 
 def _noop() -> int:
@@ -90,6 +97,16 @@ def raw_tasks(fn: Any, count: int) -> float:
     started = time.perf_counter()
     ray.get([fn.remote() for _ in range(count)], timeout=300)
     return time.perf_counter() - started
+
+
+def captured_tasks(fn: Any, count: int) -> float:
+    """``raw_tasks`` itself, unchanged, with capture on: a plain ``@ray.remote`` function
+    decorated before capture started, its tasks queued."""
+    ray_queue.capture.enable()
+    try:
+        return raw_tasks(fn, count)
+    finally:
+        ray_queue.capture.disable()
 
 
 def raw_tasks_per_slot(fn: Any, count: int, slots: int) -> float:
@@ -202,6 +219,7 @@ def measure(
             captured_pgs(warm_pgs)
             raw_tasks(plain, warm_tasks)
             queued_tasks(queued, warm_tasks)
+            captured_tasks(plain, warm_tasks)
             manager = find_manager()
             if manager is None:
                 raise RuntimeError("ray_queue.init() returned, but no queue manager is running")
@@ -227,6 +245,15 @@ def measure(
                     named,
                 ),
             )
+            captured_work = _compare(
+                task_count,
+                *_alternate(
+                    lambda: raw_tasks(plain, task_count),
+                    lambda: captured_tasks(plain, task_count),
+                    repetitions,
+                    named,
+                ),
+            )
             slots = max(1, int(cpus / task_cpus))
             per_slot = [raw_tasks_per_slot(plain, task_count, slots) for _ in range(repetitions)]
             tasks["raw_per_slot"] = {"slots": slots, **_side(task_count, per_slot)}
@@ -237,7 +264,12 @@ def measure(
             ray_queue.shutdown()
     finally:
         ray.shutdown()
-    return {"placement_groups": pgs, "captured_placement_groups": captured, "tasks": tasks}
+    return {
+        "placement_groups": pgs,
+        "captured_placement_groups": captured,
+        "tasks": tasks,
+        "captured_tasks": captured_work,
+    }
 
 
 def report(
@@ -250,11 +282,13 @@ def report(
 ) -> dict[str, Any]:
     pgs, tasks = measured["placement_groups"], measured["tasks"]
     captured = measured["captured_placement_groups"]
+    captured_work = measured["captured_tasks"]
     doc: dict[str, Any] = {
         "benchmark": "overhead",
         "pg_ratio": pgs["ratio"],
         "task_ratio": tasks["ratio"],
         "captured_pg_ratio": captured["ratio"],
+        "captured_task_ratio": captured_work["ratio"],
         "repetitions": repetitions,
         "placement_groups": {
             **pgs,
@@ -271,6 +305,12 @@ def report(
             **tasks,
             "what": f"{tasks['count']} no-op tasks (num_cpus={task_cpus:g}) submitted at once, "
             "all results gotten; throughput = tasks / s",
+        },
+        "captured_tasks": {
+            **captured_work,
+            "what": "the raw side's own code (a plain @ray.remote function decorated before "
+            "capture, .remote() all, ray.get all) run again with capture on (the 'queued' "
+            "side); alternated with raw runs; throughput = tasks / s",
         },
         "ray_cluster": {
             "nodes": 1,
@@ -302,6 +342,7 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
         ("placement groups", "placement_groups", "pg_ratio"),
         ("placement groups, captured", "captured_placement_groups", "captured_pg_ratio"),
         ("tasks", "tasks", "task_ratio"),
+        ("tasks, captured", "captured_tasks", "captured_task_ratio"),
     ):
         part = doc[key]
         table.add_row(
@@ -322,12 +363,19 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
     console.print(table)
     raw_cpu = doc["tasks"]["raw"]["cpu_ms_per_item"]
     queued_cpu = doc["tasks"]["queued"]["cpu_ms_per_item"]
+    captured_cpu = doc["captured_tasks"]["queued"]["cpu_ms_per_item"]
     cpu = Table(title="CPU ms per task, by process (median of the repetitions)")
     cpu.add_column("process")
     cpu.add_column("raw", justify="right")
     cpu.add_column("queued", justify="right")
-    for role in sorted({*raw_cpu, *queued_cpu}, key=lambda r: (r == "total", r)):
-        cpu.add_row(role, f"{raw_cpu.get(role, 0.0):.2f}", f"{queued_cpu.get(role, 0.0):.2f}")
+    cpu.add_column("captured", justify="right")
+    for role in sorted({*raw_cpu, *queued_cpu, *captured_cpu}, key=lambda r: (r == "total", r)):
+        cpu.add_row(
+            role,
+            f"{raw_cpu.get(role, 0.0):.2f}",
+            f"{queued_cpu.get(role, 0.0):.2f}",
+            f"{captured_cpu.get(role, 0.0):.2f}",
+        )
     console.print(cpu)
     console.print(f"reproduce: {doc['command']}")
 
