@@ -421,16 +421,6 @@ def test_one_timeout_takes_either_name_once() -> None:
         one_timeout("10", UNSET, default=None)
 
 
-def test_a_long_ray_job_message_keeps_its_first_line_and_the_end_of_the_log() -> None:
-    from ray_queue.client.jobs import _shortened
-
-    message = "Job entrypoint command failed with exit code 3, last logs:\n" + "x" * 30_000 + "END"
-    short = _shortened(message)
-    assert len(short) < 2100
-    assert short.startswith("Job entrypoint command failed with exit code 3")
-    assert short.endswith("END")
-
-
 def test_the_demo_header_never_says_91s_of_a_60s_stream() -> None:
     from ray_queue.demo import _title
 

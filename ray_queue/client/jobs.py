@@ -20,7 +20,6 @@ from ray_queue.engine.model import (
     BundleGroup,
     WorkloadId,
     WorkloadKind,
-    WorkloadState,
     WorkloadStatus,
 )
 from ray_queue.errors import QueueTimeoutError
@@ -34,8 +33,6 @@ class QueuedJob:
         self._runtime = runtime
         self.workload = workload
         self.entrypoint = entrypoint
-        #: Ray's own message about the failed run, once asked (``""``: none to be had).
-        self._ray_message: str | None = None
 
     def _on_submitted(self, result: SubmitResult) -> None:
         pass
@@ -46,22 +43,8 @@ class QueuedJob:
     def status(self) -> WorkloadStatus:
         """The manager's view (``.state``, ``.message``, ``.history``); once the job has
         FAILED, ``.message`` also carries Ray's own words on why (its exit code and the
-        end of its logs)."""
-        return self._with_ray_message(self._runtime.status(self.workload))
-
-    def _with_ray_message(self, status: WorkloadStatus) -> WorkloadStatus:
-        if status.state is not WorkloadState.FAILED:
-            return status
-        submission_id = self._submission_id(status)
-        if submission_id is None:
-            return status  # failed before Ray ran it (submission refused): the message says
-        if self._ray_message is None:
-            self._ray_message = _ray_job_message(submission_id)
-        if not self._ray_message:
-            return status
-        return dataclasses.replace(
-            status, message=f"{status.message}: Ray says: {self._ray_message}"
-        )
+        end of its logs), as the manager read them from Ray's job server."""
+        return self._runtime.status(self.workload)
 
     def submission_id(self) -> str | None:
         """The Ray job submission id of its current (or last) run; ``None`` before admission.
@@ -86,7 +69,7 @@ class QueuedJob:
         while True:
             status = self._runtime.status(self.workload)
             if status.state.is_terminal:
-                return self._with_ray_message(status)
+                return status
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueTimeoutError(
                     f"job {self.workload} still {status.state.value}: {status.message}"
@@ -98,36 +81,6 @@ class QueuedJob:
 
     def __repr__(self) -> str:
         return f"QueuedJob({self.workload}, {self.entrypoint!r})"
-
-
-def _ray_job_message(submission_id: str) -> str:
-    """What Ray's job server says about one of its jobs ("Job entrypoint command failed
-    with exit code 1, last available logs …"); empty if it cannot be asked."""
-    try:
-        from ray.job_submission import JobSubmissionClient
-
-        # Where the dashboard really listens (not the default port another cluster on
-        # the machine may hold), as the manager's adapter finds it.
-        from ray_queue.ray_adapter.actions import _published_dashboard_address
-
-        url = _published_dashboard_address()
-        if not url:
-            return ""
-        client = JobSubmissionClient(url if url.startswith("http") else f"http://{url}")
-        message = str(client.get_job_info(submission_id).message or "")
-    except Exception as e:  # the job server is optional; the manager's message stands
-        logger.debug("asking Ray about job %s: %s", submission_id, e)
-        return ""
-    return _shortened(message)
-
-
-def _shortened(message: str, limit: int = 2000) -> str:
-    """Ray's first line (the exit code) and the end of the log it quotes (up to 20,000
-    characters): where a failure says what it was."""
-    if len(message) <= limit:
-        return message
-    first, _, rest = message.partition("\n")
-    return f"{first[: limit // 4]}\n…\n{rest[-(limit - limit // 4) :]}"
 
 
 def submit_job(

@@ -242,7 +242,11 @@ class QueueManager:
         for owner in dead_owners(self._core.owners()):
             self._core.cancel_owner(owner, message=f"its driver (Ray job {owner}) exited")
         if self._core.has_jobs():
-            self._core.job_states(self._adapter.jobs(), self._adapter.job_submission_failures())
+            self._core.job_states(
+                self._adapter.jobs(),
+                self._adapter.job_submission_failures(),
+                self._adapter.job_messages(),
+            )
 
     def _watch_placement_groups(self) -> None:
         unplaced = self._core.unplaced_placement_groups()

@@ -387,10 +387,14 @@ class ManagerCore:
             self._on_events()
 
     def job_states(
-        self, states: Mapping[str, str], failures: Mapping[str, str] | None = None
+        self,
+        states: Mapping[str, str],
+        failures: Mapping[str, str] | None = None,
+        messages: Mapping[str, str] | None = None,
     ) -> None:
-        """Ray's view of the jobs it runs for us (submission id → JobStatus name), and the
-        submissions that failed since last time (submission id → error)."""
+        """Ray's view of the jobs it runs for us (submission id → JobStatus name), the
+        submissions that failed since last time (submission id → error), and Ray's
+        message of each job that has one (why it failed)."""
         touched: set[WorkloadId] = set()
         for workload, submission_id in list(self._jobs.items()):
             error = (failures or {}).get(submission_id)
@@ -407,10 +411,11 @@ class ManagerCore:
                     touched.add(workload)
             elif state in _JOB_DONE:
                 failed = _JOB_DONE[state]
-                # Named by its submission id: ``ray job logs <id>`` says what happened.
-                touched |= self._finish(
-                    workload, failed=failed, message=f"Ray job {submission_id} {state}"
-                )
+                # Named by its submission id: ``ray job logs <id>`` says what happened;
+                # Ray's own message says it first, where people look (describe, status).
+                said = (messages or {}).get(submission_id)
+                message = f"Ray job {submission_id} {state}" + (f": {said}" if said else "")
+                touched |= self._finish(workload, failed=failed, message=message)
         self._commit(touched, [])
 
     def audit_placement_groups(self, limit: int) -> None:

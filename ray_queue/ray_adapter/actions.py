@@ -185,6 +185,9 @@ class RayAdapter:
     def job_submission_failures(self) -> Mapping[str, str]:
         return self._job_desk.failures() if self._job_desk is not None else {}
 
+    def job_messages(self) -> Mapping[str, str]:
+        return self._job_desk.messages() if self._job_desk is not None else {}
+
 
 def _published_dashboard_address() -> str | None:
     """Where the dashboard (Ray's job server) really listens.

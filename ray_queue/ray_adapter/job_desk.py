@@ -20,6 +20,20 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+#: Ray's message for a failed job ends with up to 20,000 characters of its logs; a
+#: status message keeps its first line (what happened) and the end of the logs (the error).
+_MESSAGE_HEAD = 300
+_MESSAGE_TAIL = 700
+
+
+def brief(message: str) -> str:
+    """Ray's job message, at most about a thousand characters."""
+    if len(message) <= _MESSAGE_HEAD + _MESSAGE_TAIL:
+        return message
+    first = message.split("\n", 1)[0][:_MESSAGE_HEAD]
+    return f"{first} … {message[-_MESSAGE_TAIL:]}"
+
+
 class JobDesk:
     def __init__(self, connect: Callable[[], Any]) -> None:
         """``connect``: makes a ``JobSubmissionClient`` (called on the worker thread)."""
@@ -30,6 +44,8 @@ class JobDesk:
         self._submitting: set[str] = set()
         self._failures: dict[str, str] = {}
         self._listing: dict[str, str] | None = None
+        #: Ray's message of each listed job that has one (why a failed job failed).
+        self._messages: dict[str, str] = {}
         self._listing_asked = False
         threading.Thread(target=self._serve, name="ray-queue-jobs", daemon=True).start()
 
@@ -57,6 +73,11 @@ class JobDesk:
             with self._lock:
                 listing = self._listing or {}
         return dict(listing)
+
+    def messages(self) -> dict[str, str]:
+        """Ray's message for each job of the last listing that has one, shortened."""
+        with self._lock:
+            return dict(self._messages)
 
     def failures(self) -> dict[str, str]:
         """Submissions that failed since the last call: submission id → Ray's error."""
@@ -112,6 +133,11 @@ class JobDesk:
                     job.submission_id: str(getattr(job.status, "value", job.status))
                     for job in listed
                     if job.submission_id
+                }
+                self._messages = {
+                    job.submission_id: brief(job.message)
+                    for job in listed
+                    if job.submission_id and job.message
                 }
             elif self._listing is None:
                 self._listing = {}

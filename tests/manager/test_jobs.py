@@ -13,7 +13,7 @@ from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import WorkloadId, WorkloadKind, WorkloadState
 from ray_queue.manager.core import ManagerCore
-from ray_queue.ray_adapter.job_desk import JobDesk
+from ray_queue.ray_adapter.job_desk import JobDesk, brief
 from ray_queue.store.base import MemoryStore
 from tests.manager.configs import teams_config
 from tests.manager.fakes import RecordingActions
@@ -151,3 +151,39 @@ def test_the_desk_reports_failed_submissions_once() -> None:
     wait_for(lambda: seen.update(desk.failures()) or seen, 30)
     assert "No available agent" in seen["rq-j1-1"]
     assert desk.failures() == {}
+
+
+def test_a_failed_job_ends_with_rays_own_message() -> None:
+    actions = RecordingActions()
+    core = _core(actions)
+    sid = _submit_job(core)
+    core.job_states({sid: "RUNNING"})
+    said = "Job entrypoint command failed with exit code 1, last available logs: ValueError: lr"
+    core.job_states({sid: "FAILED"}, messages={sid: said})
+    status = core.workload(WorkloadId("j1"))
+    assert status.state is WorkloadState.FAILED
+    assert status.message.endswith(f"Ray job {sid} FAILED: {said}")
+
+
+def test_rays_long_job_messages_keep_their_first_line_and_the_end_of_the_logs() -> None:
+    logs = "\n".join(f"line {i}" for i in range(5_000)) + "\nValueError: the real error"
+    message = "Job entrypoint command failed with exit code 1, last available logs:\n" + logs
+    short = brief(message)
+    assert len(short) <= 1_010
+    assert short.startswith("Job entrypoint command failed with exit code 1")
+    assert short.endswith("ValueError: the real error")
+    assert brief("short") == "short"
+
+
+def test_the_desk_keeps_rays_message_of_each_listed_job() -> None:
+    class Listing:
+        """A fake job server listing one failed job (Ray's JobDetails fields used)."""
+
+        def list_jobs(self) -> list[object]:
+            job = type("JobDetails", (), {})()
+            job.submission_id, job.status, job.message = "rq-j1-1", "FAILED", "exit code 1"
+            return [job]
+
+    desk = JobDesk(Listing)
+    assert desk.listing() == {"rq-j1-1": "FAILED"}
+    assert desk.messages() == {"rq-j1-1": "exit code 1"}
