@@ -90,6 +90,8 @@ class Soak(Faults):
         self.ops: collections.Counter[str] = collections.Counter()
         self.ops_lock = threading.Lock()
         self.fault_log: list[dict[str, Any]] = []
+        #: The machine's load average (1, 5, 15 min) every minute: it is shared.
+        self.load_samples: list[dict[str, Any]] = []
         self.drivers: dict[str, subprocess.Popen[bytes]] = {}
         self.driver_runs = collections.Counter[str]()
         self.attack_lock = threading.Lock()
@@ -384,6 +386,7 @@ class Soak(Faults):
         schedule = self.fault_schedule(duration_s)
         logger.info("fault schedule: %s", schedule)
         t0 = time.monotonic()
+        self.sample_load()
         # Faults take time of their own (a node replaced: ~20 s): the load goes on until
         # every scheduled one has run, so a short run still has each kind.
         while time.monotonic() - t0 < duration_s or schedule:
@@ -398,7 +401,10 @@ class Soak(Faults):
             if self.autoscaler.poll() is not None:
                 self.count(f"autoscaler_exited_{self.autoscaler.returncode}")
                 self.start_autoscaler()
+            if time.time() - self.load_samples[-1]["at"] >= 60:
+                self.sample_load()
             time.sleep(0.5)
+        self.sample_load()
         load_s = time.time() - started
         self.stop.set()
         (self.workdir / "stop").touch()
@@ -419,6 +425,10 @@ class Soak(Faults):
         report = self.report(started, load_s)
         report["canary"] = canary
         return report
+
+    def sample_load(self) -> None:
+        one, five, fifteen = os.getloadavg()
+        self.load_samples.append({"at": round(time.time(), 1), "load": [one, five, fifteen]})
 
     def shutdown(self) -> None:
         self.stop_autoscaler()
@@ -503,6 +513,12 @@ class Soak(Faults):
                 "head_cpus": 1,
                 "workers": [{**w, "labels": w["labels"]} for w in WORKER_ARGS],
             },
+            "machine_load": {
+                "cpus": os.cpu_count(),
+                "load_1min_max": max(s["load"][0] for s in self.load_samples),
+                "load_1min_median": percentile([s["load"][0] for s in self.load_samples], 0.5),
+                "samples": self.load_samples,
+            },
             "operations": dict(sorted(self.ops.items())),
             "drivers_at_exit": dict(sorted(seen_by_drivers.items())),
             "submissions": {
@@ -547,6 +563,11 @@ def print_summary(report: dict[str, Any]) -> None:
         f"soak: {report['minutes']} min, seed {report['seed']}, "
         f"{report['submissions']['accepted']} submissions accepted, "
         f"{report['admissions']} admissions, {report['preemptions']} preemptions"
+    )
+    load = report["machine_load"]
+    print(
+        f"machine load (1-min average, {load['cpus']} CPUs): "
+        f"median {load['load_1min_median']:.1f}, max {load['load_1min_max']:.1f}"
     )
     print("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(report["faults"].items())))
     if report["manager_kill_recovery_s"]:
