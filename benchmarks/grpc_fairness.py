@@ -1,7 +1,7 @@
 """One tenant's heavy calls against another's latency: ``python -m benchmarks.grpc_fairness
 --out FILE.json``.
 
-A real gRPC server (``python -m ray_queue.grpc.server``, the engine backend) holds
+A real gRPC server (``python -m ray_queue.grpc.server``: ManagerCore without Ray) holds
 ``--workloads`` workloads in tenant X's queue. Tenant Y times ``GetWorkload`` on its own
 workload, first alone, then while X runs ``--flooders`` threads each listing all of its
 workloads (``ListWorkloads``, the heaviest call) in a loop. Run twice: with the default

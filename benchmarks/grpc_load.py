@@ -7,7 +7,8 @@ reports submissions per second and p50/p99 call latency per level, plus one batc
 runs an admission cycle. Two backends (``--backend``, recorded in the JSON):
 
 - ``engine``: ``python -m ray_queue.grpc.server`` in a subprocess — the API with bearer
-  tokens over the in-process engine;
+  tokens over ManagerCore in process, without Ray (in-memory store, no Ray actions;
+  ``ray_queue/grpc/local_manager.py``; until 2026-12-07 a bare in-process engine);
 - ``manager``: the real QueueManager actor on a one-node Ray cluster (ManagerCore, the
   SQLite store, every call on the actor's loop) serving gRPC with the server it starts
   itself. Workloads are tasks, so admission creates no Ray objects and the numbers are
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop()
     backends = {
-        "engine": "engine: python -m ray_queue.grpc.server (gRPC over the in-process engine)",
+        "engine": "engine: python -m ray_queue.grpc.server (gRPC over ManagerCore in process, "
+        "in-memory store, no Ray)",
         "manager": "manager: the QueueManager actor on a 1-node Ray cluster (ManagerCore, "
         "SQLite store, calls run on the actor loop) serving gRPC with its own server",
     }
