@@ -89,6 +89,11 @@ class Run:
     #: others, wall time says how loaded it was as much as what the manager cost.
     manager_cpu_s: float | None = None
     load_at_start: float = 0.0
+    #: ``time.time()`` at the run's start: the manager stamps its times with the wall clock.
+    wall_at_start: float = 0.0
+    #: Workload id -> (when the manager received it, when it last admitted it), by the
+    #: manager's own clock, read from its statuses after the run.
+    manager_times: dict[str, tuple[float, float]] = field(default_factory=dict)
     wall_s: float = 0.0
     timed_out: bool = False
 
@@ -134,6 +139,7 @@ class Driver:
         cpu_before = _cpu_s(result.manager_pid)
         result.load_at_start = os.getloadavg()[0]
         self._t0 = time.monotonic()
+        result.wall_at_start = time.time()
         for thread in threads:
             thread.start()
         try:
@@ -335,6 +341,7 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
             "mean_time_to_finish_s": _mean_scaled(
                 [(t.finished_s or 0.0) - (t.submitted_s or 0.0) for t in done], scale
             ),
+            "admission_breakdown_s": _admission_breakdown(run, done),
         }
     lags = sorted(run.submit_lag_s)
     doc: dict[str, Any] = {
@@ -403,6 +410,45 @@ def report(run: Run, *, command: str, num_cpus: int) -> dict[str, Any]:
     return doc
 
 
+def _admission_breakdown(run: Run, done: list[_Track]) -> dict[str, float] | None:
+    """Where the mean time to (last) admission goes: the driver's submission reaching the
+    manager (client batching, the call), the manager deciding (queueing for quota and
+    for the manager's loop), and the admission event reaching the driver (event stream,
+    the driver's own threads). Same machine, so the clocks agree."""
+    parts: list[tuple[float, float, float]] = []
+    for t in done:
+        times = run.manager_times.get(str(t.handle.workload)) if t.handle else None
+        if times is None or t.submitted_s is None or t.last_admitted_s is None:
+            continue
+        received, admitted = times
+        parts.append(
+            (
+                received - (run.wall_at_start + t.submitted_s),
+                admitted - received,
+                run.wall_at_start + t.last_admitted_s - admitted,
+            )
+        )
+    if not parts:
+        return None
+    return {
+        name: _mean_scaled([p[i] for p in parts], run.time_scale)
+        for i, name in enumerate(("to_manager", "manager_decides", "event_to_driver"))
+    }
+
+
+def _manager_times() -> dict[str, tuple[float, float]]:
+    """(received, last admitted) per workload, from the manager's statuses."""
+    manager = find_manager()
+    if manager is None:
+        return {}
+    times = {}
+    for status in ray.get(manager.workloads.remote(), timeout=300):
+        admitted = [t.at for t in status.history if t.to_state is WorkloadState.ADMITTED]
+        if admitted:
+            times[str(status.spec.id)] = (status.spec.created_at, admitted[-1])
+    return times
+
+
 def _mean_scaled(values: list[float], scale: float) -> float:
     return sum(values) / len(values) * scale if values else 0.0
 
@@ -466,6 +512,7 @@ def run(
         ray_queue.init(queue=first_queue, config=config)
         try:
             result = Driver(scenario, time_scale).run(limit_s)
+            result.manager_times = _manager_times()
         finally:
             ray_queue.shutdown()
     finally:

@@ -69,6 +69,18 @@ def test_ray_e2e_tiny_runs_every_workload(tmp_path: Path) -> None:
     assert doc["preemptions"] >= 0
     assert doc["preemptions"] == sum(c["preemptions"] for c in doc["classes"].values())
     assert doc["manager_peak_rss_mb"] is not None and doc["manager_peak_rss_mb"] > 10
+    assert doc["manager_cpu_s"] is not None and doc["manager_cpu_s"] > 0
+    for c in doc["classes"].values():
+        # The three parts, matched by workload id with the manager's own times, add up
+        # to the time to admission the driver saw.
+        parts = c["admission_breakdown_s"]
+        assert parts is not None and set(parts) == {
+            "to_manager",
+            "manager_decides",
+            "event_to_driver",
+        }
+        assert sum(parts.values()) == pytest.approx(c["mean_time_to_admission_s"], abs=1e-3)
+        assert parts["manager_decides"] >= 0
     assert doc["time_scale"] == 1.0
     assert doc["ray_cluster"]["logical_cpus"] == TINY.capacity_cpu_milli // 1000
     assert set(doc["targets"]) == {"makespan_over_ideal"}
