@@ -143,6 +143,30 @@ class Soak(Faults):
 
     def start(self) -> None:
         os.environ.pop("RAY_ADDRESS", None)
+        # On a loaded shared machine a node may miss Ray's fixed 30 s to register with the
+        # GCS: start the cluster again rather than give up the run.
+        for attempt in range(1, 4):
+            try:
+                self.start_cluster()
+                break
+            except Exception:
+                if attempt == 3:
+                    raise
+                logger.exception("the cluster did not start (attempt %d); again", attempt)
+                if self.cluster is not None:
+                    self.cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
+                self.cluster, self.workers = None, []
+                self.count("cluster_start_retries")
+        ray.init(address=self.address(), log_to_driver=False, configure_logging=False)
+        initial: QueueConfig = load_config(config_yaml(0))
+        self.actor = start_manager(
+            initial, state_path=str(self.workdir / "state"), env=self.manager_env
+        )
+        ray.get(self.actor.ping.remote(), timeout=120)
+        with self.client("admin") as admin:
+            wait_for(lambda: serving(admin), 120, "the gRPC API")
+
+    def start_cluster(self) -> None:
         # The dashboard on a free port: Ray's state API goes through it, and other clusters
         # on this machine may hold the default one.
         self.cluster = Cluster(
@@ -156,14 +180,10 @@ class Soak(Faults):
         for worker in WORKER_ARGS:
             self.workers.append(self.cluster.add_node(**worker))
         self.cluster.wait_for_nodes()
-        ray.init(address=self.cluster.address, log_to_driver=False, configure_logging=False)
-        initial: QueueConfig = load_config(config_yaml(0))
-        self.actor = start_manager(
-            initial, state_path=str(self.workdir / "state"), env=self.manager_env
-        )
-        ray.get(self.actor.ping.remote(), timeout=120)
-        with self.client("admin") as admin:
-            wait_for(lambda: serving(admin), 120, "the gRPC API")
+
+    def address(self) -> str:
+        assert self.cluster is not None
+        return str(self.cluster.address)
 
     def start_observer(self) -> None:
         assert self.cluster is not None

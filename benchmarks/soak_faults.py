@@ -391,7 +391,14 @@ class Faults:
         killed = time.monotonic()
         wait_for(lambda: not node_alive(node_id), 120, "Ray to see the node dead")
         dead_s = time.monotonic() - killed
-        self.workers[index] = self.cluster.add_node(**WORKER_ARGS[index])
+        for attempt in range(1, 4):  # Ray gives a node a fixed 30 s to register
+            try:
+                self.workers[index] = self.cluster.add_node(**WORKER_ARGS[index])
+                break
+            except Exception:
+                if attempt == 3:
+                    raise
+                logger.exception("the replacement node did not start (attempt %d)", attempt)
         new_id = self.workers[index].node_id
         wait_for(lambda: node_alive(new_id), 120, "the new node")
         return {
