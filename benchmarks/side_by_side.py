@@ -387,8 +387,13 @@ def run_ray_queue(shape: Shape, work: Path) -> dict[str, Any]:
         "timed_out": doc["timed_out"],
         "ideal_makespan_s": doc["ideal_makespan_s"],
         "admissions_per_s": doc["admissions_per_s"],
+        # Where each class's time to admission went (``ray_e2e._admission_breakdown``).
+        "admission_breakdown_s": {
+            name: c.get("admission_breakdown_s") for name, c in classes.items()
+        },
         # The queue manager actor: the process that plays minimalkueue's part.
         "peak_rss_mb": doc["manager_peak_rss_mb"],
+        "manager_cpu_s": doc.get("manager_cpu_s"),
         "submit_lag_s": doc["submit_lag_s"],
         # The driver, the manager and Ray's processes, as far as they were reaped.
         "process_tree_cpu_s": child.tree_cpu_s,

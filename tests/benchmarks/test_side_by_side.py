@@ -184,6 +184,9 @@ def test_tiny_run_reports_every_system(tmp_path: Path) -> None:
         assert system["command"].startswith("python -m benchmarks."), name
         assert doc["commands"][name] == system["command"]
     assert doc["systems"]["plain_ray"]["evictions"] == dict.fromkeys(classes, 0)
+    ray_queue = doc["systems"]["ray_queue_ray"]
+    assert ray_queue["manager_cpu_s"] > 0
+    assert set(ray_queue["admission_breakdown_s"]) == classes
     assert set(doc["ratios"]) == {
         "ray_queue_ray_wall_vs_kueue",
         "ray_queue_engine_wall_vs_kueue",
