@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from autoscaler.demand import Demand
@@ -23,6 +24,7 @@ from autoscaler.retry import Backoff
 from autoscaler.sources import Overrides, SourceError, enrich
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import CheckState, GangDemand, WorkloadId
+from ray_queue.wire import WorkerGroupShape
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,12 @@ class GrpcSource:
                 return
             raise SourceError(f"evict {workload} failed: {exc}") from exc
 
+    def report_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        try:
+            self._client.report_worker_groups(groups)
+        except Exception as exc:
+            raise SourceError(f"reporting worker group shapes failed: {exc}") from exc
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _current_config(self) -> QueueConfig:
@@ -141,9 +149,7 @@ class GrpcSource:
                 return QueueConfig()
             if last is None:
                 raise SourceError(f"cannot read the manager's config: {exc}") from exc
-            logger.warning(
-                "config refresh failed; keeping the last one", extra={"error": str(exc)}
-            )
+            logger.warning("config refresh failed; keeping the last one", extra={"error": str(exc)})
             return last
 
     def _follow(self) -> None:  # the watch thread

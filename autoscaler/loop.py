@@ -25,6 +25,7 @@ from autoscaler.requests import RequestSpec, RequestView
 from autoscaler.retry import Backoff
 from autoscaler.sources import DemandSource, SourceError
 from ray_queue.engine.clock import Clock, SystemClock
+from ray_queue.wire import WorkerGroupShape
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +109,20 @@ class Reconciler:
         started = time.perf_counter()
         demand = self._source.demand()
         groups = self._provider.groups()
+        # Every pass, not only on change: a restarted manager has forgotten them.
+        self._source.report_worker_groups(
+            [WorkerGroupShape(g.name, dict(g.shape)) for g in groups if g.gang_of is None]
+        )
         requests = list(self._requests.read()) if self._requests is not None else []
         pending = getattr(self._provider, "pending_gangs", None)
         ray_pending = pending() if pending is not None else None
         read_done = time.perf_counter()
         the_plan = plan(
-            demand, groups, requests, now=self._clock.now(), config=self._config.planner,
+            demand,
+            groups,
+            requests,
+            now=self._clock.now(),
+            config=self._config.planner,
             ray_pending=ray_pending,
         )
         plan_done = time.perf_counter()

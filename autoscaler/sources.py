@@ -11,7 +11,7 @@ waits on and its class, and the attempt number that names its ProvisioningReques
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from autoscaler.demand import Demand, Gang, gang_from_engine
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.errors import InvalidTransitionError, UnknownWorkloadError
 from ray_queue.engine.model import CheckState, GangDemand, WorkloadId, WorkloadStatus
+from ray_queue.wire import WorkerGroupShape
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class DemandSource(Protocol):
     def evict(self, workload: WorkloadId, message: str) -> None:
         """Capacity behind a running or reserved workload is gone; a workload no longer
         holding quota is ignored."""
+        ...
+
+    def report_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        """What one node of each scalable worker group offers, so the manager refuses at
+        submission a bundle no node of an autoscaled flavor could ever hold."""
         ...
 
 
@@ -91,9 +97,18 @@ class InProcessSource:
     manager's event loop, or a test's single thread), exactly as for any other call.
     """
 
-    def __init__(self, manager: _Manager, *, overrides: Overrides | None = None) -> None:
+    def __init__(
+        self,
+        manager: _Manager,
+        *,
+        overrides: Overrides | None = None,
+        on_worker_groups: Callable[[Sequence[WorkerGroupShape]], None] | None = None,
+    ) -> None:
+        """``on_worker_groups``: where the groups' node shapes go (a ManagerCore's
+        ``set_worker_groups``); an Engine alone checks no node shapes."""
         self._manager = manager
         self._overrides = overrides or Overrides()
+        self._on_worker_groups = on_worker_groups
 
     def demand(self) -> Demand:
         config = self._manager.config
@@ -107,6 +122,10 @@ class InProcessSource:
         self, workload: WorkloadId, check: str, state: CheckState, message: str
     ) -> None:
         self._manager.set_check_state(workload, check, state, message)
+
+    def report_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        if self._on_worker_groups is not None:
+            self._on_worker_groups(groups)
 
     def evict(self, workload: WorkloadId, message: str) -> None:
         try:

@@ -179,6 +179,15 @@ class NodeShape:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerGroupShape:
+    """What one node of an autoscaled worker group offers (milli-units), as the
+    autoscaler reads it from the group's spec."""
+
+    name: str
+    resources: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerStatus:
     cluster_queues: tuple[ClusterQueueStatus, ...]
     cohorts: tuple[CohortStatus, ...]

@@ -28,7 +28,7 @@ from ray_queue.engine.model import (
     WorkloadId,
     WorkloadStatus,
 )
-from ray_queue.wire import SubmitRequest, SubmitResult
+from ray_queue.wire import SubmitRequest, SubmitResult, WorkerGroupShape
 
 #: Transitions kept for watchers; one that falls further behind must reconnect.
 JOURNAL_SIZE = 100_000
@@ -121,6 +121,10 @@ class Backend(Protocol):
     def evict(self, workload: WorkloadId, *, reason: str, message: str) -> WorkloadStatus:
         """Evict a workload holding quota (requeued with back-off); raises
         ``InvalidTransitionError`` if it holds none. Returns the status."""
+        ...
+
+    def set_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        """The autoscaled worker groups' node shapes, replacing the last ones."""
         ...
 
     def events(self, *, after: int, timeout_s: float) -> EventPage:

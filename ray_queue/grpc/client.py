@@ -32,7 +32,7 @@ from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import autoscaler_pb2_grpc, queue_pb2_grpc
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.status import ERROR_TYPE_KEY, from_rpc_error, from_status
-from ray_queue.wire import SubmitRequest
+from ray_queue.wire import SubmitRequest, WorkerGroupShape
 
 T = TypeVar("T")
 
@@ -285,6 +285,13 @@ class QueueClient:
             apb.EvictWorkloadRequest(workload=workload, reason=reason, message=message),
         )
         return convert.workload_from_pb(response.workload)
+
+    def report_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        """Tell the manager what one node of each autoscaled worker group offers."""
+        self._call(
+            self._autoscaler.ReportWorkerGroups,
+            apb.ReportWorkerGroupsRequest(groups=[convert.worker_group_to_pb(g) for g in groups]),
+        )
 
     def health(self, service: str = "") -> str:
         """The standard health service's answer ("SERVING", "NOT_SERVING" …)."""

@@ -38,7 +38,7 @@ from ray_queue.grpc.backend import WorkloadEvent
 from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.status import InvalidRequestError, code_for
-from ray_queue.wire import SubmitRequest, SubmitResult
+from ray_queue.wire import SubmitRequest, SubmitResult, WorkerGroupShape
 
 #: Longest name accepted (Kubernetes' DNS subdomain limit): ids, queues, resources …
 MAX_NAME_LEN = 253
@@ -127,6 +127,16 @@ def _resources(resources: Mapping[str, int], field: str) -> dict[str, int]:
             raise InvalidRequestError(f"{field}[{resource!r}]", f"is larger than {MAX_MILLI}")
         out[resource] = amount
     return out
+
+
+def worker_group_from_pb(group: apb.WorkerGroupShape, field: str) -> WorkerGroupShape:
+    return WorkerGroupShape(
+        name(group.name, f"{field}.name"), _resources(group.resources, f"{field}.resources")
+    )
+
+
+def worker_group_to_pb(group: WorkerGroupShape) -> apb.WorkerGroupShape:
+    return apb.WorkerGroupShape(name=group.name, resources=dict(group.resources))
 
 
 def submit_request(spec: pb.WorkloadSpec, field: str, *, owner: str) -> SubmitRequest:

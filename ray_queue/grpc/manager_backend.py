@@ -38,7 +38,7 @@ from ray_queue.grpc.backend import (
 )
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from ray_queue.manager.core import ManagerCore
-from ray_queue.wire import SubmitRequest, SubmitResult
+from ray_queue.wire import SubmitRequest, SubmitResult, WorkerGroupShape
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,9 @@ class ManagerBackend:
         status = self._call(evict)
         self._after([status])
         return status
+
+    def set_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        self._call(lambda: self._core.set_worker_groups(groups))
 
     def events(self, *, after: int, timeout_s: float) -> EventPage:
         self._watching()

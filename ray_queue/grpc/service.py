@@ -495,3 +495,13 @@ class AutoscalerServicer(_Scoped, autoscaler_pb2_grpc.AutoscalerServiceServicer)
         message = convert.text(request.message, "message")
         status = self._backend.evict(workload, reason=reason, message=message)
         return apb.EvictWorkloadResponse(workload=convert.workload_to_pb(status))
+
+    @_rpc
+    def ReportWorkerGroups(
+        self, request: apb.ReportWorkerGroupsRequest, context: grpc.ServicerContext
+    ) -> apb.ReportWorkerGroupsResponse:
+        groups = [
+            convert.worker_group_from_pb(g, f"groups[{i}]") for i, g in enumerate(request.groups)
+        ]
+        self._backend.set_worker_groups(groups)
+        return apb.ReportWorkerGroupsResponse()

@@ -4,8 +4,10 @@ saying why an admitted workload is not placed yet.
 Quota says whether a workload may run; nodes say whether it *can*. A bundle larger than
 every node of every flavor its ClusterQueue may use would be admitted and then sit
 unplaced forever, holding quota. So the manager keeps the alive nodes' shapes (from Ray,
-following joins and leaves) and refuses such a bundle up front — unless the flavor is
-autoscaled (bigger nodes may come) or no node of it has been seen yet (it may join).
+following joins and leaves) and refuses such a bundle up front — unless no node of the
+flavor has been seen yet (it may join), or the flavor is autoscaled and its worker group's
+nodes could hold the bundle (or the autoscaler has not reported the group's node shape
+yet: bigger nodes may come).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.model import MILLI, WorkloadSpec, WorkloadState, WorkloadStatus
-from ray_queue.wire import NodeShape, Unplaced
+from ray_queue.wire import NodeShape, Unplaced, WorkerGroupShape
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +33,15 @@ class Capacity:
     def __init__(self) -> None:
         self._nodes: tuple[NodeShape, ...] = ()
         self._known = False
+        #: Autoscaled worker groups' node shapes, by group name (from the autoscaler).
+        self._groups: dict[str, WorkerGroupShape] = {}
 
     def set_nodes(self, nodes: Sequence[NodeShape], config: QueueConfig) -> None:
         self._nodes = tuple(nodes)
         self._known = True
+
+    def set_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        self._groups = {g.name: g for g in groups}
 
     @property
     def nodes(self) -> tuple[NodeShape, ...]:
@@ -47,7 +54,7 @@ class Capacity:
     def why_never_fits(self, spec: WorkloadSpec, config: QueueConfig) -> str | None:
         """A reason if some bundle fits no node of any usable flavor; ``None`` if it may."""
         queue = config.queues.get(spec.queue)
-        if not self._known or queue is None:
+        if queue is None:
             return None  # unknown queue: the engine raises its own typed error
         cq = config.cluster_queues.get(queue.cluster_queue)
         if cq is None:
@@ -62,13 +69,19 @@ class Capacity:
             }
             if not flavors or self._fits_some_flavor(group.resources, flavors, config):
                 continue
-            largest = sorted(
-                {_fmt(n.resources, group.resources.keys()) for n in self._nodes}, reverse=True
-            )[:3]
+            shapes = [n.resources for n in self._nodes] + [
+                g.resources for g in self._groups.values()
+            ]
+            # The biggest offers of what the bundle asks for, biggest first.
+            asked = sorted(group.resources)
+            ranked = sorted(shapes, key=lambda s: [s.get(r, 0) for r in asked])
+            offers = [_fmt(s, asked) for s in reversed(ranked) if any(s.get(r) for r in asked)]
+            largest = list(dict.fromkeys(offers))[:3]
             return (
-                f"a bundle {_fmt(group.resources, group.resources.keys())} is larger than every "
-                f"node of flavors {sorted(flavors)} (largest: {', '.join(largest) or 'none'}); "
-                "ask for less per bundle, or add bigger nodes"
+                f"a bundle {_fmt(group.resources, asked)} is larger than every "
+                f"node of flavors {sorted(flavors)}, and than every node their worker groups "
+                f"can add (largest: {', '.join(largest) or 'none'}); ask for less per bundle, "
+                "or add bigger nodes"
             )
         return None
 
@@ -77,14 +90,16 @@ class Capacity:
     ) -> bool:
         for name in flavors:
             flavor = config.flavors.get(name)
-            if flavor is None or flavor.worker_group is not None:
-                return True  # autoscaled (or undeclared): bigger nodes may come
+            if flavor is None:
+                return True
+            if flavor.worker_group is not None:
+                group = self._groups.get(flavor.worker_group)
+                if group is None or _holds(group.resources, request):
+                    return True  # its group's nodes could (or may: shape not reported yet)
             nodes = self.nodes_of(flavor.node_labels)
-            if not nodes:
+            if not nodes and (flavor.worker_group is None or not self._known):
                 return True  # no node seen yet: it may still join
-            if any(
-                all(n.resources.get(r, 0) >= a for r, a in request.items() if a > 0) for n in nodes
-            ):
+            if any(_holds(n.resources, request) for n in nodes):
                 return True
         return False
 
@@ -133,6 +148,10 @@ class Capacity:
             f"Ray has not placed it yet on the nodes of flavor {flavors}: their room is taken, "
             "by work outside the queue or being released",
         )
+
+
+def _holds(offer: Mapping[str, int], request: Mapping[str, int]) -> bool:
+    return all(offer.get(r, 0) >= a for r, a in request.items() if a > 0)
 
 
 def _fmt(resources: Mapping[str, int], names: Iterable[str]) -> str:

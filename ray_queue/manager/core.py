@@ -56,6 +56,7 @@ from ray_queue.wire import (
     SubmitRequest,
     SubmitResult,
     Unplaced,
+    WorkerGroupShape,
     job_of_submission,
     job_runs,
     job_submission_id,
@@ -491,6 +492,10 @@ class ManagerCore:
     def set_nodes(self, nodes: Sequence[NodeShape]) -> None:
         """The alive Ray nodes (joins and leaves); drives capacity checks at submission."""
         self._capacity.set_nodes(nodes, self._engine.config)
+
+    def set_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        """The autoscaled worker groups' node shapes (from the autoscaler)."""
+        self._capacity.set_worker_groups(groups)
 
     @property
     def cut_short(self) -> bool:

@@ -15,6 +15,7 @@ from autoscaler.loop import LoopConfig, Reconciler
 from autoscaler.providers.base import GangGroup, PermanentError, TransientError, WorkerGroup
 from autoscaler.requests import Phase, RequestSpec, RequestView
 from ray_queue.engine.model import CheckState, WorkloadId, WorkloadState
+from ray_queue.wire import WorkerGroupShape
 from tests.autoscaler.builders import gang, make_group, request, res
 from tests.k8s.process import wait_for
 
@@ -31,9 +32,13 @@ class FakeSource:
     def __init__(self, log: Log, gangs: Sequence[Gang] = ()) -> None:
         self.log = log
         self.gangs = list(gangs)
+        self.worker_groups: list[WorkerGroupShape] = []
 
     def demand(self) -> Demand:
         return Demand.of(self.gangs)
+
+    def report_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
+        self.worker_groups = list(groups)
 
     def report_check(
         self, workload: WorkloadId, check: str, state: CheckState, message: str
@@ -140,15 +145,16 @@ def test_metrics_after_a_pass() -> None:
     )
     loop.run_once()
     registry = loop.metrics.registry
-    assert registry.get_sample_value(
-        "ray_queue_autoscaler_desired_replicas", {"group": "cpu"}
-    ) == 1
-    assert registry.get_sample_value(
-        "ray_queue_autoscaler_unplaceable_gangs", {"group": "cpu"}
-    ) == 1
-    assert registry.get_sample_value(
-        "ray_queue_autoscaler_patch_seconds_count", {"action": "scale_up"}
-    ) == 1
+    assert registry.get_sample_value("ray_queue_autoscaler_desired_replicas", {"group": "cpu"}) == 1
+    assert (
+        registry.get_sample_value("ray_queue_autoscaler_unplaceable_gangs", {"group": "cpu"}) == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "ray_queue_autoscaler_patch_seconds_count", {"action": "scale_up"}
+        )
+        == 1
+    )
 
 
 @pytest.mark.timeout(30)
@@ -170,9 +176,12 @@ def test_run_backs_off_on_transient_failures_and_recovers() -> None:
         runner.join(timeout=5)
     assert not runner.is_alive()
     assert loop.passes >= 1
-    assert loop.metrics.registry.get_sample_value(
-        "ray_queue_autoscaler_errors_total", {"kind": "transient"}
-    ) == 2
+    assert (
+        loop.metrics.registry.get_sample_value(
+            "ray_queue_autoscaler_errors_total", {"kind": "transient"}
+        )
+        == 2
+    )
     assert log.entries == ["scale cpu 0->1"]
 
 
@@ -187,9 +196,12 @@ def test_permanent_errors_end_the_pass_and_are_raised() -> None:
     )
     with pytest.raises(PermanentError):
         loop.run_once()
-    assert loop.metrics.registry.get_sample_value(
-        "ray_queue_autoscaler_errors_total", {"kind": "permanent"}
-    ) == 1
+    assert (
+        loop.metrics.registry.get_sample_value(
+            "ray_queue_autoscaler_errors_total", {"kind": "permanent"}
+        )
+        == 1
+    )
 
 
 def test_the_per_pass_line_keeps_its_content(caplog: pytest.LogCaptureFixture) -> None:
@@ -213,3 +225,18 @@ def test_the_per_pass_line_keeps_its_content(caplog: pytest.LogCaptureFixture) -
     assert "scale cpu 0->2" in fields["plan"]
     for phase in ("read_ms", "plan_ms", "act_ms"):
         assert float(fields[phase]) >= 0.0
+
+
+def test_every_pass_reports_the_groups_node_shapes_but_not_per_gang_copies() -> None:
+    log = Log()
+    source = FakeSource(log, [gpu_gang()])
+    loop = Reconciler(
+        source,
+        FakeProvider(log, [gpu_group(), make_group("cpu").shape(res(cpu=4)).build()]),
+        requests=FakeRequests(log, [request("job", Phase.PROVISIONED)]),
+    )
+    loop.run_once()
+    assert sorted((g.name, dict(g.resources)) for g in source.worker_groups) == [
+        ("cpu", dict(res(cpu=4))),
+        ("gpu", dict(res(cpu=8, gpu=4))),
+    ]

@@ -24,7 +24,8 @@ from ray_queue.grpc.auth import (
     parse_tokens,
 )
 from ray_queue.grpc.client import QueueClient
-from ray_queue.grpc.status import RateLimitedError
+from ray_queue.grpc.status import InvalidRequestError, RateLimitedError
+from ray_queue.wire import WorkerGroupShape
 from tests.grpc.conftest import (
     ADMIN_TOKEN,
     AUTOSCALER_TOKEN,
@@ -115,6 +116,12 @@ def test_autoscaler_role(harness: Harness) -> None:
             call()
     with pytest.raises(PermissionDeniedError):
         autoscaler.submit(request("sneaky"))
+    gpu_nodes = WorkerGroupShape("gpu-group", {"GPU": 4000, "CPU": 8000})
+    autoscaler.report_worker_groups([gpu_nodes])
+    with pytest.raises(InvalidRequestError, match=r"groups\[0\]\.resources\['GPU'\]"):
+        autoscaler.report_worker_groups([WorkerGroupShape("gpu-group", {"GPU": -1})])
+    with pytest.raises(PermissionDeniedError, match=r"may not call .*ReportWorkerGroups"):
+        harness.client(token=TENANT_A_TOKEN).report_worker_groups([gpu_nodes])
 
 
 def test_admin_can_do_everything(harness: Harness) -> None:

@@ -10,10 +10,11 @@ from ray_queue.engine.clock import ManualClock
 from ray_queue.engine.config import ResourceFlavor
 from ray_queue.engine.engine import Engine
 from ray_queue.engine.model import WorkloadId, WorkloadState, to_milli
+from ray_queue.errors import WorkloadRejected
 from ray_queue.manager.core import ManagerCore
 from ray_queue.metrics import QueueMetrics
 from ray_queue.store.base import MemoryStore
-from ray_queue.wire import NodeShape
+from ray_queue.wire import NodeShape, WorkerGroupShape
 from tests.manager.configs import A100, teams_config
 from tests.manager.fakes import RecordingActions
 from tests.manager.test_core import req
@@ -81,3 +82,18 @@ def test_unplaced_workloads_are_counted_by_reason_in_the_metrics() -> None:
     assert unplaced("no_node") == 0 and unplaced("nodes_busy") == 2
     core.mark_placed(WorkloadId("w1"), core.unplaced_placement_groups()[WorkloadId("w1")])
     assert unplaced("nodes_busy") == 1
+
+
+def test_a_bundle_no_node_of_the_autoscaled_group_could_hold_is_refused_at_submission() -> None:
+    core = _core(worker_group="gpu-group")
+    core.set_nodes([NodeShape("cpu-only", {}, {"CPU": to_milli(4)})])
+    # Before the autoscaler says what the group's nodes offer, bigger ones may come.
+    (may,) = core.submit_many([req("w0", gpu=6)])
+    assert may.error is None
+    core.set_worker_groups([WorkerGroupShape("gpu-group", {"GPU": to_milli(4), "CPU": 8000})])
+    (refused,) = core.submit_many([req("w1", gpu=6)])
+    assert isinstance(refused.error, WorkloadRejected)
+    assert "larger than every node of flavors ['a100']" in str(refused.error)
+    assert "worker groups can add (largest: {GPU: 4})" in str(refused.error)
+    (fits,) = core.submit_many([req("w2", gpu=4)])
+    assert fits.error is None

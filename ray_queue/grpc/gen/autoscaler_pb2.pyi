@@ -112,3 +112,28 @@ class EvictWorkloadResponse(_message.Message):
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     workload: _queue_pb2.Workload
     def __init__(self, workload: _Optional[_Union[_queue_pb2.Workload, _Mapping]] = ...) -> None: ...
+
+class WorkerGroupShape(_message.Message):
+    __slots__ = ("name", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    resources: _containers.ScalarMap[str, int]
+    def __init__(self, name: _Optional[str] = ..., resources: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ReportWorkerGroupsRequest(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[WorkerGroupShape]
+    def __init__(self, groups: _Optional[_Iterable[_Union[WorkerGroupShape, _Mapping]]] = ...) -> None: ...
+
+class ReportWorkerGroupsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

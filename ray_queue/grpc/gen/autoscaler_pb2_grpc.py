@@ -49,6 +49,11 @@ class AutoscalerServiceStub:
                 request_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadRequest.SerializeToString,
                 response_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadResponse.FromString,
                 _registered_method=True)
+        self.ReportWorkerGroups = channel.unary_unary(
+                '/ray_queue.v1.AutoscalerService/ReportWorkerGroups',
+                request_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportWorkerGroupsRequest.SerializeToString,
+                response_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportWorkerGroupsResponse.FromString,
+                _registered_method=True)
 
 
 class AutoscalerServiceServicer:
@@ -77,6 +82,14 @@ class AutoscalerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportWorkerGroups(self, request, context):
+        """The node shapes of the worker groups the autoscaler scales, so the manager refuses at
+        submission a bundle that no node of an autoscaled flavor's group could ever hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AutoscalerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_AutoscalerServiceServicer_to_server(servicer, server):
                     servicer.EvictWorkload,
                     request_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadRequest.FromString,
                     response_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadResponse.SerializeToString,
+            ),
+            'ReportWorkerGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportWorkerGroups,
+                    request_deserializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportWorkerGroupsRequest.FromString,
+                    response_serializer=ray__queue_dot_v1_dot_autoscaler__pb2.ReportWorkerGroupsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +195,33 @@ class AutoscalerService:
             '/ray_queue.v1.AutoscalerService/EvictWorkload',
             ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadRequest.SerializeToString,
             ray__queue_dot_v1_dot_autoscaler__pb2.EvictWorkloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportWorkerGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ray_queue.v1.AutoscalerService/ReportWorkerGroups',
+            ray__queue_dot_v1_dot_autoscaler__pb2.ReportWorkerGroupsRequest.SerializeToString,
+            ray__queue_dot_v1_dot_autoscaler__pb2.ReportWorkerGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,
