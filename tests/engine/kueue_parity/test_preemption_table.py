@@ -413,6 +413,8 @@ class PodSet:
     requests: Mapping[str, str]
     count: int = 1
     memory_flavor: str = "default"
+    #: The flavor of every other resource.
+    other_flavor: str = "default"
 
 
 @dataclass(frozen=True)
@@ -903,7 +905,7 @@ def flavors_of(w: Wl) -> list[dict[str, str]]:
     """The flavor of each resource of each PodSet of ``w`` in Kueue's fixture."""
     return [
         {
-            RAY_NAMES[name]: ps.memory_flavor if name == "memory" else "default"
+            RAY_NAMES[name]: ps.memory_flavor if name == "memory" else ps.other_flavor
             for name, amount in ps.requests.items()
             # A zero request takes no quota, so our engine assigns it no flavor.
             if parse_quantity(amount) > 0
