@@ -11,6 +11,7 @@ from collections.abc import Callable
 from tests.engine.kueue_parity import (
     test_fair_preemption_table,
     test_flavor_assignment_table,
+    test_hierarchical_preemption_table,
     test_preemption_table,
     test_schedule_fs_table,
     test_schedule_table,
@@ -27,6 +28,10 @@ TABLES: tuple[tuple[str, Callable[[], dict[str, int]]], ...] = (
     (
         "`pkg/scheduler/preemption/preemption_fair_test.go` `TestFairPreemptions`",
         test_fair_preemption_table.parity_counts,
+    ),
+    (
+        "`pkg/scheduler/preemption/preemption_hierarchical_test.go` `TestHierarchicalPreemptions`",
+        test_hierarchical_preemption_table.parity_counts,
     ),
     ("`pkg/scheduler/scheduler_test.go` `TestSchedule`", test_schedule_table.parity_counts),
     (
