@@ -5,7 +5,8 @@ its one event loop. The gRPC server answers on its own threads, so each backend 
 shipped to that loop (``on_loop``) and waited for: gRPC requests queue up with the
 actor's other requests and see exactly the same state. Transitions that happen inside the
 manager (ticks, Ray events) are found by a poller that diffs workload histories, only
-while someone is watching.
+while someone is watching. The development server runs this same backend over a core of
+its own, serialised by a lock instead of a loop (``local_manager.LocalManager``).
 """
 
 from __future__ import annotations
