@@ -43,7 +43,7 @@ from benchmarks import provenance
 from benchmarks.scenarios import RESOURCE, SCENARIOS, Arrival, Scenario
 from ray_queue.client.placement_group import QueuedPlacementGroup
 from ray_queue.engine.model import WorkloadState
-from ray_queue.manager.actor import find_manager
+from ray_queue.manager.actor import METRICS_PORT_ENV, find_manager
 from ray_queue.wire import ClientEvent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -504,8 +504,20 @@ def run(
     limit_s = (
         timeout_s if timeout_s is not None else 5 * scenario.ideal_makespan_s() / time_scale + 60
     )
-    # "local": always a new cluster of our own, never one another process left running.
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    # No /metrics: on the default port, on a shared machine, whatever else scrapes it
+    # (another engineer's Prometheus or soak observer) ran the manager's collector in the
+    # middle of the run, 5 % of its samples under py-spy. The actor inherits this through
+    # the raylet; the caller's environment is given back once the cluster is up.
+    metrics_port = os.environ.get(METRICS_PORT_ENV)
+    os.environ[METRICS_PORT_ENV] = "off"
+    try:
+        # "local": always a new cluster of our own, never one another process left running.
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    finally:
+        if metrics_port is None:
+            del os.environ[METRICS_PORT_ENV]
+        else:
+            os.environ[METRICS_PORT_ENV] = metrics_port
     try:
         config = scenario.to_queue_config()
         first_queue = next(iter(config.queues))
