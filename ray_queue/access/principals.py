@@ -265,6 +265,10 @@ class TokenTable:
     def enabled(self) -> bool:
         return bool(self._principals)
 
+    def principals(self) -> list[Principal]:
+        """Everyone with a token, each with its token's digest as ``key``."""
+        return list(self._principals.values())
+
     def lookup(self, token: str | None) -> Principal:
         """Who holds ``token``, or ``PermissionError`` saying why not."""
         if not self._principals:

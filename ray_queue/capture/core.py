@@ -31,6 +31,7 @@ from ray_queue.capture.errors import CaptureError
 from ray_queue.capture.settings import ENV_NEXT_HOOK, Settings, settings_from_env
 from ray_queue.client.runtime import ClientRuntime
 from ray_queue.errors import NotInitializedError
+from ray_queue.manager.handle import TOKEN_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,36 @@ def job_runtime_env(runtime_env: dict[str, Any] | None, settings: Settings) -> d
             )
         env_vars[ENV_NEXT_HOOK] = hook
     env_vars.update(settings.env_vars())
+    worker_credential = _worker_credential(settings)
+    if worker_credential is not None:
+        # A token the caller put there on purpose stays.
+        env_vars.setdefault(TOKEN_ENV, worker_credential)
     env["env_vars"] = env_vars
     env["worker_process_setup_hook"] = patch.WORKER_SETUP_HOOK
     return env
+
+
+def _worker_credential(settings: Settings) -> str | None:
+    """What the job's workers call the manager with when this driver has a token
+    (``$RAY_QUEUE_TOKEN`` or ``$RAY_QUEUE_TOKEN_FILE``): a credential derived from it,
+    for the captured Queue only, valid while the job runs (``access/worker_credentials``;
+    docs/security.md says why it travels in runtime_env). ``None`` without a token, or
+    with a credential that is itself derived (a job's or a worker's)."""
+    from pathlib import Path
+
+    from ray_queue.access import worker_credentials
+    from ray_queue.access.job_credentials import is_job_credential
+    from ray_queue.manager.handle import TOKEN_FILE_ENV
+
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token and os.environ.get(TOKEN_FILE_ENV):
+        try:
+            token = Path(os.environ[TOKEN_FILE_ENV]).read_text(encoding="utf-8").strip()
+        except OSError:
+            return None  # the driver's own init says what is wrong with the file
+    if not token or is_job_credential(token) or worker_credentials.is_worker_credential(token):
+        return None
+    return worker_credentials.mint(token, settings.queue)
 
 
 def enable_from_env() -> None:

@@ -45,6 +45,9 @@ FIRST_BUNDLES = 8
 MAX_BUNDLES = 64
 #: How long a ``.remote()`` waits for a lease asked for moments ago before it gates.
 FRESH_S = 0.2
+#: A lease admitted but not placed by Ray within this long is asked for again, half as
+#: big (admission counts quota, and a quota may be more than the nodes hold).
+PLACE_S = 0.5
 #: A lease with nothing in flight for this long is given back.
 IDLE_S = 0.5
 #: How often pending leases are checked for admission and idle ones for release.
@@ -63,6 +66,10 @@ class Lease:
     asked_at: float = field(default_factory=time.monotonic)
     #: Rejected or cancelled before it went live.
     ended: bool = False
+    #: When the manager admitted it (it goes live once Ray has placed it too).
+    admitted_at: float | None = None
+    #: What was asked: resources, queue, priority, name, bundles (to ask again smaller).
+    request: tuple[dict[str, float], str, str | None, str, int] | None = None
 
 
 class LeaseTask:
@@ -145,10 +152,24 @@ class Leases:
         except RayQueueError:
             # The same request as a gated task: its own submission says what is wrong.
             return None
-        lease = Lease(queued, key)
+        lease = Lease(queued, key, request=(dict(resources), queue, priority, name, bundles))
         with self._lock:
             self._pending[key] = lease
         return lease
+
+    def _shrink(self, lease: Lease) -> None:
+        """``lease`` was admitted but Ray cannot place it (the queue's quota, borrowing
+        included, is more than the nodes hold): give it back, nothing having been put
+        in it yet, and ask for half as many bundles."""
+        request = lease.request
+        lease.queued.remove()
+        with self._lock:
+            if self._pending.get(lease.key) is lease:
+                del self._pending[lease.key]
+        if request is None:
+            return
+        resources, queue, priority, name, bundles = request
+        self._ask(lease.key, resources, queue, priority, name, max(1, bundles // 2))
 
     def _wait_fresh(self, lease: Lease) -> Lease | None:
         """Wait for a lease asked for less than ``FRESH_S`` ago to go live, and take a
@@ -207,6 +228,12 @@ class Leases:
                     self._pending.pop(lease.key, None)
                     lease.ended = True
                     self._changed.notify_all()
+                continue
+            if not lease.queued.is_placed():
+                if lease.admitted_at is None:
+                    lease.admitted_at = now
+                elif now - lease.admitted_at > PLACE_S:
+                    self._shrink(lease)
                 continue
             bundles = group.bundle_count
             with self._lock:

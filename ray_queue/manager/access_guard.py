@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ray_queue.access import namespaces
+from ray_queue.access import namespaces, worker_credentials
 from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials, is_job_credential
 from ray_queue.access.principals import (
     AuthConfigError,
@@ -46,11 +46,14 @@ class AccessGuard:
         live_job: LiveJob,
         *,
         problem: str | None = None,
+        carried: Callable[[str], bool] | None = None,
     ) -> None:
         self._tokens = tokens
         self._jobs = jobs
         self._live_job = live_job
         self._problem = problem
+        #: Whether a live Ray job carries a worker credential in its runtime_env.
+        self._carried = carried or _live_job_credentials()
 
     @classmethod
     def from_environment(cls, state_directory: Path, live_job: LiveJob) -> AccessGuard:
@@ -80,6 +83,8 @@ class AccessGuard:
             return self._tokens.lookup(credential)
         if credential and self._jobs is not None and is_job_credential(credential):
             return self._job_principal(credential)
+        if credential and worker_credentials.is_worker_credential(credential):
+            return self._worker_principal(credential)
         try:
             return self._tokens.lookup(credential)
         except PermissionError as e:
@@ -104,6 +109,30 @@ class AccessGuard:
             key=digest(credential),
             namespace=namespaces.of_job(workload),
         )
+
+    def _worker_principal(self, credential: str) -> Principal:
+        """A captured job's workers (``access/worker_credentials.py``): the driver's
+        tenant in one Queue, while a live Ray job carries the credential."""
+        claim = worker_credentials.parse(credential)
+        driver = (
+            None if claim is None else worker_credentials.verify(claim, self._tokens.principals())
+        )
+        principal = (
+            None
+            if claim is None or driver is None
+            else worker_credentials.narrowed(driver, claim, credential)
+        )
+        if principal is None:
+            raise UnauthenticatedError(
+                "captured-job worker credential not valid: forged, or its driver's token "
+                "was revoked or may not use that queue"
+            )
+        if not self._carried(credential):
+            raise UnauthenticatedError(
+                "captured-job worker credential not valid: no running Ray job carries it "
+                "(its job has ended)"
+            )
+        return principal
 
     def require(self, principal: Principal, what: str, *roles: Role) -> None:
         """``PermissionDeniedError`` unless ``principal`` is admin or has one of ``roles``."""
@@ -131,3 +160,9 @@ class AccessGuard:
         if self._live_job(submission_id) is None:
             raise UnauthenticatedError(f"Ray job {submission_id} is no longer running")
         return credential
+
+
+def _live_job_credentials() -> Callable[[str], bool]:
+    from ray_queue.manager.job_carriers import LiveJobCredentials
+
+    return LiveJobCredentials().carried

@@ -176,13 +176,12 @@ def test_tasks_wait_at_their_gates_while_the_quota_is_held(team_a: Cluster) -> N
     ray.get(valve.open.remote(2))
     refs = [gpu_step.remote(tally, valve, i) for i in range(2)]
     # No room for a lease: each task is a workload of its own, waiting for admission.
-    waiting = wait_for(
-        lambda: [
-            w for w in task_workloads("team-a", "gpu_step") if w.state is WorkloadState.PENDING
-        ],
+    wait_for(
+        lambda: (
+            [w.state for w in task_workloads("team-a", "gpu_step")] == [WorkloadState.PENDING] * 2
+        ),
         30,
     )
-    assert len(waiting) == 2
     ready, _ = ray.wait(refs, num_returns=1, timeout=2)
     assert not ready and ray.get(tally.read.remote()) == (0, 0, 0)
     remove_placement_group(held)
