@@ -98,6 +98,26 @@ def test_revoking_the_drivers_token_revokes_its_workers(tmp_path: Path) -> None:
         guard(tmp_path, {credential}, without_team_a).caller(credential)
 
 
+def test_the_job_runtime_env_carries_a_derived_credential_never_the_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ray_queue.capture import Settings, core
+
+    monkeypatch.delenv("RAY_QUEUE_TOKEN", raising=False)
+    token_file = tmp_path / "token"
+    token_file.write_text(TEAM_A + "\n")
+    monkeypatch.setenv("RAY_QUEUE_TOKEN_FILE", str(token_file))
+    env = core.job_runtime_env(None, Settings("team-a"))
+    credential = env["env_vars"]["RAY_QUEUE_TOKEN"]
+    assert TEAM_A not in json.dumps(env)
+    assert guard(tmp_path, {credential}).caller(credential).queues == frozenset({"team-a"})
+    # A token the job put there itself is left alone; no token, no credential.
+    mine = {"env_vars": {"RAY_QUEUE_TOKEN": "chosen"}}
+    assert core.job_runtime_env(mine, Settings("team-a"))["env_vars"]["RAY_QUEUE_TOKEN"] == "chosen"
+    monkeypatch.delenv("RAY_QUEUE_TOKEN_FILE")
+    assert "RAY_QUEUE_TOKEN" not in core.job_runtime_env(None, Settings("team-a"))["env_vars"]
+
+
 # -- on a real cluster --------------------------------------------------------------------
 
 DRIVER = """
