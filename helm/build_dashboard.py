@@ -222,6 +222,32 @@ ROWS: tuple[Row, ...] = (
                 stacked=True,
             ),
             Panel(
+                "Admitted, not placed yet, by reason",
+                "timeseries",
+                (
+                    _q(
+                        f"sum by (cluster_queue, reason) (ray_queue_unplaced_workloads{{{CQ}}})",
+                        "{{cluster_queue}} {{reason}}",
+                    ),
+                ),
+                "Holding quota while Ray has not placed them: no_node (no node has the "
+                "flavor's labels), bundle_too_large, awaiting_autoscaler, nodes_busy, "
+                "job_not_running.",
+                stacked=True,
+            ),
+            Panel(
+                "In use outside the queue",
+                "timeseries",
+                (
+                    _q(
+                        "sum by (flavor, resource) (ray_queue_unmanaged_usage)",
+                        "{{flavor}} {{resource}}",
+                    ),
+                ),
+                "Resources Ray says are in use on a flavor's nodes beyond what admissions "
+                "hold: uncaptured drivers and direct Ray calls. Quotas do not govern it.",
+            ),
+            Panel(
                 "Admissions and quota reservations per second",
                 "timeseries",
                 (

@@ -30,7 +30,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
-from ray_queue.wire import Unplaced
+from ray_queue.wire import UnmanagedUsage, Unplaced
 
 #: Waits from seconds (an idle cluster) to hours (a busy GPU queue).
 WAIT_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
@@ -73,6 +73,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         ("cluster_queue",),
         "Admitted workloads that have not finished.",
+    ),
+    MetricSpec(
+        "ray_queue_unmanaged_usage",
+        "gauge",
+        ("flavor", "resource"),
+        "Resources in use on a flavor's nodes (Ray's total minus available) beyond the quota "
+        "admissions hold: work that runs outside the queue (uncaptured drivers, direct Ray "
+        "calls). A lower bound while admitted work is still being placed.",
     ),
     MetricSpec(
         "ray_queue_unplaced_workloads",
@@ -229,6 +237,8 @@ class MetricsSnapshot:
     inadmissible: dict[str, int] = field(default_factory=dict)
     #: Admitted workloads Ray has not placed, per (ClusterQueue, reason).
     unplaced: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: In use in Ray beyond what admissions hold, per flavor and resource.
+    unmanaged: Sequence[UnmanagedUsage] = ()
 
 
 def snapshot_of(engine: Engine) -> MetricsSnapshot:
@@ -264,6 +274,13 @@ class _SnapshotCollector(Collector):
         }
         for (queue, cq_name), count in sorted(snap.pending_by_queue.items()):
             families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq_name], count)
+        # Every quota'd (flavor, resource) has a series, at 0 when nothing runs outside.
+        outside = {(u.flavor, u.resource): u.amount for u in snap.unmanaged}
+        quotad = {(r.flavor, r.resource) for cq in snap.cluster_queues for r in cq.resources}
+        for flavor, resource in sorted(quotad | set(outside)):
+            families["ray_queue_unmanaged_usage"].add_metric(
+                [flavor, resource], _units(outside.get((flavor, resource), 0))
+            )
         for cq in snap.cluster_queues:
             inadmissible = snap.inadmissible.get(cq.name, 0)
             pending = families["ray_queue_pending_workloads"]

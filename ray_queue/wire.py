@@ -176,6 +176,8 @@ class NodeShape:
     labels: Mapping[str, str]
     resources: Mapping[str, int]
     is_head: bool = False
+    #: Free room as Ray reports it (``None``: not read), milli-units.
+    available: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +190,16 @@ class WorkerGroupShape:
 
 
 @dataclass(frozen=True, slots=True)
+class UnmanagedUsage:
+    """Resources in use on a flavor's nodes that no admission accounts for."""
+
+    flavor: str
+    resource: str
+    #: Milli-units.
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerStatus:
     cluster_queues: tuple[ClusterQueueStatus, ...]
     cohorts: tuple[CohortStatus, ...]
@@ -197,6 +209,8 @@ class ManagerStatus:
     preemptions: int
     admissions: int
     epoch: str
+    #: Resources in use in Ray that no admission accounts for (``manager/unmanaged.py``).
+    unmanaged: tuple[UnmanagedUsage, ...] = ()
 
     def __str__(self) -> str:
         """For people (``print(ray_queue.status())``): Ray's units, one line per quota.
@@ -215,6 +229,11 @@ class ManagerStatus:
             parent = f" (in {co.parent})" if co.parent else ""
             lines.append(f"Cohort {co.name}{parent}")
             lines += [f"  {_quota_line(r)}" for r in co.resources]
+        for u in self.unmanaged:
+            lines.append(
+                f"Unmanaged: {human_amount(u.resource, u.amount)} {u.resource} in use on flavor "
+                f"{u.flavor} outside the queue"
+            )
         return "\n".join(lines)
 
 

@@ -189,11 +189,11 @@ def _emit(args: argparse.Namespace, data: Any, table: Callable[[], Any]) -> None
 
 
 def cmd_status(client: QueueClient, args: argparse.Namespace) -> int:
-    cqs, cohorts = client.cluster_queues(), client.cohorts()
+    cqs, cohorts, outside = client.cluster_queues(), client.cohorts(), client.unmanaged_usage()
     _emit(
         args,
-        {"cluster_queues": cqs, "cohorts": cohorts},
-        lambda: render.status_view(cqs, cohorts),
+        {"cluster_queues": cqs, "cohorts": cohorts, "unmanaged": outside},
+        lambda: render.status_view(cqs, cohorts, outside),
     )
     return 0
 

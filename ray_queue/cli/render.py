@@ -30,6 +30,7 @@ from ray_queue.engine.model import (
     WorkloadStatus,
 )
 from ray_queue.engine.quantity import human_amount
+from ray_queue.wire import UnmanagedUsage
 
 BAR_WIDTH = 12
 _STATE_STYLE = {
@@ -182,8 +183,11 @@ def _pooled(cohort: CohortStatus, pool: Mapping[FlavorResource, int]) -> list[Re
 
 
 def status_view(
-    cluster_queues: Sequence[ClusterQueueStatus], cohorts: Sequence[CohortStatus]
+    cluster_queues: Sequence[ClusterQueueStatus],
+    cohorts: Sequence[CohortStatus],
+    unmanaged: Sequence[UnmanagedUsage] = (),
 ) -> Group:
+    """The ClusterQueue and cohort tables, and what runs in Ray outside the queue."""
     pools = cohort_pools(cluster_queues, cohorts)
     cohort_rows = [(c, _pooled(c, pools.get(c.name, {}))) for c in cohorts]
     # One label width for every row of both tables, so the bars line up.
@@ -226,6 +230,13 @@ def status_view(
                 _share(c.weighted_share),
             )
         parts.append(cohort_table)
+    if unmanaged:
+        outside = Table(title="In use outside the queue", title_justify="left")
+        for column in ("FLAVOR", "RESOURCE", "IN USE"):
+            outside.add_column(column, no_wrap=True)
+        for u in unmanaged:
+            outside.add_row(u.flavor, u.resource, human_amount(u.resource, u.amount))
+        parts.append(outside)
     return Group(*parts)
 
 

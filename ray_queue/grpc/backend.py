@@ -28,7 +28,7 @@ from ray_queue.engine.model import (
     WorkloadId,
     WorkloadStatus,
 )
-from ray_queue.wire import SubmitRequest, SubmitResult, WorkerGroupShape
+from ray_queue.wire import SubmitRequest, SubmitResult, UnmanagedUsage, WorkerGroupShape
 
 #: Transitions kept for watchers; one that falls further behind must reconnect.
 JOURNAL_SIZE = 100_000
@@ -103,6 +103,8 @@ class Backend(Protocol):
     def cluster_queues(self) -> list[ClusterQueueStatus]: ...
 
     def cohorts(self) -> list[CohortStatus]: ...
+
+    def unmanaged_usage(self) -> list[UnmanagedUsage]: ...
 
     def config(self) -> QueueConfig: ...
 

@@ -32,7 +32,7 @@ from ray_queue.grpc.gen import autoscaler_pb2 as apb
 from ray_queue.grpc.gen import autoscaler_pb2_grpc, queue_pb2_grpc
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.status import ERROR_TYPE_KEY, from_rpc_error, from_status
-from ray_queue.wire import SubmitRequest, WorkerGroupShape
+from ray_queue.wire import SubmitRequest, UnmanagedUsage, WorkerGroupShape
 
 T = TypeVar("T")
 
@@ -233,6 +233,11 @@ class QueueClient:
     def cohorts(self, names: Iterable[str] = ()) -> list[CohortStatus]:
         response = self._call(self._queue.GetCohorts, pb.GetCohortsRequest(names=list(names)))
         return [convert.cohort_from_pb(s) for s in response.cohorts]
+
+    def unmanaged_usage(self) -> list[UnmanagedUsage]:
+        """Resources in use in Ray beyond what admissions hold, per flavor."""
+        response = self._call(self._queue.GetUnmanagedUsage, pb.GetUnmanagedUsageRequest())
+        return [UnmanagedUsage(u.flavor, u.resource, u.amount) for u in response.usage]
 
     def config_yaml(self) -> str:
         return str(self._call(self._queue.GetConfig, pb.GetConfigRequest()).text)

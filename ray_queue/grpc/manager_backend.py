@@ -39,7 +39,7 @@ from ray_queue.grpc.backend import (
 )
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from ray_queue.manager.core import ManagerCore
-from ray_queue.wire import SubmitRequest, SubmitResult, WorkerGroupShape
+from ray_queue.wire import SubmitRequest, SubmitResult, UnmanagedUsage, WorkerGroupShape
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +255,9 @@ class ManagerBackend:
 
     def cohorts(self) -> list[CohortStatus]:
         return list(self._call(self._core.status).cohorts)
+
+    def unmanaged_usage(self) -> list[UnmanagedUsage]:
+        return list(self._call(self._core.unmanaged_usage))
 
     def config(self) -> QueueConfig:
         return self._call(lambda: self._core.config)

@@ -343,6 +343,17 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
         ]
         return pb.GetCohortsResponse(cohorts=[convert.cohort_to_pb(s) for s in statuses])
 
+    @_rpc
+    def GetUnmanagedUsage(
+        self, request: pb.GetUnmanagedUsageRequest, context: grpc.ServicerContext
+    ) -> pb.GetUnmanagedUsageResponse:
+        return pb.GetUnmanagedUsageResponse(
+            usage=[
+                pb.UnmanagedUsage(flavor=u.flavor, resource=u.resource, amount=u.amount)
+                for u in self._backend.unmanaged_usage()
+            ]
+        )
+
     def _tenant_cohorts(self, principal: Principal) -> set[str] | None:
         return scope.cohorts_of(principal, self._backend.config())
 

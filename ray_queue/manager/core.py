@@ -38,6 +38,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.manager import unmanaged
 from ray_queue.manager.bundles import label_selector, ray_bundles
 from ray_queue.manager.capacity import Capacity, NotPlaced
 from ray_queue.manager.owner_events import AdmittedShape, OwnerEvents
@@ -55,6 +56,7 @@ from ray_queue.wire import (
     RayActions,
     SubmitRequest,
     SubmitResult,
+    UnmanagedUsage,
     Unplaced,
     WorkerGroupShape,
     job_of_submission,
@@ -562,7 +564,18 @@ class ManagerCore:
             preemptions=self.preemptions,
             admissions=self.admissions,
             epoch=self.epoch,
+            unmanaged=self.unmanaged_usage(),
         )
+
+    def unmanaged_usage(self) -> tuple[UnmanagedUsage, ...]:
+        """What Ray says is in use on each flavor's nodes beyond the quota admissions hold."""
+        held: dict[tuple[str, str], int] = {}
+        for cq in self._engine.cluster_queue_status():
+            for r in cq.resources:
+                held[(r.flavor, r.resource)] = held.get((r.flavor, r.resource), 0) + r.usage
+        used = unmanaged.in_use(self._capacity.nodes, self._engine.config)
+        beyond = unmanaged.unmanaged(used, held)
+        return tuple(UnmanagedUsage(f, r, amount) for (f, r), amount in sorted(beyond.items()))
 
     def workload(self, workload: WorkloadId) -> WorkloadStatus:
         return self._explained(self._engine.workload(workload))
@@ -612,7 +625,9 @@ class ManagerCore:
             if why is not None and status.admission is not None:
                 key = (status.admission.cluster_queue, why.reason.value)
                 unplaced[key] = unplaced.get(key, 0) + 1
-        return dataclasses.replace(snapshot_of(self._engine), unplaced=unplaced)
+        return dataclasses.replace(
+            snapshot_of(self._engine), unplaced=unplaced, unmanaged=self.unmanaged_usage()
+        )
 
     def demand(self) -> list[GangDemand]:
         return self._engine.demand()

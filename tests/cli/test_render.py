@@ -21,6 +21,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.wire import UnmanagedUsage
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -117,3 +118,11 @@ def test_status_text_is_the_status_tables_in_plain_text() -> None:
     memory = ResourceStatus("cpu", "memory", 64 * 2**30 * 1000, None, None, 16 * 2**30 * 1000, 0)
     plain = render.status_text([ClusterQueueStatus("training", None, 0, 0, 1, (memory,), 0)], [])
     assert "16Gi/64Gi" in plain and "\x1b[" not in plain
+
+
+def test_status_shows_what_runs_outside_the_queue_in_rays_units() -> None:
+    outside = [UnmanagedUsage("a100", "GPU", 2000), UnmanagedUsage("cpu", "memory", 2**30 * 1000)]
+    shown = text(render.status_view([], [], outside))
+    assert "In use outside the queue" in shown
+    assert "a100" in shown and "GPU" in shown and "1Gi" in shown
+    assert "outside the queue" not in text(render.status_view([], []))

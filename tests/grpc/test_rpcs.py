@@ -23,7 +23,7 @@ from ray_queue.grpc.backend import JobsUnsupportedError, WorkloadEvent
 from ray_queue.grpc.client import DemandSnapshot
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.gen import queue_pb2_grpc
-from tests.grpc.conftest import ADMIN_TOKEN, CONFIG_YAML, Harness, request
+from tests.grpc.conftest import ADMIN_TOKEN, CONFIG_YAML, TENANT_A_TOKEN, Harness, request
 
 pytestmark = pytest.mark.timeout(60)
 S = WorkloadState
@@ -115,6 +115,12 @@ def test_list_pending_positions(harness: Harness) -> None:
     # The name given with name= comes with the position, as ray_queue.pending() gives it.
     assert [p.name for p in pending] == ["sweep-3", ""]
     assert [p.workload for p in client.pending(cluster_queue="cq-b", limit=1)] == ["p-high"]
+
+
+def test_unmanaged_usage_is_empty_where_the_manager_sees_no_ray_nodes(harness: Harness) -> None:
+    # The development server runs no Ray; on a real cluster see tests/ray/test_queueing.py.
+    assert harness.client().unmanaged_usage() == []
+    assert harness.client(token=TENANT_A_TOKEN).unmanaged_usage() == []
 
 
 def test_cluster_queue_and_cohort_status(harness: Harness) -> None:

@@ -739,3 +739,27 @@ def test_ready_of_a_batched_group_waits_for_its_placement(teams: None) -> None:
     assert ray.get(refs, timeout=120) == [True] * len(batched)
     for group in [first, *batched]:
         group.remove()
+
+
+def test_work_outside_the_queue_shows_as_unmanaged_usage_and_goes_when_it_ends(
+    teams: None,
+) -> None:
+    # A placement group made straight with Ray (no capture, no ray_queue): nothing admits
+    # it, and nothing counts it against any quota.
+    outside = ray.util.placement_group([{"GPU": 1}], name="not-queued")
+    assert outside.wait(60)
+
+    def unmanaged_gpus() -> int:
+        found = {(u.flavor, u.resource): u.amount for u in ray_queue.status().unmanaged}
+        return found.get(("a100", "GPU"), 0)
+
+    wait_for(lambda: unmanaged_gpus() == 1000, 30)  # the manager reads nodes once a second
+    # Queued work on the same flavor is not counted as outside the queue.
+    with ray_queue.placement_group([{"GPU": 1}], queue="team-a") as pg:
+        assert pg.wait(timeout_seconds=60)
+        wait_for(lambda: pg.status().placed, 30)
+        # Its quota is held at once, Ray's usage is read a second later: wait for both.
+        wait_for(lambda: unmanaged_gpus() == 1000, 30)
+        assert sum(u.amount for u in ray_queue.status().unmanaged if u.resource == "GPU") == 1000
+    ray.util.remove_placement_group(outside)
+    wait_for(lambda: unmanaged_gpus() == 0, 30)

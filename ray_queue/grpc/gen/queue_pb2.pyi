@@ -449,6 +449,26 @@ class GetCohortsResponse(_message.Message):
     cohorts: _containers.RepeatedCompositeFieldContainer[CohortStatus]
     def __init__(self, cohorts: _Optional[_Iterable[_Union[CohortStatus, _Mapping]]] = ...) -> None: ...
 
+class UnmanagedUsage(_message.Message):
+    __slots__ = ("flavor", "resource", "amount")
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    flavor: str
+    resource: str
+    amount: int
+    def __init__(self, flavor: _Optional[str] = ..., resource: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+
+class GetUnmanagedUsageRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetUnmanagedUsageResponse(_message.Message):
+    __slots__ = ("usage",)
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    usage: _containers.RepeatedCompositeFieldContainer[UnmanagedUsage]
+    def __init__(self, usage: _Optional[_Iterable[_Union[UnmanagedUsage, _Mapping]]] = ...) -> None: ...
+
 class GetConfigRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -75,6 +75,11 @@ class QueueServiceStub:
                 request_serializer=ray__queue_dot_v1_dot_queue__pb2.GetCohortsRequest.SerializeToString,
                 response_deserializer=ray__queue_dot_v1_dot_queue__pb2.GetCohortsResponse.FromString,
                 _registered_method=True)
+        self.GetUnmanagedUsage = channel.unary_unary(
+                '/ray_queue.v1.QueueService/GetUnmanagedUsage',
+                request_serializer=ray__queue_dot_v1_dot_queue__pb2.GetUnmanagedUsageRequest.SerializeToString,
+                response_deserializer=ray__queue_dot_v1_dot_queue__pb2.GetUnmanagedUsageResponse.FromString,
+                _registered_method=True)
         self.GetConfig = channel.unary_unary(
                 '/ray_queue.v1.QueueService/GetConfig',
                 request_serializer=ray__queue_dot_v1_dot_queue__pb2.GetConfigRequest.SerializeToString,
@@ -148,6 +153,14 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUnmanagedUsage(self, request, context):
+        """Resources in use in Ray that no admission accounts for (uncaptured drivers, direct
+        Ray calls), per flavor; empty on a manager that does not see Ray's nodes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetConfig(self, request, context):
         """The running config (admin).
         """
@@ -204,6 +217,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.GetCohorts,
                     request_deserializer=ray__queue_dot_v1_dot_queue__pb2.GetCohortsRequest.FromString,
                     response_serializer=ray__queue_dot_v1_dot_queue__pb2.GetCohortsResponse.SerializeToString,
+            ),
+            'GetUnmanagedUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnmanagedUsage,
+                    request_deserializer=ray__queue_dot_v1_dot_queue__pb2.GetUnmanagedUsageRequest.FromString,
+                    response_serializer=ray__queue_dot_v1_dot_queue__pb2.GetUnmanagedUsageResponse.SerializeToString,
             ),
             'GetConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConfig,
@@ -433,6 +451,33 @@ class QueueService:
             '/ray_queue.v1.QueueService/GetCohorts',
             ray__queue_dot_v1_dot_queue__pb2.GetCohortsRequest.SerializeToString,
             ray__queue_dot_v1_dot_queue__pb2.GetCohortsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnmanagedUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ray_queue.v1.QueueService/GetUnmanagedUsage',
+            ray__queue_dot_v1_dot_queue__pb2.GetUnmanagedUsageRequest.SerializeToString,
+            ray__queue_dot_v1_dot_queue__pb2.GetUnmanagedUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
