@@ -32,6 +32,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ray_queue.access import namespaces
 from ray_queue.access.principals import Principal, Role, digest
 
 PREFIX = "rqworker"
@@ -102,4 +103,7 @@ def narrowed(principal: Principal, claim: WorkerClaim, credential: str) -> Princ
         queues=frozenset({claim.queue}),
         # Flood limits are counted per credential, apart from the driver's own.
         key=digest(credential),
+        # A tenant driver's workers use its namespace; an admin's (which has none) get one
+        # of their own, so a tenant credential never names ids in another's namespace.
+        namespace=principal.namespace or f"{namespaces.JOB_PREFIX}{digest(credential)[:12]}",
     )

@@ -71,6 +71,8 @@ def test_an_admin_drivers_workers_are_a_tenant_of_the_captured_queue(tmp_path: P
     credential = worker_credentials.mint(ADMIN, "team-b")
     principal = guard(tmp_path, {credential}).caller(credential)
     assert (principal.role, principal.queues) == (Role.TENANT, frozenset({"team-b"}))
+    # A tenant credential always has a namespace, so it cannot name ids in team-b's.
+    assert principal.namespace is not None and principal.namespace.startswith("job.")
 
 
 @pytest.mark.parametrize(
