@@ -140,11 +140,127 @@ def find_victims(
             for c in holders.borrowed_candidates(tree, preemptor.node, preemptor.needs)
             if c.cluster_queue != own and reclaim_allows(preemptor, c)
         )
+    if not fair_sharing.enable:
+        hierarchical = hierarchical_victims(preemptor, holders, tree, candidates)
+        if hierarchical:
+            return hierarchical
     if not candidates:
         return None
     if fair_sharing.enable:
         return fair_victims(preemptor, tree, candidates, fair_sharing.preemption_strategies)
     return classical_victims(preemptor, tree, candidates)
+
+
+# -- hierarchical reclaim (classical) ---------------------------------------------------
+
+
+def hierarchical_victims(
+    preemptor: Preemptor, holders: Holders, tree: QuotaTree, own_candidates: Sequence[Candidate]
+) -> list[Candidate] | None:
+    """Kueue's hierarchical reclaim: the preemptor's ClusterQueue cannot hold the request
+    in its own quota, but a cohort on its path can (its subtree's usage plus what is still
+    missing fits its subtree quota): that cohort's quota is the preemptor's before anyone
+    outside it. Workloads of queues outside that cohort that borrow (in subtrees that
+    exceed their quota) are then reclaimed first, whatever ``borrowWithinCohort`` says,
+    then candidates of queues below that cohort, then the preemptor's own queue's.
+    ``None`` when no cohort below the root gives it that advantage (flat cohorts never
+    do: there the usual rules apply), or when that is not enough to make room."""
+    if preemptor.cq.preemption.reclaim_within_cohort is ReclaimWithinCohort.NEVER:
+        return None
+    node = preemptor.node
+    needs = preemptor.needs
+    advantage = _advantage_cohort(node, {fr: preemptor.usage.get(fr, 0) for fr in needs})
+    if advantage is None or advantage.parent is None:
+        # Nothing above the cohort that makes room: no one to reclaim from this way.
+        return None
+    advantaged: list[Candidate] = []
+    lower: list[Candidate] = []
+    #: For each candidate, the cohort under which it was found (Kueue's LCA).
+    levels: dict[str, QuotaNode] = {}
+    found = lower
+    previous = node
+    for cohort in node.ancestors():
+        for cq_node in _over_quota_queues(tree, cohort, previous, needs):
+            for c in holders.candidates(cq_node.name, needs):
+                if reclaim_allows(preemptor, c):
+                    found.append(c)
+                    levels[c.workload] = cohort
+        if cohort is advantage:
+            found = advantaged
+        previous = cohort
+    if not advantaged:
+        return None
+    own = preemptor.cq.name
+    ordered = [
+        *sorted(advantaged, key=lambda c: candidate_order(c, own)),
+        *sorted(lower, key=lambda c: candidate_order(c, own)),
+        *sorted(
+            (c for c in own_candidates if c.cluster_queue == own),
+            key=lambda c: candidate_order(c, own),
+        ),
+    ]
+
+    def still_borrowing(c: Candidate) -> bool:
+        if c.cluster_queue == own:
+            return True
+        cq_node = tree.cluster_queues[c.cluster_queue]
+        if not tree.is_borrowing(cq_node, iter(needs)):
+            return False
+        for ancestor in cq_node.ancestors():
+            if ancestor is levels[c.workload]:
+                return True
+            if not tree.is_borrowing(ancestor, iter(needs)):
+                return False
+        return True
+
+    def fits() -> bool:
+        return tree.fits(node, preemptor.usage)
+
+    if not could_make_room(preemptor, tree, ordered, cap=None):
+        return None
+    return _take_until_fits(tree, ordered, still_borrowing, fits)
+
+
+def _advantage_cohort(node: QuotaNode, request: Mapping[FlavorResource, Milli]) -> QuotaNode | None:
+    """The lowest cohort on ``node``'s path whose own quota holds what ``node`` and the
+    cohorts below it cannot (Kueue's ``QuantitiesFitInQuota`` walk), or ``None`` if the
+    ClusterQueue holds it itself or no cohort does."""
+
+    def fits(n: QuotaNode, amounts: Mapping[FlavorResource, Milli]) -> bool:
+        return all(
+            n.usage.get(fr, 0) + v <= n.subtree_quota.get(fr, 0) for fr, v in amounts.items()
+        )
+
+    def still_missing(
+        n: QuotaNode, amounts: Mapping[FlavorResource, Milli]
+    ) -> dict[FlavorResource, Milli]:
+        return {
+            fr: max(0, v - max(0, n.subtree_quota.get(fr, 0) - n.usage.get(fr, 0)))
+            for fr, v in amounts.items()
+        }
+
+    if fits(node, request):
+        return None  # within its own quota: the usual reclaim applies
+    remaining = still_missing(node, request)
+    for cohort in node.ancestors():
+        if fits(cohort, remaining):
+            return cohort
+        remaining = still_missing(cohort, remaining)
+    return None
+
+
+def _over_quota_queues(
+    tree: QuotaTree, cohort: QuotaNode, skip: QuotaNode, needs: frozenset[FlavorResource]
+) -> Iterator[QuotaNode]:
+    """ClusterQueues under ``cohort`` but not under ``skip`` that use more than their
+    quota on ``needs``, looking only into subtrees that do too."""
+    for child in cohort.children:
+        if child is skip or not tree.is_borrowing(child, iter(needs)):
+            continue
+        if child.is_cluster_queue:
+            yield child
+        else:
+            yield from _over_quota_queues(tree, child, skip, needs)
 
 
 def _may_take_from_cohort(preemptor: Preemptor, fair_sharing: FairSharing) -> bool:
