@@ -99,6 +99,12 @@ def _skipped(reason: str) -> dict[str, Any]:
     return {"skipped": reason}
 
 
+def _failed(error: str) -> dict[str, Any]:
+    """A system that ran and could not be measured: reported like a skipped one (no
+    figures, no ratios), flagged ``failed``."""
+    return {"skipped": f"failed: {error}", "failed": True}
+
+
 @dataclass(slots=True)
 class _Child:
     """What a child process cost: wall time, and the CPU of its whole reaped process tree."""
@@ -649,16 +655,15 @@ def run(
                 continue
             say(f"{name} ...")
             began = time.monotonic()
-            if name == "kueue":
-                measured[name] = run_kueue(shape, work, build=build, say=say)
-                if keep is None:  # its summary, logs and CSVs vanish with the temp dir
-                    measured[name].pop("artifacts", None)
-            elif name == "ray_queue_engine":
-                measured[name] = run_engine(shape, work)
-            elif name == "ray_queue_ray":
-                measured[name] = run_ray_queue(shape, work)
-            else:
-                measured[name] = run_plain_ray(shape, work)
+            try:
+                measured[name] = _measure(name, shape, work, build=build, keep=keep, say=say)
+            except SideBySideError as e:
+                # One system failing (Kueue's runner timing out on a loaded machine) must
+                # not throw away the others' measurements: it is reported, and ``main``
+                # exits non-zero.
+                say(f"{name}: FAILED: {e}")
+                measured[name] = _failed(str(e))
+                continue
             say(f"{name}: done in {time.monotonic() - began:.0f} s")
     scenario = shape.scenario
     doc: dict[str, Any] = {
@@ -687,6 +692,27 @@ def run(
         doc["chart"] = _relative(out.with_suffix(".png"))
     out.write_text(json.dumps(doc, indent=2) + "\n")
     return doc
+
+
+def _measure(
+    name: str,
+    shape: Shape,
+    work: Path,
+    *,
+    build: bool,
+    keep: Path | None,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    if name == "kueue":
+        measured = run_kueue(shape, work, build=build, say=say)
+        if keep is None:  # its summary, logs and CSVs vanish with the temp dir
+            measured.pop("artifacts", None)
+        return measured
+    if name == "ray_queue_engine":
+        return run_engine(shape, work)
+    if name == "ray_queue_ray":
+        return run_ray_queue(shape, work)
+    return run_plain_ray(shape, work)
 
 
 def _relative(path: Path) -> str:
@@ -739,6 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         say=lambda msg: console.print(f"[side-by-side] {msg}", markup=False),
     )
     print_summary(doc, Console())
+    if any(s.get("failed") for s in doc["systems"].values()):
+        return 1
     unfinished = any(
         s.get("finished", s.get("workloads")) != s.get("workloads")
         for s in doc["systems"].values()

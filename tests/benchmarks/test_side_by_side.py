@@ -198,3 +198,23 @@ def test_tiny_run_reports_every_system(tmp_path: Path) -> None:
     assert len(doc["load_average_before"]) == 3 and len(doc["load_average_after"]) == 3
     assert {"ray", "kueue", "etcd", "kube_apiserver"} <= doc["versions"].keys()
     assert doc["command"] == "python -m benchmarks.side_by_side " + " ".join(argv)
+
+
+@pytest.mark.timeout(120)
+def test_a_system_that_fails_is_reported_and_the_others_still_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def runner_timed_out(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        raise side_by_side.SideBySideError("the runner exited 1 without its summary")
+
+    # The failure stands in for Kueue's runner hitting its own timeout on a loaded machine.
+    monkeypatch.setattr(side_by_side, "run_plain_ray", runner_timed_out)
+    out = tmp_path / "side-by-side-tiny.json"
+    argv = ["--shape", "tiny", "--out", str(out), "--systems", "ray_queue_engine,plain_ray"]
+    assert side_by_side.main([*argv, "--no-build", "--no-chart"]) == 1
+    doc = json.loads(out.read_text())
+
+    assert doc["systems"]["plain_ray"]["failed"] is True
+    assert "without its summary" in doc["systems"]["plain_ray"]["skipped"]
+    assert doc["systems"]["ray_queue_engine"]["workloads"] == TINY.workload_count
+    assert doc["ratios"]["ray_queue_ray_wall_vs_plain_ray"] is None
