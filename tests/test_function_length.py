@@ -28,6 +28,7 @@ NOT_YET_JUSTIFIED = frozenset(
         "ray_queue/cli/app.py:_parser",
         "ray_queue/demo.py:run",
         "ray_queue/engine/heads.py:plan",
+        "ray_queue/engine/preemption.py:hierarchical_victims",
     }
 )
 
