@@ -43,11 +43,14 @@ DEPTH = 8
 #: (partial admission), so asking for more than the queue has room for costs nothing.
 FIRST_BUNDLES = 8
 MAX_BUNDLES = 64
-#: How long a ``.remote()`` waits for a lease asked for moments ago before it gates.
-FRESH_S = 0.2
+#: How long a ``.remote()`` waits for a lease asked for moments ago before it gates: a
+#: manager round trip and a placement, which take a few hundred milliseconds on a busy
+#: node. While the queue has no room this is paid once per lease asked for, not per task.
+FRESH_S = 1.0
 #: A lease admitted but not placed by Ray within this long is asked for again, half as
-#: big (admission counts quota, and a quota may be more than the nodes hold).
-PLACE_S = 0.5
+#: big (admission counts quota, and a quota may be more than the nodes hold). Longer than
+#: Ray takes to free the room of a group just removed, which is not a reason to shrink.
+PLACE_S = 2.0
 #: A lease with nothing in flight for this long is given back.
 IDLE_S = 0.5
 #: How often pending leases are checked for admission and idle ones for release.
@@ -166,20 +169,30 @@ class Leases:
         with self._lock:
             if self._pending.get(lease.key) is lease:
                 del self._pending[lease.key]
-        if request is None:
-            return
-        resources, queue, priority, name, bundles = request
-        self._ask(lease.key, resources, queue, priority, name, max(1, bundles // 2))
+        if request is not None:
+            resources, queue, priority, name, bundles = request
+            self._ask(lease.key, resources, queue, priority, name, max(1, bundles // 2))
+        with self._lock:
+            lease.ended = True
+            self._changed.notify_all()
 
     def _wait_fresh(self, lease: Lease) -> Lease | None:
         """Wait for a lease asked for less than ``FRESH_S`` ago to go live, and take a
         place in it. When the queue has room that takes a manager round trip and a
         placement, and the tasks that follow run at Ray's speed; when it has none, the
         caller waits ``FRESH_S`` once per lease, not per task, then gates."""
+        deadline = lease.asked_at + FRESH_S
         with self._lock:
             while lease.strategy is None:
-                remaining = lease.asked_at + FRESH_S - time.monotonic()
-                if remaining <= 0 or lease.ended:
+                if lease.ended:
+                    # Asked for again smaller (``_shrink``): wait for that one instead.
+                    replacement = self._pending.get(lease.key)
+                    if replacement is None:
+                        return None
+                    lease = replacement
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     return None
                 self._changed.wait(remaining)
             lease.in_flight += 1
@@ -229,7 +242,7 @@ class Leases:
                     lease.ended = True
                     self._changed.notify_all()
                 continue
-            if not lease.queued.is_placed():
+            if not _placed(group):
                 if lease.admitted_at is None:
                     lease.admitted_at = now
                 elif now - lease.admitted_at > PLACE_S:
@@ -255,3 +268,12 @@ class Leases:
                     self._live[lease.key].remove(lease)
             if idle or not admitted:
                 lease.queued.remove()
+
+
+def _placed(group: Any) -> bool:
+    """Whether Ray has placed ``group``, from its table in the GCS: unlike ``ready()``,
+    which runs a task in the group, this needs no worker process (slow to start on a
+    busy node, and the first tasks would wait for it)."""
+    from ray.util.placement_group import placement_group_table
+
+    return bool(placement_group_table(group).get("state") == "CREATED")
