@@ -10,8 +10,8 @@ requests reach past the first "no such queue". Each request is sent with one of 
 admin's, a tenant's, the autoscaler's, a bogus or no token to a live server on loopback
 with ``ManagerCore`` behind it (Ray's side recorded by ``tests.manager.fakes``), and:
 
-* no status is INTERNAL or UNKNOWN (a bug in the server), no unary call hangs, and the
-  server answers its health check afterwards;
+* no status is INTERNAL or UNKNOWN (a bug in the server), no unary call goes unanswered
+  for a minute, and the server answers its health check afterwards;
 * a refused request (any status but OK), a read (Get, List, Watch) and a validate-only
   config change nothing: the state snapshot (workloads with their histories, the
   config, what was asked of Ray) is the same before and after;
@@ -78,6 +78,8 @@ BROKEN = {
     grpc.StatusCode.DATA_LOSS,
 }
 READ_PREFIXES = ("Get", "List", "Watch")
+#: A unary call not answered in this long hangs (DEADLINE_EXCEEDED is then a failure).
+UNARY_DEADLINE_S = 60.0
 #: The workloads seeded before fuzzing; each fuzzed id is drawn partly from these.
 SEEDED = ("keep-a", "keep-b", "gang", "job-1")
 #: The config with other quotas: a fuzzed ApplyConfig that sends it changes real state.
@@ -270,6 +272,8 @@ class Target:
             ]
         )
         self.outcomes: collections.Counter[str] = collections.Counter()
+        #: The longest each RPC took (reported by the benchmark, never asserted).
+        self.slowest_s: dict[str, float] = collections.defaultdict(float)
         self.examples = 0
 
     def close(self) -> None:
@@ -314,7 +318,8 @@ class Target:
                     request_serializer=type(call.message).SerializeToString,
                     response_deserializer=response_type.FromString,
                 )
-                answers.append(unary(call.message, metadata=metadata, timeout=10))
+                # Generous: a deadline met only on an idle machine is not a hang.
+                answers.append(unary(call.message, metadata=metadata, timeout=UNARY_DEADLINE_S))
         except grpc.RpcError as e:
             code: grpc.StatusCode = e.code()
             if call.method.server_streaming and code in (
@@ -333,8 +338,10 @@ class Target:
         took_s = time.monotonic() - started
         self.examples += 1
         self.outcomes[f"{call.method.name} {code.name}"] += 1
+        self.slowest_s[call.method.name] = max(self.slowest_s[call.method.name], took_s)
         assert code not in BROKEN, f"{call!r} answered {code.name}"
-        assert call.method.server_streaming or took_s < 10, f"{call!r} took {took_s:.1f}s"
+        hung = code is grpc.StatusCode.DEADLINE_EXCEEDED and not call.method.server_streaming
+        assert not hung, f"{call!r} not answered in {UNARY_DEADLINE_S:.0f}s"
         assert self.admin.health() == "SERVING", f"not serving after {call!r}"
         after = self.snapshot()
         read = call.method.name.startswith(READ_PREFIXES)
@@ -403,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(wall_s, 1),
         "failure": error,
         "outcomes": dict(sorted(target.outcomes.items())),
+        "slowest_s": {k: round(v, 3) for k, v in sorted(target.slowest_s.items())},
     }
     for key, n in report["outcomes"].items():
         print(f"{n:>6}  {key}")
