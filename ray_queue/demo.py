@@ -136,6 +136,8 @@ def _sleep_task(seconds: float) -> str:
     return "ok"
 
 
+# long: the demo as a script, read top to bottom in the order a viewer sees it (start,
+# stream submissions and a job, draw, drain, summarise); its steps are already helpers.
 def run(
     duration_s: float = 60.0,
     *,

@@ -25,10 +25,6 @@ NOT_YET_JUSTIFIED = frozenset(
     {
         "ray_queue/capture/core.py:_create",
         "ray_queue/capture/core.py:_submit_task",
-        "ray_queue/cli/app.py:_parser",
-        "ray_queue/demo.py:run",
-        "ray_queue/engine/heads.py:plan",
-        "ray_queue/engine/preemption.py:hierarchical_victims",
     }
 )
 

@@ -46,6 +46,8 @@ class UsageError(Exception):
     """Bad flags or input the parser could not catch."""
 
 
+# long: the command line as one table, a statement per flag and command, read top to
+# bottom as ``ray-queue --help`` prints it; splitting it scatters that table.
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ray-queue",

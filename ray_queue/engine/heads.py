@@ -43,6 +43,9 @@ class Entry:
 # -- plans -------------------------------------------------------------------------------
 
 
+# long: the oracle, the search and victims_of are closures over one cache of simulated
+# victims (Kueue's oracle runs per flavor-resource, the final search once); as separate
+# functions they would pass that cache and six arguments around without being clearer.
 def plan(
     record: Record,
     cq: ClusterQueue,

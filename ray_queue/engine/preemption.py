@@ -173,21 +173,7 @@ def hierarchical_victims(
     if advantage is None or advantage.parent is None:
         # Nothing above the cohort that makes room: no one to reclaim from this way.
         return None
-    advantaged: list[Candidate] = []
-    lower: list[Candidate] = []
-    #: For each candidate, the cohort under which it was found (Kueue's LCA).
-    levels: dict[str, QuotaNode] = {}
-    found = lower
-    previous = node
-    for cohort in node.ancestors():
-        for cq_node in _over_quota_queues(tree, cohort, previous, needs):
-            for c in holders.candidates(cq_node.name, needs):
-                if reclaim_allows(preemptor, c):
-                    found.append(c)
-                    levels[c.workload] = cohort
-        if cohort is advantage:
-            found = advantaged
-        previous = cohort
+    lower, advantaged, levels = _reclaimable_by_level(preemptor, holders, tree, advantage)
     if not advantaged:
         return None
     own = preemptor.cq.name
@@ -219,6 +205,29 @@ def hierarchical_victims(
     if not could_make_room(preemptor, tree, ordered, cap=None):
         return None
     return _take_until_fits(tree, ordered, still_borrowing, fits)
+
+
+def _reclaimable_by_level(
+    preemptor: Preemptor, holders: Holders, tree: QuotaTree, advantage: QuotaNode
+) -> tuple[list[Candidate], list[Candidate], dict[str, QuotaNode]]:
+    """Candidates of over-quota queues met walking up from the preemptor: those found
+    below the ``advantage`` cohort, those found at or above it, and for each the cohort
+    under which it was found (Kueue's lowest common ancestor)."""
+    below: list[Candidate] = []
+    above: list[Candidate] = []
+    levels: dict[str, QuotaNode] = {}
+    found = below
+    previous = preemptor.node
+    for cohort in preemptor.node.ancestors():
+        for cq_node in _over_quota_queues(tree, cohort, previous, preemptor.needs):
+            for c in holders.candidates(cq_node.name, preemptor.needs):
+                if reclaim_allows(preemptor, c):
+                    found.append(c)
+                    levels[c.workload] = cohort
+        if cohort is advantage:
+            found = above
+        previous = cohort
+    return below, above, levels
 
 
 def _advantage_cohort(node: QuotaNode, request: Mapping[FlavorResource, Milli]) -> QuotaNode | None:
