@@ -30,9 +30,9 @@ class NoRayActions:
 
     def __init__(self) -> None:
         #: Live groups by the workload each was created for (its name in Ray).
-        self._groups: dict[WorkloadId, str] = {}
+        self.pgs: dict[WorkloadId, str] = {}
         #: Workloads holding a group created for another (a task that took a slot over).
-        self._moved: dict[WorkloadId, WorkloadId] = {}
+        self.moved: dict[WorkloadId, WorkloadId] = {}
         self._created = 0
 
     def create_placement_group(
@@ -42,22 +42,22 @@ class NoRayActions:
         strategy: PlacementStrategy,
         label_selectors: Sequence[Mapping[str, str]],
     ) -> str:
-        if workload not in self._groups:
+        if workload not in self.pgs:
             self._created += 1
-            self._groups[workload] = f"{self._created:016x}"
-        return self._groups[workload]
+            self.pgs[workload] = f"{self._created:016x}"
+        return self.pgs[workload]
 
     def remove_placement_group(self, workload: WorkloadId) -> None:
-        self._groups.pop(self._moved.pop(workload, workload), None)
+        self.pgs.pop(self.moved.pop(workload, workload), None)
 
     def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
-        self._moved[to] = self._moved.pop(workload, workload)
+        self.moved[to] = self.moved.pop(workload, workload)
 
     def placement_groups(self) -> Mapping[WorkloadId, str]:
-        return dict(self._groups)
+        return dict(self.pgs)
 
     def removed_placement_groups(self, pg_ids: Sequence[str]) -> set[str]:
-        return set(pg_ids) - set(self._groups.values())
+        return set(pg_ids) - set(self.pgs.values())
 
     def submit_job(
         self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]

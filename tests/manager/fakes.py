@@ -1,4 +1,8 @@
-"""A recording fake of ``RayActions``: what the manager asked Ray to do, in order."""
+"""A recording fake of ``RayActions``: what the manager asked Ray to do, in order.
+
+The placement-group bookkeeping is ``NoRayActions``'s (the development server's Ray-free
+actions); this adds the record of calls, the specs, and jobs that run and can be made to
+fail."""
 
 from __future__ import annotations
 
@@ -6,22 +10,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray_queue.engine.model import PlacementStrategy, WorkloadId
+from ray_queue.grpc.local_manager import NoRayActions
 from ray_queue.wire import JobRun
 
 
-class RecordingActions:
+class RecordingActions(NoRayActions):
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, str]] = []
-        #: Live groups by the workload each was created for (its name in Ray).
-        self.pgs: dict[WorkloadId, str] = {}
-        #: Workloads holding a group created for another (``move_placement_group``).
-        self.moved: dict[WorkloadId, WorkloadId] = {}
         self.pg_specs: dict[WorkloadId, tuple[list[dict[str, float]], list[dict[str, str]]]] = {}
         self.job_state: dict[str, str] = {}
         self.job_payloads: dict[str, Mapping[str, Any]] = {}
         #: The ids each ``removed_placement_groups`` call looked up.
         self.audited: list[list[str]] = []
-        self._next = 0
         #: How many upcoming ``submit_job`` calls fail (like Ray's "no available agent").
         self.failing_job_submits = 0
 
@@ -33,26 +34,20 @@ class RecordingActions:
         label_selectors: Sequence[Mapping[str, str]],
     ) -> str:
         self.calls.append(("create_pg", workload))
-        if workload not in self.pgs:
-            self._next += 1
-            self.pgs[workload] = f"{self._next:04x}"
         self.pg_specs[workload] = ([dict(b) for b in bundles], [dict(s) for s in label_selectors])
-        return self.pgs[workload]
+        return super().create_placement_group(workload, bundles, strategy, label_selectors)
 
     def remove_placement_group(self, workload: WorkloadId) -> None:
         self.calls.append(("remove_pg", workload))
-        self.pgs.pop(self.moved.pop(workload, workload), None)
+        super().remove_placement_group(workload)
 
     def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
         self.calls.append(("move_pg", f"{workload}->{to}"))
-        self.moved[to] = self.moved.pop(workload, workload)
-
-    def placement_groups(self) -> Mapping[WorkloadId, str]:
-        return dict(self.pgs)
+        super().move_placement_group(workload, to)
 
     def removed_placement_groups(self, pg_ids: Sequence[str]) -> set[str]:
         self.audited.append(list(pg_ids))
-        return set(pg_ids) - set(self.pgs.values())
+        return super().removed_placement_groups(pg_ids)
 
     def submit_job(
         self, run: JobRun, payload: Mapping[str, Any], label_selector: Mapping[str, str]
@@ -71,6 +66,3 @@ class RecordingActions:
 
     def jobs(self) -> Mapping[str, str]:
         return dict(self.job_state)
-
-    def job_submission_failures(self) -> Mapping[str, str]:
-        return {}
