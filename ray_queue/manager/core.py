@@ -73,6 +73,11 @@ _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
 _JOB_DONE = {"SUCCEEDED": False, "FAILED": True, "STOPPED": True}
 #: Submitting an admitted job is retried this many times (once a second) before it fails.
 _JOB_SUBMIT_ATTEMPTS = 30
+#: A run asked to stop is asked again this often while Ray lists it going, for this long:
+#: a stop can reach Ray before the run does (its submission still in flight; Ray answers
+#: "does not exist"), and the run then starts with no workload holding its quota.
+_STOP_AGAIN_S = 10.0
+_STOP_WATCH_S = 600.0
 #: Cycles slower than this are logged at INFO.
 _SLOW_CYCLE_S = 0.1
 
@@ -119,6 +124,8 @@ class ManagerCore:
         self._audit_turns: deque[WorkloadId] = deque()
         self._pacer = ReleasePacer(release_lag_s)
         self._jobs: dict[WorkloadId, str] = {}
+        #: Runs asked to stop: submission id → (first asked, last asked).
+        self._stopping: dict[str, tuple[float, float]] = {}
         self._capacity = Capacity()
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
@@ -419,7 +426,22 @@ class ManagerCore:
                 said = (messages or {}).get(submission_id)
                 message = f"Ray job {submission_id} {state}" + (f": {said}" if said else "")
                 touched |= self._finish(workload, failed=failed, message=message)
+        self._stop_strays(states)
         self._commit(touched, [])
+
+    def _stop_strays(self, states: Mapping[str, str]) -> None:
+        """Ask again to stop a run Ray lists going after it was asked to stop."""
+        now = self._clock.now()
+        for submission_id, (first, last) in list(self._stopping.items()):
+            state = states.get(submission_id)
+            if state in _JOB_DONE or now - first > _STOP_WATCH_S:
+                del self._stopping[submission_id]
+            elif state is not None and now - last >= _STOP_AGAIN_S:
+                logger.info(
+                    "Ray job %s still %s after its stop; stopping again", submission_id, state
+                )
+                self._actions.stop_job(submission_id)
+                self._stopping[submission_id] = (first, now)
 
     def audit_placement_groups(self, limit: int) -> None:
         """End each admitted placement group or actor whose group Ray no longer has: it
@@ -633,7 +655,8 @@ class ManagerCore:
         return self._engine.demand()
 
     def has_jobs(self) -> bool:
-        return bool(self._jobs)
+        """Whether Ray's jobs need watching: admitted ones, or runs asked to stop."""
+        return bool(self._jobs or self._stopping)
 
     def nodes(self) -> tuple[NodeShape, ...]:
         return self._capacity.nodes
@@ -782,6 +805,8 @@ class ManagerCore:
         submission_id = self._jobs.pop(workload, None)
         if submission_id is not None:
             self._actions.stop_job(submission_id)
+            now = self._clock.now()
+            self._stopping[submission_id] = (now, now)
 
     def _remove_pg(self, workload: WorkloadId) -> None:
         self._actions.remove_placement_group(workload)

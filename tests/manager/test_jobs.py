@@ -79,6 +79,28 @@ def test_background_submission_failures_are_retried_then_fail_the_job() -> None:
     assert "Ray refused the job" in status.message and "No available agent" in status.message
 
 
+def test_a_run_that_appears_after_its_stop_is_stopped_again() -> None:
+    """Found by the soak at load ~56: the workload was cancelled while its submission was
+    still in flight, Ray answered the stop with "does not exist", then started the run;
+    it ran with no workload holding its quota (the observer's job_outlives_workload)."""
+    actions = RecordingActions()
+    clock = ManualClock()
+    core = ManagerCore(Engine(teams_config(cpu=4, gpu=2), clock), MemoryStore(), actions, clock)
+    sid = _submit_job(core)
+    del actions.job_state[sid]  # the submission has not reached Ray yet
+    core.cancel([WorkloadId("j1")], message="done with it")
+    assert actions.calls.count(("stop_job", sid)) == 1  # a stop of nothing: lost
+    actions.job_state[sid] = "RUNNING"  # the submission lands after all
+    core.job_states(actions.jobs())
+    assert actions.job_state[sid] == "RUNNING"  # asked a moment ago: not yet again
+    clock.advance(11)
+    assert core.has_jobs()  # the slow tick keeps reading Ray's jobs for it
+    core.job_states(actions.jobs())
+    assert actions.job_state[sid] == "STOPPED"
+    core.job_states(actions.jobs())
+    assert not core.has_jobs() and actions.calls.count(("stop_job", sid)) == 2
+
+
 def test_a_listed_job_is_not_submitted_again() -> None:
     actions = RecordingActions()
     core = _core(actions)
