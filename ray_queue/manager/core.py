@@ -76,7 +76,7 @@ _JOB_SUBMIT_ATTEMPTS = 30
 #: A run asked to stop is asked again this often while Ray lists it going, for this long:
 #: a stop can reach Ray before the run does (its submission still in flight; Ray answers
 #: "does not exist"), and the run then starts with no workload holding its quota.
-_STOP_AGAIN_S = 10.0
+_STOP_AGAIN_S = 5.0
 _STOP_WATCH_S = 600.0
 #: Cycles slower than this are logged at INFO.
 _SLOW_CYCLE_S = 0.1
