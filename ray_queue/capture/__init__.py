@@ -2,8 +2,9 @@
 
 ``ray_queue.init(..., capture=True)``, or ``RAY_QUEUE_CAPTURE=1`` in the environment of a
 driver that never imports ray_queue, makes that process's ``ray.util.placement_group``
-calls (and those of Ray Tune, Train and other libraries, and of the job's Ray workers)
-go through the queue. Everything that changes Ray is in ``ray_queue.capture.patch``.
+calls and plain ``@ray.remote`` tasks and actors (and those of Ray Tune, Train, Data and
+other libraries, and of the job's Ray workers) go through the queue. Everything that
+changes Ray is in ``ray_queue.capture.patch``.
 
 This package is imported by the ``.pth`` start-up line when ``RAY_QUEUE_CAPTURE`` is set,
 so it imports neither Ray nor the client at import time.
@@ -24,7 +25,8 @@ from ray_queue.capture.settings import (
 
 
 def enable(queue: str = "default", priority: str | None = None) -> None:
-    """Capture this process's placement groups into ``queue`` at ``priority``.
+    """Capture this process's placement groups, tasks and actors into ``queue`` at
+    ``priority``.
 
     Ray must be connected (``NotInitializedError`` otherwise); ``ray_queue.init(...,
     capture=True)`` calls this after connecting.
