@@ -39,6 +39,7 @@ from ray_queue.engine.flavor_assignment import (
 )
 from ray_queue.engine.heads import Entry, classical_order, fair_order, plan, plan_is_stale
 from ray_queue.engine.model import (
+    HANDED_OVER,
     CheckState,
     Decision,
     DecisionKind,
@@ -383,13 +384,13 @@ class Engine(EngineState):
         self._transition(
             nxt,
             S.ADMITTED,
-            reason="HandedOver",
+            reason=HANDED_OVER,
             message=f"took over the quota of {finished}, which finished; nothing else was "
             "waiting for it",
         )
         # The owner started it before telling us: it is on a node already.
         nxt.placed = True
-        return self._admit_decision(nxt, "HandedOver")
+        return self._admit_decision(nxt, HANDED_OVER)
 
     def _lease_refusal(self, record: Record, memo: handover.WaitingMemo) -> str | None:
         return handover.lease_refusal(
