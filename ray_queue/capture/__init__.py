@@ -37,12 +37,18 @@ def enable(queue: str = "default", priority: str | None = None) -> None:
 
 
 def job_runtime_env(
-    queue: str = "default", priority: str | None = None, runtime_env: dict[str, Any] | None = None
+    queue: str = "default",
+    priority: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
 ) -> dict[str, Any]:
-    """``runtime_env`` for ``ray.init`` that captures the job's Ray workers too."""
+    """``runtime_env`` for ``ray.init`` that captures the job's Ray workers too.
+    ``token``: the driver's own (else ``$RAY_QUEUE_TOKEN`` / ``$RAY_QUEUE_TOKEN_FILE``),
+    from which the workers' credential is derived; it never enters the runtime_env."""
     from ray_queue.capture import core
 
-    return core.job_runtime_env(runtime_env, Settings(queue=queue, priority=priority))
+    return core.job_runtime_env(runtime_env, Settings(queue=queue, priority=priority), token=token)
 
 
 def disable() -> None:

@@ -80,7 +80,9 @@ def disable() -> None:
         opener.close()
 
 
-def job_runtime_env(runtime_env: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
+def job_runtime_env(
+    runtime_env: dict[str, Any] | None, settings: Settings, *, token: str | None = None
+) -> dict[str, Any]:
     """``runtime_env`` plus what captures the job's Ray workers: Ray's documented
     ``worker_process_setup_hook`` and the variables that carry ``settings``."""
     env = dict(runtime_env or {})
@@ -95,7 +97,7 @@ def job_runtime_env(runtime_env: dict[str, Any] | None, settings: Settings) -> d
             )
         env_vars[ENV_NEXT_HOOK] = hook
     env_vars.update(settings.env_vars())
-    worker_credential = _worker_credential(settings)
+    worker_credential = _worker_credential(settings, token)
     if worker_credential is not None:
         # A token the caller put there on purpose stays.
         env_vars.setdefault(TOKEN_ENV, worker_credential)
@@ -104,9 +106,9 @@ def job_runtime_env(runtime_env: dict[str, Any] | None, settings: Settings) -> d
     return env
 
 
-def _worker_credential(settings: Settings) -> str | None:
+def _worker_credential(settings: Settings, given: str | None = None) -> str | None:
     """What the job's workers call the manager with when this driver has a token
-    (``$RAY_QUEUE_TOKEN`` or ``$RAY_QUEUE_TOKEN_FILE``): a credential derived from it,
+    (``given``, else ``$RAY_QUEUE_TOKEN`` or ``$RAY_QUEUE_TOKEN_FILE``): one derived from it,
     for the captured Queue only, valid while the job runs (``access/worker_credentials``;
     docs/security.md says why it travels in runtime_env). ``None`` without a token, or
     with a credential that is itself derived (a job's or a worker's)."""
@@ -116,7 +118,7 @@ def _worker_credential(settings: Settings) -> str | None:
     from ray_queue.access.job_credentials import is_job_credential
     from ray_queue.manager.handle import TOKEN_FILE_ENV
 
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    token = (given or os.environ.get(TOKEN_ENV, "")).strip()
     if not token and os.environ.get(TOKEN_FILE_ENV):
         try:
             token = Path(os.environ[TOKEN_FILE_ENV]).read_text(encoding="utf-8").strip()

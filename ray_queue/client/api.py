@@ -63,7 +63,9 @@ def init(
         if capture:
             import ray_queue.capture
 
-            options["runtime_env"] = ray_queue.capture.job_runtime_env(queue, priority)
+            options["runtime_env"] = ray_queue.capture.job_runtime_env(
+                queue, priority, token=token
+            )
         ray.init(address=address, log_to_driver=True, **options)
     parsed = load_config(config) if config is not None else None
     actor = find_manager()

@@ -118,6 +118,11 @@ def test_the_job_runtime_env_carries_a_derived_credential_never_the_token(
     assert core.job_runtime_env(mine, Settings("team-a"))["env_vars"]["RAY_QUEUE_TOKEN"] == "chosen"
     monkeypatch.delenv("RAY_QUEUE_TOKEN_FILE")
     assert "RAY_QUEUE_TOKEN" not in core.job_runtime_env(None, Settings("team-a"))["env_vars"]
+    # A token given only to init(token=...) derives the workers' credential too.
+    given = core.job_runtime_env(None, Settings("team-a"), token=TEAM_A)
+    assert TEAM_A not in json.dumps(given)
+    derived = given["env_vars"]["RAY_QUEUE_TOKEN"]
+    assert guard(tmp_path, {derived}).caller(derived).queues == frozenset({"team-a"})
 
 
 # -- on a real cluster --------------------------------------------------------------------
