@@ -154,6 +154,8 @@ class QueueManager:
         self._core.set_nodes(nodes)
         self._ready_waits: dict[WorkloadId, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        #: The slow tick's Ray reads, in flight (one at a time).
+        self._ray_reads: asyncio.Task[None] | None = None
         self._placement_timer: asyncio.TimerHandle | None = None
         logger.info("queue manager up (pid %d, store %s)", os.getpid(), self._store.path)
 
@@ -227,7 +229,11 @@ class QueueManager:
                 self._core.tick()
                 self._watch_placement_groups()
                 if n % slow_every == 0:
-                    self._slow_tick()
+                    # The gauges' snapshot each second, whatever Ray's GCS is doing.
+                    self._metrics_snapshot = self._core.metrics_snapshot()
+                    if self._ray_reads is None or self._ray_reads.done():
+                        loop = asyncio.get_running_loop()
+                        self._ray_reads = loop.create_task(self._slow_tick())
                     self._core.audit_placement_groups(limit=PG_AUDIT_PER_TICK)
                 if n % (slow_every * 60) == 0:
                     self._core.forget_finished(older_than_s=RETENTION_S)
@@ -236,17 +242,22 @@ class QueueManager:
             n += 1
             await asyncio.sleep(TICK_S)
 
-    def _slow_tick(self) -> None:
-        self._metrics_snapshot = self._core.metrics_snapshot()
-        self._core.set_nodes(node_shapes())
-        for owner in dead_owners(self._core.owners()):
-            self._core.cancel_owner(owner, message=f"its driver (Ray job {owner}) exited")
-        if self._core.has_jobs():
-            self._core.job_states(
-                self._adapter.jobs(),
-                self._adapter.job_submission_failures(),
-                self._adapter.job_messages(),
-            )
+    async def _slow_tick(self) -> None:
+        """Node shapes, owners' deaths and job states. The GCS reads run in a thread:
+        while a node dies they took up to 17 s on a loaded machine, and on the loop they
+        held up every request and left /metrics that far behind the gRPC status (soak)."""
+        try:
+            self._core.set_nodes(await asyncio.to_thread(node_shapes))
+            for owner in await asyncio.to_thread(dead_owners, self._core.owners()):
+                self._core.cancel_owner(owner, message=f"its driver (Ray job {owner}) exited")
+            if self._core.has_jobs():
+                self._core.job_states(
+                    self._adapter.jobs(),
+                    self._adapter.job_submission_failures(),
+                    self._adapter.job_messages(),
+                )
+        except Exception:
+            logger.exception("manager slow tick failed; continuing")
 
     def _watch_placement_groups(self) -> None:
         unplaced = self._core.unplaced_placement_groups()
