@@ -21,12 +21,7 @@ MAX_LINES = 60
 MARK = "# long:"
 
 #: path:function → its owners have still to split it or say why it is long.
-NOT_YET_JUSTIFIED = frozenset(
-    {
-        "ray_queue/capture/core.py:_create",
-        "ray_queue/capture/core.py:_submit_task",
-    }
-)
+NOT_YET_JUSTIFIED: frozenset[str] = frozenset()
 
 
 @functools.cache
