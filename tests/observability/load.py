@@ -19,8 +19,10 @@ them varies a little with timing):
 - a GPU gang that fits the one GPU host the stand-in cloud has (ProvisioningRequest
   Provisioned, a worker group of its own, placed, run, removed) and one that needs two
   (Failed, retried, then rejected at the back-off limit);
-- a placement group no worker can ever hold (5 CPUs; workers have 4), cancelled by its
-  owner after a while — the autoscaler's "unplaceable gangs";
+- a placement group no worker can ever hold (``STRICT_PACK`` of 3 + 2 CPUs; workers have
+  4), cancelled by its owner after a while — the autoscaler's "unplaceable gangs" (a
+  single 5-CPU bundle would be refused at submission, since the autoscaler reports the
+  workers' shape);
 - a quota change applied live (``team-b``'s nominal CPU 1 → 2).
 
 At the end it cancels whatever it still has and writes what happened to ``--stats``.
@@ -184,6 +186,7 @@ class Submission:
     name: str = ""
     #: Cancelled by the driver this long after submission if still around.
     cancel_after_s: float | None = None
+    strategy: str = "PACK"
 
 
 def _bundles(count: int, **resources: float) -> tuple[tuple[tuple[str, float], ...], ...]:
@@ -228,8 +231,9 @@ def script(submit_s: float, seed: int) -> list[Submission]:
         Submission(2.0, "pg", "team-b", "team-b-jobs", _bundles(2, GPU=4), hold_s=8,
                    name="gang-needs-two-hosts"),
         # First of all, while team-a and its cohort are empty: admitted, never placed.
-        Submission(0.0, "pg", "team-a", "team-a-jobs", _bundles(1, CPU=5), hold_s=5,
-                   name="too-big-for-any-worker", cancel_after_s=12),
+        Submission(0.0, "pg", "team-a", "team-a-jobs", (*_bundles(1, CPU=3), *_bundles(1, CPU=2)),
+                   hold_s=5, name="too-big-for-any-worker", cancel_after_s=12,
+                   strategy="STRICT_PACK"),
     ]
     for t, team in ((10.0, "team-a"), (20.0, "team-b"), (28.0, "team-a")):
         out.append(
@@ -312,6 +316,7 @@ class Driver:
             return
         handle = self._rq.placement_group(
             [dict(b) for b in s.bundles],
+            s.strategy,
             queue=s.queue,
             priority=s.priority,
             name=s.name,

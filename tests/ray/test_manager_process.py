@@ -108,17 +108,21 @@ def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -
         )
         assert wait_for(lambda: _nominal_cpus(metrics_port) == 2, timeout_s=120)
 
-        # The gRPC API is up and published: the CLI finds it through Ray.
+        # The gRPC API comes up and is published (a moment after the metrics may answer):
+        # the CLI finds it through Ray.
         env = {**os.environ, "RAY_ADDRESS": cluster.address, "RAY_QUEUE_TOKEN": TOKEN}
         env.pop("RAY_QUEUE_ADDRESS", None)
-        status = subprocess.run(
-            [str(RAY_QUEUE), "status", "-o", "json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert status.returncode == 0, status.stderr
+
+        def cli_status() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(RAY_QUEUE), "status", "-o", "json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+            )
+
+        status = wait_for(lambda: (s := cli_status()).returncode == 0 and s, timeout_s=120)
         assert "main" in json.dumps(json.loads(status.stdout))
 
         # The token reached the actor, but nothing any job can read: Ray's state API shows
