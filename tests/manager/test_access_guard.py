@@ -85,7 +85,9 @@ def test_forged_tickets_and_credentials_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UnauthenticatedError, match="not a job ticket"):
         other.trade(ticket)
     credential = guard.trade(ticket)
-    for forged in (credential[:-1] + "0", credential.replace("rq-x-1", "rq-y-1")):
+    # The last character changed for sure (a random "0" made the old "+ '0'" a no-op).
+    flipped = credential[:-1] + ("1" if credential.endswith("0") else "0")
+    for forged in (flipped, credential.replace("rq-x-1", "rq-y-1")):
         with pytest.raises(UnauthenticatedError):
             guard.caller(forged)
     assert os.stat(tmp_path / "job-credentials.key").st_mode & 0o077 == 0
