@@ -193,20 +193,27 @@ def harness(make_harness: Callable[..., Harness]) -> Harness:
     return make_harness()
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Servers and streams started by a test are gone when it ends."""
-    before = {t.ident for t in threading.enumerate()}
-    yield
+def assert_server_threads_end(before: set[int | None], timeout_s: float = 10.0) -> None:
+    """The gRPC server threads started since ``before`` (thread idents) end within
+    ``timeout_s``: each is joined until the deadline, so this waits on the threads
+    themselves, not on a clock."""
+    deadline = time.monotonic() + timeout_s
 
-    def leaked() -> list[threading.Thread]:
+    def started() -> list[threading.Thread]:
         return [
             t
             for t in threading.enumerate()
             if t.ident not in before and t.name.startswith("ray-queue-grpc") and t.is_alive()
         ]
 
-    deadline = time.monotonic() + 10
-    while leaked() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not leaked(), f"threads leaked: {leaked()}"
+    for thread in started():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not started(), f"threads leaked: {started()}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Servers and streams started by a test are gone when it ends."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    assert_server_threads_end(before)

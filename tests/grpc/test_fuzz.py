@@ -7,7 +7,6 @@ benchmarks.grpc_fuzz --examples 5000`` for the long one."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 
 from benchmarks.grpc_fuzz import METHODS, SUPPRESS, Call, Target, calls
 from ray_queue.engine.errors import ConfigError
+from tests.grpc.conftest import assert_server_threads_end
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,17 +27,7 @@ def target() -> Iterator[Target]:
     yield t
     t.close()
     # The server's threads (its pool grows with the requests) end with it.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        leaked = [
-            t
-            for t in threading.enumerate()
-            if t.ident not in before and t.name.startswith("ray-queue-grpc") and t.is_alive()
-        ]
-        if not leaked:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"threads leaked: {leaked}")
+    assert_server_threads_end(before)
 
 
 @pytest.fixture(autouse=True)
