@@ -28,6 +28,7 @@ from ray_queue.engine.errors import (
 from ray_queue.engine.model import (
     HANDED_OVER,
     CheckState,
+    ClusterQueueStatus,
     Decision,
     DecisionKind,
     GangDemand,
@@ -579,20 +580,26 @@ class ManagerCore:
         states: dict[str, int] = {}
         for status in self._engine.workloads():
             states[status.state.value] = states.get(status.state.value, 0) + 1
+        cluster_queues = tuple(self._engine.cluster_queue_status())
         return ManagerStatus(
-            cluster_queues=tuple(self._engine.cluster_queue_status()),
+            cluster_queues=cluster_queues,
             cohorts=tuple(self._engine.cohort_status()),
             states=states,
             preemptions=self.preemptions,
             admissions=self.admissions,
             epoch=self.epoch,
-            unmanaged=self.unmanaged_usage(),
+            unmanaged=self.unmanaged_usage(cluster_queues),
         )
 
-    def unmanaged_usage(self) -> tuple[UnmanagedUsage, ...]:
-        """What Ray says is in use on each flavor's nodes beyond the quota admissions hold."""
+    def unmanaged_usage(
+        self, cluster_queues: Sequence[ClusterQueueStatus] | None = None
+    ) -> tuple[UnmanagedUsage, ...]:
+        """What Ray says is in use on each flavor's nodes beyond the quota admissions hold
+        (``cluster_queues``: the engine's statuses, when the caller has them already)."""
         held: dict[tuple[str, str], int] = {}
-        for cq in self._engine.cluster_queue_status():
+        if cluster_queues is None:
+            cluster_queues = self._engine.cluster_queue_status()
+        for cq in cluster_queues:
             for r in cq.resources:
                 held[(r.flavor, r.resource)] = held.get((r.flavor, r.resource), 0) + r.usage
         used = unmanaged.in_use(self._capacity.nodes, self._engine.config)
@@ -647,8 +654,9 @@ class ManagerCore:
             if why is not None and status.admission is not None:
                 key = (status.admission.cluster_queue, why.reason.value)
                 unplaced[key] = unplaced.get(key, 0) + 1
+        snapshot = snapshot_of(self._engine)
         return dataclasses.replace(
-            snapshot_of(self._engine), unplaced=unplaced, unmanaged=self.unmanaged_usage()
+            snapshot, unplaced=unplaced, unmanaged=self.unmanaged_usage(snapshot.cluster_queues)
         )
 
     def demand(self) -> list[GangDemand]:
