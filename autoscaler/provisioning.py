@@ -29,9 +29,8 @@ from autoscaler.providers.kuberay import (
     LEGACY_CLASS_ANNOTATION,
     LEGACY_CONSUME_ANNOTATION,
     RAY_API,
+    KubeApi,
     NotFoundError,
-    api_retry_policy,
-    call,
 )
 from autoscaler.requests import (
     ATTEMPT_LABEL,
@@ -67,14 +66,11 @@ class ProvisioningClient:
         retry_deadline_s: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
-        from kubernetes import client
-
-        self._custom = client.CustomObjectsApi(api_client)
-        self._core = client.CoreV1Api(api_client)
+        self._api = KubeApi.connect(
+            api_client, attempts=attempts, retry_deadline_s=retry_deadline_s, rng=rng
+        )
         self._cluster = cluster_name
         self._namespace = namespace
-        self._policy = api_retry_policy(attempts, retry_deadline_s)
-        self._rng = rng or random.Random()
         self._timeout = request_timeout_s
 
     @property
@@ -82,21 +78,19 @@ class ProvisioningClient:
         return f"{MANAGED_BY_LABEL}={MANAGED_BY},{CLUSTER_LABEL}={label_value(self._cluster)}"
 
     def read(self) -> list[RequestView]:
-        listed: Any = call(
-            lambda: self._custom.list_namespaced_custom_object(
+        listed: Any = self._api.call(
+            lambda: self._api.custom.list_namespaced_custom_object(
                 *PR_API[:2], self._namespace, PR_API[2], label_selector=self.selector,
                 _request_timeout=self._timeout,
             ),
             "list ProvisioningRequests",
-            self._policy,
-            self._rng,
         )
         return sorted((view_of(item) for item in listed.get("items", [])), key=lambda r: r.name)
 
     def create(self, spec: RequestSpec, group: WorkerGroup) -> None:
         template: Any = self._pod_template(spec, group)
         self._create(
-            lambda: self._core.create_namespaced_pod_template(
+            lambda: self._api.core.create_namespaced_pod_template(
                 self._namespace, template, _request_timeout=self._timeout
             ),
             f"create PodTemplate {spec.name}",
@@ -115,7 +109,7 @@ class ProvisioningClient:
             },
         }
         self._create(
-            lambda: self._custom.create_namespaced_custom_object(
+            lambda: self._api.custom.create_namespaced_custom_object(
                 *PR_API[:2], self._namespace, PR_API[2], body, _request_timeout=self._timeout
             ),
             f"create ProvisioningRequest {spec.name}",
@@ -123,13 +117,13 @@ class ProvisioningClient:
 
     def delete(self, name: str) -> None:
         self._delete(
-            lambda: self._custom.delete_namespaced_custom_object(
+            lambda: self._api.custom.delete_namespaced_custom_object(
                 *PR_API[:2], self._namespace, PR_API[2], name, _request_timeout=self._timeout
             ),
             f"delete ProvisioningRequest {name}",
         )
         self._delete(
-            lambda: self._core.delete_namespaced_pod_template(
+            lambda: self._api.core.delete_namespaced_pod_template(
                 name, self._namespace, _request_timeout=self._timeout
             ),
             f"delete PodTemplate {name}",
@@ -138,20 +132,18 @@ class ProvisioningClient:
     def sweep(self, keep: Iterable[str]) -> list[str]:
         """Delete our PodTemplates whose request is not in ``keep``; returns their names."""
         keep = set(keep)
-        templates: Any = call(
-            lambda: self._core.list_namespaced_pod_template(
+        templates: Any = self._api.call(
+            lambda: self._api.core.list_namespaced_pod_template(
                 self._namespace, label_selector=self.selector, _request_timeout=self._timeout
             ),
             "list PodTemplates",
-            self._policy,
-            self._rng,
         )
         gone = []
         for item in templates.items:
             name = item.metadata.name
             if name not in keep:
                 self._delete(
-                    lambda n=name: self._core.delete_namespaced_pod_template(
+                    lambda n=name: self._api.core.delete_namespaced_pod_template(
                         n, self._namespace, _request_timeout=self._timeout
                     ),
                     f"delete PodTemplate {name}",
@@ -172,14 +164,12 @@ class ProvisioningClient:
 
     def _pod_template(self, spec: RequestSpec, group: WorkerGroup) -> dict[str, Any]:
         """The group's Pod template, annotated as the gang's Pods will be."""
-        cluster: Any = call(
-            lambda: self._custom.get_namespaced_custom_object(
+        cluster: Any = self._api.call(
+            lambda: self._api.custom.get_namespaced_custom_object(
                 *RAY_API[:2], self._namespace, RAY_API[2], self._cluster,
                 _request_timeout=self._timeout,
             ),
             f"read RayCluster {self._cluster}",
-            self._policy,
-            self._rng,
         )
         specs: Sequence[dict[str, Any]] = cluster["spec"].get("workerGroupSpecs") or []
         base = next((s for s in specs if s["groupName"] == group.name), None)
@@ -206,14 +196,14 @@ class ProvisioningClient:
         from autoscaler.providers.base import ConflictError
 
         try:
-            call(fn, what, self._policy, self._rng)
+            self._api.call(fn, what)
         except ConflictError:
             # Made before a restart: fine.
             logger.debug("already exists", extra={"what": what})
 
     def _delete(self, fn: Any, what: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone
-            call(fn, what, self._policy, self._rng)
+            self._api.call(fn, what)
 
 
 def view_of(item: dict[str, Any]) -> RequestView:

@@ -18,6 +18,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from autoscaler.providers.base import (
@@ -27,8 +28,8 @@ from autoscaler.providers.base import (
     ProviderError,
     TransientError,
     WorkerGroup,
-    WorkerNode,
 )
+from autoscaler.providers.worker_nodes import worker_node
 from autoscaler.ray_nodes import RayGcs, RayNode
 from autoscaler.requests import (
     MANAGED_BY,
@@ -93,12 +94,9 @@ class KubeRayProvider:
         retry_deadline_s: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
-        from kubernetes import client
-
-        self._custom = client.CustomObjectsApi(api_client)
-        self._core = client.CoreV1Api(api_client)
-        self._policy = api_retry_policy(attempts, retry_deadline_s)
-        self._rng = rng or random.Random()
+        self._api = KubeApi.connect(
+            api_client, attempts=attempts, retry_deadline_s=retry_deadline_s, rng=rng
+        )
         self._name = cluster_name
         self._namespace = namespace
         self._ray_nodes: Callable[[], Sequence[RayNode]]
@@ -115,15 +113,15 @@ class KubeRayProvider:
     # -- reads ----------------------------------------------------------------------------
 
     def raycluster(self) -> dict[str, Any]:
-        return self._retrying(self._read_cluster, f"read RayCluster {self._name}")
+        return self._api.retrying(self._read_cluster, f"read RayCluster {self._name}")
 
     def pods(self) -> list[Any]:
         """Worker Pods of the cluster that are not being deleted."""
-        return self._retrying(self._list_pods, "list worker Pods")
+        return self._api.retrying(self._list_pods, "list worker Pods")
 
     def _read_cluster(self) -> dict[str, Any]:
         cluster: Any = request(
-            lambda: self._custom.get_namespaced_custom_object(
+            lambda: self._api.custom.get_namespaced_custom_object(
                 *RAY_API[:2], self._namespace, RAY_API[2], self._name,
                 _request_timeout=self._timeout,
             ),
@@ -133,7 +131,7 @@ class KubeRayProvider:
 
     def _list_pods(self) -> list[Any]:
         listed: Any = request(
-            lambda: self._core.list_namespaced_pod(
+            lambda: self._api.core.list_namespaced_pod(
                 self._namespace,
                 label_selector=f"ray.io/cluster={self._name},ray.io/node-type=worker",
                 _request_timeout=self._timeout,
@@ -141,10 +139,6 @@ class KubeRayProvider:
             "list worker Pods",
         )
         return [p for p in listed.items if p.metadata.deletion_timestamp is None]
-
-    def _retrying(self, fn: Callable[[], T], what: str) -> T:
-        """``fn`` (single calls, no retries of their own), retried on transient errors."""
-        return retry(fn, self._policy, retry_on=(TransientError,), what=what, rng=self._rng)
 
     def groups(self) -> list[WorkerGroup]:
         cluster = self.raycluster()
@@ -164,7 +158,7 @@ class KubeRayProvider:
                 (p for p in pods if (p.metadata.labels or {}).get("ray.io/group") == name),
                 key=lambda p: p.metadata.name,
             )
-            nodes = tuple(_node(p.metadata.name, ray_nodes.get(p.metadata.name), now)
+            nodes = tuple(worker_node(p.metadata.name, ray_nodes.get(p.metadata.name), now)
                           for p in members)
             template_meta = (spec.get("template") or {}).get("metadata") or {}
             annotations = template_meta.get("annotations") or {}
@@ -329,13 +323,7 @@ class KubeRayProvider:
                 raise _StaleRead(str(exc)) from exc
 
         try:
-            retry(
-                attempt,
-                self._policy,
-                retry_on=(TransientError, _StaleRead),
-                what=what,
-                rng=self._rng,
-            )
+            self._api.retrying(attempt, what, also_on=(_StaleRead,))
         except _StaleRead as exc:
             raise ConflictError(f"{what}: RayCluster {self._name} kept changing under us") from exc
 
@@ -354,7 +342,7 @@ class KubeRayProvider:
 
     def _raw_patch(self, patch: list[Any], what: str) -> None:
         request(
-            lambda: self._custom.patch_namespaced_custom_object(
+            lambda: self._api.custom.patch_namespaced_custom_object(
                 *RAY_API[:2], self._namespace, RAY_API[2], self._name, patch,
                 _content_type="application/json-patch+json",
                 _request_timeout=self._timeout,
@@ -484,19 +472,6 @@ def _ray_container(spec: Mapping[str, Any]) -> Mapping[str, Any]:
     return containers[0] if containers else {}
 
 
-def _node(name: str, seen: RayNode | None, now: float) -> WorkerNode:
-    if seen is None:
-        return WorkerNode(name=name)
-    idle = seen.status == "IDLE" and not seen.busy
-    return WorkerNode(
-        name=name,
-        ray_node_id=seen.node_id,
-        available=seen.available,
-        idle_since=now - seen.idle_duration_s if idle else None,
-        busy=seen.busy,
-    )
-
-
 def _test(path: str, value: Any) -> dict[str, Any]:
     return {"op": "test", "path": path, "value": value}
 
@@ -545,9 +520,40 @@ def request(fn: Callable[[], T], what: str) -> T:
         raise translate(exc, what) from exc
 
 
-def call(fn: Callable[[], T], what: str, policy: RetryPolicy, rng: random.Random) -> T:
-    """One API call, retried on transient failures under ``policy``."""
-    return retry(lambda: request(fn, what), policy, retry_on=(TransientError,), what=what, rng=rng)
+@dataclass(frozen=True)
+class KubeApi:
+    """The Kubernetes APIs the autoscaler calls, and how its calls are retried: under one
+    ``RetryPolicy`` (``api_retry_policy``), the back-off's jitter drawn from ``rng`` (seed
+    it for a repeatable run)."""
+
+    custom: Any
+    core: Any
+    policy: RetryPolicy
+    rng: random.Random
+
+    @classmethod
+    def connect(
+        cls, api_client: Any, *, attempts: int, retry_deadline_s: float, rng: random.Random | None
+    ) -> KubeApi:
+        from kubernetes import client
+
+        return cls(
+            custom=client.CustomObjectsApi(api_client),
+            core=client.CoreV1Api(api_client),
+            policy=api_retry_policy(attempts, retry_deadline_s),
+            rng=rng or random.Random(),
+        )
+
+    def retrying(
+        self, fn: Callable[[], T], what: str, *, also_on: tuple[type[Exception], ...] = ()
+    ) -> T:
+        """``fn`` as a whole (single calls, no retries of their own), retried on transient
+        errors and on ``also_on``."""
+        return retry(fn, self.policy, retry_on=(TransientError, *also_on), what=what, rng=self.rng)
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """One API call (``request``), retried on transient failures."""
+        return self.retrying(lambda: request(fn, what), what)
 
 
 def _message(exc: BaseException) -> str:

@@ -32,8 +32,8 @@ from autoscaler.providers.base import (
     PermanentError,
     Shape,
     WorkerGroup,
-    WorkerNode,
 )
+from autoscaler.providers.worker_nodes import worker_node
 from autoscaler.ray_nodes import RayGcs, RayNode
 from ray_queue.engine.clock import Clock, SystemClock
 
@@ -107,7 +107,7 @@ class LocalProvider:
             workers = []
             for node in sorted(mine, key=lambda n: n.name):
                 seen = ray_nodes.get(node.name) or by_id.get(node.ray_node_id or "")
-                workers.append(_worker(node.name, seen, now))
+                workers.append(worker_node(node.name, seen, now))
             out.append(
                 WorkerGroup(
                     name=spec.name,
@@ -324,19 +324,6 @@ def _stop_group(pid: int, timeout_s: float = 15.0) -> None:
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _worker(name: str, seen: RayNode | None, now: float) -> WorkerNode:
-    if seen is None:
-        return WorkerNode(name=name)
-    idle = seen.status == "IDLE" and not seen.busy
-    return WorkerNode(
-        name=name,
-        ray_node_id=seen.node_id,
-        available=seen.available,
-        idle_since=now - seen.idle_duration_s if idle else None,
-        busy=seen.busy,
-    )
 
 
 def _ray_amounts(shape: Shape) -> tuple[float, float, int, dict[str, float]]:
