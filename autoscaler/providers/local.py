@@ -126,7 +126,7 @@ class LocalProvider:
         try:
             return self._gcs.pending_gangs()
         except Exception as exc:
-            logger.warning("cannot read pending placement groups from Ray: %s", exc)
+            logger.warning("cannot read pending placement groups", extra={"error": str(exc)})
             return None
 
     def set_replicas(self, group: str, replicas: int, *, expected: int) -> None:
@@ -150,7 +150,7 @@ class LocalProvider:
             if seen is not None:
                 accepted, why = self._gcs.drain(seen.node_id, message="idle: ray-queue scale-down")
                 if not accepted:
-                    logger.info("Ray refused to drain %s (%s); keeping it", name, why)
+                    logger.info("drain refused; node kept", extra={"node": name, "reason": why})
                     continue
             self._stop(node)
 
@@ -200,7 +200,7 @@ class LocalProvider:
         else:
             self._nodes[name] = _Node(name, spec.name, self._spawn(name, spec, env))
             self._save()
-        logger.info("started local Ray node %s (group %s)", name, spec.name)
+        logger.info("started local Ray node", extra={"node": name, "group": spec.name})
 
     def _spawn(self, name: str, spec: LocalGroupSpec, env: Mapping[str, str]) -> Any:
         cpus, gpus, memory, custom = _ray_amounts(spec.shape)
@@ -250,7 +250,7 @@ class LocalProvider:
         # Forgotten only once stopped: a provider killed in between takes it over again.
         if self._nodes.pop(node.name, None) is not None:
             self._save()
-        logger.info("stopped local Ray node %s", node.name)
+        logger.info("stopped local Ray node", extra={"node": node.name})
 
     def _forget_exited(self) -> None:
         """A ``ray start`` that exited (it timed out joining an overloaded GCS, or was
@@ -259,7 +259,9 @@ class LocalProvider:
             return
         exited = [n for n in self._nodes.values() if not _running(n.handle)]
         for node in exited:
-            logger.warning("local Ray node %s exited on its own; forgetting it", node.name)
+            logger.warning(
+                "local Ray node exited on its own; forgetting it", extra={"node": node.name}
+            )
             del self._nodes[node.name]
         if exited:
             self._save()
@@ -284,7 +286,9 @@ class LocalProvider:
             if group not in self._specs or not _group_alive(pid):
                 continue
             self._nodes[name] = _Node(name, group, pid)
-            logger.info("took over local Ray node %s (group %s, pid %d)", name, group, pid)
+            logger.info(
+                "took over local Ray node", extra={"node": name, "group": group, "pid": pid}
+            )
         self._save()
 
 

@@ -90,9 +90,14 @@ def _load(path: Path) -> QueueConfig | None:
     try:
         return load_config(path)
     except ConfigError as e:
-        logger.error("%s", e)
+        logger.error(
+            "config refused; the running config stays", extra={"path": str(path), "error": str(e)}
+        )
     except OSError as e:
-        logger.error("cannot read %s: %s; the running config stays", path, e)
+        logger.error(
+            "cannot read config; the running config stays",
+            extra={"path": str(path), "error": str(e)},
+        )
     return None
 
 
@@ -100,9 +105,11 @@ def _apply(manager: Any, config: QueueConfig, path: Path) -> None:
     try:
         evicted = ray.get(manager.apply_config.remote(config), timeout=PING_TIMEOUT_S)
     except ConfigError as e:
-        logger.error("%s", e)
+        logger.error(
+            "config refused; the running config stays", extra={"path": str(path), "error": str(e)}
+        )
         return
-    logger.info("applied %s (%d workload(s) evicted by stop policies)", path, evicted)
+    logger.info("config applied", extra={"path": str(path), "evicted_by_stop_policies": evicted})
 
 
 def actor_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             ray.get(manager.ping.remote(), timeout=PING_TIMEOUT_S)
         except Exception as e:
-            logger.error("lost the queue manager or Ray (%s); exiting", e)
+            logger.error("lost the queue manager or Ray; exiting", extra={"error": str(e)})
             return 1
         if not (args.watch_config and args.config_file):
             continue
