@@ -42,6 +42,7 @@ from ray_queue.engine.model import (
 from ray_queue.manager import unmanaged
 from ray_queue.manager.bundles import label_selector, ray_bundles
 from ray_queue.manager.capacity import Capacity, NotPlaced
+from ray_queue.manager.job_runs import DONE_STATES, JobRuns
 from ray_queue.manager.owner_events import AdmittedShape, OwnerEvents
 from ray_queue.manager.release_pacing import ReleasePacer
 from ray_queue.manager.slots import admitted_meanwhile, wants_slot, was_evicted
@@ -70,15 +71,6 @@ logger = logging.getLogger(__name__)
 #: Kinds whose admission is a placement group the manager creates and owns (a task's is
 #: its slot, if it gets one: ``slots.wants_slot``).
 _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
-#: Ray job states after which a job will not run again.
-_JOB_DONE = {"SUCCEEDED": False, "FAILED": True, "STOPPED": True}
-#: Submitting an admitted job is retried this many times (once a second) before it fails.
-_JOB_SUBMIT_ATTEMPTS = 30
-#: A run asked to stop is asked again this often while Ray lists it going, for this long:
-#: a stop can reach Ray before the run does (its submission still in flight; Ray answers
-#: "does not exist"), and the run then starts with no workload holding its quota.
-_STOP_AGAIN_S = 5.0
-_STOP_WATCH_S = 600.0
 #: Cycles slower than this are logged at INFO.
 _SLOW_CYCLE_S = 0.1
 
@@ -124,13 +116,11 @@ class ManagerCore:
         #: Placement-group workloads still to be checked in this round of the audit.
         self._audit_turns: deque[WorkloadId] = deque()
         self._pacer = ReleasePacer(release_lag_s)
-        self._jobs: dict[WorkloadId, str] = {}
-        #: Runs asked to stop: submission id → (first asked, last asked).
-        self._stopping: dict[str, tuple[float, float]] = {}
+        #: Every JOB workload's Ray job runs (``job_runs``: none overlaps, none outlives).
+        self._runs = JobRuns(submit=self._submit_run, stop=self._actions.stop_job)
         self._capacity = Capacity()
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
-        self._job_retries: dict[WorkloadId, int] = {}
         self.admissions = 0
         self.preemptions = 0
         for status in engine.workloads() if statuses is None else statuses:
@@ -178,8 +168,7 @@ class ManagerCore:
 
     def _reconcile(self, workloads: Sequence[WorkloadId]) -> None:
         live_pgs = dict(self._actions.placement_groups())
-        live_jobs = dict(self._actions.jobs())
-        wanted_jobs: set[str] = set()
+        admitted_jobs: dict[WorkloadId, str] = {}
         adopted = created = 0
         for workload in workloads:
             # The state alone first: whole statuses of every pending workload would cost
@@ -204,17 +193,12 @@ class ManagerCore:
                         self._actions.move_placement_group(created_for, workload)
                     adopted += 1
             elif status.spec.kind is WorkloadKind.JOB:
-                run = JobRun(workload, _submission_id(status))
-                wanted_jobs.add(run.submission_id)
-                self._jobs[workload] = run.submission_id
-                if run.submission_id not in live_jobs:
-                    # Retried from the slow tick: the job server may not be up yet.
-                    self._job_retries[workload] = 1
+                admitted_jobs[workload] = _submission_id(status)
         for workload in live_pgs:
             self._remove_pg(workload)
-        for submission_id, state in live_jobs.items():
-            if submission_id not in wanted_jobs and state not in _JOB_DONE:
-                self._actions.stop_job(submission_id)
+        # Runs not listed are submitted from the slow tick (the job server may not be up
+        # yet), each once no earlier run of its workload is going; strays are stopped.
+        self._runs.adopt(self._actions.jobs(), admitted_jobs, self._clock.now())
         logger.info(
             "recovered %d workloads: %d placement groups re-adopted, %d recreated, %d removed",
             len(workloads),
@@ -407,42 +391,19 @@ class ManagerCore:
         submissions that failed since last time (submission id → error), and Ray's
         message of each job that has one (why it failed)."""
         touched: set[WorkloadId] = set()
-        for workload, submission_id in list(self._jobs.items()):
-            error = (failures or {}).get(submission_id)
-            if error is not None:
-                touched |= self._job_submission_failed(workload, error)
-                continue
-            state = states.get(submission_id)
-            if state is not None:
-                self._job_retries.pop(workload, None)
-            if state is None and workload in self._job_retries:
-                touched |= self._retry_job(workload, submission_id)
-            elif state == "RUNNING":
-                if self._engine.mark_placed(workload):
-                    touched.add(workload)
-            elif state in _JOB_DONE:
-                failed = _JOB_DONE[state]
-                # Named by its submission id: ``ray job logs <id>`` says what happened;
-                # Ray's own message says it first, where people look (describe, status).
-                said = (messages or {}).get(submission_id)
-                message = f"Ray job {submission_id} {state}" + (f": {said}" if said else "")
-                touched |= self._finish(workload, failed=failed, message=message)
-        self._stop_strays(states)
+        seen = self._runs.observe(states, failures or {}, self._clock.now())
+        for workload in seen.running:
+            if self._engine.mark_placed(workload):
+                touched.add(workload)
+        for workload, submission_id, state in seen.ended:
+            # Named by its submission id: ``ray job logs <id>`` says what happened;
+            # Ray's own message says it first, where people look (describe, status).
+            said = (messages or {}).get(submission_id)
+            message = f"Ray job {submission_id} {state}" + (f": {said}" if said else "")
+            touched |= self._finish(workload, failed=DONE_STATES[state], message=message)
+        for workload, message in seen.refused:
+            touched |= self._finish(workload, failed=True, message=message)
         self._commit(touched, [])
-
-    def _stop_strays(self, states: Mapping[str, str]) -> None:
-        """Ask again to stop a run Ray lists going after it was asked to stop."""
-        now = self._clock.now()
-        for submission_id, (first, last) in list(self._stopping.items()):
-            state = states.get(submission_id)
-            if state in _JOB_DONE or now - first > _STOP_WATCH_S:
-                del self._stopping[submission_id]
-            elif state is not None and now - last >= _STOP_AGAIN_S:
-                logger.info(
-                    "Ray job %s still %s after its stop; stopping again", submission_id, state
-                )
-                self._actions.stop_job(submission_id)
-                self._stopping[submission_id] = (first, now)
 
     def audit_placement_groups(self, limit: int) -> None:
         """End each admitted placement group or actor whose group Ray no longer has: it
@@ -476,22 +437,6 @@ class ManagerCore:
 
     def _is_pg_kind(self, workload: WorkloadId) -> bool:
         return self._known(workload) and self._engine.workload(workload).spec.kind in _PG_KINDS
-
-    def _retry_job(self, workload: WorkloadId, submission_id: str) -> set[WorkloadId]:
-        """Submit again a job Ray does not list yet, until it does (``job_states``)."""
-        try:
-            self._submit_job(self._engine.workload(workload), JobRun(workload, submission_id))
-        except Exception as e:
-            return self._job_submission_failed(workload, str(e))
-        return set()
-
-    def _job_submission_failed(self, workload: WorkloadId, error: str) -> set[WorkloadId]:
-        attempts = self._job_retries.get(workload, 0) + 1
-        if attempts <= _JOB_SUBMIT_ATTEMPTS:
-            self._job_retries[workload] = attempts
-            return set()
-        message = f"Ray refused the job {attempts} times: {error}"
-        return self._finish(workload, failed=True, message=message)
 
     def apply_config(self, config: QueueConfig) -> list[Decision]:
         """Switch config live (raises ``ConfigError`` and changes nothing if refused)."""
@@ -631,10 +576,8 @@ class ManagerCore:
         if status.state is not WorkloadState.ADMITTED or status.placed:
             return None
         if status.spec.kind is WorkloadKind.JOB:
-            run = self._jobs.get(status.spec.id)
-            if run is None:
-                return None
-            return NotPlaced(Unplaced.JOB_NOT_RUNNING, f"Ray job {run} is not running yet")
+            why = self._runs.why_not_running(status.spec.id)
+            return None if why is None else NotPlaced(Unplaced.JOB_NOT_RUNNING, why)
         return self._capacity.why_not_placed(status, self._engine.config)
 
     def pending(
@@ -646,7 +589,7 @@ class ManagerCore:
         # Only what the manager placed or submitted can be unplaced: O(admitted), never a
         # walk over every remembered workload (this runs on the loop every second).
         unplaced: dict[tuple[str, str], int] = {}
-        for workload in (*self._pgs, *self._jobs):
+        for workload in (*self._pgs, *self._runs.tracked()):
             if not self._engine.awaits_placement(workload):
                 continue
             status = self._engine.workload(workload)
@@ -663,8 +606,8 @@ class ManagerCore:
         return self._engine.demand()
 
     def has_jobs(self) -> bool:
-        """Whether Ray's jobs need watching: admitted ones, or runs asked to stop."""
-        return bool(self._jobs or self._stopping)
+        """Whether Ray's jobs need watching: runs not yet seen ended."""
+        return self._runs.busy()
 
     def nodes(self) -> tuple[NodeShape, ...]:
         return self._capacity.nodes
@@ -776,15 +719,8 @@ class ManagerCore:
                 if not self._pacer.hold(decision, self._clock.now()):
                     self._create_admitted_pg(status)
             elif status.spec.kind is WorkloadKind.JOB:
-                run = JobRun(status.spec.id, _submission_id(status))
-                self._jobs[status.spec.id] = run.submission_id
-                try:
-                    self._submit_job(status, run)
-                except Exception as e:
-                    # The job server is often briefly unavailable ("no available agent");
-                    # the slow tick submits again (see ``job_states``).
-                    logger.warning("submitting %s failed (%s); will retry", run.submission_id, e)
-                    self._job_retries[status.spec.id] = 1
+                # Submitted now, or once its previous run is listed ended (``job_runs``).
+                self._runs.admit(status.spec.id, _submission_id(status), self._clock.now())
         elif decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT):
             self._teardown_decision(decision)
 
@@ -806,15 +742,10 @@ class ManagerCore:
     def _teardown(self, status: WorkloadStatus) -> None:
         """Remove whatever Ray objects the manager holds for the workload (idempotent)."""
         workload = status.spec.id
-        self._job_retries.pop(workload, None)
         self._pacer.drop(workload)
         if self._pgs.pop(workload, None) is not None:
             self._remove_pg(workload)
-        submission_id = self._jobs.pop(workload, None)
-        if submission_id is not None:
-            self._actions.stop_job(submission_id)
-            now = self._clock.now()
-            self._stopping[submission_id] = (now, now)
+        self._runs.release(workload, self._clock.now())
 
     def _remove_pg(self, workload: WorkloadId) -> None:
         self._actions.remove_placement_group(workload)
@@ -852,7 +783,13 @@ class ManagerCore:
         self._payloads[successor] = payload
         return {successor: payload}
 
-    def _submit_job(self, status: WorkloadStatus, run: JobRun) -> None:
+    def _submit_run(self, workload: WorkloadId, submission_id: str) -> None:
+        """Hand a run to Ray (``JobRuns``' submit); raises if the workload is not admitted
+        any more (preempted in the cycle that admitted it: its release follows)."""
+        status = self._engine.workload(workload)
+        if status.admission is None:
+            raise RuntimeError(f"{workload} is no longer admitted")
+        run = JobRun(workload, submission_id)
         payload = self._payloads.get(status.spec.id, {})
         extra = self._job_env(run.submission_id) if self._job_env is not None else {}
         if extra:
@@ -865,9 +802,9 @@ class ManagerCore:
         """The Queue and workload of the job whose current run is ``submission_id``;
         ``None`` when that run is not live (ended, stopped, or a run before the current
         one)."""
-        workload = job_of_submission(submission_id)
-        if self._jobs.get(workload) != submission_id:
+        if not self._runs.live(submission_id):
             return None
+        workload = job_of_submission(submission_id)
         return self._engine.workload(workload).spec.queue, workload
 
     def _finish(self, workload: WorkloadId, *, failed: bool, message: str) -> set[WorkloadId]:
@@ -878,8 +815,8 @@ class ManagerCore:
             self._engine.finish(workload, failed=failed, message=message)
         except InvalidTransitionError:
             return set()
-        # A job that ended by itself needs no stop; a PG is removed with its work done.
-        self._jobs.pop(workload, None)
+        # A job run that ended by itself is no longer its workload's (``JobRuns.observe``)
+        # and gets no stop; a PG is removed with its work done.
         self._teardown(before)
         return {workload}
 

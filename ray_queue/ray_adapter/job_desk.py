@@ -1,12 +1,18 @@
-"""Ray's job server, called from a thread of its own so that it never stalls the manager.
+"""Ray's job server, called from threads of its own so that it never stalls the manager.
 
 Submitting, stopping and listing jobs are HTTP calls to the dashboard, and when Ray's job
 agent is down each can hang for tens of seconds (20 s was seen for one submission). Made
-on the manager's event loop, that hung every tenant's queue. Here they run one at a time
-on one worker thread: ``submit`` and ``stop`` return at once, ``listing`` returns the last
-listing (asking for a fresh one), and submissions that failed are collected for the
+on the manager's event loop, that hung every tenant's queue. Here each kind has a lane
+(a queue and a worker thread) of its own, so a stop never waits behind a hung submission
+or listing: ``submit`` and ``stop`` return at once, ``listing`` returns the last listing
+(asking for a fresh one), and submissions that did not reach Ray are collected for the
 manager to count and retry (``failures``). Submitting is idempotent (the submission id is
 derived from the admission), so a retry of one that did succeed is harmless.
+
+A stop of a run whose submission is still queued or in flight would reach Ray first and
+be lost ("does not exist"), so it is remembered: a queued submission is dropped unsent
+(reported as a failure, so the manager knows it never ran), and one in flight is stopped
+as soon as Ray has answered it (``manager/job_runs.py``).
 """
 
 from __future__ import annotations
@@ -34,31 +40,67 @@ def brief(message: str) -> str:
     return f"{first} … {message[-_MESSAGE_TAIL:]}"
 
 
+#: What ``failures`` says of a submission dropped unsent because its run was stopped.
+DROPPED = "stopped before it was submitted"
+
+
+class _Lane:
+    """A queue of calls and the one thread that makes them, in order."""
+
+    def __init__(self, name: str) -> None:
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def put(self, call: Callable[[], None]) -> None:
+        self._work.put(call)
+
+    def _serve(self) -> None:
+        while True:
+            call = self._work.get()
+            try:
+                call()
+            except Exception:
+                logger.exception("a call to Ray's job server failed")
+
+
 class JobDesk:
     def __init__(self, connect: Callable[[], Any]) -> None:
-        """``connect``: makes a ``JobSubmissionClient`` (called on the worker thread)."""
+        """``connect``: makes a ``JobSubmissionClient`` (called on each lane's thread:
+        each has a client of its own)."""
         self._connect = connect
-        self._client: Any = None
+        self._clients = threading.local()
         self._lock = threading.Lock()
-        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._submitting: set[str] = set()
+        self._submits = _Lane("ray-queue-job-submits")
+        self._stops = _Lane("ray-queue-job-stops")
+        self._lists = _Lane("ray-queue-job-listings")
+        #: Submissions queued and not yet sent, and those being sent.
+        self._queued: set[str] = set()
+        self._sending: set[str] = set()
+        #: Of those, the ones asked to stop meanwhile.
+        self._recalled: set[str] = set()
         self._failures: dict[str, str] = {}
         self._listing: dict[str, str] | None = None
         #: Ray's message of each listed job that has one (why a failed job failed).
         self._messages: dict[str, str] = {}
         self._listing_asked = False
-        threading.Thread(target=self._serve, name="ray-queue-jobs", daemon=True).start()
 
     def submit(self, submission_id: str, request: Mapping[str, Any]) -> None:
         """Submit in the background (once at a time per submission id)."""
         with self._lock:
-            if submission_id in self._submitting:
+            if submission_id in self._queued or submission_id in self._sending:
                 return
-            self._submitting.add(submission_id)
-        self._work.put(lambda: self._submit(submission_id, request))
+            self._queued.add(submission_id)
+        self._submits.put(lambda: self._submit(submission_id, request))
 
     def stop(self, submission_id: str) -> None:
-        self._work.put(lambda: self._stop(submission_id))
+        """Stop in the background, ahead of any queued submission or listing. A submission
+        still queued is dropped instead; one in flight is stopped again once sent."""
+        with self._lock:
+            if submission_id in self._queued or submission_id in self._sending:
+                self._recalled.add(submission_id)
+            if submission_id in self._queued:
+                return
+        self._stops.put(lambda: self._stop(submission_id))
 
     def listing(self) -> Mapping[str, str]:
         """Ray's job statuses by submission id, as last listed; asks for a fresh listing.
@@ -67,7 +109,7 @@ class JobDesk:
             listing = self._listing
             if listing is not None and not self._listing_asked:
                 self._listing_asked = True
-                self._work.put(self._list)
+                self._lists.put(self._list)
         if listing is None:
             self._list()
             with self._lock:
@@ -85,34 +127,43 @@ class JobDesk:
             failed, self._failures = self._failures, {}
         return failed
 
-    # -- the worker thread --------------------------------------------------------------
-
-    def _serve(self) -> None:
-        while True:
-            job = self._work.get()
-            try:
-                job()
-            except Exception:
-                logger.exception("a call to Ray's job server failed")
+    # -- the lanes' threads ----------------------------------------------------------------
 
     def _jobs(self) -> Any:
-        if self._client is None:
-            self._client = self._connect()
-        return self._client
+        client = getattr(self._clients, "client", None)
+        if client is None:
+            client = self._clients.client = self._connect()
+        return client
 
     def _submit(self, submission_id: str, request: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._queued.discard(submission_id)
+            if submission_id in self._recalled:
+                self._recalled.discard(submission_id)
+                self._failures[submission_id] = DROPPED
+                logger.info("Ray job %s was stopped before it was submitted", submission_id)
+                return
+            self._sending.add(submission_id)
+        sent = False
         try:
             self._jobs().submit_job(submission_id=submission_id, **request)
             logger.info("submitted Ray job %s", submission_id)
+            sent = True
         except Exception as e:
             if "already exists" in str(e):
-                return
-            logger.warning("submitting Ray job %s failed: %s", submission_id, e)
-            with self._lock:
-                self._failures[submission_id] = str(e)
+                sent = True
+            else:
+                logger.warning("submitting Ray job %s failed: %s", submission_id, e)
+                with self._lock:
+                    self._failures[submission_id] = str(e)
         finally:
             with self._lock:
-                self._submitting.discard(submission_id)
+                self._sending.discard(submission_id)
+                recalled = submission_id in self._recalled
+                self._recalled.discard(submission_id)
+        if sent and recalled:
+            # Its stop may have reached Ray before it did, and been lost.
+            self._stops.put(lambda: self._stop(submission_id))
 
     def _stop(self, submission_id: str) -> None:
         try:
