@@ -197,6 +197,19 @@ class UnmanagedUsage:
     resource: str
     #: Milli-units.
     amount: int
+    #: Whose it is, where Ray says so: (Ray job id, milli-units that job holds here in
+    #: placement groups and actors), largest first. Plain tasks are not attributed, so
+    #: the amounts may sum to less than ``amount`` (``ray_adapter/ray_holdings.py``).
+    by_job: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RayJobHolding:
+    """What one Ray job holds on one node outside ray-queue's own groups (milli-units)."""
+
+    job_id: str
+    node_id: str
+    resources: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +243,12 @@ class ManagerStatus:
             lines.append(f"Cohort {co.name}{parent}")
             lines += [f"  {_quota_line(r)}" for r in co.resources]
         for u in self.unmanaged:
+            whose = ", ".join(
+                f"Ray job {job} {human_amount(u.resource, amount)}" for job, amount in u.by_job
+            )
             lines.append(
                 f"Unmanaged: {human_amount(u.resource, u.amount)} {u.resource} in use on flavor "
-                f"{u.flavor} outside the queue"
+                f"{u.flavor} outside the queue" + (f" ({whose})" if whose else "")
             )
         return "\n".join(lines)
 

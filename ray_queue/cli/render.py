@@ -232,10 +232,13 @@ def status_view(
         parts.append(cohort_table)
     if unmanaged:
         outside = Table(title="In use outside the queue", title_justify="left")
-        for column in ("FLAVOR", "RESOURCE", "IN USE"):
+        for column in ("FLAVOR", "RESOURCE", "IN USE", "HELD BY RAY JOB"):
             outside.add_column(column, no_wrap=True)
         for u in unmanaged:
-            outside.add_row(u.flavor, u.resource, human_amount(u.resource, u.amount))
+            whose = ", ".join(f"{job} {human_amount(u.resource, n)}" for job, n in u.by_job)
+            outside.add_row(
+                u.flavor, u.resource, human_amount(u.resource, u.amount), safe(whose or "-")
+            )
         parts.append(outside)
     return Group(*parts)
 

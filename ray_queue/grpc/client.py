@@ -237,7 +237,15 @@ class QueueClient:
     def unmanaged_usage(self) -> list[UnmanagedUsage]:
         """Resources in use in Ray beyond what admissions hold, per flavor."""
         response = self._call(self._queue.GetUnmanagedUsage, pb.GetUnmanagedUsageRequest())
-        return [UnmanagedUsage(u.flavor, u.resource, u.amount) for u in response.usage]
+        return [
+            UnmanagedUsage(
+                u.flavor,
+                u.resource,
+                u.amount,
+                tuple((j.ray_job_id, j.amount) for j in u.by_job),
+            )
+            for u in response.usage
+        ]
 
     def config_yaml(self) -> str:
         return str(self._call(self._queue.GetConfig, pb.GetConfigRequest()).text)

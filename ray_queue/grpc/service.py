@@ -349,7 +349,12 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
     ) -> pb.GetUnmanagedUsageResponse:
         return pb.GetUnmanagedUsageResponse(
             usage=[
-                pb.UnmanagedUsage(flavor=u.flavor, resource=u.resource, amount=u.amount)
+                pb.UnmanagedUsage(
+                    flavor=u.flavor,
+                    resource=u.resource,
+                    amount=u.amount,
+                    by_job=[pb.RayJobAmount(ray_job_id=j, amount=a) for j, a in u.by_job],
+                )
                 for u in self._backend.unmanaged_usage()
             ]
         )

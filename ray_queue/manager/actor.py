@@ -49,6 +49,7 @@ from ray_queue.manager.release_pacing import RELEASE_LAG_S
 from ray_queue.metrics import MetricsSnapshot, QueueMetrics
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
 from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
+from ray_queue.ray_adapter.ray_holdings import ray_job_holdings
 from ray_queue.store.codec import pack_config, unpack_config
 from ray_queue.store.sqlite import SQLiteStore
 from ray_queue.wire import (
@@ -76,6 +77,9 @@ SLOW_TICK_S = 1.0
 #: are all checked every 10 s (Ray's whole table would cost more with every group the
 #: cluster ever removed: 0.7 s at 16,000).
 PG_AUDIT_PER_TICK = 50
+#: How often Ray's group and actor tables are read to name the jobs behind unmanaged
+#: usage, only while there is some: the group table grows with every group alive.
+HOLDINGS_EVERY_S = 5.0
 #: Finished workloads are remembered this long for status queries, then forgotten.
 RETENTION_S = 3600.0
 
@@ -156,6 +160,7 @@ class QueueManager:
         self._loop_task: asyncio.Task[None] | None = None
         #: The slow tick's Ray reads, in flight (one at a time).
         self._ray_reads: asyncio.Task[None] | None = None
+        self._holdings_read_at = float("-inf")
         self._placement_timer: asyncio.TimerHandle | None = None
         logger.info("queue manager up (pid %d, store %s)", os.getpid(), self._store.path)
 
@@ -248,6 +253,10 @@ class QueueManager:
         held up every request and left /metrics that far behind the gRPC status (soak)."""
         try:
             self._core.set_nodes(await asyncio.to_thread(node_shapes))
+            now = time.monotonic()
+            if now - self._holdings_read_at >= HOLDINGS_EVERY_S and self._core.unmanaged_usage():
+                self._holdings_read_at = now
+                self._core.set_ray_holdings(await asyncio.to_thread(ray_job_holdings))
             for owner in await asyncio.to_thread(dead_owners, self._core.owners()):
                 self._core.cancel_owner(owner, message=f"its driver (Ray job {owner}) exited")
             if self._core.has_jobs():

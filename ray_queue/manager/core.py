@@ -56,6 +56,7 @@ from ray_queue.wire import (
     ManagerStatus,
     NodeShape,
     RayActions,
+    RayJobHolding,
     SubmitRequest,
     SubmitResult,
     UnmanagedUsage,
@@ -119,6 +120,8 @@ class ManagerCore:
         #: Every JOB workload's Ray job runs (``job_runs``: none overlaps, none outlives).
         self._runs = JobRuns(submit=self._submit_run, stop=self._actions.stop_job)
         self._capacity = Capacity()
+        #: What Ray says each job holds outside the queue's groups (``set_ray_holdings``).
+        self._ray_holdings: tuple[RayJobHolding, ...] = ()
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
         self.admissions = 0
@@ -463,6 +466,11 @@ class ManagerCore:
         """The alive Ray nodes (joins and leaves); drives capacity checks at submission."""
         self._capacity.set_nodes(nodes, self._engine.config)
 
+    def set_ray_holdings(self, holdings: Sequence[RayJobHolding]) -> None:
+        """What each Ray job holds outside the queue's groups: names the jobs behind
+        unmanaged usage."""
+        self._ray_holdings = tuple(holdings)
+
     def set_worker_groups(self, groups: Sequence[WorkerGroupShape]) -> None:
         """The autoscaled worker groups' node shapes (from the autoscaler)."""
         self._capacity.set_worker_groups(groups)
@@ -547,9 +555,13 @@ class ManagerCore:
         for cq in cluster_queues:
             for r in cq.resources:
                 held[(r.flavor, r.resource)] = held.get((r.flavor, r.resource), 0) + r.usage
-        used = unmanaged.in_use(self._capacity.nodes, self._engine.config)
-        beyond = unmanaged.unmanaged(used, held)
-        return tuple(UnmanagedUsage(f, r, amount) for (f, r), amount in sorted(beyond.items()))
+        config, nodes = self._engine.config, self._capacity.nodes
+        beyond = unmanaged.unmanaged(unmanaged.in_use(nodes, config), held)
+        whose = unmanaged.by_job(self._ray_holdings, nodes, config) if beyond else {}
+        return tuple(
+            UnmanagedUsage(f, r, amount, _largest_first(whose.get((f, r), {})))
+            for (f, r), amount in sorted(beyond.items())
+        )
 
     def workload(self, workload: WorkloadId) -> WorkloadStatus:
         return self._explained(self._engine.workload(workload))
@@ -873,3 +885,7 @@ def _log_cycle(decisions: int, persisted: int, marks: tuple[float, float, float,
 
 def _submission_id(status: WorkloadStatus) -> str:
     return job_submission_id(status.spec.id, job_runs(status))
+
+
+def _largest_first(amounts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(amounts.items(), key=lambda item: (-item[1], item[0])))

@@ -10,6 +10,10 @@ Each node counts for one flavor: the most specific one whose labels it carries (
 labels, then name), so a catch-all flavor with no labels does not count every node twice.
 Admissions hold quota as soon as they are admitted, before Ray places them; until then
 they hide as much unmanaged usage as they hold (the figure is a lower bound).
+
+Whose the usage is comes from what Ray says each job holds on each node outside the
+queue's groups (``ray_adapter/ray_holdings.py``): summed per flavor, it names the Ray jobs
+behind a figure (``by_job``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ray_queue.engine.config import QueueConfig, ResourceFlavor
-from ray_queue.wire import NodeShape
+from ray_queue.wire import NodeShape, RayJobHolding
 
 #: (flavor, resource) → milli-units.
 Usage = dict[tuple[str, str], int]
@@ -67,4 +71,23 @@ def unmanaged(used: Mapping[tuple[str, str], int], held: Mapping[tuple[str, str]
         beyond = amount - held.get(key, 0)
         if beyond > 0:
             out[key] = beyond
+    return out
+
+
+def by_job(
+    holdings: Iterable[RayJobHolding], nodes: Iterable[NodeShape], config: QueueConfig
+) -> dict[tuple[str, str], dict[str, int]]:
+    """What each Ray job holds per (flavor, resource), from Ray's per-node holdings."""
+    flavors = list(config.flavors.values())
+    flavor_by_node = {node.node_id: flavor_of(node, flavors) for node in nodes}
+    resources = queued_resources(config)
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for held in holdings:
+        flavor = flavor_by_node.get(held.node_id)
+        if flavor is None:
+            continue
+        for resource, amount in held.resources.items():
+            if resource in resources:
+                jobs = out.setdefault((flavor, resource), {})
+                jobs[held.job_id] = jobs.get(held.job_id, 0) + amount
     return out

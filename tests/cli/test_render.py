@@ -121,8 +121,12 @@ def test_status_text_is_the_status_tables_in_plain_text() -> None:
 
 
 def test_status_shows_what_runs_outside_the_queue_in_rays_units() -> None:
-    outside = [UnmanagedUsage("a100", "GPU", 2000), UnmanagedUsage("cpu", "memory", 2**30 * 1000)]
+    outside = [
+        UnmanagedUsage("a100", "GPU", 2000, (("03000000", 1500),)),
+        UnmanagedUsage("cpu", "memory", 2**30 * 1000),
+    ]
     shown = text(render.status_view([], [], outside))
     assert "In use outside the queue" in shown
     assert "a100" in shown and "GPU" in shown and "1Gi" in shown
+    assert "03000000 1.5" in shown  # the Ray job Ray says holds most of it
     assert "outside the queue" not in text(render.status_view([], []))

@@ -23,6 +23,7 @@ from ray_queue.grpc.backend import JobsUnsupportedError, WorkloadEvent
 from ray_queue.grpc.client import DemandSnapshot
 from ray_queue.grpc.gen import queue_pb2 as pb
 from ray_queue.grpc.gen import queue_pb2_grpc
+from ray_queue.wire import NodeShape, RayJobHolding
 from tests.grpc.conftest import ADMIN_TOKEN, CONFIG_YAML, TENANT_A_TOKEN, Harness, request
 
 pytestmark = pytest.mark.timeout(60)
@@ -121,6 +122,16 @@ def test_unmanaged_usage_is_empty_where_the_manager_sees_no_ray_nodes(harness: H
     # The development server runs no Ray; on a real cluster see tests/ray/test_queueing.py.
     assert harness.client().unmanaged_usage() == []
     assert harness.client(token=TENANT_A_TOKEN).unmanaged_usage() == []
+
+
+def test_unmanaged_usage_names_the_ray_jobs_holding_it(harness: Harness) -> None:
+    # What the manager's slow tick hands the core on a real cluster (tests/ray has the
+    # end-to-end test): a node with 2 of 4 GPUs in use, one Ray job holding them.
+    core = harness.backend.core
+    core.set_nodes([NodeShape("n1", {}, {"GPU": 4000}, available={"GPU": 2000})])
+    core.set_ray_holdings([RayJobHolding("02000000", "n1", {"GPU": 2000, "CPU": 1000})])
+    (usage,) = harness.client().unmanaged_usage()
+    assert (usage.resource, usage.amount, usage.by_job) == ("GPU", 2000, (("02000000", 2000),))
 
 
 def test_cluster_queue_and_cohort_status(harness: Harness) -> None:

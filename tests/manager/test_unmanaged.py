@@ -9,7 +9,7 @@ from ray_queue.engine.config import ResourceFlavor
 from ray_queue.engine.model import to_milli
 from ray_queue.manager import unmanaged
 from ray_queue.metrics import QueueMetrics
-from ray_queue.wire import NodeShape, UnmanagedUsage
+from ray_queue.wire import NodeShape, RayJobHolding, UnmanagedUsage
 from tests.manager.configs import A100, teams_config
 from tests.manager.test_core import req
 from tests.manager.test_unplaced_reasons import _core
@@ -52,3 +52,23 @@ def test_status_and_the_metric_show_unmanaged_usage() -> None:
     assert core.status().unmanaged == ()
     assert registry.get_sample_value("ray_queue_unmanaged_usage", labels) == 0.0
     assert "Unmanaged" not in str(core.status())
+
+
+def test_the_ray_jobs_holding_unmanaged_usage_are_named_largest_first() -> None:
+    config = teams_config(cpu=8, gpu=8)
+    nodes = [_node("n1", dict(A100), 4, 0), _node("n2", {}, 4, 4)]
+    holdings = [
+        RayJobHolding("01000000", "n1", {"GPU": 1000}),
+        RayJobHolding("02000000", "n1", {"GPU": 2000, "memory": 5}),  # not a queued resource
+        RayJobHolding("01000000", "n1", {"GPU": 1000}),  # a second group of the same job
+        RayJobHolding("03000000", "gone", {"GPU": 1000}),  # a node Ray no longer has
+    ]
+    assert unmanaged.by_job(holdings, nodes, config) == {
+        ("a100", "GPU"): {"01000000": 2000, "02000000": 2000}
+    }
+    core = _core()
+    core.set_nodes(nodes)
+    core.set_ray_holdings(holdings)
+    (usage,) = core.status().unmanaged
+    assert usage.by_job == (("01000000", 2000), ("02000000", 2000))
+    assert "(Ray job 01000000 2, Ray job 02000000 2)" in str(core.status())

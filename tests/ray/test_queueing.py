@@ -754,6 +754,13 @@ def test_work_outside_the_queue_shows_as_unmanaged_usage_and_goes_when_it_ends(
         return found.get(("a100", "GPU"), 0)
 
     wait_for(lambda: unmanaged_gpus() == 1000, 30)  # the manager reads nodes once a second
+    # And says whose it is: this driver's Ray job, read from Ray's placement group table.
+    this_job = ray.get_runtime_context().get_job_id()
+
+    def whose() -> tuple[tuple[str, int], ...]:
+        return next((u.by_job for u in ray_queue.status().unmanaged if u.resource == "GPU"), ())
+
+    wait_for(lambda: whose() == ((this_job, 1000),), 30)
     # Queued work on the same flavor is not counted as outside the queue.
     with ray_queue.placement_group([{"GPU": 1}], queue="team-a") as pg:
         assert pg.wait(timeout_seconds=60)

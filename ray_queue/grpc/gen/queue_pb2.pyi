@@ -450,14 +450,24 @@ class GetCohortsResponse(_message.Message):
     def __init__(self, cohorts: _Optional[_Iterable[_Union[CohortStatus, _Mapping]]] = ...) -> None: ...
 
 class UnmanagedUsage(_message.Message):
-    __slots__ = ("flavor", "resource", "amount")
+    __slots__ = ("flavor", "resource", "amount", "by_job")
     FLAVOR_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BY_JOB_FIELD_NUMBER: _ClassVar[int]
     flavor: str
     resource: str
     amount: int
-    def __init__(self, flavor: _Optional[str] = ..., resource: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+    by_job: _containers.RepeatedCompositeFieldContainer[RayJobAmount]
+    def __init__(self, flavor: _Optional[str] = ..., resource: _Optional[str] = ..., amount: _Optional[int] = ..., by_job: _Optional[_Iterable[_Union[RayJobAmount, _Mapping]]] = ...) -> None: ...
+
+class RayJobAmount(_message.Message):
+    __slots__ = ("ray_job_id", "amount")
+    RAY_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ray_job_id: str
+    amount: int
+    def __init__(self, ray_job_id: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
 
 class GetUnmanagedUsageRequest(_message.Message):
     __slots__ = ()
