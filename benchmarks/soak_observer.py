@@ -62,10 +62,10 @@ S = WorkloadState
 PG_PREFIX = "ray-queue:"
 JOB_PREFIX = "rq-"
 JOB_GOING = (JobStatus.PENDING, JobStatus.RUNNING)
-#: How long a Ray job run may outlive its workload: the manager asks Ray again every 5 s
-#: while a stopped run is listed going (a stop can overtake the submission), Ray takes a
-#: few seconds to stop a run (SIGTERM, then SIGKILL after 3 s) and to list it stopped, and
-#: the check runs every few rounds. 11 s was seen on a quiet machine.
+#: How long a Ray job run may outlive its workload: Ray takes a few seconds to stop a run
+#: (SIGTERM, then SIGKILL after 3 s) and to list it stopped, the manager asks again after
+#: 2, 4, 8 and 16 s while a stopped run is listed going (docs/manager.md, "Ray job runs"),
+#: and the check runs every few rounds. 11 s was seen on a quiet machine.
 JOB_STOP_GRACE_S = 20.0
 #: Suspicions checked every few rounds only: kept between those rounds.
 SLOW_CHECKS = ("job_running_twice", "job_outlives_workload", "autoscaled_nodes_over_max")

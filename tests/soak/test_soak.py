@@ -27,11 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Violations the soak found whose cause is known, in code the soak does not own, and
 #: reported to its owners: tolerated here until fixed, then removed. Any other kind fails.
-#: The two job kinds (issue 23's closing note of 2026-12-07): a Ray job run of a cancelled
-#: or preempted JOB workload is still going 20-26 s later, and a readmitted job's new run
-#: starts while the old one is still going; the manager's stop of a run can reach Ray
-#: before the run does, and its re-asks (every 5 s) are not yet enough.
-KNOWN: set[str] = {"job_outlives_workload", "job_running_twice"}
+#: Empty: the two job kinds of issue 23 (a run outliving its workload, a readmitted job's
+#: runs overlapping) are fixed by ``manager/job_runs.py``.
+KNOWN: set[str] = set()
 
 
 def test_a_minute_of_soak_finds_no_violation(tmp_path: Path) -> None:
