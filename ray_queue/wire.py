@@ -47,6 +47,10 @@ class SubmitRequest:
     owner: str = ""
     name: str = ""
     min_count: int | None = None
+    #: The job this workload belongs to (``WorkloadSpec.parent``).
+    parent: WorkloadId | None = None
+    #: A job's cap on what it and its children hold at once, milli-units per resource.
+    max_resources: Mapping[str, int] | None = None
     #: Adapter data the engine does not model: ``bundle_label_selector`` (one dict per
     #: bundle), and for jobs ``entrypoint``, ``runtime_env``, ``metadata``,
     #: ``entrypoint_resources`` (Ray units). JSON-compatible.
@@ -67,6 +71,8 @@ class SubmitRequest:
             owner=self.owner,
             min_count=self.min_count,
             name=self.name,
+            parent=self.parent,
+            max_resources=dict(self.max_resources) if self.max_resources is not None else None,
         )
 
 
@@ -105,6 +111,8 @@ class EventKind(StrEnum):
     EVICT = "evict"
     #: Will never be admitted.
     REJECT = "reject"
+    #: Cancelled because the job it belongs to ended.
+    CANCEL = "cancel"
     #: Where it stands now, when no decision made the change (ended, resynced).
     STATE = "state"
     #: An owner's lease on one kind of task opened or closed (``ClientEvent.lease_key``).

@@ -11,10 +11,11 @@ always yields the same decisions.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from ray_queue.engine import handover, views
+from ray_queue.engine import handover, job_caps, views
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import (
     ClusterQueue,
@@ -47,6 +48,7 @@ from ray_queue.engine.model import (
     Transition,
     Usage,
     WorkloadId,
+    WorkloadKind,
     WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
@@ -124,6 +126,10 @@ class Engine(EngineState):
         validate_spec(spec)
         if spec.id in self._records:
             raise DuplicateWorkloadError(f"workload {spec.id!r} was already submitted")
+        parent = self._parent_of(spec)
+        if parent is not None and spec.priority_class is None:
+            # A job's work runs at the job's priority unless it names its own.
+            spec = dataclasses.replace(spec, priority_class=parent.spec.priority_class)
         queue = self._config.queues.get(spec.queue)
         if queue is None:
             known = ", ".join(sorted(self._config.queues)) or "none"
@@ -140,6 +146,7 @@ class Engine(EngineState):
                 f"workload {spec.id!r} can never be admitted to ClusterQueue {cq.name}: "
                 f"{ever.reason}. Ask for less, or raise the quota."
             )
+        self._check_cap(spec, cq, parent)
         record = Record(spec=spec, priority=priority, cluster_queue=cq.name)
         record.message = f"waiting for its turn in queue {spec.queue}"
         record.history.append(
@@ -149,8 +156,60 @@ class Engine(EngineState):
         self._live[spec.id] = record
         if spec.owner:
             self._by_owner.setdefault(spec.owner, set()).add(spec.id)
+        if parent is not None:
+            self._children.setdefault(parent.spec.id, set()).add(spec.id)
         self._enqueue(record)
         return self._status(record)
+
+    def _parent_of(self, spec: WorkloadSpec) -> Record | None:
+        """The admitted job ``spec`` says it belongs to (only an admitted job's run makes
+        work); ``InvalidWorkloadError`` if it is not one."""
+        if spec.parent is None:
+            return None
+        parent = self._records.get(spec.parent)
+        if (
+            parent is None
+            or parent.spec.kind is not WorkloadKind.JOB
+            or parent.state is not S.ADMITTED
+        ):
+            what = (
+                "no workload has that id"
+                if parent is None
+                else f"it is a {parent.spec.kind.value}, {parent.state.value}"
+            )
+            raise InvalidWorkloadError(
+                f"workload {spec.id!r}: parent {spec.parent!r} is not a live job ({what}); "
+                "only work made by an admitted job's driver or workers can belong to it: "
+                "submit it without a parent"
+            )
+        return parent
+
+    def _check_cap(self, spec: WorkloadSpec, cq: ClusterQueue, parent: Record | None) -> None:
+        """A job's cap names resources its ClusterQueue knows; a child fits under its
+        job's cap beside the entrypoint, at least at its smallest count."""
+        if spec.max_resources is not None:
+            covered = {r for rg in cq.resource_groups for r in rg.covered_resources}
+            unknown = sorted(set(spec.max_resources) - covered)
+            if unknown:
+                raise InvalidWorkloadError(
+                    f"job {spec.id!r}: max_resources names {', '.join(unknown)}, which "
+                    f"ClusterQueue {cq.name} does not cover ({', '.join(sorted(covered))}); "
+                    "cap only those resources"
+                )
+        if parent is None or parent.spec.max_resources is None:
+            return
+        least = dataclasses.replace(
+            spec.bundle_groups[0], count=spec.min_count or spec.bundle_groups[0].count
+        )
+        child_least = dataclasses.replace(spec, bundle_groups=(least, *spec.bundle_groups[1:]))
+        why = job_caps.never_fits(
+            parent.spec.max_resources,
+            parent.spec.total_request(),
+            child_least.total_request(),
+            parent.spec.id,
+        )
+        if why is not None:
+            raise WorkloadRejected(f"workload {spec.id!r} can never be admitted: {why}")
 
     def submit_many(self, specs: Iterable[WorkloadSpec]) -> list[WorkloadStatus | Exception]:
         """Submit a batch; one bad workload does not stop the others."""
@@ -275,7 +334,7 @@ class Engine(EngineState):
         says whether another call has work.
         """
         now = self._clock.now()
-        decisions: list[Decision] = []
+        decisions: list[Decision] = self._take_ended_children()
         self.cut_short = None
         self._preempted_this_call = set()
         self._kueue_pace = kueue_pace
@@ -302,6 +361,7 @@ class Engine(EngineState):
             changed = self._round(changed, decisions)
             changed |= self._dirty
             self._dirty = set()
+        decisions.extend(self._take_ended_children())
         return decisions
 
     def next_wakeup_at(self) -> float | None:
@@ -421,6 +481,8 @@ class Engine(EngineState):
         #: Quota held for preemptors that wait for their victims (Kueue's pace).
         held: list[tuple[QuotaNode, Usage]] = []
         for entry in ordered:
+            if entry.record.state is not S.PENDING:
+                continue  # cancelled this round with its job (a victim's children)
             root = entry.node.tree_root
             if root in touched_roots and plan_is_stale(
                 entry, root in freed_roots, self._preempted_this_call, self._tree
@@ -432,7 +494,10 @@ class Engine(EngineState):
                     next_round.add(entry.cq.name)
                     continue
                 for victim in entry.victims:
-                    decisions.append(self._preempt(victim, entry.record))
+                    if self._records[victim.workload].state.holds_quota:
+                        decisions.append(self._preempt(victim, entry.record))
+                # Victims' children may have been cancelled with them (``_end_children``).
+                decisions.extend(self._take_ended_children())
                 touched_roots.add(root)
                 freed_roots.add(root)
                 if self._kueue_pace:
@@ -468,6 +533,50 @@ class Engine(EngineState):
         return Entry(record, cq, node, *self._plan(record, cq, node))
 
     def _plan(
+        self, record: Record, cq: ClusterQueue, node: QuotaNode
+    ) -> tuple[Assignment, list[Candidate] | None]:
+        """The head's plan within its quota and, for a job's child, its job's cap."""
+        assignment, victims = self._plan_quota(record, cq, node)
+        parent = self._live.get(record.spec.parent) if record.spec.parent else None
+        cap = parent.spec.max_resources if parent is not None else None
+        if parent is None or cap is None or assignment.mode is Mode.NO_FIT:
+            return assignment, victims
+        siblings = (self._records[c] for c in self._children.get(parent.spec.id, ()))
+        holding = job_caps.held(parent, siblings)
+        why = job_caps.refusal(cap, holding, job_caps.by_resource(assignment.usage), parent.spec.id)
+        if why is None:
+            return assignment, victims
+        smaller = self._under_cap(record, cap, holding)
+        if smaller is not None:
+            fits, its_victims = self._plan_quota(smaller, cq, node)
+            asked = job_caps.by_resource(fits.usage)
+            if fits.mode is not Mode.NO_FIT and not job_caps.refusal(
+                cap, holding, asked, parent.spec.id
+            ):
+                return fits, its_victims
+        return dataclasses.replace(assignment, mode=Mode.NO_FIT, reason=why), None
+
+    def _under_cap(
+        self, record: Record, cap: Mapping[str, int], holding: Mapping[str, int]
+    ) -> Record | None:
+        """``record`` at the largest first-group count its job's cap leaves room for,
+        when partial admission allows one; planned in its place, never stored."""
+        spec = record.spec
+        if spec.min_count is None:
+            return None
+        first, rest = spec.bundle_groups[0], spec.bundle_groups[1:]
+        others: dict[str, int] = {}
+        for group in rest:
+            for name, amount in group.total().items():
+                others[name] = others.get(name, 0) + amount
+        count = job_caps.largest_count(cap, holding, first.resources, others, first.count)
+        if count < spec.min_count or count >= first.count:
+            return None
+        groups = (dataclasses.replace(first, count=count), *rest)
+        smaller = dataclasses.replace(spec, bundle_groups=groups)
+        return Record(spec=smaller, priority=record.priority, cluster_queue=record.cluster_queue)
+
+    def _plan_quota(
         self, record: Record, cq: ClusterQueue, node: QuotaNode
     ) -> tuple[Assignment, list[Candidate] | None]:
         workload = record.spec.id
@@ -603,6 +712,8 @@ class Engine(EngineState):
             )
             for workload in holding:
                 record = self._records[workload]
+                if not record.state.holds_quota:
+                    continue  # cancelled just now with its job
                 queue = self._config.queues.get(record.spec.queue)
                 queue_drains = queue is not None and queue.stop_policy is StopPolicy.HOLD_AND_DRAIN
                 if cq_drains or queue_drains:

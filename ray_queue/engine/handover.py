@@ -62,6 +62,8 @@ def pair_refusal(
         return "only tasks hand their quota over"
     if done.lease_key != nxt.lease_key or nxt.spec.min_count is not None:
         return "they differ in owner, queue, priority class or resources"
+    if done.spec.parent != nxt.spec.parent:
+        return "they belong to different jobs (each job's cap counts its own work)"
     assert done.admission is not None
     if nxt.cluster_queue != done.admission.cluster_queue:
         return f"{successor} waits in another ClusterQueue ({nxt.cluster_queue})"

@@ -142,6 +142,12 @@ class WorkloadSpec:
     min_count: int | None = None
     #: Free-form name shown to people; not used for scheduling.
     name: str = ""
+    #: The job this workload belongs to (made by the job's captured driver or its
+    #: workers): it counts against the job's ``max_resources`` and ends with the job.
+    parent: WorkloadId | None = None
+    #: A JOB's cap on what it holds at once, its own entrypoint and its children
+    #: together, per resource name; resources it does not name are not capped.
+    max_resources: Mapping[ResourceName, Milli] | None = None
 
     def lease_key(self) -> LeaseKey:
         return lease_key(self.owner, self.queue, self.priority_class, self.bundle_groups)
@@ -186,11 +192,36 @@ def validate_spec(spec: WorkloadSpec) -> None:
                     f"workload {spec.id!r}: {name} = {amount / 1000:g} is negative; "
                     "resource amounts must be >= 0"
                 )
+    if spec.max_resources is not None:
+        _validate_cap(spec)
     if spec.min_count is not None and not 1 <= spec.min_count <= spec.bundle_groups[0].count:
         raise InvalidWorkloadError(
             f"workload {spec.id!r}: min_count {spec.min_count} must be between 1 and the first "
             f"group's count ({spec.bundle_groups[0].count})"
         )
+
+
+def _validate_cap(spec: WorkloadSpec) -> None:
+    assert spec.max_resources is not None
+    if spec.kind is not WorkloadKind.JOB:
+        raise InvalidWorkloadError(
+            f"workload {spec.id!r}: max_resources caps a job's work; a {spec.kind.value} "
+            "cannot have one (submit it as a job, or drop max_resources)"
+        )
+    asked = spec.total_request()
+    for name, cap in sorted(spec.max_resources.items()):
+        if cap < 0:
+            raise InvalidWorkloadError(
+                f"job {spec.id!r}: max_resources {name} = {cap / MILLI:g} is negative; "
+                "give a cap >= 0"
+            )
+        if asked.get(name, 0) > cap:
+            raise InvalidWorkloadError(
+                f"job {spec.id!r}: max_resources {name} = {cap / MILLI:g} is below what its "
+                f"entrypoint itself asks ({name} = {asked[name] / MILLI:g}); the cap covers "
+                "the entrypoint and everything the job creates: raise the cap to at least "
+                "that, or ask for less for the entrypoint"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +285,9 @@ class DecisionKind(StrEnum):
     #: Evicted for another reason (check retry, placement timeout, capacity revoked,
     #: HoldAndDrain); already requeued (or rejected) by the engine.
     EVICT = "evict"
+    #: Cancelled because the job it belongs to ended (``WorkloadSpec.parent``): the
+    #: adapter removes what it holds, as for any cancelled workload.
+    CANCEL = "cancel"
     #: Terminally rejected (admission check rejected, back-off limit reached).
     REJECT = "reject"
 

@@ -57,6 +57,16 @@ class CutShort:
     last_decisions: tuple[Decision, ...]
 
 
+#: How a job that had children left: said in each child's cancellation message.
+_ENDED = {
+    S.EVICTED: "was preempted or evicted",
+    S.CANCELLED: "was cancelled",
+    S.FINISHED: "finished",
+    S.FAILED: "failed",
+    S.REJECTED: "was rejected",
+}
+
+
 class EngineState:
     """The records, quota and queues behind ``Engine``, and their bookkeeping."""
 
@@ -94,6 +104,11 @@ class EngineState:
         self._leases = handover.Leases()
         #: Per ClusterQueue of the config: may it preempt while borrowing?
         self._while_borrowing: dict[str, bool] = {}
+        #: A job's live children (``WorkloadSpec.parent``), by the job's id.
+        self._children: dict[WorkloadId, set[WorkloadId]] = {}
+        #: Children cancelled because their job ended, to hand out with the next
+        #: ``schedule()`` call's decisions (the manager removes what they hold).
+        self._ended_children: list[Decision] = []
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -176,6 +191,35 @@ class EngineState:
         record.placed = False
         # Freed quota may let set-aside work in the whole cohort tree in.
         self._unblock_tree(node)
+        if record.spec.parent is not None:
+            # Siblings waiting at the job's cap may be in other cohort trees.
+            self._unblock_siblings(record.spec.parent)
+
+    def _unblock_siblings(self, parent: WorkloadId) -> None:
+        for child in sorted(self._children.get(parent, ())):
+            sibling = self._records[child]
+            if sibling.state is S.PENDING and self._pending[sibling.cluster_queue].unblock_all():
+                self._dirty.add(sibling.cluster_queue)
+
+    def _end_children(self, parent: Record, how: str) -> None:
+        """Cancel ``parent``'s live children: work a job made ends with the job."""
+        children = self._children.pop(parent.spec.id, set())
+        for child in sorted(children):
+            record = self._records[child]
+            if record.state.is_terminal:
+                continue
+            if record.state.holds_quota:
+                self._release(record)
+            elif record.state is S.PENDING:
+                self._pending[record.cluster_queue].remove(child)
+                self._dirty.add(record.cluster_queue)
+            message = f"its job {parent.spec.id} {how}"
+            self._transition(record, S.CANCELLED, reason="JobEnded", message=message)
+            self._ended_children.append(Decision(DecisionKind.CANCEL, child, "JobEnded", message))
+
+    def _take_ended_children(self) -> list[Decision]:
+        ended, self._ended_children = self._ended_children, []
+        return ended
 
     def _still_pending(self, workload: WorkloadId) -> bool:
         record = self._records.get(workload)
@@ -218,6 +262,11 @@ class EngineState:
                 owned.discard(record.spec.id)
                 if not owned:
                     del self._by_owner[record.spec.owner]
+            siblings = self._children.get(record.spec.parent) if record.spec.parent else None
+            if siblings is not None:
+                siblings.discard(record.spec.id)
+        if (to.is_terminal or to is S.EVICTED) and record.spec.id in self._children:
+            self._end_children(record, _ENDED[to])
 
     def _queue_held(self, queue: str) -> bool:
         q = self._config.queues.get(queue)
@@ -266,6 +315,8 @@ class EngineState:
         self._live[workload] = record
         if record.spec.owner:
             self._by_owner.setdefault(record.spec.owner, set()).add(workload)
+        if record.spec.parent is not None:
+            self._children.setdefault(record.spec.parent, set()).add(workload)
         if record.state.holds_quota and record.admission is not None:
             cq = record.admission.cluster_queue
             self._tree.add_usage(self._tree.cluster_queues[cq], record.admission.usage)
