@@ -8,8 +8,9 @@ one at a time, in arrival order. Long polls (``wait_events``, ``wait_placed``) a
 without holding it.
 
 A background loop, about four times a second, lets time-driven events happen (back-offs,
-placement timeouts), notices placement groups becoming ready, and once a second follows
-nodes joining and leaving, dead drivers, and jobs ending.
+placement timeouts), applies what Ray answered about placement groups (which a worker
+thread creates and removes, ``placement_desk``), and once a second follows nodes joining
+and leaving, dead drivers, and jobs ending.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,8 +49,9 @@ from ray_queue.manager.core import ManagerCore
 from ray_queue.manager.defaults import default_config
 from ray_queue.manager.release_pacing import RELEASE_LAG_S
 from ray_queue.metrics import MetricsSnapshot, QueueMetrics
-from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
+from ray_queue.ray_adapter.actions import RayAdapter
 from ray_queue.ray_adapter.cluster import dead_owners, node_shapes, on_the_head
+from ray_queue.ray_adapter.placement_desk import PlacementDesk
 from ray_queue.ray_adapter.ray_holdings import ray_job_holdings
 from ray_queue.store.codec import pack_config, unpack_config
 from ray_queue.store.sqlite import SQLiteStore
@@ -80,6 +83,8 @@ PG_AUDIT_PER_TICK = 50
 #: How often Ray's group and actor tables are read to name the jobs behind unmanaged
 #: usage, only while there is some: the group table grows with every group alive.
 HOLDINGS_EVERY_S = 5.0
+#: The actor process's GIL switch interval (Python's default is 5 ms): see ``__init__``.
+GIL_SWITCH_S = 0.0005
 #: Finished workloads are remembered this long for status queries, then forgotten.
 RETENTION_S = 3600.0
 
@@ -136,6 +141,15 @@ class QueueManager:
             directory, lambda submission_id: self._core.live_job(submission_id)
         )
         self._changed = asyncio.Event()
+        #: The actor's event loop, once its first call runs on it (``_ensure_loop``).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Placement groups are created and removed by the desk's thread: Ray's calls for
+        # them are synchronous GCS round trips (``placement_desk``). The thread drops the
+        # GIL for each round trip and needs it back to make the next call; at Python's
+        # default 5 ms switch interval a busy loop held it that long each time, capping
+        # the desk at ~200 calls a second under load, below what a full queue asks.
+        sys.setswitchinterval(GIL_SWITCH_S)
+        self._desk = PlacementDesk(self._adapter, wake=self._placements_answered)
         registry = CollectorRegistry()
         self._metrics_snapshot = MetricsSnapshot()
         self._metrics = QueueMetrics(registry, lambda: self._metrics_snapshot)
@@ -150,13 +164,16 @@ class QueueManager:
             on_cycle=self._observe_cycle,
             release_lag_s=RELEASE_LAG_S,
             job_env=self._guard.job_env,
+            placements=self._desk,
         )
+        # Groups re-adopted from Ray: the desk watches those it creates itself.
+        for workload, pg_id in self._core.unplaced_placement_groups().items():
+            self._desk.watch(workload, pg_id)
         self._metrics_snapshot = self._core.metrics_snapshot()
         serve_metrics(registry, everywhere=self._guard.enabled)
         self._grpc: Any = None
         self._grpc_tried = False
         self._core.set_nodes(nodes)
-        self._ready_waits: dict[WorkloadId, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         #: The slow tick's Ray reads, in flight (one at a time).
         self._ray_reads: asyncio.Task[None] | None = None
@@ -198,6 +215,8 @@ class QueueManager:
             await asyncio.wait_for(changed.wait(), timeout_s)
 
     def _ensure_loop(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._background())
         if not self._grpc_tried:
@@ -232,7 +251,7 @@ class QueueManager:
         while True:
             try:
                 self._core.tick()
-                self._watch_placement_groups()
+                self._apply_placements()
                 if n % slow_every == 0:
                     # The gauges' snapshot each second, whatever Ray's GCS is doing.
                     self._metrics_snapshot = self._core.metrics_snapshot()
@@ -268,27 +287,19 @@ class QueueManager:
         except Exception:
             logger.exception("manager slow tick failed; continuing")
 
-    def _watch_placement_groups(self) -> None:
-        unplaced = self._core.unplaced_placement_groups()
-        for workload, task in list(self._ready_waits.items()):
-            if workload not in unplaced:
-                task.cancel()
-                del self._ready_waits[workload]
-        for workload, pg_id in unplaced.items():
-            if workload not in self._ready_waits:
-                self._ready_waits[workload] = asyncio.get_running_loop().create_task(
-                    self._await_ready(workload, pg_id)
-                )
+    def _placements_answered(self) -> None:
+        """From the desk's thread: Ray answered; apply it on the loop (the tick does,
+        until the loop is known)."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._apply_placements)
 
-    async def _await_ready(self, workload: WorkloadId, pg_id: str) -> None:
-        try:
-            await pg_from_hex(pg_id).ready()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # removed before it was placed
-            logger.debug("placement group of %s never became ready: %s", workload, e)
-            return
-        self._core.mark_placed(workload, pg_id)
+    def _apply_placements(self) -> None:
+        answers = self._desk.take()
+        if answers:
+            self._core.placements_settled(
+                created=answers.created, refused=answers.refused, placed=answers.placed
+            )
 
     # -- requests (each one runs to completion on the loop: the manager's lock) ----------------
     #
@@ -337,7 +348,6 @@ class QueueManager:
         checked = [_checked_request(principal, r) for r in requests]
         allowed = [r for r in checked if isinstance(r, SubmitRequest)]
         results = iter(self._core.submit_many(allowed, brief=brief))
-        self._watch_placement_groups()
         return [next(results) if isinstance(r, SubmitRequest) else r for r in checked]
 
     async def cancel(
@@ -375,7 +385,6 @@ class QueueManager:
                 if (done := mine(h.done)) and (successor := mine(h.successor))
             ]
         self._core.report(started=started, finished=finished, handovers=handovers)
-        self._watch_placement_groups()
 
     async def apply_config(self, config: QueueConfig, *, credential: str | None = None) -> int:
         """Returns how many workloads the new config evicted (HoldAndDrain)."""

@@ -11,6 +11,7 @@ future gRPC server both wrap this class, and unit tests drive it with a recordin
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections import deque
@@ -44,6 +45,7 @@ from ray_queue.manager.bundles import label_selector, ray_bundles
 from ray_queue.manager.capacity import Capacity, NotPlaced
 from ray_queue.manager.job_runs import DONE_STATES, JobRuns
 from ray_queue.manager.owner_events import AdmittedShape, OwnerEvents
+from ray_queue.manager.placement_flight import DeferredPlacements, Flight
 from ray_queue.manager.release_pacing import ReleasePacer
 from ray_queue.manager.slots import admitted_meanwhile, wants_slot, was_evicted
 from ray_queue.metrics import MetricsSnapshot, snapshot_of
@@ -92,9 +94,13 @@ class ManagerCore:
         release_lag_s: float = 0.0,
         job_env: Callable[[str], Mapping[str, str]] | None = None,
         statuses: Sequence[WorkloadStatus] | None = None,
+        placements: DeferredPlacements | None = None,
     ) -> None:
         """``release_lag_s``: how long a placement group's creation waits after the
         manager removed one (``release_pacing``; the actor passes ``RELEASE_LAG_S``).
+        ``placements``: creates and removes placement groups without waiting for Ray
+        (``placement_flight``; the actor passes its ``PlacementDesk``); without it they
+        go through ``actions`` synchronously.
         ``job_env``: extra env vars for a job run, by its submission id (its credential
         ticket, ``access_guard``). ``statuses``: the engine's workloads when the caller
         has them already (``recover``: building them again costs seconds at 100,000)."""
@@ -114,6 +120,10 @@ class ManagerCore:
         )
         self._owned: dict[str, set[WorkloadId]] = {}
         self._pgs: dict[WorkloadId, str] = {}
+        self._placements = placements
+        #: Creations asked of ``placements`` and not yet answered (``placement_flight``).
+        self._creating: dict[WorkloadId, Flight] = {}
+        self._tickets = itertools.count(1)
         #: Placement-group workloads still to be checked in this round of the audit.
         self._audit_turns: deque[WorkloadId] = deque()
         self._pacer = ReleasePacer(release_lag_s)
@@ -143,6 +153,7 @@ class ManagerCore:
         on_cycle: Callable[[float, list[Decision]], None] | None = None,
         release_lag_s: float = 0.0,
         job_env: Callable[[str], Mapping[str, str]] | None = None,
+        placements: DeferredPlacements | None = None,
     ) -> ManagerCore:
         """Start from the store (or ``default_config()`` on first start) and reconcile Ray
         to it: re-adopt placement groups and jobs that belong to live admissions, create
@@ -165,6 +176,7 @@ class ManagerCore:
             release_lag_s=release_lag_s,
             job_env=job_env,
             statuses=state.workloads,
+            placements=placements,
         )
         core._reconcile([s.spec.id for s in state.workloads])
         return core
@@ -346,8 +358,7 @@ class ManagerCore:
                 # A cycle admitted the successor in its own right while its owner was
                 # already running it in done's slot: it stays there, on its own quota
                 # (the slot made for it goes unused), and done's quota goes back.
-                if self._pgs.pop(successor, None) is not None:
-                    self._remove_pg(successor)
+                self._drop_pg(successor)
                 payloads.update(self._move_slot(done, successor))
                 touched |= self._finish(done, failed=False, message="task returned")
                 touched.add(successor)
@@ -497,10 +508,11 @@ class ManagerCore:
             if self._engine.workload(decision.workload).state is not WorkloadState.ADMITTED:
                 continue
             try:
-                self._create_admitted_pg(self._as_decided(decision))
+                self._create_admitted_pg(self._as_decided(decision), decision)
             except Exception as e:
                 self._refused(decision, e)
-            self._notify(decision)
+            if decision.workload not in self._creating:
+                self._notify(decision)
         self._fail_refused()
         if due and self._on_events is not None:
             self._on_events()
@@ -674,13 +686,14 @@ class ManagerCore:
         for decision in decisions:
             if not acted:
                 self._carry_out(decision)
-            if decision.workload not in reported and not self._pacer.holds(decision.workload):
+            if decision.workload not in reported and not self._told_later(decision.workload):
                 self._notify(decision)
             notified.add(decision.workload)
         for decision in scheduled:
             self._carry_out(decision)
-            if not self._pacer.holds(decision.workload):
-                # A held admission is told when its group is created (``place_due``).
+            if not self._told_later(decision.workload):
+                # A held admission is told when its group is created (``place_due``), one
+                # in flight when Ray has it (``placements_settled``).
                 self._notify(decision)
             notified.add(decision.workload)
         for status in statuses:
@@ -729,7 +742,7 @@ class ManagerCore:
             self.admissions += 1
             if status.spec.kind in _PG_KINDS or self._wants_slot(status):
                 if not self._pacer.hold(decision, self._clock.now()):
-                    self._create_admitted_pg(status)
+                    self._create_admitted_pg(status, decision)
             elif status.spec.kind is WorkloadKind.JOB:
                 # Submitted now, or once its previous run is listed ended (``job_runs``).
                 self._runs.admit(status.spec.id, _submission_id(status), self._clock.now())
@@ -755,27 +768,97 @@ class ManagerCore:
         """Remove whatever Ray objects the manager holds for the workload (idempotent)."""
         workload = status.spec.id
         self._pacer.drop(workload)
-        if self._pgs.pop(workload, None) is not None:
-            self._remove_pg(workload)
+        self._drop_pg(workload)
         self._runs.release(workload, self._clock.now())
 
+    def _drop_pg(self, workload: WorkloadId) -> None:
+        """Remove the workload's group, created or in flight (``placement_flight``)."""
+        created = self._pgs.pop(workload, None) is not None
+        if self._creating.pop(workload, None) is not None or created:
+            self._remove_pg(workload)
+
     def _remove_pg(self, workload: WorkloadId) -> None:
-        self._actions.remove_placement_group(workload)
+        if self._placements is not None:
+            self._placements.remove(workload)
+        else:
+            self._actions.remove_placement_group(workload)
         self._pacer.released(self._clock.now())
 
-    def _create_admitted_pg(self, status: WorkloadStatus) -> None:
-        self._create_pg(status)
-        if status.spec.kind is WorkloadKind.TASK:
+    def _create_admitted_pg(self, status: WorkloadStatus, decision: Decision | None) -> None:
+        """Create an admission's group; with ``placements``, its owner is told
+        ``decision`` once Ray has it (``placements_settled``), else by the caller now."""
+        self._create_pg(status, decision)
+        if status.spec.id in self._pgs:
+            self._placed_if_slot(status.spec.id)
+
+    def _placed_if_slot(self, workload: WorkloadId) -> None:
+        if self._engine.workload(workload).spec.kind is WorkloadKind.TASK:
             # A slot: its owner launches the task at once, as any task; placement is
             # Ray's to wait for, not the manager's (no ready-watch for slots).
-            self._engine.mark_placed(status.spec.id)
+            self._engine.mark_placed(workload)
 
-    def _create_pg(self, status: WorkloadStatus) -> None:
+    def _create_pg(self, status: WorkloadStatus, decision: Decision | None = None) -> None:
         bundles, selectors = self._bundles(status)
-        pg_id = self._actions.create_placement_group(
-            status.spec.id, bundles, status.spec.strategy, selectors
+        workload = status.spec.id
+        if self._placements is None:
+            self._pgs[workload] = self._actions.create_placement_group(
+                workload, bundles, status.spec.strategy, selectors
+            )
+            return
+        flight = Flight(next(self._tickets), decision)
+        self._creating[workload] = flight
+        self._placements.create(
+            workload,
+            flight.ticket,
+            bundles,
+            status.spec.strategy,
+            selectors,
+            watch=status.spec.kind is not WorkloadKind.TASK,
         )
-        self._pgs[status.spec.id] = pg_id
+
+    def _told_later(self, workload: WorkloadId) -> bool:
+        """Whether the owner hears of the workload's admission once its group exists."""
+        return self._pacer.holds(workload) or workload in self._creating
+
+    def placements_settled(
+        self,
+        *,
+        created: Sequence[tuple[WorkloadId, int, str]] = (),
+        refused: Sequence[tuple[WorkloadId, int, Exception]] = (),
+        placed: Sequence[tuple[WorkloadId, str]] = (),
+    ) -> None:
+        """Ray's answers to ``placements``: groups created (workload, ticket, hex id),
+        creations refused (workload, ticket, error), groups placed (workload, hex id).
+        An answer for a creation no longer in flight (its workload left, and the group is
+        removed after it) is ignored."""
+        told = False
+        for workload, ticket, pg_id in created:
+            flight = self._creating.get(workload)
+            if flight is None or flight.ticket != ticket:
+                continue
+            del self._creating[workload]
+            self._pgs[workload] = pg_id
+            self._placed_if_slot(workload)
+            if flight.decision is not None:
+                self._notify(flight.decision)
+                told = True
+        for workload, ticket, error in refused:
+            flight = self._creating.get(workload)
+            if flight is None or flight.ticket != ticket:
+                continue
+            del self._creating[workload]
+            if flight.decision is not None:
+                self._refused(flight.decision, error)
+            else:
+                logger.error("recreating the placement group of %s failed: %s", workload, error)
+        for workload, pg_id in placed:
+            if self._pgs.get(workload) == pg_id and self._known(workload):
+                told |= self._engine.mark_placed(workload)
+        if refused:
+            self._fail_refused()
+            told = True
+        if told and self._on_events is not None:
+            self._on_events()
 
     def _wants_slot(self, status: WorkloadStatus) -> bool:
         """Whether an admitted task gets a slot (``slots.wants_slot``)."""

@@ -10,6 +10,7 @@ derived from the admission, which makes submitting idempotent across restarts to
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,12 +56,16 @@ def pg_from_hex(pg_id: str) -> PlacementGroup:
 
 
 class RayAdapter:
-    """``RayActions`` over the Ray API. Must run inside a connected Ray worker."""
+    """``RayActions`` over the Ray API. Must run inside a connected Ray worker.
+
+    Its group handles are shared with ``PlacementDesk``'s thread, which makes the
+    creations and removals for the manager's loop: they are kept under a lock."""
 
     def __init__(self, *, dashboard_url: str | None = None) -> None:
         self._dashboard_url = dashboard_url
         self._job_desk: JobDesk | None = None
         self._handles: dict[WorkloadId, PlacementGroup] = {}
+        self._handles_lock = threading.Lock()
 
     # -- placement groups ---------------------------------------------------------------
 
@@ -71,22 +76,35 @@ class RayAdapter:
         strategy: PlacementStrategy,
         label_selectors: Sequence[Mapping[str, str]],
     ) -> str:
-        existing = self._handles.get(workload)
+        return str(self.create(workload, bundles, strategy, label_selectors).id.hex())
+
+    def create(
+        self,
+        workload: WorkloadId,
+        bundles: Sequence[Mapping[str, float]],
+        strategy: PlacementStrategy,
+        label_selectors: Sequence[Mapping[str, str]],
+    ) -> PlacementGroup:
+        """The workload's group, created unless it exists: a synchronous GCS call."""
+        with self._handles_lock:
+            existing = self._handles.get(workload)
         if existing is not None:
-            return str(existing.id.hex())
+            return existing
         selectors = [dict(s) for s in label_selectors]
-        pg = placement_group(
+        pg: PlacementGroup = placement_group(
             [dict(b) for b in bundles],
             strategy=strategy.value,
             name=pg_name(workload),
             lifetime="detached",
             bundle_label_selector=selectors if any(selectors) else None,
         )
-        self._handles[workload] = pg
-        return str(pg.id.hex())
+        with self._handles_lock:
+            self._handles[workload] = pg
+        return pg
 
     def remove_placement_group(self, workload: WorkloadId) -> None:
-        pg = self._handles.pop(workload, None)
+        with self._handles_lock:
+            pg = self._handles.pop(workload, None)
         if pg is None:
             return
         try:
@@ -95,14 +113,16 @@ class RayAdapter:
             logger.warning("removing placement group of %s: %s", workload, e)
 
     def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
-        pg = self._handles.pop(workload, None)
-        if pg is not None:
-            self._handles[to] = pg
+        with self._handles_lock:
+            pg = self._handles.pop(workload, None)
+            if pg is not None:
+                self._handles[to] = pg
 
     def placement_groups(self) -> Mapping[WorkloadId, str]:
         found = _live_placement_groups()
-        for workload, pg_id in found.items():
-            self._handles[workload] = pg_from_hex(pg_id)
+        with self._handles_lock:
+            for workload, pg_id in found.items():
+                self._handles[workload] = pg_from_hex(pg_id)
         return found
 
     def removed_placement_groups(self, pg_ids: Sequence[str]) -> set[str]:
@@ -128,7 +148,8 @@ class RayAdapter:
         return removed
 
     def handle(self, workload: WorkloadId) -> PlacementGroup | None:
-        return self._handles.get(workload)
+        with self._handles_lock:
+            return self._handles.get(workload)
 
     # -- jobs (through ``JobDesk``: never on the manager's loop) ----------------------------
 

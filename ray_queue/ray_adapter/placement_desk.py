@@ -1,0 +1,207 @@
+"""Ray's placement-group calls, made from a thread of their own so that they never block
+the manager's loop.
+
+``placement_group()`` and ``remove_placement_group()`` return no future: each is a
+synchronous round trip to the GCS, ~0.5 ms on a quiet machine and ~5 ms against a GCS
+busy placing groups. Made on the manager's loop they were 62 % of its busy time in
+``benchmarks.ray_e2e`` (py-spy, benchmarks/README.md, issue 24), and every request and
+admission queued behind them. Here they run one at a time, in the order asked, on one
+worker thread (Ray releases the GIL for the round trip): a removal asked after a creation
+runs after it, so a group whose workload left while its creation was in flight is
+removed, never leaked; a creation and its removal still both waiting are dropped together.
+
+What happened comes back as ``Answers`` for the manager to apply on its loop in batches
+(``take``); ``wake`` is called from the thread when there is something to take.
+"Placed" is learnt from each created group's ``ready()`` reference resolving, through a
+callback: nothing waits on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from ray_queue.engine.model import PlacementStrategy, WorkloadId
+from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Answers:
+    """What Ray answered since the last ``take``, each list in the order it happened
+    (``ManagerCore.placements_settled`` takes them as they are)."""
+
+    #: Groups created: (workload, ticket, hex id).
+    created: list[tuple[WorkloadId, int, str]] = field(default_factory=list)
+    #: Creations Ray refused (bad label selector…): (workload, ticket, error).
+    refused: list[tuple[WorkloadId, int, Exception]] = field(default_factory=list)
+    #: Groups Ray placed every bundle of: (workload, hex id).
+    placed: list[tuple[WorkloadId, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.refused or self.placed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Create:
+    workload: WorkloadId
+    ticket: int
+    bundles: tuple[dict[str, float], ...]
+    strategy: PlacementStrategy
+    label_selectors: tuple[dict[str, str], ...]
+    watch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Remove:
+    workload: WorkloadId
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    workload: WorkloadId
+    pg_id: str
+
+
+_Op = _Create | _Remove | _Watch
+
+
+class PlacementDesk:
+    """The manager's ``DeferredPlacements`` on Ray (``manager/placement_flight.py``):
+    creations and removals in order on one thread, outcomes collected. Thread-safe."""
+
+    def __init__(self, adapter: RayAdapter, *, wake: Callable[[], None]) -> None:
+        """``wake``: called from the desk's thread (or Ray's) when outcomes are waiting;
+        at most once until the next ``take``."""
+        self._adapter = adapter
+        self._wake = wake
+        self._work: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._answers = Answers()
+        self._woken = False
+        #: ``ready()`` references being watched, kept alive until they resolve.
+        self._watching: dict[str, ray.ObjectRef[Any]] = {}
+        threading.Thread(target=self._serve, name="ray-queue-placement-groups", daemon=True).start()
+
+    # -- the manager's side -------------------------------------------------------------
+
+    def create(
+        self,
+        workload: WorkloadId,
+        ticket: int,
+        bundles: Sequence[Mapping[str, float]],
+        strategy: PlacementStrategy,
+        label_selectors: Sequence[Mapping[str, str]],
+        *,
+        watch: bool,
+    ) -> None:
+        """Create the workload's group in the background; ``watch``: report it placed."""
+        self._work.put(
+            _Create(
+                workload,
+                ticket,
+                tuple(dict(b) for b in bundles),
+                strategy,
+                tuple(dict(s) for s in label_selectors),
+                watch,
+            )
+        )
+
+    def remove(self, workload: WorkloadId) -> None:
+        """Remove the workload's group, after any creation asked before."""
+        self._work.put(_Remove(workload))
+
+    def watch(self, workload: WorkloadId, pg_id: str) -> None:
+        """Report an existing group (re-adopted after a restart) placed once it is."""
+        self._work.put(_Watch(workload, pg_id))
+
+    def take(self) -> Answers:
+        """What Ray answered since the last call."""
+        with self._lock:
+            taken, self._answers = self._answers, Answers()
+            self._woken = False
+        return taken
+
+    # -- the worker thread --------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._work.get()]
+            while True:
+                try:
+                    batch.append(self._work.get_nowait())
+                except queue.Empty:
+                    break
+            for op in _without_cancelled(batch):
+                try:
+                    self._run(op)
+                except Exception:
+                    logger.exception("a placement group call to Ray failed: %s", op)
+
+    def _run(self, op: _Op) -> None:
+        if isinstance(op, _Remove):
+            self._adapter.remove_placement_group(op.workload)
+        elif isinstance(op, _Watch):
+            self._watch(op.workload, pg_from_hex(op.pg_id), op.pg_id)
+        else:
+            try:
+                handle = self._adapter.create(
+                    op.workload, op.bundles, op.strategy, op.label_selectors
+                )
+            except Exception as e:  # Ray refused it; the manager fails the workload
+                refusal = (op.workload, op.ticket, e)
+                self._report(lambda a: a.refused.append(refusal))
+                return
+            pg_id = str(handle.id.hex())
+            self._report(lambda a: a.created.append((op.workload, op.ticket, pg_id)))
+            if op.watch:
+                self._watch(op.workload, handle, pg_id)
+
+    def _watch(self, workload: WorkloadId, handle: Any, pg_id: str) -> None:
+        ref = handle.ready()
+        with self._lock:
+            self._watching[pg_id] = ref
+        future: Future[Any] = ref.future()
+        future.add_done_callback(functools.partial(self._resolved, workload, pg_id))
+
+    def _resolved(self, workload: WorkloadId, pg_id: str, future: Future[Any]) -> None:
+        # On Ray's callback thread. An error means the group was removed before it was
+        # placed: nothing to report.
+        with self._lock:
+            self._watching.pop(pg_id, None)
+        if future.cancelled() or future.exception() is not None:
+            return
+        self._report(lambda a: a.placed.append((workload, pg_id)))
+
+    def _report(self, record: Callable[[Answers], None]) -> None:
+        with self._lock:
+            record(self._answers)
+            wake = not self._woken
+            self._woken = True
+        if wake:
+            try:
+                self._wake()
+            except Exception:  # the loop is closing; the next take() collects it
+                logger.debug("waking the manager failed", exc_info=True)
+
+
+def _without_cancelled(batch: list[_Op]) -> list[_Op]:
+    """``batch`` without each creation whose removal follows it in the batch, and that
+    removal: the workload left before Ray was asked, so neither call is needed."""
+    skip: set[int] = set()
+    creating: dict[WorkloadId, int] = {}
+    for i, op in enumerate(batch):
+        if isinstance(op, _Create):
+            creating[op.workload] = i
+        elif isinstance(op, _Remove) and op.workload in creating:
+            skip |= {creating.pop(op.workload), i}
+    return [op for i, op in enumerate(batch) if i not in skip]
