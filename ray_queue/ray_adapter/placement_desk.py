@@ -3,7 +3,7 @@ the manager's loop.
 
 ``placement_group()`` and ``remove_placement_group()`` return no future: each is a
 synchronous round trip to the GCS, ~0.5 ms on a quiet machine and ~5 ms against a GCS
-busy placing groups. Made on the manager's loop they were 62 % of its busy time in
+busy placing groups. Made on the manager's loop they were 53 % of its samples in
 ``benchmarks.ray_e2e`` (py-spy, benchmarks/README.md, issue 24), and every request and
 admission queued behind them. Here they run one at a time, in the order asked, on one
 worker thread (Ray releases the GIL for the round trip): a removal asked after a creation
