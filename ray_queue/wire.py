@@ -33,6 +33,20 @@ from ray_queue.engine.model import (
 )
 from ray_queue.engine.quantity import human_amount
 
+#: The variables that turn capture on in a process and say where its work goes
+#: (``capture/settings.py`` reads them). The manager sets them for each job it submits,
+#: so what the job's driver and its Ray workers make are children of the job.
+CAPTURE_ENV = "RAY_QUEUE_CAPTURE"
+CAPTURE_QUEUE_ENV = "RAY_QUEUE_QUEUE"
+CAPTURE_PRIORITY_ENV = "RAY_QUEUE_PRIORITY"
+CAPTURE_PARENT_ENV = "RAY_QUEUE_PARENT"
+
+
+def job_capture_env(queue: str, job: WorkloadId) -> dict[str, str]:
+    """Capture's variables for the run of ``job``, queued in ``queue``. No priority: a
+    child runs at its job's priority unless it names its own."""
+    return {CAPTURE_ENV: "1", CAPTURE_QUEUE_ENV: queue, CAPTURE_PARENT_ENV: job}
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitRequest:

@@ -79,6 +79,9 @@ class Principal:
     #: Where a tenant's workload ids live (``access/namespaces.py``); ``None`` (admin,
     #: autoscaler): ids are used as given.
     namespace: str | None = None
+    #: For a job's credential: the job's workload (the only job it may attach work to,
+    #: ``access/parents.py``); ``None`` for every other caller.
+    job: str | None = None
 
     def may_use_queue(self, queue: str) -> bool:
         return self.role is Role.ADMIN or (self.role is Role.TENANT and queue in self.queues)

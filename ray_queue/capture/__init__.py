@@ -17,6 +17,7 @@ from typing import Any
 from ray_queue.capture.errors import CaptureError, UnsupportedRayVersion
 from ray_queue.capture.settings import (
     ENV_CAPTURE,
+    ENV_PARENT,
     ENV_PRIORITY,
     ENV_QUEUE,
     Settings,
@@ -33,7 +34,7 @@ def enable(queue: str = "default", priority: str | None = None) -> None:
     """
     from ray_queue.capture import core
 
-    core.enable(Settings(queue=queue, priority=priority))
+    core.enable(Settings(queue=queue, priority=priority, parent=_job()))
 
 
 def job_runtime_env(
@@ -48,7 +49,16 @@ def job_runtime_env(
     from which the workers' credential is derived; it never enters the runtime_env."""
     from ray_queue.capture import core
 
-    return core.job_runtime_env(runtime_env, Settings(queue=queue, priority=priority), token=token)
+    settings = Settings(queue=queue, priority=priority, parent=_job())
+    return core.job_runtime_env(runtime_env, settings, token=token)
+
+
+def _job() -> str | None:
+    """The job this process runs for, when the manager submitted it (its work is the
+    job's children, whatever queue the code names)."""
+    import os
+
+    return os.environ.get(ENV_PARENT, "").strip() or None
 
 
 def disable() -> None:
@@ -66,6 +76,7 @@ def enabled() -> bool:
 
 __all__ = [
     "ENV_CAPTURE",
+    "ENV_PARENT",
     "ENV_PRIORITY",
     "ENV_QUEUE",
     "CaptureError",

@@ -17,6 +17,7 @@ what is queued:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -30,6 +31,7 @@ from ray_queue.capture import patch
 from ray_queue.capture.errors import CaptureError
 from ray_queue.capture.settings import ENV_NEXT_HOOK, Settings, settings_from_env
 from ray_queue.client.runtime import ClientRuntime
+from ray_queue.engine.model import WorkloadId
 from ray_queue.errors import NotInitializedError
 from ray_queue.manager.handle import TOKEN_ENV
 
@@ -155,6 +157,8 @@ def _runtime() -> Any:
 def _share_owner(runtime: ClientRuntime) -> None:
     """Make ``runtime`` report only the workloads it submitted itself. Idempotent.
 
+    In a job's run (``Settings.parent``), every request also names the job as its parent.
+
     A captured job has a client runtime in each process that makes groups: the driver,
     Train's controller, Tune's trainables. All share one owner at the manager (the job),
     and the manager tells an owner's events to every process polling for it; a plain
@@ -171,6 +175,10 @@ def _share_owner(runtime: ClientRuntime) -> None:
 
     def submit_own(request: Any, handle: Any, *, sync: bool = False) -> None:
         submitted.add(request.id)
+        settings = _settings
+        if settings is not None and settings.parent is not None and request.parent is None:
+            # A job's run: everything it makes is the job's (its cap, its end).
+            request = dataclasses.replace(request, parent=WorkloadId(settings.parent))
         submit(request, handle, sync=sync)
 
     def report_own(workload: Any, *, failed: bool, message: str = "") -> None:

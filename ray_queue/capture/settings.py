@@ -6,13 +6,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ray_queue.capture.errors import CaptureError
+from ray_queue.wire import (
+    CAPTURE_ENV,
+    CAPTURE_PARENT_ENV,
+    CAPTURE_PRIORITY_ENV,
+    CAPTURE_QUEUE_ENV,
+)
 
 #: ``1`` (or ``true``/``yes``/``on``): capture this driver, and the Ray workers of its job.
-ENV_CAPTURE = "RAY_QUEUE_CAPTURE"
+ENV_CAPTURE = CAPTURE_ENV
 #: The Queue captured work goes to (default ``default``).
-ENV_QUEUE = "RAY_QUEUE_QUEUE"
+ENV_QUEUE = CAPTURE_QUEUE_ENV
 #: The priority class of captured work (default: the Queue's default).
-ENV_PRIORITY = "RAY_QUEUE_PRIORITY"
+ENV_PRIORITY = CAPTURE_PRIORITY_ENV
+#: The job this process's work belongs to (its workload id): set by the manager for a
+#: job it submits, so what the job's driver and workers make are the job's children.
+ENV_PARENT = CAPTURE_PARENT_ENV
 #: A ``worker_process_setup_hook`` (module path) that was in the job's ``runtime_env``
 #: before capture put its own there; capture's hook calls it after its own work.
 ENV_NEXT_HOOK = "RAY_QUEUE_CAPTURE_NEXT_HOOK"
@@ -26,14 +35,18 @@ class Settings:
     """Where captured work goes."""
 
     queue: str = "default"
-    #: ``None``: the Queue's default priority class.
+    #: ``None``: the Queue's default priority class (or, for a job's children, the job's).
     priority: str | None = None
+    #: The job the captured work belongs to, if any.
+    parent: str | None = None
 
     def env_vars(self) -> dict[str, str]:
         """The variables that carry these settings to the job's Ray workers."""
         out = {ENV_CAPTURE: "1", ENV_QUEUE: self.queue}
         if self.priority is not None:
             out[ENV_PRIORITY] = self.priority
+        if self.parent is not None:
+            out[ENV_PARENT] = self.parent
         return out
 
 
@@ -48,4 +61,5 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings | None:
         )
     queue = environ.get(ENV_QUEUE, "").strip() or "default"
     priority = environ.get(ENV_PRIORITY, "").strip() or None
-    return Settings(queue=queue, priority=priority)
+    parent = environ.get(ENV_PARENT, "").strip() or None
+    return Settings(queue=queue, priority=priority, parent=parent)

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from ray_queue.access import namespaces, worker_credentials
+from ray_queue.access import namespaces, parents, worker_credentials
 from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials, is_job_credential
 from ray_queue.access.principals import (
     AuthConfigError,
@@ -30,6 +30,7 @@ from ray_queue.access.principals import (
 )
 from ray_queue.engine.model import WorkloadId
 from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
+from ray_queue.wire import job_capture_env
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class AccessGuard:
             frozenset({queue}),
             key=digest(credential),
             namespace=namespaces.of_job(workload),
+            job=workload,
         )
 
     def _worker_principal(self, credential: str) -> Principal:
@@ -144,10 +146,21 @@ class AccessGuard:
         )
 
     def job_env(self, submission_id: str) -> dict[str, str]:
-        """Env vars for a job the manager submits: its ticket, when tokens are in use."""
-        if self._jobs is None:
-            return {}
-        return {TICKET_ENV: self._jobs.ticket(submission_id)}
+        """Env vars for a job the manager submits: its ticket, when tokens are in use, and
+        capture's variables, so that its driver (and the driver's Ray workers) queue what
+        they make in the job's Queue as children of the job (docs/capture.md)."""
+        env: dict[str, str] = {}
+        job = self._live_job(submission_id)
+        if job is not None:
+            queue, workload = job
+            env.update(job_capture_env(queue, workload))
+        if self._jobs is not None:
+            env[TICKET_ENV] = self._jobs.ticket(submission_id)
+        return env
+
+    def attach_refusal(self, principal: Principal, parent: WorkloadId | None) -> str | None:
+        """Why ``principal`` may not submit work that belongs to the job ``parent``."""
+        return None if parent is None else parents.attach_refusal(principal, parent)
 
     def trade(self, ticket: str) -> str:
         """The job's credential for its ticket (once)."""

@@ -31,6 +31,7 @@ import ray
 from prometheus_client import CollectorRegistry, start_http_server
 
 from ray_queue.access import namespaces, scope
+from ray_queue.access.parents import attach_refusal
 from ray_queue.access.principals import Principal, Role
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config import QueueConfig
@@ -539,6 +540,8 @@ def _checked_request(principal: Principal, request: SubmitRequest) -> SubmitRequ
         whole = namespaces.for_submission(principal.namespace, request.id, field="id")
     except PermissionDeniedError as e:
         return SubmitResult(request.id, error=e)
+    if request.parent is not None and (why := attach_refusal(principal, request.parent)):
+        return SubmitResult(request.id, error=PermissionDeniedError(why))
     return dataclasses.replace(request, id=whole) if whole != request.id else request
 
 

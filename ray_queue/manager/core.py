@@ -78,6 +78,11 @@ _PG_KINDS = (WorkloadKind.PLACEMENT_GROUP, WorkloadKind.ACTOR)
 _SLOW_CYCLE_S = 0.1
 
 
+#: Decisions after which the manager removes what it holds for the workload (CANCEL:
+#: a job's child, cancelled with its job).
+_ENDS = (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT, DecisionKind.CANCEL)
+
+
 class ManagerCore:
     """The queue manager without Ray. Not thread-safe: call it from one thread/loop."""
 
@@ -746,7 +751,7 @@ class ManagerCore:
             elif status.spec.kind is WorkloadKind.JOB:
                 # Submitted now, or once its previous run is listed ended (``job_runs``).
                 self._runs.admit(status.spec.id, _submission_id(status), self._clock.now())
-        elif decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT):
+        elif decision.kind in _ENDS:
             self._teardown_decision(decision)
 
     def _as_decided(self, decision: Decision) -> WorkloadStatus:
@@ -761,7 +766,7 @@ class ManagerCore:
     def _teardown_decision(self, decision: Decision) -> None:
         if decision.kind is DecisionKind.PREEMPT:
             self.preemptions += 1
-        if decision.kind in (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT):
+        if decision.kind in _ENDS:
             self._teardown(self._engine.workload(decision.workload))
 
     def _teardown(self, status: WorkloadStatus) -> None:
