@@ -167,14 +167,17 @@ class Soak(Faults):
             wait_for(lambda: serving(admin), 120, "the gRPC API")
 
     def start_cluster(self) -> None:
-        # The dashboard on a free port: Ray's state API goes through it, and other clusters
-        # on this machine may hold the default one.
+        # The dashboard and the head's dashboard agent on free ports: Ray's state API goes
+        # through the one, Ray's jobs through the other, and other clusters on this machine
+        # may hold the defaults (an agent that cannot bind 52365 left every job submission
+        # "No available agent": a soak with no job run at all).
         self.cluster = Cluster(
             initialize_head=True,
             head_node_args={
                 "num_cpus": 1,
                 "include_dashboard": True,
                 "dashboard_port": self.dashboard_port,
+                "dashboard_agent_listen_port": _free_port(),
             },
         )
         for worker in WORKER_ARGS:
