@@ -67,4 +67,6 @@ def test_a_minute_of_soak_finds_no_violation(tmp_path: Path) -> None:
     assert report["operations"].get("grpc_submitted_job", 0) > 0, report["operations"]
     assert report["submissions"]["by_queue_and_kind"].keys() & {f"{t}/job" for t in TENANTS}
     assert observer.get("job_checks", 0) > 0, observer
+    # ... and saw runs in it: a cluster whose job agent is down checks no run at all.
+    assert observer.get("job_runs_seen", 0) > 0, observer
     assert report["time_series"] and report["time_series"][0]["manager_rss_mb"], report
