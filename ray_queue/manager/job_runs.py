@@ -171,12 +171,6 @@ def listed_event(ray_state: str | None) -> RunEvent | None:
     return None
 
 
-def run_number(submission_id: str) -> int:
-    """The ``n`` of ``rq-<workload>-<n>`` (0 for a string that is not one)."""
-    tail = submission_id.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else 0
-
-
 @dataclass
 class Run:
     """One Ray job run of a JOB workload, as the manager knows it."""
