@@ -30,6 +30,8 @@ def start() -> None:
 
 
 def _wrap_init() -> None:
+    if _is_ray_component():
+        return
     from ray_queue.capture import core, patch
 
     def runtime_env_of(runtime_env: dict | None) -> dict:  # type: ignore[type-arg]
@@ -39,6 +41,23 @@ def _wrap_init() -> None:
         return core.job_runtime_env(runtime_env, settings)
 
     patch.wrap_ray_init(runtime_env_of, core.enable_from_env)
+
+
+def _is_ray_component() -> bool:
+    """Whether this process is one of Ray's own (its dashboard, dashboard agent, client
+    server…): they call ``ray.init`` too, and inherit the variable wherever it is set for
+    a whole node (the Helm chart's ``capture``); captured, the dashboard's job manager
+    would hand capture's runtime_env to every job's supervisor and driver, whose own
+    ``ray.init`` Ray then refuses as a conflicting runtime_env."""
+    import sys
+
+    import ray
+
+    main = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv or [""])[0]
+    if not main:
+        return False
+    package = os.path.dirname(os.path.realpath(ray.__file__))
+    return os.path.realpath(main).startswith(package + os.sep)
 
 
 def worker_setup() -> None:

@@ -42,6 +42,7 @@ from ray_queue.manager.actor import (
     start_manager,
 )
 from ray_queue.manager.handle import ManagerHandle, credential
+from ray_queue.wire import CAPTURE_ENV, CAPTURE_PARENT_ENV, CAPTURE_PRIORITY_ENV, CAPTURE_QUEUE_ENV
 
 logger = logging.getLogger("ray_queue.manager")
 
@@ -144,6 +145,11 @@ def _own_admin_token() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     install(args.log_level)
+    # The manager is never captured, however its container asks drivers to be (the Helm
+    # chart's `capture`): its ray.init would queue it behind itself. Capture reads these at
+    # ray.init, and without them the actor's runtime_env does not carry them either.
+    for name in (CAPTURE_ENV, CAPTURE_QUEUE_ENV, CAPTURE_PRIORITY_ENV, CAPTURE_PARENT_ENV):
+        os.environ.pop(name, None)
     ray.init(address=args.address, namespace=NAMESPACE, log_to_driver=False)
     # The actor's process gets the serving settings explicitly: it may be started on a
     # node whose raylet did not inherit this container's environment.

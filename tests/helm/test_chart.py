@@ -399,6 +399,52 @@ def test_ray_auth_off_leaves_no_token_anywhere(helm: Helm) -> None:
             assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"}, container["name"]
 
 
+CAPTURE_VARS = {"RAY_QUEUE_CAPTURE", "RAY_QUEUE_QUEUE", "RAY_QUEUE_PRIORITY", "RAY_QUEUE_TOKEN_FILE"}
+#: A tenant whose token captured drivers use, and capture on.
+CAPTURE_ON = [
+    "tokens.tenants[0].name=team-a",
+    "tokens.tenants[0].queues={default}",
+    "capture.enabled=true",
+    "capture.tenant=team-a",
+]
+
+
+def test_capture_puts_its_variables_and_token_on_every_ray_container_and_only_there(
+    helm: Helm,
+) -> None:
+    def capture_env(cluster: dict[str, Any]) -> dict[str, dict[str, str]]:
+        return {
+            f"{group}/{c['name']}": {
+                e["name"]: e["value"] for e in c.get("env", []) if e["name"] in CAPTURE_VARS
+            }
+            for group, spec in _pod_specs(cluster).items()
+            for c in spec["containers"]
+        }
+
+    objects = helm.template(sets=[*CAPTURE_ON, "capture.priorityClass=low"])
+    cluster = _one(objects, "RayCluster")
+    wanted = {
+        "RAY_QUEUE_CAPTURE": "1",
+        "RAY_QUEUE_QUEUE": "default",
+        "RAY_QUEUE_PRIORITY": "low",
+        "RAY_QUEUE_TOKEN_FILE": "/etc/ray-queue/capture/token",
+    }
+    on = capture_env(cluster)
+    assert on.pop("head/autoscaler") == {}  # not a driver: it talks gRPC and the GCS
+    assert on == {"head/ray-head": wanted, "cpu-workers/ray-worker": wanted}
+    # The token file is the tenant's own key of the Secret, and exists there.
+    secret = _one(objects, "Secret")
+    for group, spec in _pod_specs(cluster).items():
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "capture-token"]
+        assert volume["secret"]["items"] == [{"key": "tenant-team-a", "path": "token"}], group
+    assert "tenant-team-a" in secret["data"]
+    # The manager, in the head container, neither is captured nor uses the tenant's token.
+    head = next(c for c in _pod_specs(cluster)["head"]["containers"] if c["name"] == "ray-head")
+    assert "env -u RAY_QUEUE_TOKEN_FILE 'python' '-m' 'ray_queue.manager'" in head["args"][0]
+    off = capture_env(_one(helm.template(), "RayCluster"))
+    assert not any(off.values()), off
+
+
 def test_worker_group_defaults_are_the_documented_ones(helm: Helm, tmp_path: Path) -> None:
     """A group given with only its name and resources gets what docs/helm.md promises."""
     path = tmp_path / "values.yaml"
@@ -540,6 +586,26 @@ BAD_VALUES = [
         "queueConfig: 'kind: [ClusterQueue'\n",
         "queueConfig: document 1 is not a YAML mapping",
         id="queue-config-not-yaml",
+    ),
+    pytest.param(
+        "capture: {enabled: true, queue: team-x, tenant: a}\n",
+        'capture.queue: Queue "team-x" is not in queueConfig (its Queues: default)',
+        id="capture-to-an-unknown-queue",
+    ),
+    pytest.param(
+        "capture: {enabled: true}\n",
+        "capture.tenant: name the tenant of tokens.tenants",
+        id="capture-without-a-tenant",
+    ),
+    pytest.param(
+        "capture: {enabled: true, tenant: nobody}\n",
+        'capture.tenant: tenant "nobody" is not in tokens.tenants',
+        id="capture-as-an-unknown-tenant",
+    ),
+    pytest.param(
+        "tokens: {tenants: [{name: a, queues: [other]}]}\ncapture: {enabled: true, tenant: a}\n",
+        'capture.queue: tenant "a" may not use Queue "default" (its queues: other)',
+        id="capture-to-a-queue-of-another-tenant",
     ),
     pytest.param(
         "workerGroups:\n  - {name: cpu, maxReplicas: 2}\n",

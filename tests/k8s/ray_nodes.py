@@ -78,13 +78,15 @@ def start_head(
     num_cpus: float = 0,
     auth_env: Mapping[str, str] | None = None,
     dashboard: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> RayHead:
     """Start a head with no CPUs by default (work lands on simulated workers only).
 
     ``auth_env``: Ray's authentication environment of the head (e.g. the Helm chart's
     ``RAY_AUTH_MODE`` + ``RAY_AUTH_TOKEN_PATH``) instead of a fresh ``RAY_AUTH_TOKEN``;
     the token is then read from ``RAY_AUTH_TOKEN_PATH``'s file, if any. ``dashboard``: run
-    Ray's dashboard (and job API) on a free port, bound to loopback.
+    Ray's dashboard (and job API) on a free port, bound to loopback. ``env``: more of the
+    head's environment (its raylet's workers, and so the drivers of Ray jobs, inherit it).
 
     Returns at once; wait with ``ray.init(address=head.address)`` or ``head_ready``.
     """
@@ -125,7 +127,7 @@ def start_head(
             *_common_args(agent_port),
         ],
         temp_dir.parent / "ray-head.log",
-        env=_ray_env({}, auth),
+        env=_ray_env(env or {}, auth),
     )
     return RayHead(
         address=f"127.0.0.1:{port}",

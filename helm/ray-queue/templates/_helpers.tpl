@@ -82,6 +82,32 @@ would be copied into every Ray worker process's environment and every child it s
   value: /etc/ray-queue/ray-auth/token
 {{- end -}}
 
+{{- /* Capture (values `capture`): the variables, the tenant's token and its volume. */ -}}
+{{- define "ray-queue.captureEnv" -}}
+- name: RAY_QUEUE_CAPTURE
+  value: "1"
+- name: RAY_QUEUE_TOKEN_FILE
+  value: /etc/ray-queue/capture/token
+- name: RAY_QUEUE_QUEUE
+  value: {{ .Values.capture.queue | quote }}
+{{- with .Values.capture.priorityClass }}
+- name: RAY_QUEUE_PRIORITY
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "ray-queue.captureMount" -}}
+- {name: capture-token, mountPath: /etc/ray-queue/capture, readOnly: true}
+{{- end -}}
+
+{{- define "ray-queue.captureVolume" -}}
+- name: capture-token
+  secret:
+    secretName: {{ include "ray-queue.tokensSecretName" . }}
+    defaultMode: 0400
+    items: [{key: {{ printf "tenant-%s" .Values.capture.tenant | quote }}, path: token}]
+{{- end -}}
+
 {{- define "ray-queue.rayAuthMount" -}}
 - {name: ray-auth, mountPath: /etc/ray-queue/ray-auth, readOnly: true}
 {{- end -}}
@@ -172,8 +198,12 @@ manager's start: the chart writes one ResourceFlavor per worker group, so queueC
 brings none of its own, and every flavor a ClusterQueue lists must be a group's. The
 manager's loader checks everything else when it loads the ConfigMap. */ -}}
 {{- $provided := keys $flavors | sortAlpha | join ", " -}}
+{{- $queues := dict -}}
 {{- range $i, $text := regexSplit "(?m)^---([ \t].*)?$" .Values.queueConfig -1 -}}
 {{- $doc := fromYaml $text -}}
+{{- if has (toString (get $doc "kind")) (list "Queue" "LocalQueue") -}}
+{{- $_ := set $queues (toString (dig "metadata" "name" "" $doc)) true -}}
+{{- end -}}
 {{- if hasKey $doc "Error" -}}
 {{- fail (printf "queueConfig: document %d is not a YAML mapping: %s" (add1 $i) (get $doc "Error")) -}}
 {{- end -}}
@@ -196,7 +226,23 @@ manager's loader checks everything else when it loads the ConfigMap. */ -}}
 {{- if hasKey $tenants $t.name -}}
 {{- fail (printf "tokens.tenants[%d].name: tenant %q is listed twice" $i $t.name) -}}
 {{- end -}}
-{{- $_ := set $tenants $t.name true -}}
+{{- $_ := set $tenants $t.name (default list $t.queues) -}}
+{{- end -}}
+{{- with .Values.capture -}}
+{{- if .enabled -}}
+{{- if not (hasKey $queues .queue) -}}
+{{- fail (printf "capture.queue: Queue %q is not in queueConfig (its Queues: %s); every captured driver would be refused" .queue (keys $queues | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- if not .tenant -}}
+{{- fail "capture.tenant: name the tenant of tokens.tenants whose token captured drivers use (the manager refuses drivers without one)" -}}
+{{- end -}}
+{{- if and (not $.Values.tokens.existingSecret) (not (hasKey $tenants .tenant)) -}}
+{{- fail (printf "capture.tenant: tenant %q is not in tokens.tenants" .tenant) -}}
+{{- end -}}
+{{- if and (hasKey $tenants .tenant) (not (has .queue (get $tenants .tenant))) -}}
+{{- fail (printf "capture.queue: tenant %q may not use Queue %q (its queues: %s)" .tenant .queue (get $tenants .tenant | join ", ")) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.manager.tls.enabled (not .Values.manager.tls.secretName) -}}
 {{- fail "manager.tls.secretName: set it to a kubernetes.io/tls Secret when manager.tls.enabled is true" -}}
@@ -233,6 +279,11 @@ manager's loader checks everything else when it loads the ConfigMap. */ -}}
 {{- $quoted := list -}}
 {{- range $args -}}
 {{- $quoted = append $quoted (printf "'%s'" (replace "'" "'\\''" (toString .))) -}}
+{{- end -}}
+{{- /* Captured drivers' token and variables are not the manager's (it applies the config
+as admin, and is never captured). */ -}}
+{{- if .Values.capture.enabled -}}
+{{- $quoted = concat (list "env" "-u" "RAY_QUEUE_TOKEN_FILE") $quoted -}}
 {{- end -}}
 {{- join " " $quoted -}}
 {{- end -}}
