@@ -399,7 +399,12 @@ def test_ray_auth_off_leaves_no_token_anywhere(helm: Helm) -> None:
             assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"}, container["name"]
 
 
-CAPTURE_VARS = {"RAY_QUEUE_CAPTURE", "RAY_QUEUE_QUEUE", "RAY_QUEUE_PRIORITY", "RAY_QUEUE_TOKEN_FILE"}
+CAPTURE_VARS = {
+    "RAY_QUEUE_CAPTURE",
+    "RAY_QUEUE_QUEUE",
+    "RAY_QUEUE_PRIORITY",
+    "RAY_QUEUE_TOKEN_FILE",
+}
 #: A tenant whose token captured drivers use, and capture on.
 CAPTURE_ON = [
     "tokens.tenants[0].name=team-a",
