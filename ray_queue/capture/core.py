@@ -103,9 +103,28 @@ def job_runtime_env(
     if worker_credential is not None:
         # A token the caller put there on purpose stays.
         env_vars.setdefault(TOKEN_ENV, worker_credential)
+    # In a Ray job's driver, Ray merges ray.init's runtime_env into the job's and refuses
+    # a variable both set; the job's already carries the workers (the manager's for a
+    # job it submits, or the user's `ray job submit --runtime-env-json`).
+    already = _job_env_vars()
+    env_vars = {k: v for k, v in env_vars.items() if already.get(k) != v}
     env["env_vars"] = env_vars
     env["worker_process_setup_hook"] = patch.WORKER_SETUP_HOOK
     return env
+
+
+def _job_env_vars() -> dict[str, str]:
+    """The variables of the Ray job this driver runs in (its submission's runtime_env),
+    which Ray gives the driver in ``RAY_JOB_CONFIG_JSON_ENV_VAR``; empty outside one."""
+    import json
+
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    text = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not text:
+        return {}
+    runtime_env = json.loads(text).get("runtime_env") or {}
+    return dict(runtime_env.get("env_vars") or {})
 
 
 def _worker_credential(settings: Settings, given: str | None = None) -> str | None:

@@ -1,6 +1,8 @@
 """``ray_queue.submit_job``: a Ray job that waits in a queue.
 
-The manager submits it through Ray's job submission API when it is admitted (with the
+Its driver runs captured, in the job's queue: what it makes are the job's children
+(``max_resources`` caps them; docs/capture.md, "Jobs own their work"). The manager
+submits it through Ray's job submission API when it is admitted (with the
 flavor's node labels as the entrypoint's label selector), stops it when it is preempted
 and submits it again when it is re-admitted, and releases its quota when Ray says it
 ended. A job is not owned by the driver that queued it: it keeps its place after that
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ray_queue.client.placement_group import UNSET, one_timeout
@@ -95,9 +98,17 @@ def submit_job(
     runtime_env: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
     name: str = "",
+    max_resources: Mapping[str, float] | None = None,
 ) -> QueuedJob:
     """Queue a Ray job; its quota is its entrypoint's resources (at least 1 CPU when none
-    are given, so every queued job counts against its queue)."""
+    are given, so every queued job counts against its queue).
+
+    Its driver runs captured in the job's queue: every placement group, task and actor it
+    and its Ray workers make is a child workload of the job, charged to the queue, and
+    ends when the job ends. ``max_resources`` (Ray units per resource name, e.g.
+    ``{"GPU": 2}``) caps what the job holds at once, its entrypoint and its children
+    together: a child that would cross it waits. A cap below the entrypoint's own ask, or
+    naming a resource the queue does not cover, is an ``InvalidWorkloadError`` here."""
     runtime = current()
     resources: dict[str, float] = dict(entrypoint_resources or {})
     if entrypoint_num_cpus is not None:
@@ -126,6 +137,11 @@ def submit_job(
         priority=priority,
         name=name or entrypoint[:60],
         payload=payload,
+        max_resources=(
+            None
+            if max_resources is None
+            else to_bundle(dict(max_resources), f"job {entrypoint!r} max_resources")
+        ),
     )
     # Not owned by this driver: the job outlives it.
     request = dataclasses.replace(request, owner="")
