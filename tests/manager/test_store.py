@@ -74,11 +74,19 @@ FORMAT_1_STATUS = (
 )
 
 
+#: Fields added to the spec since format 1, as a format-1 record re-encodes them (their
+#: defaults): the decoder gives absent fields their defaults, so old stores still read.
+ADDED_SINCE_FORMAT_1 = ',"parent":null,"max_resources":null'
+
+
 def test_stored_format_1_text_decodes_and_encodes_unchanged() -> None:
     status = loads_status(FORMAT_1_STATUS)
     assert status.state is WorkloadState.PENDING and len(status.history) == 4
     assert status.history[1].admission is not None
-    assert dumps_status(status) == FORMAT_1_STATUS
+    assert status.spec.parent is None and status.spec.max_resources is None
+    # Unchanged but for the fields added since, at their defaults.
+    before, after = FORMAT_1_STATUS.split('"name":""}', 1)
+    assert dumps_status(status) == f'{before}"name":""{ADDED_SINCE_FORMAT_1}}}{after}'
 
 
 def test_malformed_data_is_a_codec_error() -> None:
