@@ -86,6 +86,10 @@ PG_AUDIT_PER_TICK = 50
 HOLDINGS_EVERY_S = 5.0
 #: The actor process's GIL switch interval (Python's default is 5 ms): see ``__init__``.
 GIL_SWITCH_S = 0.0005
+#: Ray's answers about placement groups are applied this long after the first of a burst:
+#: each application tells owners (an event batch, a long poll answered), so applying each
+#: answer as it comes would cost an event batch per group.
+PLACEMENT_BATCH_S = 0.01
 #: Finished workloads are remembered this long for status queries, then forgotten.
 RETENTION_S = 3600.0
 
@@ -293,7 +297,7 @@ class QueueManager:
         until the loop is known)."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._apply_placements)
+            loop.call_soon_threadsafe(loop.call_later, PLACEMENT_BATCH_S, self._apply_placements)
 
     def _apply_placements(self) -> None:
         answers = self._desk.take()
