@@ -140,6 +140,19 @@ def _parser() -> argparse.ArgumentParser:
     js.add_argument("--memory", type=_amount, default="0", help="bytes, or e.g. 512Mi, 4Gi")
     js.add_argument("--resources", default="", help='custom resources as JSON, e.g. {"TPU": 4}')
     js.add_argument("--runtime-env-json", default="", help="Ray runtime_env as JSON")
+    js.add_argument(
+        "--max-gpus", type=_amount, default=None, help="cap on the GPUs the job holds at once"
+    )
+    js.add_argument(
+        "--max-cpus", type=_amount, default=None, help="cap on the CPUs the job holds at once"
+    )
+    js.add_argument(
+        "--max",
+        action="append",
+        default=[],
+        metavar="RESOURCE=N",
+        help="cap on any resource the job holds at once, e.g. --max TPU=8 (repeatable)",
+    )
     js.add_argument("--id", default="", help="workload id (default: job-<random>)")
     js.add_argument("--name", default="")
     js.add_argument("entrypoint", nargs=argparse.REMAINDER, help="-- then the command")
@@ -353,7 +366,27 @@ def job_request(args: argparse.Namespace) -> SubmitRequest:
         priority_class=args.priority,
         name=args.name,
         payload={"entrypoint": shlex.join(entry), "runtime_env": runtime_env, "metadata": {}},
+        max_resources=job_cap(args),
     )
+
+
+def job_cap(args: argparse.Namespace) -> dict[str, int] | None:
+    """``--max-gpus``, ``--max-cpus`` and ``--max RESOURCE=N`` as one cap (milli-units);
+    ``None`` when none is given. The manager checks the names against the queue."""
+    cap: dict[str, int] = {}
+    for given in args.max:
+        resource, equals, amount = given.partition("=")
+        if not equals or not resource.strip():
+            raise UsageError(f"--max {given!r}: give RESOURCE=N, e.g. --max TPU=8")
+        try:
+            cap[resource.strip()] = _amount(amount.strip())
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"--max {given!r}: {e}") from None
+    if args.max_gpus is not None:
+        cap["GPU"] = args.max_gpus
+    if args.max_cpus is not None:
+        cap["CPU"] = args.max_cpus
+    return cap or None
 
 
 def cmd_job(client: QueueClient, args: argparse.Namespace) -> int:

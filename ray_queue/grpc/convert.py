@@ -190,7 +190,20 @@ def submit_request(spec: pb.WorkloadSpec, field: str, *, owner: str) -> SubmitRe
         name=name(spec.name, f"{field}.name", required=False),
         min_count=spec.min_count or None,
         payload=payload,
+        parent=WorkloadId(name(spec.parent, f"{field}.parent")) if spec.parent else None,
+        max_resources=_cap(spec, kind, field),
     )
+
+
+def _cap(spec: pb.WorkloadSpec, kind: WorkloadKind, field: str) -> dict[str, int] | None:
+    """A job's ``max_resources`` (the engine checks it against the job and its queue)."""
+    if not spec.max_resources_milli:
+        return None
+    if kind is not WorkloadKind.JOB:
+        raise InvalidRequestError(
+            f"{field}.max_resources_milli", "caps a job's work; leave it empty for other kinds"
+        )
+    return _resources(spec.max_resources_milli, f"{field}.max_resources_milli")
 
 
 def _job_payload(spec: pb.WorkloadSpec, field: str, entry: BundleGroup) -> dict[str, Any]:
@@ -251,6 +264,8 @@ def spec_to_pb(spec: WorkloadSpec) -> pb.WorkloadSpec:
         min_count=spec.min_count or 0,
         name=spec.name,
         created_at=spec.created_at,
+        parent=spec.parent or "",
+        max_resources_milli=_milli_map(spec.max_resources or {}),
     )
 
 
@@ -278,6 +293,8 @@ def request_to_pb(request: SubmitRequest) -> pb.WorkloadSpec:
         owner=request.owner,
         min_count=request.min_count or 0,
         name=request.name,
+        parent=request.parent or "",
+        max_resources_milli=_milli_map(request.max_resources or {}),
         job=job,
         bundle_label_selectors=[
             pb.LabelSelector(labels=dict(s)) for s in payload.get("bundle_label_selector") or ()
@@ -451,6 +468,8 @@ def workload_from_pb(w: pb.Workload) -> WorkloadStatus:
         owner=s.owner,
         min_count=s.min_count or None,
         name=s.name,
+        parent=WorkloadId(s.parent) if s.parent else None,
+        max_resources=dict(s.max_resources_milli) or None,
     )
     admission = admission_from_pb(w.admission) if w.HasField("admission") else None
     return WorkloadStatus(

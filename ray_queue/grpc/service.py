@@ -22,6 +22,7 @@ import yaml
 from google.protobuf import json_format
 
 from ray_queue.access import namespaces, scope
+from ray_queue.access.parents import attach_refusal
 from ray_queue.access.principals import Principal
 from ray_queue.engine.config import QueueConfig
 from ray_queue.engine.config_loader import dump_yaml, parse_documents
@@ -165,6 +166,8 @@ class QueueServicer(_Scoped, queue_pb2_grpc.QueueServiceServicer):
             self._require_queue(principal, submit.queue, f"{field}.queue")
             # A tenant's ids are in its namespace, so no tenant can take another's.
             whole = namespaces.for_submission(principal.namespace, submit.id, field=f"{field}.id")
+            if submit.parent is not None and (why := attach_refusal(principal, submit.parent)):
+                raise PermissionDeniedError(f"{field}.parent: {why}")
             requests.append(dataclasses.replace(submit, id=whole))
         results = self._backend.submit_many(requests)
         return pb.SubmitWorkloadsResponse(results=[convert.submit_result_to_pb(r) for r in results])

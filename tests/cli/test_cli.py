@@ -276,3 +276,21 @@ def test_token_file(seeded: Harness, tmp_path: Path) -> None:
     )
     missing = run(seeded, "--token-file", str(tmp_path / "nope"), "status", token=None)
     assert missing.returncode == 2 and "--token-file" in missing.stderr
+
+
+def test_job_submit_caps_become_the_jobs_max_resources() -> None:
+    from ray_queue.cli.app import _parser, job_request
+
+    flags = ["--max-gpus", "2", "--max-cpus", "4", "--max", "TPU=8", "--max", "memory=4Gi"]
+    args = _parser().parse_args(["job", "submit", "--queue", "q", *flags, "--", "python", "x.py"])
+    assert job_request(args).max_resources == {
+        "GPU": 2000,
+        "CPU": 4000,
+        "TPU": 8000,
+        "memory": 4 * 2**30 * 1000,
+    }
+    bare = _parser().parse_args(["job", "submit", "--queue", "q", "--", "x"])
+    assert job_request(bare).max_resources is None
+    for given, problem in (("TPU", "give RESOURCE=N"), ("TPU=-1", "is negative")):
+        refused = run(None, "job", "submit", "--queue", "q", "--max", given, "--", "x")
+        assert refused.returncode == 2 and problem in refused.stderr, refused.stderr

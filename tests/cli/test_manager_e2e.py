@@ -185,3 +185,15 @@ def test_cancel_and_config_on_real_ray(manager_address: tuple[str, str], tmp_pat
     config = tmp_path / "config.yaml"
     config.write_text(ok(cli(address, "config", "get")))
     assert "dry run" in ok(cli(address, "apply", "-f", str(config), "--dry-run"))
+
+
+def test_bad_job_caps_through_the_cli_say_what_to_do(manager_address: tuple[str, str]) -> None:
+    address, _ = manager_address
+    for flags, problem in (
+        (["--max", "TPUS=2"], "does not cover"),
+        (["--num-cpus", "1", "--max-cpus", "0.5"], "below what its entrypoint itself asks"),
+    ):
+        refused = cli(address, "job", "submit", "--queue", "default", *flags, "--", "true")
+        assert refused.returncode == 1 and problem in refused.stderr, refused.stderr
+    listed = json.loads(ok(cli(address, "list", "workloads", "-o", "json")))
+    assert not [w for w in listed if w["spec"]["id"].startswith("job-")]

@@ -114,7 +114,14 @@ class JobSpec(_message.Message):
     def __init__(self, entrypoint: _Optional[str] = ..., runtime_env_json: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class WorkloadSpec(_message.Message):
-    __slots__ = ("id", "queue", "bundle_groups", "kind", "strategy", "priority_class", "owner", "min_count", "name", "created_at", "job", "bundle_label_selectors")
+    __slots__ = ("id", "queue", "bundle_groups", "kind", "strategy", "priority_class", "owner", "min_count", "name", "created_at", "job", "bundle_label_selectors", "parent", "max_resources_milli")
+    class MaxResourcesMilliEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_GROUPS_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +134,8 @@ class WorkloadSpec(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_LABEL_SELECTORS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESOURCES_MILLI_FIELD_NUMBER: _ClassVar[int]
     id: str
     queue: str
     bundle_groups: _containers.RepeatedCompositeFieldContainer[BundleGroup]
@@ -139,7 +148,9 @@ class WorkloadSpec(_message.Message):
     created_at: float
     job: JobSpec
     bundle_label_selectors: _containers.RepeatedCompositeFieldContainer[LabelSelector]
-    def __init__(self, id: _Optional[str] = ..., queue: _Optional[str] = ..., bundle_groups: _Optional[_Iterable[_Union[BundleGroup, _Mapping]]] = ..., kind: _Optional[_Union[WorkloadKind, str]] = ..., strategy: _Optional[_Union[PlacementStrategy, str]] = ..., priority_class: _Optional[str] = ..., owner: _Optional[str] = ..., min_count: _Optional[int] = ..., name: _Optional[str] = ..., created_at: _Optional[float] = ..., job: _Optional[_Union[JobSpec, _Mapping]] = ..., bundle_label_selectors: _Optional[_Iterable[_Union[LabelSelector, _Mapping]]] = ...) -> None: ...
+    parent: str
+    max_resources_milli: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., queue: _Optional[str] = ..., bundle_groups: _Optional[_Iterable[_Union[BundleGroup, _Mapping]]] = ..., kind: _Optional[_Union[WorkloadKind, str]] = ..., strategy: _Optional[_Union[PlacementStrategy, str]] = ..., priority_class: _Optional[str] = ..., owner: _Optional[str] = ..., min_count: _Optional[int] = ..., name: _Optional[str] = ..., created_at: _Optional[float] = ..., job: _Optional[_Union[JobSpec, _Mapping]] = ..., bundle_label_selectors: _Optional[_Iterable[_Union[LabelSelector, _Mapping]]] = ..., parent: _Optional[str] = ..., max_resources_milli: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class FlavorResourceAmount(_message.Message):
     __slots__ = ("flavor", "resource", "milli")
