@@ -28,6 +28,7 @@ from ray_queue.engine.model import (
     WorkloadId,
     WorkloadKind,
     WorkloadState,
+    WorkloadStatus,
     to_milli,
 )
 from ray_queue.engine.quantity import QuantityError, parse_quantity
@@ -233,7 +234,12 @@ def cmd_pending(client: QueueClient, args: argparse.Namespace) -> int:
 
 def cmd_describe(client: QueueClient, args: argparse.Namespace) -> int:
     status = client.workload(args.id)
-    _emit(args, status, lambda: render.describe_view(status))
+    children: list[WorkloadStatus] = []
+    if status.spec.kind is WorkloadKind.JOB:
+        # What the job's run made (docs/capture.md, "Jobs own their work"), oldest first.
+        mine = [w for w in client.workloads() if w.spec.parent == status.spec.id]
+        children = sorted(mine, key=lambda w: w.spec.created_at)
+    _emit(args, status, lambda: render.describe_view(status, children))
     return 0
 
 

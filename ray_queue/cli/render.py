@@ -27,6 +27,7 @@ from ray_queue.engine.model import (
     FlavorResource,
     PendingPosition,
     ResourceStatus,
+    WorkloadKind,
     WorkloadStatus,
 )
 from ray_queue.engine.quantity import human_amount
@@ -298,7 +299,8 @@ def pending_table(positions: Iterable[PendingPosition]) -> Table:
     return table
 
 
-def describe_view(s: WorkloadStatus) -> Group:
+def describe_view(s: WorkloadStatus, children: Sequence[WorkloadStatus] = ()) -> Group:
+    """A workload in detail; for a job, its cap and the children its run made."""
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
     info.add_column()
@@ -325,6 +327,14 @@ def describe_view(s: WorkloadStatus) -> Group:
         rows.append(("Admission", f"{s.admission.cluster_queue}: {usage}"))
     if s.checks:
         rows.append(("Checks", ", ".join(f"{k}={v.value}" for k, v in s.checks.items())))
+    if s.spec.parent is not None:
+        rows.append(("Job", s.spec.parent))
+    if s.spec.kind is WorkloadKind.JOB:
+        cap = s.spec.max_resources
+        limits = ", ".join(f"{r}={amount(r, v)}" for r, v in sorted(cap.items())) if cap else ""
+        rows.append(("Max resources", limits or "none"))
+        live = [c for c in children if c.state.holds_quota]
+        rows.append(("Children", f"{len(children)} ({len(live)} holding quota)"))
     for key, value in rows:
         info.add_row(key, safe(value))
     history = Table(title="History", title_justify="left")
@@ -334,7 +344,16 @@ def describe_view(s: WorkloadStatus) -> Group:
         history.add_row(
             _time(t.at), t.from_state.value, t.to_state.value, safe(t.reason), safe(t.message)
         )
-    return Group(info, history)
+    if not children:
+        return Group(info, history)
+    family = Table(title="Children", title_justify="left")
+    for column in ("ID", "KIND", "STATE", "REQUEST", "MESSAGE"):
+        family.add_column(column, overflow="fold")
+    for c in children:
+        family.add_row(
+            safe(c.spec.id), c.spec.kind.value, c.state.value, safe(_requests(c)), safe(c.message)
+        )
+    return Group(info, family, history)
 
 
 def _time(at: float) -> str:

@@ -49,6 +49,16 @@ class QueuedJob:
         end of its logs), as the manager read them from Ray's job server."""
         return self._runtime.status(self.workload)
 
+    def children(self) -> list[WorkloadStatus]:
+        """What the job's run made (its driver and Ray workers, captured): the workloads
+        whose parent is this job, oldest first, with their state and resources."""
+        self._runtime.flush()
+        statuses: list[WorkloadStatus] = self._runtime.call(
+            self._runtime.manager.workloads.remote()
+        )
+        mine = [s for s in statuses if s.spec.parent == self.workload]
+        return sorted(mine, key=lambda s: s.spec.created_at)
+
     def submission_id(self) -> str | None:
         """The Ray job submission id of its current (or last) run; ``None`` before admission.
 

@@ -136,6 +136,7 @@ def test_a_job_is_charged_for_the_group_its_entrypoint_makes_and_cancelling_it_r
     )
     until(job, lambda: [c.state for c in children(job.workload)] == [S.ADMITTED], 120)
     [group] = children(job.workload)
+    assert [c.spec.id for c in job.children()] == [group.spec.id]
     assert group.spec.queue == "team-a"
     assert group.admission.usage == {("a100", "GPU"): to_milli(4)}
     wait_for(lambda: gpus_held() == to_milli(4), 30)
