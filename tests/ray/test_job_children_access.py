@@ -1,0 +1,101 @@
+"""Who may attach work to a job, through the manager actor with tokens on, on a real
+cluster: the job's tenant may, another tenant may not (``PermissionDeniedError``), and a
+parent that is not an admitted job is a typed error; what was attached ends with the job.
+
+One cluster (a head and one GPU worker) and a manager with three tokens: admin, team-a
+and team-b, each team with a Queue of its own (``teams_config``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+import ray_queue
+from ray_queue.engine.model import BundleGroup, WorkloadId
+from ray_queue.engine.model import WorkloadState as S
+from ray_queue.manager.actor import find_manager, start_manager
+from ray_queue.manager.handle import ManagerHandle
+from ray_queue.wire import SubmitRequest
+from tests.manager.configs import teams_config
+from tests.ray.harness import start_cluster, wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+TEAM_A = "team-a-secret-71c4"
+TEAM_B = "team-b-secret-9a02"
+TOKENS = f"""
+tokens:
+  - {{token: admin-secret-33e1, role: admin}}
+  - {{token: {TEAM_A}, role: tenant, queues: [team-a], name: team-a}}
+  - {{token: {TEAM_B}, role: tenant, queues: [team-b], name: team-b}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    folder = tmp_path_factory.mktemp("job-children-access")
+    tokens = folder / "tokens.yaml"
+    tokens.write_text(TOKENS)
+    tokens.chmod(0o600)
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = start_cluster(gpu_workers=1)
+    try:
+        ray.init(address=cluster.address)
+        start_manager(
+            teams_config(cpu=2, gpu=2),
+            state_path=str(folder / "state"),
+            env={"RAY_QUEUE_TOKENS_FILE": str(tokens), "RAY_QUEUE_GRPC_PORT": "off"},
+        )
+        yield cluster
+    finally:
+        ray_queue.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _as(token: str) -> Any:
+    return ManagerHandle(find_manager(), token)
+
+
+def _child(workload: str, queue: str, parent: str) -> SubmitRequest:
+    return SubmitRequest(
+        id=WorkloadId(workload),
+        queue=queue,
+        bundle_groups=(BundleGroup({"CPU": 100}),),
+        parent=WorkloadId(parent),
+    )
+
+
+def test_only_the_jobs_tenant_attaches_work_to_it(cluster: Cluster) -> None:
+    ray_queue.init(queue="team-a", token=TEAM_A)
+    job = ray_queue.submit_job(
+        f"{sys.executable} -c 'import time; time.sleep(300)'",
+        queue="team-a",
+        entrypoint_num_cpus=0.5,
+    )
+    wait_for(lambda: job.status().state is S.ADMITTED, 60)
+
+    [stolen] = ray.get(_as(TEAM_B).submit_many.remote([_child("b-1", "team-b", job.workload)]))
+    assert isinstance(stolen.error, ray_queue.PermissionDeniedError), stolen
+    assert f"may not attach work to job {job.workload}" in str(stolen.error)
+
+    [orphan] = ray.get(_as(TEAM_A).submit_many.remote([_child("a-0", "team-a", "team-a/none")]))
+    assert isinstance(orphan.error, ray_queue.InvalidWorkloadError), orphan
+    assert "is not a live job" in str(orphan.error)
+
+    [mine] = ray.get(_as(TEAM_A).submit_many.remote([_child("a-1", "team-a", job.workload)]))
+    assert mine.error is None and mine.status is not None
+    assert mine.status.spec.parent == job.workload
+    child = mine.status.spec.id
+    # Nothing of team-b's attempt was queued.
+    assert [c.spec.id for c in job.children()] == [child]
+
+    job.cancel()
+    assert ray.get(_as(TEAM_A).workload.remote(child)).state is S.CANCELLED
