@@ -21,6 +21,7 @@ from ray_queue.engine.model import (
     ClusterQueueStatus,
     CohortStatus,
     DecisionKind,
+    JobFamily,
     LeaseKey,
     PlacementStrategy,
     ResourceStatus,
@@ -246,6 +247,9 @@ class ManagerStatus:
     epoch: str
     #: Resources in use in Ray that no admission accounts for (``manager/unmanaged.py``).
     unmanaged: tuple[UnmanagedUsage, ...] = ()
+    #: Live jobs with a cap or children: what each holds against its cap, and the
+    #: children its run made (docs/capture.md, "Jobs own their work").
+    jobs: tuple[JobFamily, ...] = ()
 
     def __str__(self) -> str:
         """For people (``print(ray_queue.status())``): Ray's units, one line per quota.
@@ -264,6 +268,7 @@ class ManagerStatus:
             parent = f" (in {co.parent})" if co.parent else ""
             lines.append(f"Cohort {co.name}{parent}")
             lines += [f"  {_quota_line(r)}" for r in co.resources]
+        lines += [_job_line(job) for job in self.jobs]
         for u in self.unmanaged:
             whose = ", ".join(
                 f"Ray job {job} {human_amount(u.resource, amount)}" for job, amount in u.by_job
@@ -273,6 +278,19 @@ class ManagerStatus:
                 f"{u.flavor} outside the queue" + (f" ({whose})" if whose else "")
             )
         return "\n".join(lines)
+
+
+def _job_line(job: JobFamily) -> str:
+    def amounts(values: Mapping[str, int]) -> str:
+        return ", ".join(f"{r} {human_amount(r, v)}" for r, v in sorted(values.items()))
+
+    cap = f" of max {amounts(job.max_resources)}" if job.max_resources else ""
+    kids = "; ".join(f"{c.workload} {c.state.value} ({amounts(c.request)})" for c in job.children)
+    return (
+        f"Job {job.job} in {job.queue} ({job.state.value}): holds "
+        f"{amounts(job.holding) or 'nothing'}{cap}; {len(job.children)} children"
+        + (f": {kids}" if kids else "")
+    )
 
 
 def _quota_line(r: ResourceStatus) -> str:

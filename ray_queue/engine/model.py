@@ -325,6 +325,31 @@ class PendingPosition:
 
 
 @dataclass(frozen=True, slots=True)
+class JobChild:
+    """One workload a job's run made, as ``status()`` shows it under the job."""
+
+    workload: WorkloadId
+    kind: WorkloadKind
+    state: WorkloadState
+    #: What it asks for (all its bundles), per resource.
+    request: Mapping[ResourceName, Milli]
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFamily:
+    """A live job with a cap or children: what it and its children hold, against its cap."""
+
+    job: WorkloadId
+    queue: str
+    state: WorkloadState
+    max_resources: Mapping[ResourceName, Milli] | None
+    #: The job's own admission and its children's holding quota, per resource.
+    holding: Mapping[ResourceName, Milli]
+    children: tuple[JobChild, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceStatus:
     flavor: FlavorName
     resource: ResourceName

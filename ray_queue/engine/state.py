@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from ray_queue.engine import handover, lifecycle, views
+from ray_queue.engine import handover, job_caps, lifecycle, views
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import (
     ClusterQueue,
@@ -31,6 +31,8 @@ from ray_queue.engine.model import (
     DecisionKind,
     GangDemand,
     GroupAdmission,
+    JobChild,
+    JobFamily,
     PendingPosition,
     Transition,
     Usage,
@@ -370,6 +372,27 @@ class EngineState:
         return views.pending_positions(
             self._config, self._pending, self._records, names, queue, self._queue_score
         )
+
+    def job_families(self) -> list[JobFamily]:
+        """Live jobs that have a cap or live children, with those children (``status()``)."""
+        out = []
+        for record in sorted(self._live.values(), key=lambda r: r.spec.id):
+            spec = record.spec
+            kids = [self._records[c] for c in sorted(self._children.get(spec.id, ()))]
+            if spec.kind is not WorkloadKind.JOB or (not kids and spec.max_resources is None):
+                continue
+            kids.sort(key=lambda r: (r.spec.created_at, r.spec.id))
+            # A set-aside child's reason (the cap, say) is its queue's, not its record's.
+            children = tuple(
+                JobChild(k.spec.id, k.spec.kind, k.state, k.spec.total_request(), message)
+                for k in kids
+                for message in [self._status(k).message]
+            )
+            holding = job_caps.held(record, kids)
+            out.append(
+                JobFamily(spec.id, spec.queue, record.state, spec.max_resources, holding, children)
+            )
+        return out
 
     def cluster_queue_status(self) -> list[ClusterQueueStatus]:
         return views.cluster_queue_status(self._config, self._tree, self._live.values())

@@ -563,6 +563,7 @@ class ManagerCore:
             admissions=self.admissions,
             epoch=self.epoch,
             unmanaged=self.unmanaged_usage(cluster_queues),
+            jobs=tuple(self._engine.job_families()),
         )
 
     def unmanaged_usage(

@@ -140,6 +140,10 @@ def test_a_job_is_charged_for_the_group_its_entrypoint_makes_and_cancelling_it_r
     assert group.spec.queue == "team-a"
     assert group.admission.usage == {("a100", "GPU"): to_milli(4)}
     wait_for(lambda: gpus_held() == to_milli(4), 30)
+    [family] = [f for f in ray_queue.status().jobs if f.job == job.workload]
+    assert [c.workload for c in family.children] == [group.spec.id]
+    assert family.holding == {"CPU": to_milli(1), "GPU": to_milli(4)}
+    assert f"Job {job.workload}" in str(ray_queue.status())
     wait_for(lambda: group_states([group.spec.id]) == {group.spec.id: "CREATED"}, 60)
 
     job.cancel()

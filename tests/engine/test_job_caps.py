@@ -422,3 +422,23 @@ def test_no_job_holds_more_than_its_cap_and_no_child_outlives_its_job(
     # Whatever ended meanwhile, a cycle hands it out and the next has nothing to do.
     run.engine.schedule()
     assert run.engine.schedule() == []
+
+
+def test_job_families_show_what_a_job_and_its_children_hold_against_its_cap() -> None:
+    engine, _ = new_engine(gpu_config())
+    engine.submit(job("j", cap={"GPU": 2}))
+    engine.submit(job("plain"))
+    engine.schedule()
+    engine.submit(child("a", "j", GPU=2))
+    engine.submit(child("b", "j", GPU=2, created=2))
+    engine.schedule()
+
+    [family] = engine.job_families()  # "plain" has neither a cap nor children
+    assert (family.job, family.queue, family.state) == ("j", "q", S.ADMITTED)
+    assert family.max_resources == {"GPU": 2000}
+    assert family.holding == {"CPU": 1000, "GPU": 2000}
+    assert [(c.workload, c.state, dict(c.request)) for c in family.children] == [
+        ("a", S.ADMITTED, {"GPU": 2000}),
+        ("b", S.PENDING, {"GPU": 2000}),
+    ]
+    assert "max_resources" in family.children[1].message
