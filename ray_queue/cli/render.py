@@ -282,7 +282,17 @@ def workloads_table(statuses: Iterable[WorkloadStatus]) -> Table:
 
 def pending_table(positions: Iterable[PendingPosition]) -> Table:
     table = Table()
-    columns = ("POS(CQ)", "POS(QUEUE)", "ID", "NAME", "QUEUE", "CLUSTERQUEUE", "PRIORITY", "WHY")
+    columns = (
+        "POS(CQ)",
+        "POS(QUEUE)",
+        "ID",
+        "NAME",
+        "JOB",
+        "QUEUE",
+        "CLUSTERQUEUE",
+        "PRIORITY",
+        "WHY",
+    )
     for column in columns:
         table.add_column(column, overflow="fold")
     for p in positions:
@@ -291,6 +301,7 @@ def pending_table(positions: Iterable[PendingPosition]) -> Table:
             str(p.position_in_queue),
             safe(p.workload),
             safe(p.name or "-"),
+            safe(p.parent or "-"),
             safe(p.queue),
             safe(p.cluster_queue),
             str(p.priority),

@@ -322,6 +322,8 @@ class PendingPosition:
     reason: str
     #: The name it was given (``name=``), if any.
     name: str = ""
+    #: The job it belongs to (``WorkloadSpec.parent``), if any.
+    parent: WorkloadId | None = None
 
 
 @dataclass(frozen=True, slots=True)

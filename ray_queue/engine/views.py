@@ -134,6 +134,7 @@ def pending_positions(
                     index,
                     reason,
                     record.spec.name,
+                    record.spec.parent,
                 )
             )
     return out

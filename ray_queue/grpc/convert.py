@@ -383,6 +383,7 @@ def pending_to_pb(p: PendingPosition) -> pb.PendingWorkload:
         position_in_cluster_queue=p.position_in_cluster_queue,
         reason=p.reason,
         name=p.name,
+        parent=p.parent or "",
     )
 
 
@@ -518,6 +519,7 @@ def pending_from_pb(p: pb.PendingWorkload) -> PendingPosition:
         p.position_in_cluster_queue,
         p.reason,
         p.name,
+        WorkloadId(p.parent) if p.parent else None,
     )
 
 

@@ -124,7 +124,7 @@ def test_the_cap_holds_a_child_until_a_sibling_gives_quota_back() -> None:
     assert b.set_aside
     assert "max_resources caps GPU at 2" in b.message and "holds 2" in b.message
     (position,) = [p for p in engine.pending() if p.workload == "b"]
-    assert "max_resources" in position.reason
+    assert "max_resources" in position.reason and position.parent == "j"
     # Quota is there (8 GPUs): only the cap holds b back.
     assert used(engine, "cq", "default", "GPU") == 2
 

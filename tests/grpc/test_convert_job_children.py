@@ -41,3 +41,10 @@ def test_a_cap_on_anything_but_a_job_is_refused() -> None:
     wire.max_resources_milli["GPU"] = 1000
     with pytest.raises(InvalidRequestError, match="max_resources_milli"):
         convert.submit_request(wire, "w", owner="o")
+
+
+def test_a_pending_childs_job_crosses_the_wire() -> None:
+    from ray_queue.engine.model import PendingPosition
+
+    position = PendingPosition(WorkloadId("g"), "q", "cq", 0, 1, 1, "waiting", "", WorkloadId("j"))
+    assert convert.pending_from_pb(convert.pending_to_pb(position)) == position

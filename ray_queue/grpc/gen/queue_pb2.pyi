@@ -363,7 +363,7 @@ class ListPendingRequest(_message.Message):
     def __init__(self, queue: _Optional[str] = ..., cluster_queue: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class PendingWorkload(_message.Message):
-    __slots__ = ("workload", "queue", "cluster_queue", "priority", "position_in_queue", "position_in_cluster_queue", "reason", "name")
+    __slots__ = ("workload", "queue", "cluster_queue", "priority", "position_in_queue", "position_in_cluster_queue", "reason", "name", "parent")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +372,7 @@ class PendingWorkload(_message.Message):
     POSITION_IN_CLUSTER_QUEUE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     workload: str
     queue: str
     cluster_queue: str
@@ -380,7 +381,8 @@ class PendingWorkload(_message.Message):
     position_in_cluster_queue: int
     reason: str
     name: str
-    def __init__(self, workload: _Optional[str] = ..., queue: _Optional[str] = ..., cluster_queue: _Optional[str] = ..., priority: _Optional[int] = ..., position_in_queue: _Optional[int] = ..., position_in_cluster_queue: _Optional[int] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    parent: str
+    def __init__(self, workload: _Optional[str] = ..., queue: _Optional[str] = ..., cluster_queue: _Optional[str] = ..., priority: _Optional[int] = ..., position_in_queue: _Optional[int] = ..., position_in_cluster_queue: _Optional[int] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class ListPendingResponse(_message.Message):
     __slots__ = ("pending",)
