@@ -13,6 +13,13 @@ A stop of a run whose submission is still queued or in flight would reach Ray fi
 be lost ("does not exist"), so it is remembered: a queued submission is dropped unsent
 (reported as a failure, so the manager knows it never ran), and one in flight is stopped
 as soon as Ray has answered it (``manager/job_runs.py``).
+
+Ray does not stop a PENDING job: the stop goes to the job's supervisor actor, which runs
+it only once it is scheduled, and a supervisor waiting for its entrypoint's resources
+(taken by the work admitted in its place) waits for good (until Ray's 15-minute start
+timeout). So a stop asked again of a run Ray still has PENDING kills its supervisor
+actor; Ray then marks the job FAILED ("Job supervisor actor died"). The first stop is a
+plain one: a supervisor in its runtime env setup stops its driver at once when it starts.
 """
 
 from __future__ import annotations
@@ -42,6 +49,25 @@ def brief(message: str) -> str:
 
 #: What ``failures`` says of a submission dropped unsent because its run was stopped.
 DROPPED = "stopped before it was submitted"
+#: Ray job states after which a job will not run again.
+_ENDED = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+
+def kill_supervisor(submission_id: str) -> bool:
+    """Kill the supervisor actor of Ray's job ``submission_id``; whether there was one."""
+    import ray
+    from ray.dashboard.modules.job.common import (
+        JOB_ACTOR_NAME_TEMPLATE,
+        SUPERVISOR_ACTOR_RAY_NAMESPACE,
+    )
+
+    name = JOB_ACTOR_NAME_TEMPLATE.format(job_id=submission_id)
+    try:
+        actor = ray.get_actor(name, namespace=SUPERVISOR_ACTOR_RAY_NAMESPACE)
+    except ValueError:  # Ray's answer for no such actor
+        return False
+    ray.kill(actor, no_restart=True)
+    return True
 
 
 class _Lane:
@@ -64,10 +90,18 @@ class _Lane:
 
 
 class JobDesk:
-    def __init__(self, connect: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        kill: Callable[[str], bool] = kill_supervisor,
+    ) -> None:
         """``connect``: makes a ``JobSubmissionClient`` (called on each lane's thread:
-        each has a client of its own)."""
+        each has a client of its own). ``kill``: kills a job's supervisor actor (a stop
+        asked again of a PENDING job)."""
         self._connect = connect
+        self._kill = kill
+        #: Stops asked of each run not yet listed ended.
+        self._stops_asked: dict[str, int] = {}
         self._clients = threading.local()
         self._lock = threading.Lock()
         self._submits = _Lane("ray-queue-job-submits")
@@ -166,10 +200,24 @@ class JobDesk:
             self._stops.put(lambda: self._stop(submission_id))
 
     def _stop(self, submission_id: str) -> None:
+        client = self._jobs()
         try:
-            self._jobs().stop_job(submission_id)
+            client.stop_job(submission_id)
         except Exception as e:  # not found or already finished
             logger.info("stopping job %s: %s", submission_id, e)
+        with self._lock:
+            asked = self._stops_asked[submission_id] = self._stops_asked.get(submission_id, 0) + 1
+        if asked < 2:
+            return
+        try:
+            status = client.get_job_status(submission_id)
+            pending = str(getattr(status, "value", status)) == "PENDING"
+        except Exception:  # not found: nothing to kill
+            return
+        if pending and self._kill(submission_id):
+            logger.info(
+                "Ray job %s still PENDING after a stop: killed its supervisor", submission_id
+            )
 
     def _list(self) -> None:
         try:
@@ -180,6 +228,9 @@ class JobDesk:
         with self._lock:
             self._listing_asked = False
             if listed is not None:
+                for job in listed:
+                    if str(getattr(job.status, "value", job.status)) in _ENDED:
+                        self._stops_asked.pop(job.submission_id, None)
                 self._listing = {
                     job.submission_id: str(getattr(job.status, "value", job.status))
                     for job in listed

@@ -277,3 +277,29 @@ def test_a_stop_of_a_queued_submission_drops_it_and_one_in_flight_is_stopped_onc
     wait_for(lambda: failures.update(desk.failures()) or failures, 30)
     assert failures == {"rq-b-1": DROPPED}
     assert ("submit", "rq-b-1") not in slow.calls and ("stop", "rq-b-1") not in slow.calls
+
+
+def test_a_stop_asked_again_of_a_run_ray_has_pending_kills_its_supervisor() -> None:
+    class Server:
+        """Ray's job server with one job PENDING for good (its supervisor actor waits
+        for resources) and one RUNNING; a stop changes neither, as Ray's does not."""
+
+        def stop_job(self, submission_id: str) -> bool:
+            return True
+
+        def get_job_status(self, submission_id: str) -> str:
+            return {"rq-p-1": "PENDING", "rq-r-1": "RUNNING"}[submission_id]
+
+        def list_jobs(self) -> list[object]:
+            return []
+
+    killed: list[str] = []
+    desk = JobDesk(Server, kill=lambda sid: killed.append(sid) is None)
+    desk.stop("rq-p-1")
+    desk.stop("rq-r-1")
+    desk.stop("rq-r-1")
+    desk.stop("rq-p-1")
+    wait_for(lambda: killed, 30)
+    desk.stop("rq-p-1")  # a marker behind the stops above on the stop lane
+    wait_for(lambda: len(killed) == 2, 30)
+    assert killed == ["rq-p-1", "rq-p-1"]  # never the running one, never at the first stop

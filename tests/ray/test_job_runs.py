@@ -129,3 +129,22 @@ def test_a_readmitted_jobs_next_run_waits_for_ray_to_list_the_last_one_ended(
     blocker.remove()
     wait_for(lambda: state_of_run(jobs, second) not in GOING, 60, 0.5)
     assert state_of(job.workload) is S.CANCELLED
+
+
+def test_a_job_cancelled_while_ray_has_it_pending_for_resources_ends(
+    teams: None, jobs: JobSubmissionClient
+) -> None:
+    # Every GPU taken outside the queue: the run's supervisor actor waits for them, and
+    # Ray runs a stop only once the supervisor is up (for good here: Ray fails a PENDING
+    # job only after 15 minutes).
+    taken = ray.util.placement_group([{"GPU": 2}, {"GPU": 2}], strategy="SPREAD")
+    assert taken.wait(timeout_seconds=60)
+    try:
+        job = ray_queue.submit_job("true", queue="team-a", entrypoint_num_gpus=2)
+        run = f"rq-{job.workload}-1"
+        wait_for(lambda: state_of_run(jobs, run) == "PENDING", 60, 0.5)
+        job.cancel()
+        wait_for(lambda: state_of_run(jobs, run) not in GOING, 60, 0.5)
+        assert state_of(job.workload) is S.CANCELLED
+    finally:
+        ray.util.remove_placement_group(taken)
