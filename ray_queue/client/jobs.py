@@ -147,14 +147,17 @@ def submit_job(
         priority=priority,
         name=name or entrypoint[:60],
         payload=payload,
-        max_resources=(
-            None
-            if max_resources is None
-            else to_bundle(dict(max_resources), f"job {entrypoint!r} max_resources")
-        ),
+        max_resources=_cap(max_resources, entrypoint),
     )
     # Not owned by this driver: the job outlives it.
     request = dataclasses.replace(request, owner="")
     handle = QueuedJob(runtime, request.id, entrypoint)
     runtime.submit(request, handle, sync=True)
     return handle
+
+
+def _cap(max_resources: Mapping[str, float] | None, entrypoint: str) -> dict[str, int] | None:
+    """``max_resources`` in milli-units, refusing negative amounts here."""
+    if max_resources is None:
+        return None
+    return to_bundle(dict(max_resources), f"job {entrypoint!r} max_resources")
