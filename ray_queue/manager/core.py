@@ -788,11 +788,20 @@ class ManagerCore:
             self._remove_pg(workload)
 
     def _remove_pg(self, workload: WorkloadId) -> None:
-        if self._placements is not None:
+        if self._placements is not None and not self._is_task(workload):
             self._placements.remove(workload)
         else:
             self._actions.remove_placement_group(workload)
         self._pacer.released(self._clock.now())
+
+    def _is_task(self, workload: WorkloadId) -> bool:
+        """Whether the workload is a task (whose slot is made and removed at once, never
+        by ``placements``: a slot moves between tasks by hand-over, which must see the
+        removals and creations before it, and its owner must hear of it in the cycle
+        that admitted it, or it hands over to a task the cycle admitted meanwhile)."""
+        return self._known(workload) and self._engine.workload(workload).spec.kind is (
+            WorkloadKind.TASK
+        )
 
     def _create_admitted_pg(self, status: WorkloadStatus, decision: Decision | None) -> None:
         """Create an admission's group; with ``placements``, its owner is told
@@ -810,7 +819,7 @@ class ManagerCore:
     def _create_pg(self, status: WorkloadStatus, decision: Decision | None = None) -> None:
         bundles, selectors = self._bundles(status)
         workload = status.spec.id
-        if self._placements is None:
+        if self._placements is None or status.spec.kind is WorkloadKind.TASK:
             self._pgs[workload] = self._actions.create_placement_group(
                 workload, bundles, status.spec.strategy, selectors
             )
@@ -823,7 +832,7 @@ class ManagerCore:
             bundles,
             status.spec.strategy,
             selectors,
-            watch=status.spec.kind is not WorkloadKind.TASK,
+            watch=True,
         )
 
     def _told_later(self, workload: WorkloadId) -> bool:
