@@ -16,6 +16,10 @@ Each module logs through ``logging.getLogger(__name__)``; only the entry points
 ``install``, so a library user's own logging setup is left alone. Values are quoted when
 they hold a space, ``=`` or a quote; newlines are escaped, so a record is always one line
 (a traceback too, in ``exc``).
+
+Code that runs in users' own processes (``client``, ``capture``: drivers and their Ray
+workers) logs under the user's logging setup, whose formatter shows no ``extra`` field, so
+it keeps what varies in the message. ``tests/test_logs.py`` holds the rest to fields.
 """
 
 from __future__ import annotations

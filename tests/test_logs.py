@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import logging
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from ray_queue.grpc.local_manager import LocalManager
 from ray_queue.logs import LogfmtFormatter, install, parse
 from tests.grpc.conftest import CONFIG_YAML, request
 
+ROOT = Path(__file__).resolve().parents[1]
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -113,3 +116,44 @@ def test_the_managers_cycle_line_keeps_its_content(caplog: pytest.LogCaptureFixt
     assert (fields["decisions"], fields["persisted"]) == ("2", "2")  # both admitted
     for phase in ("schedule_ms", "persist_ms", "act_ms"):
         assert float(fields[phase]) >= 0.0
+
+
+#: Code that runs in users' own processes (drivers and their Ray workers), under their
+#: logging setup, whose formatter shows no ``extra`` field: it keeps what varies in the
+#: message, or the user would read "polling the manager failed" without the error.
+IN_USERS_PROCESSES = ("ray_queue/client/", "ray_queue/capture/")
+_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def _formatted_log_calls(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _LEVELS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "logger"
+        ):
+            continue
+        if len(node.args) > 1 or (node.args and isinstance(node.args[0], ast.JoinedStr)):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_the_server_side_logs_a_constant_message_with_fields() -> None:
+    """The manager, the gRPC server, the store and the autoscaler log a constant message
+    and put what varies in ``extra`` fields (this module's docstring), so a line is found
+    by its message and read by its keys."""
+    files = [
+        p
+        for package in ("ray_queue", "autoscaler")
+        for p in sorted((ROOT / package).rglob("*.py"))
+        if "/grpc/gen/" not in p.as_posix()
+        and not p.relative_to(ROOT).as_posix().startswith(IN_USERS_PROCESSES)
+    ]
+    assert len(files) > 50
+    offenders = [call for path in files for call in _formatted_log_calls(path)]
+    assert not offenders, "log a constant message with extra={...} fields: " + ", ".join(
+        offenders
+    )

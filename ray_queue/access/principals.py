@@ -226,7 +226,9 @@ def token_definitions(
     if file:
         try:
             if Path(file).stat().st_mode & 0o077:
-                logger.warning("token file %s is readable by other users; chmod 600 it", file)
+                logger.warning(
+                    "token file readable by other users; chmod 600 it", extra={"file": str(file)}
+                )
             return Path(file).read_text(encoding="utf-8"), str(file)
         except OSError as e:
             raise AuthConfigError(f"cannot read token file {file}: {e.strerror or e}") from e

@@ -62,11 +62,11 @@ class AccessGuard:
         try:
             principals = load_tokens()
         except AuthConfigError as e:
-            logger.error("actor API closed: %s", e)
+            logger.error("actor API closed", extra={"error": str(e)})
             return cls(TokenTable({}), None, live_job, problem=str(e))
         if not principals:
             return cls(TokenTable({}), None, live_job)
-        logger.info("actor API needs a token; tokens per role: %s", describe(principals))
+        logger.info("actor API needs a token", extra={"tokens_per_role": describe(principals)})
         return cls(TokenTable(principals), JobCredentials.in_directory(state_directory), live_job)
 
     @property

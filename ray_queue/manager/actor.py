@@ -120,9 +120,10 @@ def serve_metrics(
         server, _ = start_http_server(int(port), addr=host, registry=registry)
     except (OSError, ValueError) as e:
         # Metrics are not worth refusing to queue work for; say so loudly instead.
-        logger.warning("not serving metrics on %s:%s: %s", host, port, e)
+        logger.warning("not serving metrics", extra={"host": host, "port": port, "error": str(e)})
         return None
-    logger.info("serving Prometheus metrics on %s:%s/metrics", *server.server_address[:2])
+    bound = server.server_address
+    logger.info("serving Prometheus metrics", extra={"address": f"{bound[0]!s}:{bound[1]}"})
     return server
 
 
@@ -184,7 +185,7 @@ class QueueManager:
         self._ray_reads: asyncio.Task[None] | None = None
         self._holdings_read_at = float("-inf")
         self._placement_timer: asyncio.TimerHandle | None = None
-        logger.info("queue manager up (pid %d, store %s)", os.getpid(), self._store.path)
+        logger.info("queue manager up", extra={"pid": os.getpid(), "store": str(self._store.path)})
 
     # -- plumbing ---------------------------------------------------------------------------
 

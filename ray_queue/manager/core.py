@@ -224,11 +224,13 @@ class ManagerCore:
         # yet), each once no earlier run of its workload is going; strays are stopped.
         self._runs.adopt(self._actions.jobs(), admitted_jobs, self._clock.now())
         logger.info(
-            "recovered %d workloads: %d placement groups re-adopted, %d recreated, %d removed",
-            len(workloads),
-            adopted,
-            created,
-            len(live_pgs),
+            "recovered",
+            extra={
+                "workloads": len(workloads),
+                "groups_adopted": adopted,
+                "groups_recreated": created,
+                "groups_removed": len(live_pgs),
+            },
         )
 
     # -- requests -------------------------------------------------------------------------
@@ -314,7 +316,10 @@ class ManagerCore:
             self._teardown(before[workload])
         self._commit(live, [])
         if live:
-            logger.info("owner %s is gone: cancelled %d workload(s)", owner, len(live))
+            logger.info(
+                "owner gone: its workloads cancelled",
+                extra={"owner": owner, "cancelled": len(live)},
+            )
         return len(live)
 
     # long: the three kinds of report must be applied in this order in one cycle, and a
@@ -682,10 +687,13 @@ class ManagerCore:
         t1 = time.perf_counter()
         if (cut := self._engine.cut_short) is not None:
             logger.error(
-                "schedule() stopped after %d rounds: a scheduling loop, which is a bug; the "
-                "next cycle goes on. Its last decisions: %s",
-                cut.rounds,
-                ", ".join(f"{d.kind.value} {d.workload}" for d in cut.last_decisions),
+                "schedule() stopped: a scheduling loop, which is a bug; the next cycle goes on",
+                extra={
+                    "rounds": cut.rounds,
+                    "last_decisions": ", ".join(
+                        f"{d.kind.value} {d.workload}" for d in cut.last_decisions
+                    ),
+                },
             )
         ids = touched | {d.workload for d in decisions} | {d.workload for d in scheduled}
         statuses = [self._engine.workload(w) for w in ids if self._known(w)]
@@ -730,7 +738,10 @@ class ManagerCore:
     def _refused(self, decision: Decision, error: Exception) -> None:
         # Ray refused (bad label selector, job server down…): the workload cannot run as
         # admitted, so it fails visibly (``_fail_refused``) instead of holding quota forever.
-        logger.exception("carrying out %s for %s failed", decision.kind.value, decision.workload)
+        logger.exception(
+            "carrying out a decision failed",
+            extra={"decision": decision.kind.value, "workload": decision.workload},
+        )
         self._action_failures.append((decision.workload, f"{type(error).__name__}: {error}"))
 
     def _fail_refused(self) -> None:
@@ -869,7 +880,10 @@ class ManagerCore:
             if flight.decision is not None:
                 self._refused(flight.decision, error)
             else:
-                logger.error("recreating the placement group of %s failed: %s", workload, error)
+                logger.error(
+                    "recreating a placement group failed",
+                    extra={"workload": workload, "error": str(error)},
+                )
         for workload, pg_id in placed:
             if self._pgs.get(workload) == pg_id and self._known(workload):
                 told |= self._engine.mark_placed(workload)

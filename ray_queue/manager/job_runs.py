@@ -361,7 +361,10 @@ class JobRuns:
         run.state = step(before, event)
         if run.state is before:
             return
-        logger.debug("Ray job %s: %s -%s-> %s", run.submission_id, before, event, run.state)
+        logger.debug(
+            "job run transition",
+            extra={"job": run.submission_id, "from": before, "event": event, "to": run.state},
+        )
         if run.state in (RunState.RECALLING, RunState.STOPPING) and run.stop_asks == 0:
             self._ask_stop(run, now)
 
@@ -370,10 +373,12 @@ class JobRuns:
             run.stopped_at = now
         elif run.state is RunState.STOPPING:
             logger.info(
-                "Ray job %s still %s after %d stop(s); stopping again",
-                run.submission_id,
-                run.ray_state,
-                run.stop_asks,
+                "Ray job still going after its stop; stopping again",
+                extra={
+                    "job": run.submission_id,
+                    "ray_state": run.ray_state,
+                    "stops": run.stop_asks,
+                },
             )
         run.stop_asks += 1
         run.stop_again_at = now + stop_again_after(run.stop_asks)
@@ -381,7 +386,7 @@ class JobRuns:
             self.stop(run.submission_id)
         except Exception:
             # Asked again on a later pass while Ray lists it going.
-            logger.exception("stopping Ray job %s failed", run.submission_id)
+            logger.exception("stopping a Ray job failed", extra={"job": run.submission_id})
 
     def _send(self, run: Run, now: float) -> None:
         self._apply(run, RunEvent.SENT, now)
@@ -390,7 +395,10 @@ class JobRuns:
         except Exception as e:
             # The job server is often briefly unavailable ("no available agent"): the next
             # pass submits again, up to ``SUBMIT_ATTEMPTS`` times.
-            logger.warning("submitting %s failed (%s); will retry", run.submission_id, e)
+            logger.warning(
+                "submitting a Ray job failed; will retry",
+                extra={"job": run.submission_id, "error": str(e)},
+            )
             self._refused(run, str(e), now)
 
     def _refused(self, run: Run, error: str, now: float) -> None:
@@ -404,7 +412,10 @@ class JobRuns:
             if submission_id in self._runs or ray_state not in GOING_STATES:
                 continue
             workload = job_of_submission(submission_id)
-            logger.info("Ray job %s is %s for no admission: stopping it", submission_id, ray_state)
+            logger.info(
+                "Ray job going for no admission: stopping it",
+                extra={"job": submission_id, "ray_state": ray_state},
+            )
             run = Run(workload, submission_id, RunState.STOPPING, ray_state=ray_state)
             self._runs[submission_id] = run
             self._ask_stop(run, now)

@@ -110,7 +110,9 @@ class RayAdapter:
         try:
             remove_placement_group(pg)
         except Exception as e:  # already gone (removed by an operator, or by a restart race)
-            logger.warning("removing placement group of %s: %s", workload, e)
+            logger.warning(
+                "removing a placement group failed", extra={"workload": workload, "error": str(e)}
+            )
 
     def move_placement_group(self, workload: WorkloadId, to: WorkloadId) -> None:
         with self._handles_lock:

@@ -52,7 +52,7 @@ def _available_per_node() -> dict[str, dict[str, float]]:
     try:
         return dict(ray._private.state.available_resources_per_node())  # type: ignore[no-untyped-call]  # unannotated in Ray
     except Exception as e:  # the GCS may be restarting: no figure beats a wrong one
-        logger.debug("reading Ray's free room per node failed: %s", e)
+        logger.debug("reading Ray's free room per node failed", extra={"error": str(e)})
         return {}
 
 

@@ -175,19 +175,21 @@ class JobDesk:
             if submission_id in self._recalled:
                 self._recalled.discard(submission_id)
                 self._failures[submission_id] = DROPPED
-                logger.info("Ray job %s was stopped before it was submitted", submission_id)
+                logger.info("Ray job stopped before it was submitted", extra={"job": submission_id})
                 return
             self._sending.add(submission_id)
         sent = False
         try:
             self._jobs().submit_job(submission_id=submission_id, **request)
-            logger.info("submitted Ray job %s", submission_id)
+            logger.info("submitted Ray job", extra={"job": submission_id})
             sent = True
         except Exception as e:
             if "already exists" in str(e):
                 sent = True
             else:
-                logger.warning("submitting Ray job %s failed: %s", submission_id, e)
+                logger.warning(
+                    "submitting Ray job failed", extra={"job": submission_id, "error": str(e)}
+                )
                 with self._lock:
                     self._failures[submission_id] = str(e)
         finally:
@@ -204,7 +206,9 @@ class JobDesk:
         try:
             client.stop_job(submission_id)
         except Exception as e:  # not found or already finished
-            logger.info("stopping job %s: %s", submission_id, e)
+            logger.info(
+                "stopping Ray job: not stopped", extra={"job": submission_id, "reason": str(e)}
+            )
         with self._lock:
             asked = self._stops_asked[submission_id] = self._stops_asked.get(submission_id, 0) + 1
         if asked < 2:
@@ -216,14 +220,15 @@ class JobDesk:
             return
         if pending and self._kill(submission_id):
             logger.info(
-                "Ray job %s still PENDING after a stop: killed its supervisor", submission_id
+                "Ray job still PENDING after a stop: killed its supervisor",
+                extra={"job": submission_id},
             )
 
     def _list(self) -> None:
         try:
             listed = self._jobs().list_jobs()
         except Exception as e:  # the job server may be starting or absent
-            logger.warning("listing Ray jobs failed: %s", e)
+            logger.warning("listing Ray jobs failed", extra={"error": str(e)})
             listed = None
         with self._lock:
             self._listing_asked = False

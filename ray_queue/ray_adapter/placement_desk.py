@@ -145,7 +145,9 @@ class PlacementDesk:
                 try:
                     self._run(op)
                 except Exception:
-                    logger.exception("a placement group call to Ray failed: %s", op)
+                    logger.exception(
+                        "a placement group call to Ray failed", extra={"call": repr(op)}
+                    )
 
     def _run(self, op: _Op) -> None:
         if isinstance(op, _Remove):
