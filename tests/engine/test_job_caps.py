@@ -45,6 +45,7 @@ from tests.engine.test_properties import (
     PROPERTY_SETTINGS,
     Event,
     Run,
+    Schedule,
     TreeModel,
     check_invariants,
     configs,
@@ -300,18 +301,22 @@ class EndJob:
 
 FamilyEvent = Event | SubmitJob | SubmitChild | EndJob
 
+_children = st.builds(
+    SubmitChild,
+    st.integers(0, 100),
+    st.integers(0, 3),
+    st.integers(0, 2),
+    st.integers(1, 3),
+    st.booleans(),
+)
+# Children and cycles dominate, so caps are reached and children wait at them.
 family_events = st.lists(
     st.one_of(
         one_event,
-        st.builds(SubmitJob, st.none() | st.integers(1, 6), st.none() | st.integers(0, 3)),
-        st.builds(
-            SubmitChild,
-            st.integers(0, 100),
-            st.integers(0, 3),
-            st.integers(0, 2),
-            st.integers(1, 3),
-            st.booleans(),
-        ),
+        st.builds(SubmitJob, st.none() | st.integers(1, 4), st.none() | st.integers(1, 3)),
+        _children,
+        _children,
+        st.just(Schedule()),
         st.builds(EndJob, st.integers(0, 100), st.sampled_from(["cancel", "finish", "evict"])),
     ),
     min_size=8,
@@ -319,11 +324,26 @@ family_events = st.lists(
 )
 
 
+#: Room for a few jobs and their children, so caps, not quotas, are what children meet.
+FAMILY_CONFIG = (
+    ConfigBuilder()
+    .priorities(low=0, mid=5, high=100)
+    .cluster_queue(
+        ClusterQueueBuilder("cq")
+        .resource_group(flavor("default").resource("CPU", 12).resource("GPU", 6))
+        .preemption(within=WithinClusterQueue.LOWER_PRIORITY),
+        "q",
+    )
+    .build()
+)
+
+
 def family_step(run: Run, jobs: list[str], event: FamilyEvent) -> object:
     engine = run.engine
     if isinstance(event, SubmitJob):
         queue = sorted(run.config.queues)[len(jobs) % len(run.config.queues)]
-        cap = {"CPU": event.cap_cpu, "GPU": event.cap_gpu}
+        covered = {r for cq in run.config.cluster_queues.values() for _, r in cq.quotas()}
+        cap = {"CPU": event.cap_cpu, "GPU": event.cap_gpu if "GPU" in covered else None}
         spec = replace(
             WorkloadBuilder(f"job{len(run.outcomes)}")
             .kind(WorkloadKind.JOB)
@@ -339,9 +359,14 @@ def family_step(run: Run, jobs: list[str], event: FamilyEvent) -> object:
             return type(e).__name__
         jobs.append(spec.id)
         run.submitted.append(spec.id)
-        return spec.id
+        # Admitted at once where it fits: only an admitted job's run makes children.
+        return spec.id, engine.schedule()
     if isinstance(event, SubmitChild):
         alive = [j for j in jobs if state(engine, j) is S.ADMITTED]
+        if not alive:
+            return None
+        engine.schedule()  # the job's earlier children get their turn (or wait at the cap)
+        alive = [j for j in alive if state(engine, j) is S.ADMITTED]
         if not alive:
             return None
         parent = engine.workload(W(alive[event.pick % len(alive)])).spec
@@ -407,7 +432,7 @@ def check_family(run: Run, jobs: list[str]) -> None:
 
 @pytest.mark.timeout(180)
 @PROPERTY_SETTINGS
-@given(config=configs(), sequence=family_events)
+@given(config=st.just(FAMILY_CONFIG) | configs(), sequence=family_events)
 def test_no_job_holds_more_than_its_cap_and_no_child_outlives_its_job(
     config: QueueConfig, sequence: list[FamilyEvent]
 ) -> None:
