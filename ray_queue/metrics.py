@@ -26,6 +26,7 @@ from ray_queue.engine.model import (
     CohortStatus,
     Decision,
     DecisionKind,
+    JobFamily,
     WorkloadId,
     WorkloadState,
     WorkloadStatus,
@@ -89,6 +90,25 @@ METRICS: tuple[MetricSpec, ...] = (
         "Admitted workloads Ray has not placed yet, by why: no_node (no node has the "
         "flavor's labels), bundle_too_large, awaiting_autoscaler, nodes_busy, "
         "job_not_running.",
+    ),
+    MetricSpec(
+        "ray_queue_job_children",
+        "gauge",
+        ("queue", "job", "state"),
+        "Live workloads a job's run made (its children: groups, tasks, actors of its driver "
+        "and workers), by state. Only jobs with children or a max_resources cap.",
+    ),
+    MetricSpec(
+        "ray_queue_job_resource_usage",
+        "gauge",
+        ("queue", "job", "resource"),
+        "What a job and its children hold at once, in Ray units (against max_resources).",
+    ),
+    MetricSpec(
+        "ray_queue_job_max_resources",
+        "gauge",
+        ("queue", "job", "resource"),
+        "A job's cap on what it and its children hold at once, in Ray units.",
     ),
     MetricSpec(
         "ray_queue_admission_attempts_total",
@@ -239,6 +259,8 @@ class MetricsSnapshot:
     unplaced: dict[tuple[str, str], int] = field(default_factory=dict)
     #: In use in Ray beyond what admissions hold, per flavor and resource.
     unmanaged: Sequence[UnmanagedUsage] = ()
+    #: Live jobs with children or a cap (``Engine.job_families``).
+    jobs: Sequence[JobFamily] = ()
 
 
 def snapshot_of(engine: Engine) -> MetricsSnapshot:
@@ -313,6 +335,20 @@ class _SnapshotCollector(Collector):
                     families["ray_queue_cluster_queue_lending_limit"].add_metric(
                         labels, _units(r.lending_limit)
                     )
+        for job in snap.jobs:
+            by_state: dict[str, int] = {}
+            for child in job.children:
+                by_state[child.state.value] = by_state.get(child.state.value, 0) + 1
+            for state, count in sorted(by_state.items()):
+                families["ray_queue_job_children"].add_metric([job.queue, job.job, state], count)
+            for resource, amount in sorted(job.holding.items()):
+                families["ray_queue_job_resource_usage"].add_metric(
+                    [job.queue, job.job, resource], _units(amount)
+                )
+            for resource, amount in sorted((job.max_resources or {}).items()):
+                families["ray_queue_job_max_resources"].add_metric(
+                    [job.queue, job.job, resource], _units(amount)
+                )
         pooled = _pooled_by_cohort(snap)
         for cohort_status in snap.cohorts:
             families["ray_queue_cohort_weighted_share"].add_metric(

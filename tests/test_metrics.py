@@ -93,7 +93,10 @@ def test_metrics_follow_engine_decisions_and_state() -> None:
 
     samples = _scrape(registry)
     for spec in METRICS:
+        # Job series exist only for jobs with children or a cap (tests/engine/test_job_caps.py).
         if spec.name.endswith(("_lending_limit",)) or spec.kind != "gauge":
+            continue
+        if spec.name.startswith("ray_queue_job_"):
             continue
         assert spec.name in samples, f"{spec.name} not exported"
 

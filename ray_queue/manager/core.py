@@ -638,7 +638,10 @@ class ManagerCore:
                 unplaced[key] = unplaced.get(key, 0) + 1
         snapshot = snapshot_of(self._engine)
         return dataclasses.replace(
-            snapshot, unplaced=unplaced, unmanaged=self.unmanaged_usage(snapshot.cluster_queues)
+            snapshot,
+            unplaced=unplaced,
+            unmanaged=self.unmanaged_usage(snapshot.cluster_queues),
+            jobs=tuple(self._engine.job_families()),
         )
 
     def demand(self) -> list[GangDemand]:

@@ -467,3 +467,27 @@ def test_job_families_show_what_a_job_and_its_children_hold_against_its_cap() ->
         ("b", S.PENDING, {"GPU": 2000}),
     ]
     assert "max_resources" in family.children[1].message
+
+
+def test_the_metrics_show_a_jobs_children_and_holding_against_its_cap() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from ray_queue.metrics import MetricsSnapshot, QueueMetrics
+
+    engine, _ = new_engine(gpu_config())
+    engine.submit(job("j", cap={"GPU": 2}))
+    engine.schedule()
+    engine.submit(child("a", "j", GPU=2))
+    engine.submit(child("b", "j", GPU=2, created=2))
+    engine.schedule()
+    registry = CollectorRegistry()
+    QueueMetrics(registry, lambda: MetricsSnapshot(jobs=engine.job_families()))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"queue": "q", "job": "j", **labels})
+
+    assert value("ray_queue_job_children", state="ADMITTED") == 1
+    assert value("ray_queue_job_children", state="PENDING") == 1
+    assert value("ray_queue_job_resource_usage", resource="GPU") == 2
+    assert value("ray_queue_job_max_resources", resource="GPU") == 2
+    assert value("ray_queue_job_max_resources", resource="CPU") is None  # not capped
