@@ -303,3 +303,46 @@ def test_a_stop_asked_again_of_a_run_ray_has_pending_kills_its_supervisor() -> N
     desk.stop("rq-p-1")  # a marker behind the stops above on the stop lane
     wait_for(lambda: len(killed) == 2, 30)
     assert killed == ["rq-p-1", "rq-p-1"]  # never the running one, never at the first stop
+
+
+# -- the manager: readmission and recovery ---------------------------------------------------
+
+
+def test_a_restarted_manager_stops_the_old_run_before_submitting_the_readmitted_one() -> None:
+    from ray_queue.engine.clock import ManualClock
+    from ray_queue.engine.model import WorkloadKind, WorkloadState
+    from ray_queue.manager.core import ManagerCore
+    from ray_queue.store.base import MemoryStore
+    from tests.manager.configs import teams_config
+    from tests.manager.fakes import RecordingActions
+    from tests.manager.test_core import req
+
+    actions, store, clock = RecordingActions(), MemoryStore(), ManualClock()
+    config = lambda: teams_config(cpu=4, gpu=2)  # noqa: E731
+    core = ManagerCore.recover(store, actions, clock, default_config=config)
+    payload = {"entrypoint": "python train.py"}
+    # team-b's quota in use, so that team-a's high-priority work preempts instead of borrowing.
+    core.submit_many([req("b", queue="team-b", gpu=2, priority="high")])
+    core.submit_many([req("j1", gpu=2, kind=WorkloadKind.JOB, payload=payload)])
+    core.job_states({"rq-j1-1": "RUNNING"})
+    # Preempted, then admitted again once the preemptor is gone; Ray keeps the first run
+    # going (its driver ignores SIGTERM for a while).
+    core.submit_many([req("hi", gpu=2, priority="high")])
+    actions.job_state["rq-j1-1"] = "RUNNING"
+    core.cancel([WorkloadId("hi")])
+    core.tick()
+    assert core.workload(WorkloadId("j1")).state is WorkloadState.ADMITTED
+    assert ("submit_job", "rq-j1-2") not in actions.calls
+    assert "waiting for Ray job rq-j1-1 to stop" in core.workload(WorkloadId("j1")).message
+    # The manager is killed here and recovers from its store and Ray's job list.
+    actions.calls.clear()
+    again = ManagerCore.recover(store, actions, clock, default_config=config)
+    assert actions.calls == [("stop_job", "rq-j1-1")]
+    actions.job_state["rq-j1-1"] = "RUNNING"  # still dying
+    again.job_states(actions.jobs())
+    assert ("submit_job", "rq-j1-2") not in actions.calls
+    actions.job_state["rq-j1-1"] = "STOPPED"
+    again.job_states(actions.jobs())
+    assert actions.calls[-1] == ("submit_job", "rq-j1-2")
+    again.job_states(actions.jobs())
+    assert again.live_job("rq-j1-2") == ("team-a", "j1")
