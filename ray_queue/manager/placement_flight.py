@@ -2,8 +2,9 @@
 
 Ray's create and remove calls are synchronous GCS round trips; on the manager's loop they
 were most of its busy time (issue 24). With ``DeferredPlacements`` (the actor's
-``PlacementDesk``) the manager asks and goes on; a group is then in one of three places
-in ``ManagerCore``, never two:
+``PlacementDesk``) the manager asks and goes on (for placement groups and actors; a
+task's slot is still made at once, ``ManagerCore._is_task`` says why); a group is then in
+one of three places in ``ManagerCore``, never two:
 
 * held by ``ReleasePacer`` (not asked yet: a removal is too recent for Ray to re-use),
 * in flight (``Flight``, by workload: asked, waiting for Ray's answer),
