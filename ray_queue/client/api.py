@@ -51,7 +51,7 @@ def init(
     ``state_dir`` is where a newly started manager keeps its SQLite store (default: the
     Ray session directory on the head node). ``token`` is this driver's credential when
     the manager has tokens configured (else ``$RAY_QUEUE_TOKEN``,
-    ``$RAY_QUEUE_TOKEN_FILE``, or the ticket of a job the manager submitted); a tenant's
+    ``$RAY_QUEUE_TOKEN_FILE``; in a job the manager submitted, the job's own); a tenant's
     token lets it use only its own Queues, and applying ``config`` needs admin.
 
     ``capture``: route this process's later ``ray.util.placement_group`` calls (Ray
@@ -72,7 +72,7 @@ def init(
     if actor is None:
         actor = start_manager(parsed, state_path=state_dir)
     _rt.call_manager(actor.ping.remote())
-    manager = ManagerHandle(actor, credential(token, actor))
+    manager = ManagerHandle(actor, credential(token))
     if parsed is not None:
         _rt.call_manager(manager.apply_config.remote(parsed))
     # The default queue and priority must exist: fail here, not on the first submission,

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("starting with the stored (or default) config instead")
     actor = start_manager(config, state_path=args.state_dir, env=env)
     ray.get(actor.ping.remote(), timeout=PING_TIMEOUT_S)
-    manager = ManagerHandle(actor, credential(None, actor) or _own_admin_token())
+    manager = ManagerHandle(actor, credential(None) or _own_admin_token())
     seen = _digest(args.config_file) if args.config_file else None
     if config is not None and args.config_file is not None:
         # An actor that already existed (a manager restart) keeps its stored config

@@ -4,9 +4,9 @@ Ray checks nothing about who calls an actor: any job on the cluster can get the 
 by name. So every actor call carries a credential (``credential=``, added by the client's
 ``ManagerHandle``) and the actor checks it against the same token table as the gRPC
 server: admin for config and evictions, the autoscaler role for demand and admission
-checks, tenants for their own Queues only. A job the manager submitted gets a one-time
-ticket in its runtime_env and trades it for a credential scoped to its Queue for as long
-as its run is live (``access/job_credentials.py``). With no tokens configured the actor is
+checks, tenants for their own Queues only. A job the manager submitted gets a credential
+in its runtime_env, for its driver and its Ray workers, scoped to its Queue and valid for
+as long as its run is live (``access/job_credentials.py``). With no tokens configured the actor is
 open, as the gRPC server is on loopback; with a token config that does not load, it is
 closed, and every call says why.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ray_queue.access import namespaces, parents, worker_credentials
-from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials, is_job_credential
+from ray_queue.access.job_credentials import JobCredentials, is_job_credential
 from ray_queue.access.principals import (
     AuthConfigError,
     Principal,
@@ -30,6 +30,7 @@ from ray_queue.access.principals import (
 )
 from ray_queue.engine.model import WorkloadId
 from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
+from ray_queue.manager.handle import TOKEN_ENV
 from ray_queue.wire import job_capture_env
 
 logger = logging.getLogger(__name__)
@@ -146,33 +147,21 @@ class AccessGuard:
         )
 
     def job_env(self, submission_id: str) -> dict[str, str]:
-        """Env vars for a job the manager submits: its ticket, when tokens are in use, and
-        capture's variables, so that its driver (and the driver's Ray workers) queue what
-        they make in the job's Queue as children of the job (docs/capture.md)."""
+        """Env vars for a job the manager submits: its credential, when tokens are in use,
+        and capture's variables, so that its driver (and the driver's Ray workers) queue
+        what they make in the job's Queue as children of the job (docs/capture.md)."""
         env: dict[str, str] = {}
         job = self._live_job(submission_id)
         if job is not None:
             queue, workload = job
             env.update(job_capture_env(queue, workload))
         if self._jobs is not None:
-            env[TICKET_ENV] = self._jobs.ticket(submission_id)
+            env[TOKEN_ENV] = self._jobs.credential(submission_id)
         return env
 
     def attach_refusal(self, principal: Principal, parent: WorkloadId | None) -> str | None:
         """Why ``principal`` may not submit work that belongs to the job ``parent``."""
         return None if parent is None else parents.attach_refusal(principal, parent)
-
-    def trade(self, ticket: str) -> str:
-        """The job's credential for its ticket (once)."""
-        if self._jobs is None:
-            raise UnauthenticatedError("this manager issues no job tickets (no tokens set)")
-        try:
-            submission_id, credential = self._jobs.trade(ticket)
-        except PermissionError as e:
-            raise UnauthenticatedError(str(e)) from None
-        if self._live_job(submission_id) is None:
-            raise UnauthenticatedError(f"Ray job {submission_id} is no longer running")
-        return credential
 
 
 def _live_job_credentials() -> Callable[[str], bool]:

@@ -309,7 +309,7 @@ class QueueManager:
 
     # -- requests (each one runs to completion on the loop: the manager's lock) ----------------
     #
-    # Every request but ``ping`` and ``trade_ticket`` names its caller with ``credential``
+    # Every request but ``ping`` names its caller with ``credential``
     # (see ``access_guard``). Another tenant's workloads answer as unknown ones do, so a
     # tenant learns nothing of them, not even that they exist. A tenant's bare ids are in
     # its namespace (``access/namespaces.py``).
@@ -337,10 +337,6 @@ class QueueManager:
 
     async def pid(self) -> int:
         return os.getpid()
-
-    async def trade_ticket(self, ticket: str) -> str:
-        """A job's credential for the one-time ticket the manager gave it."""
-        return self._guard.trade(ticket)
 
     async def submit_many(
         self,

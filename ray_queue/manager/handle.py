@@ -1,10 +1,9 @@
 """The manager actor as this process reaches it: with its credential on every call.
 
 Where the credential comes from, first found wins: ``ray_queue.init(token=...)``,
-``$RAY_QUEUE_TOKEN``, the file named by ``$RAY_QUEUE_TOKEN_FILE``, and — in a Ray job the
-manager submitted — the job's one-time ticket (``$RAY_QUEUE_JOB_TICKET``), traded here for
-the job's own credential. That credential is then put in ``$RAY_QUEUE_TOKEN`` of this
-process only (never into Ray), so that the job's child processes find it too.
+``$RAY_QUEUE_TOKEN`` (in a Ray job the manager submitted, the job's own credential, put
+there for its driver and workers by the manager), the file named by
+``$RAY_QUEUE_TOKEN_FILE``.
 """
 
 from __future__ import annotations
@@ -13,15 +12,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import ray
-
-from ray_queue.access.job_credentials import TICKET_ENV
 from ray_queue.errors import UnauthenticatedError
 
 TOKEN_ENV = "RAY_QUEUE_TOKEN"
 TOKEN_FILE_ENV = "RAY_QUEUE_TOKEN_FILE"
 #: Manager methods that take no credential.
-_OPEN = frozenset({"ping", "pid", "trade_ticket"})
+_OPEN = frozenset({"ping", "pid"})
 
 
 class _Method:
@@ -45,7 +41,7 @@ class ManagerHandle:
         return method if name in _OPEN else _Method(method, self._credential)
 
 
-def credential(token: str | None, actor: Any, timeout_s: float = 120.0) -> str | None:
+def credential(token: str | None) -> str | None:
     """This process's credential (see the module docstring); ``None``: none given."""
     if token:
         return token
@@ -59,12 +55,4 @@ def credential(token: str | None, actor: Any, timeout_s: float = 120.0) -> str |
             raise UnauthenticatedError(
                 f"cannot read ${TOKEN_FILE_ENV} ({path}): {e.strerror or e}"
             ) from None
-    ticket = os.environ.pop(TICKET_ENV, None)
-    if ticket:
-        try:
-            traded: str = ray.get(actor.trade_ticket.remote(ticket), timeout=timeout_s)
-        except ray.exceptions.RayTaskError as e:
-            raise e.cause if isinstance(e.cause, UnauthenticatedError) else e from None
-        os.environ[TOKEN_ENV] = traded
-        return traded
     return None

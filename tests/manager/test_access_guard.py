@@ -1,4 +1,4 @@
-"""The manager actor's door: who a credential stands for, and job tickets (pure parts).
+"""The manager actor's door: who a credential stands for, and jobs' credentials (pure parts).
 
 The same checks on a real cluster, through the actor, are in tests/ray/test_actor_access.py.
 """
@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials
+from ray_queue.access.job_credentials import JobCredentials
 from ray_queue.access.principals import AuthConfigError, TokenTable, parse_tokens
 from ray_queue.engine.model import WorkloadId
 from ray_queue.errors import PermissionDeniedError, UnauthenticatedError
 from ray_queue.manager.access_guard import AccessGuard
+from ray_queue.manager.handle import TOKEN_ENV
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,41 +51,35 @@ def test_roles_gate_admin_and_autoscaler_operations(tmp_path: Path) -> None:
     guard.require(guard.caller("admin-secret-1"), "applying a config")
 
 
-def test_a_job_ticket_is_traded_once_for_a_credential_scoped_to_its_live_run(
-    tmp_path: Path,
-) -> None:
+def test_a_jobs_credential_is_in_its_env_and_scoped_to_its_live_run(tmp_path: Path) -> None:
     live = {"rq-team-a~train.1-1": ("team-a", WorkloadId("team-a/train.1"))}
     guard = _guard(tmp_path, live)
-    ticket = guard.job_env("rq-team-a~train.1-1")[TICKET_ENV]
-    credential = guard.trade(ticket)
+    credential = guard.job_env("rq-team-a~train.1-1")[TOKEN_ENV]
     job = guard.caller(credential)
     assert job.queues == frozenset({"team-a"}) and not job.sees_all_queues
     # The job's own work is in its submitter's namespace.
     assert job.namespace == "team-a"
-    with pytest.raises(UnauthenticatedError, match="already traded"):
-        guard.trade(ticket)
-    # A restarted manager (same state directory) knows its key and the traded tickets.
+    # Its driver and each of its Ray workers use it, as often as they need.
+    assert guard.caller(credential).queues == frozenset({"team-a"})
+    # A restarted manager (same state directory) knows its key.
     again = _guard(tmp_path, live)
     assert again.caller(credential).queues == frozenset({"team-a"})
-    with pytest.raises(UnauthenticatedError, match="already traded"):
-        again.trade(ticket)
     # The run ends: its credential is worth nothing from then on.
     del live["rq-team-a~train.1-1"]
     with pytest.raises(UnauthenticatedError, match="no longer running"):
         guard.caller(credential)
 
 
-def test_forged_tickets_and_credentials_are_refused(tmp_path: Path) -> None:
+def test_forged_credentials_are_refused(tmp_path: Path) -> None:
     guard = _guard(tmp_path, {"rq-x-1": ("team-a", WorkloadId("x"))})
-    ticket = guard.job_env("rq-x-1")[TICKET_ENV]
+    credential = guard.job_env("rq-x-1")[TOKEN_ENV]
     other = AccessGuard(
         TokenTable(parse_tokens(TOKENS, origin="test")),
         JobCredentials.in_directory(tmp_path / "other-manager"),
         {"rq-x-1": ("team-a", WorkloadId("x"))}.get,
     )
-    with pytest.raises(UnauthenticatedError, match="not a job ticket"):
-        other.trade(ticket)
-    credential = guard.trade(ticket)
+    with pytest.raises(UnauthenticatedError):
+        other.caller(credential)  # another manager's key
     # The last character changed for sure (a random "0" made the old "+ '0'" a no-op).
     flipped = credential[:-1] + ("1" if credential.endswith("0") else "0")
     for forged in (flipped, credential.replace("rq-x-1", "rq-y-1")):
@@ -104,7 +99,7 @@ def test_no_tokens_is_open_and_a_broken_token_config_is_closed(tmp_path: Path) -
 
 def test_a_job_an_admin_submitted_gets_a_namespace_no_tenant_can_name(tmp_path: Path) -> None:
     guard = _guard(tmp_path, {"rq-nightly-1": ("team-a", WorkloadId("nightly"))})
-    job = guard.caller(guard.trade(guard.job_env("rq-nightly-1")[TICKET_ENV]))
+    job = guard.caller(guard.job_env("rq-nightly-1")[TOKEN_ENV])
     assert job.namespace is not None and job.namespace.startswith("job.")
     with pytest.raises(AuthConfigError, match="names the tenant's workload ids"):
         parse_tokens(

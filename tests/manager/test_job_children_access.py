@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ray_queue.access.job_credentials import TICKET_ENV, JobCredentials
+from ray_queue.access.job_credentials import JobCredentials
 from ray_queue.access.principals import TokenTable, parse_tokens
 from ray_queue.capture.settings import settings_from_env
 from ray_queue.engine.model import WorkloadId
 from ray_queue.manager.access_guard import AccessGuard
+from ray_queue.manager.handle import TOKEN_ENV
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,7 +37,7 @@ def _guard(tmp_path: Path) -> AccessGuard:
 
 def test_a_jobs_run_captures_its_work_as_the_jobs_children(tmp_path: Path) -> None:
     env = _guard(tmp_path).job_env("rq-team-a~train-1")
-    assert TICKET_ENV in env
+    assert env[TOKEN_ENV].startswith("rqjob:")
     settings = settings_from_env(env)
     assert settings is not None
     assert (settings.queue, settings.parent, settings.priority) == ("team-a", "team-a/train", None)
@@ -46,7 +47,7 @@ def test_a_jobs_run_captures_its_work_as_the_jobs_children(tmp_path: Path) -> No
 
 def test_only_the_jobs_own_run_its_tenant_or_an_admin_attach_work_to_it(tmp_path: Path) -> None:
     guard = _guard(tmp_path)
-    run_a = guard.caller(guard.trade(guard.job_env("rq-team-a~train-1")[TICKET_ENV]))
+    run_a = guard.caller(guard.job_env("rq-team-a~train-1")[TOKEN_ENV])
     team_a, team_b = guard.caller("team-a-secret"), guard.caller("team-b-secret")
 
     assert guard.attach_refusal(run_a, W("team-a/train")) is None

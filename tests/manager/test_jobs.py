@@ -1,4 +1,4 @@
-"""The manager's side of Ray jobs: the ticket in a job's env, background submission
+"""The manager's side of Ray jobs: the credential in a job's env, background submission
 failures counted and retried, and the job server kept off the manager's loop."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _core(actions: RecordingActions) -> ManagerCore:
         MemoryStore(),
         actions,
         ManualClock(),
-        job_env=lambda submission_id: {"RAY_QUEUE_JOB_TICKET": f"ticket-of-{submission_id}"},
+        job_env=lambda submission_id: {"RAY_QUEUE_TOKEN": f"credential-of-{submission_id}"},
     )
 
 
@@ -41,12 +41,12 @@ def _submit_job(core: ManagerCore, wid: str = "j1") -> str:
     return f"rq-{wid}-1"
 
 
-def test_a_job_gets_its_ticket_beside_its_own_env_and_its_queue_while_live() -> None:
+def test_a_job_gets_its_credential_beside_its_own_env_and_its_queue_while_live() -> None:
     actions = RecordingActions()
     core = _core(actions)
     sid = _submit_job(core)
     env = actions.job_payloads[sid]["runtime_env"]["env_vars"]
-    assert env == {"MINE": "1", "RAY_QUEUE_JOB_TICKET": f"ticket-of-{sid}"}
+    assert env == {"MINE": "1", "RAY_QUEUE_TOKEN": f"credential-of-{sid}"}
     assert core.live_job(sid) == ("team-a", "j1")
     assert core.live_job("rq-j1-2") is None and core.live_job("nonsense") is None
     core.job_states({sid: "SUCCEEDED"})

@@ -3,7 +3,7 @@
 The attack this closes: a tenant's job gets the manager actor by name and calls it
 directly — cancelling another tenant's workload, changing quotas — as nothing checked
 who called. With tokens configured every call now carries a credential: a tenant's own
-token, or the one-time ticket of a job the manager submitted, traded for a credential
+token, or the credential the manager puts in the runtime_env of a job it submitted,
 scoped to that job's Queue while it runs.
 """
 
@@ -50,7 +50,7 @@ from ray_queue.engine.config import QueueConfig
 from ray_queue.manager.actor import find_manager
 
 victim = sys.argv[1]
-seen = {"ticket_given": "RAY_QUEUE_JOB_TICKET" in os.environ}
+seen = {"job_credential_given": os.environ.get("RAY_QUEUE_TOKEN", "").startswith("rqjob:")}
 ray.init(address="auto")
 actor = find_manager()
 for name, call in [
@@ -63,7 +63,6 @@ for name, call in [
     except ray_queue.UnauthenticatedError:
         seen[name] = "UnauthenticatedError"
 ray_queue.init(queue="team-a")
-seen["ticket_left"] = "RAY_QUEUE_JOB_TICKET" in os.environ
 seen["credential"] = os.environ.get("RAY_QUEUE_TOKEN", "")
 seen["cancel_victim"] = ray_queue.cancel(victim)
 try:
@@ -170,7 +169,7 @@ def test_a_queued_job_gets_a_credential_for_its_own_queue_only(
     assert status.state is S.FINISHED, (status, logs)
     seen = json.loads(next(line for line in logs.splitlines() if line.startswith("SEEN "))[5:])
 
-    assert seen["ticket_given"] and not seen["ticket_left"]
+    assert seen["job_credential_given"]
     assert seen["raw_cancel"] == seen["raw_config"] == "UnauthenticatedError"
     assert seen["cancel_victim"] == [False]
     assert seen["read_victim"] == "UnknownWorkloadError"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +100,39 @@ def test_only_the_jobs_tenant_attaches_work_to_it(cluster: Cluster) -> None:
 
     job.cancel()
     assert ray.get(_as(TEAM_A).workload.remote(child)).state is S.CANCELLED
+
+
+#: A plain Ray script whose group is made in a Ray task (a worker of the job's run), as
+#: Train's controller or Tune's trial actors make theirs.
+IN_A_WORKER = (
+    "import ray\n"
+    "from ray.util.placement_group import placement_group, remove_placement_group\n"
+    "ray.init()\n"
+    "@ray.remote(num_cpus=0)\n"
+    "def make():\n"
+    "    group = placement_group([{'CPU': 0.25}])\n"
+    "    placed = group.wait(120)\n"
+    "    remove_placement_group(group)\n"
+    "    return placed, type(group).__module__\n"
+    "print('worker made', *ray.get(make.remote()))\n"
+)
+
+
+def test_a_queued_jobs_workers_queue_their_groups_as_its_children(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """With tokens on, the job's workers reach the manager with the job's own credential
+    (its runtime_env carries it to them) and what they make is the job's."""
+    ray_queue.init(queue="team-a", token=TEAM_A)
+    script = tmp_path / "in_a_worker.py"
+    script.write_text(IN_A_WORKER)
+    job = ray_queue.submit_job(f"{sys.executable} {script}", queue="team-a")
+    final = job.wait(timeout_s=240)
+    assert final.state is S.FINISHED, final.message
+    made = [
+        s
+        for s in ray.get(_as(TEAM_A).workloads.remote())
+        if s.spec.parent == job.workload and s.spec.kind.value == "placement_group"
+    ]
+    assert len(made) == 1, made
+    assert any(t.to_state is S.ADMITTED for t in made[0].history), made[0]
