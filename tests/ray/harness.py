@@ -65,18 +65,27 @@ def start_cluster(gpu_workers: int = 2, *, gpus: int = 2, cpus: int = 2) -> Clus
     return cluster
 
 
-def cluster_session(state_dir: str, **kwargs: Any) -> Iterator[Cluster]:
-    """Body of a module fixture: start, connect, yield, and always tear down."""
+def connected_cluster(**kwargs: Any) -> Iterator[Cluster]:
+    """Body of a module fixture for tests that make their own manager (or none): start a
+    cluster (``start_cluster``'s arguments), connect, yield, and always tear down."""
     os.environ.pop("RAY_ADDRESS", None)
     cluster = start_cluster(**kwargs)
     try:
         ray.init(address=cluster.address)
-        ray_queue.init(state_dir=state_dir)
         yield cluster
     finally:
-        ray_queue.shutdown()
         ray.shutdown()
         cluster.shutdown()
+
+
+def cluster_session(state_dir: str, **kwargs: Any) -> Iterator[Cluster]:
+    """Body of a module fixture: ``connected_cluster`` with ray_queue's manager started."""
+    for cluster in connected_cluster(**kwargs):
+        try:
+            ray_queue.init(state_dir=state_dir)
+            yield cluster
+        finally:
+            ray_queue.shutdown()
 
 
 def live_pgs() -> dict[str, dict[str, Any]]:

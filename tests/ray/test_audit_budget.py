@@ -6,32 +6,23 @@ for at most ``AUDIT_BUDGET_S`` per call (at least one), and reports only what it
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-import ray
 from ray.cluster_utils import Cluster
 from ray.util.placement_group import remove_placement_group
 
 from ray_queue.engine.model import PlacementStrategy, WorkloadId
 from ray_queue.ray_adapter import actions
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
-from tests.ray.harness import start_cluster
+from tests.ray.harness import connected_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    os.environ.pop("RAY_ADDRESS", None)
-    cluster = start_cluster(gpu_workers=0)
-    try:
-        ray.init(address=cluster.address)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
+    yield from connected_cluster(gpu_workers=0)
 
 
 def test_the_audit_reports_only_the_groups_it_looked_up_within_its_budget(

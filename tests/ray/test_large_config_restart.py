@@ -21,7 +21,7 @@ from ray.cluster_utils import Cluster
 from benchmarks.manager_scale import config_yaml
 from ray_queue.engine.config_loader import load_config
 from ray_queue.manager.actor import start_manager
-from tests.ray.harness import start_cluster, wait_for
+from tests.ray.harness import connected_cluster, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -30,14 +30,7 @@ CLUSTER_QUEUES = 1000
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    os.environ.pop("RAY_ADDRESS", None)
-    cluster = start_cluster(gpu_workers=0)
-    try:
-        ray.init(address=cluster.address)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
+    yield from connected_cluster(gpu_workers=0)
 
 
 def _new_epoch(actor: Any, old: str) -> str | None:

@@ -11,11 +11,9 @@ has done by then.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-import ray
 from ray.cluster_utils import Cluster
 
 from ray_queue.engine.clock import SystemClock
@@ -26,7 +24,7 @@ from ray_queue.ray_adapter.placement_desk import PlacementDesk
 from ray_queue.store.base import MemoryStore
 from tests.manager.configs import teams_config
 from tests.manager.test_core import req
-from tests.ray.harness import start_cluster, wait_for
+from tests.ray.harness import connected_cluster, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
@@ -35,14 +33,7 @@ W = WorkloadId
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    os.environ.pop("RAY_ADDRESS", None)
-    cluster = start_cluster(gpu_workers=1)
-    try:
-        ray.init(address=cluster.address)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in Ray
+    yield from connected_cluster(gpu_workers=1)
 
 
 def manager(store: MemoryStore) -> tuple[ManagerCore, PlacementDesk]:
