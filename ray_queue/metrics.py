@@ -296,13 +296,7 @@ class _SnapshotCollector(Collector):
         }
         for (queue, cq_name), count in sorted(snap.pending_by_queue.items()):
             families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq_name], count)
-        # Every quota'd (flavor, resource) has a series, at 0 when nothing runs outside.
-        outside = {(u.flavor, u.resource): u.amount for u in snap.unmanaged}
-        quotad = {(r.flavor, r.resource) for cq in snap.cluster_queues for r in cq.resources}
-        for flavor, resource in sorted(quotad | set(outside)):
-            families["ray_queue_unmanaged_usage"].add_metric(
-                [flavor, resource], _units(outside.get((flavor, resource), 0))
-            )
+        _add_unmanaged_series(families, snap)
         for cq in snap.cluster_queues:
             inadmissible = snap.inadmissible.get(cq.name, 0)
             pending = families["ray_queue_pending_workloads"]
@@ -335,20 +329,7 @@ class _SnapshotCollector(Collector):
                     families["ray_queue_cluster_queue_lending_limit"].add_metric(
                         labels, _units(r.lending_limit)
                     )
-        for job in snap.jobs:
-            by_state: dict[str, int] = {}
-            for child in job.children:
-                by_state[child.state.value] = by_state.get(child.state.value, 0) + 1
-            for state, count in sorted(by_state.items()):
-                families["ray_queue_job_children"].add_metric([job.queue, job.job, state], count)
-            for resource, amount in sorted(job.holding.items()):
-                families["ray_queue_job_resource_usage"].add_metric(
-                    [job.queue, job.job, resource], _units(amount)
-                )
-            for resource, amount in sorted((job.max_resources or {}).items()):
-                families["ray_queue_job_max_resources"].add_metric(
-                    [job.queue, job.job, resource], _units(amount)
-                )
+        _add_job_series(families, snap.jobs)
         pooled = _pooled_by_cohort(snap)
         for cohort_status in snap.cohorts:
             families["ray_queue_cohort_weighted_share"].add_metric(
@@ -361,6 +342,34 @@ class _SnapshotCollector(Collector):
                     _units(usage.get((flavor, resource), 0)),
                 )
         yield from families.values()
+
+
+def _add_unmanaged_series(families: dict[str, GaugeMetricFamily], snap: MetricsSnapshot) -> None:
+    """Every quota'd (flavor, resource) has a series, at 0 when nothing runs outside."""
+    outside = {(u.flavor, u.resource): u.amount for u in snap.unmanaged}
+    quotad = {(r.flavor, r.resource) for cq in snap.cluster_queues for r in cq.resources}
+    for flavor, resource in sorted(quotad | set(outside)):
+        families["ray_queue_unmanaged_usage"].add_metric(
+            [flavor, resource], _units(outside.get((flavor, resource), 0))
+        )
+
+
+def _add_job_series(families: dict[str, GaugeMetricFamily], jobs: Iterable[JobFamily]) -> None:
+    """Each job's children by state, what it holds, and its cap."""
+    for job in jobs:
+        by_state: dict[str, int] = {}
+        for child in job.children:
+            by_state[child.state.value] = by_state.get(child.state.value, 0) + 1
+        for state, count in sorted(by_state.items()):
+            families["ray_queue_job_children"].add_metric([job.queue, job.job, state], count)
+        for resource, amount in sorted(job.holding.items()):
+            families["ray_queue_job_resource_usage"].add_metric(
+                [job.queue, job.job, resource], _units(amount)
+            )
+        for resource, amount in sorted((job.max_resources or {}).items()):
+            families["ray_queue_job_max_resources"].add_metric(
+                [job.queue, job.job, resource], _units(amount)
+            )
 
 
 def _pooled_by_cohort(snap: MetricsSnapshot) -> dict[str, set[tuple[str, str]]]:

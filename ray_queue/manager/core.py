@@ -42,6 +42,7 @@ from ray_queue.engine.model import (
     WorkloadState,
     WorkloadStatus,
 )
+from ray_queue.engine.state import CutShort
 from ray_queue.manager import unmanaged
 from ray_queue.manager.bundles import label_selector, ray_bundles
 from ray_queue.manager.capacity import Capacity, NotPlaced
@@ -688,16 +689,8 @@ class ManagerCore:
         t0 = time.perf_counter()
         scheduled = self._engine.schedule()
         t1 = time.perf_counter()
-        if (cut := self._engine.cut_short) is not None:
-            logger.error(
-                "schedule() stopped: a scheduling loop, which is a bug; the next cycle goes on",
-                extra={
-                    "rounds": cut.rounds,
-                    "last_decisions": ", ".join(
-                        f"{d.kind.value} {d.workload}" for d in cut.last_decisions
-                    ),
-                },
-            )
+        if self._engine.cut_short is not None:
+            _log_cut_short(self._engine.cut_short)
         ids = touched | {d.workload for d in decisions} | {d.workload for d in scheduled}
         statuses = [self._engine.workload(w) for w in ids if self._known(w)]
         if statuses or config is not None:
@@ -982,6 +975,16 @@ class ManagerCore:
     ) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
         """The admitted bundles in Ray units and their label selectors (``bundles``)."""
         return ray_bundles(self._engine.config, status, self._payloads.get(status.spec.id, {}))
+
+
+def _log_cut_short(cut: CutShort) -> None:
+    logger.error(
+        "schedule() stopped: a scheduling loop, which is a bug; the next cycle goes on",
+        extra={
+            "rounds": cut.rounds,
+            "last_decisions": ", ".join(f"{d.kind.value} {d.workload}" for d in cut.last_decisions),
+        },
+    )
 
 
 def _log_cycle(decisions: int, persisted: int, marks: tuple[float, float, float, float]) -> None:

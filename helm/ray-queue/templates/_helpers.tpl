@@ -282,7 +282,7 @@ manager's loader checks everything else when it loads the ConfigMap. */ -}}
 {{- end -}}
 {{- /* Captured drivers' token and variables are not the manager's (it applies the config
 as admin, and is never captured). */ -}}
-{{- if .Values.capture.enabled -}}
+{{- if (default dict .Values.capture).enabled -}}
 {{- $quoted = concat (list "env" "-u" "RAY_QUEUE_TOKEN_FILE") $quoted -}}
 {{- end -}}
 {{- join " " $quoted -}}
