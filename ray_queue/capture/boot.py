@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 from ray_queue.capture.errors import CaptureError
 from ray_queue.capture.settings import ENV_NEXT_HOOK, settings_from_env
@@ -49,8 +50,6 @@ def _is_ray_component() -> bool:
     a whole node (the Helm chart's ``capture``); captured, the dashboard's job manager
     would hand capture's runtime_env to every job's supervisor and driver, whose own
     ``ray.init`` Ray then refuses as a conflicting runtime_env."""
-    import sys
-
     import ray
 
     main = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv or [""])[0]
