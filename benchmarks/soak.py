@@ -424,6 +424,7 @@ class Soak(Faults):
             if self.autoscaler.poll() is not None:
                 self.count(f"autoscaler_exited_{self.autoscaler.returncode}")
                 self.start_autoscaler()
+            self.check_observer()
             if time.time() - self.load_samples[-1]["at"] >= 60:
                 self.sample_load()
             time.sleep(0.5)
@@ -444,10 +445,20 @@ class Soak(Faults):
         assert self.observer is not None
         # The autoscaler runs on while the observer drains: its idle node must go.
         self.observer.wait(timeout=self.args.grace_s + 400)
+        self.check_observer()
         self.stop_autoscaler()
         report = self.report(started, load_s)
         report["canary"] = canary
         return report
+
+    def check_observer(self) -> None:
+        """A run whose observer died checked nothing: it ends here, with no report."""
+        assert self.observer is not None
+        code = self.observer.poll()
+        if code not in (None, 0):
+            raise SystemExit(
+                f"the observer exited with {code}; see {self.workdir / 'logs' / 'observer.log'}"
+            )
 
     def sample_load(self) -> None:
         one, five, fifteen = os.getloadavg()
@@ -635,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s soak %(message)s")
+    if args.workdir is not None and args.workdir.exists() and any(args.workdir.iterdir()):
+        # The observer and the report read the run's files back: an earlier run's would
+        # be taken for this one's (its "final" marker ended a new observer at once).
+        parser.error(f"--workdir {args.workdir} is not empty: give a new folder")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rq-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     soak = Soak(args, workdir)
