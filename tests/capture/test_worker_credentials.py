@@ -22,17 +22,15 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-import ray_queue
 from ray_queue.access import worker_credentials
 from ray_queue.access.job_credentials import JobCredentials
 from ray_queue.access.principals import Role, TokenTable, parse_tokens
 from ray_queue.capture import __main__ as capture_cli
 from ray_queue.errors import UnauthenticatedError
 from ray_queue.manager.access_guard import AccessGuard
-from ray_queue.manager.actor import find_manager, start_manager
+from ray_queue.manager.actor import find_manager
 from ray_queue.manager.handle import ManagerHandle
-from tests.manager.configs import teams_config
-from tests.ray.harness import start_cluster, wait_for
+from tests.ray.harness import token_manager_session, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -156,24 +154,7 @@ DRIVER = """
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    folder = tmp_path_factory.mktemp("worker-credentials")
-    tokens = folder / "tokens.yaml"
-    tokens.write_text(TOKENS)
-    tokens.chmod(0o600)
-    os.environ.pop("RAY_ADDRESS", None)
-    cluster = start_cluster(gpu_workers=1)
-    try:
-        ray.init(address=cluster.address)
-        start_manager(
-            teams_config(cpu=2, gpu=2),
-            state_path=str(folder / "state"),
-            env={"RAY_QUEUE_TOKENS_FILE": str(tokens), "RAY_QUEUE_GRPC_PORT": "off"},
-        )
-        yield cluster
-    finally:
-        ray_queue.shutdown()
-        ray.shutdown()
-        cluster.shutdown()
+    yield from token_manager_session(tmp_path_factory.mktemp("worker-credentials"), TOKENS)
 
 
 def as_(credential: str) -> Any:

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import ray
@@ -22,9 +23,9 @@ from ray.util.placement_group import placement_group_table
 import ray_queue
 from ray_queue.client import runtime as client_runtime
 from ray_queue.engine.model import HANDED_OVER, WorkloadState
-from ray_queue.manager.actor import find_manager
+from ray_queue.manager.actor import find_manager, start_manager
 from ray_queue.ray_adapter.actions import PG_PREFIX
-from tests.manager.configs import A100
+from tests.manager.configs import A100, teams_config
 
 T = TypeVar("T")
 
@@ -76,6 +77,24 @@ def connected_cluster(**kwargs: Any) -> Iterator[Cluster]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def token_manager_session(folder: Path, tokens: str) -> Iterator[Cluster]:
+    """Body of a module fixture: ``connected_cluster`` (one GPU worker) with a manager that
+    takes the tokens of ``tokens`` (YAML) and serves no gRPC, torn down with it."""
+    path = folder / "tokens.yaml"
+    path.write_text(tokens)
+    path.chmod(0o600)
+    for cluster in connected_cluster(gpu_workers=1):
+        try:
+            start_manager(
+                teams_config(cpu=2, gpu=2),
+                state_path=str(folder / "state"),
+                env={"RAY_QUEUE_TOKENS_FILE": str(path), "RAY_QUEUE_GRPC_PORT": "off"},
+            )
+            yield cluster
+        finally:
+            ray_queue.shutdown()
 
 
 def cluster_session(state_dir: str, **kwargs: Any) -> Iterator[Cluster]:

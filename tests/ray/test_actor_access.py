@@ -10,7 +10,6 @@ scoped to that job's Queue while it runs.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +23,10 @@ from ray.job_submission import JobSubmissionClient
 import ray_queue
 from ray_queue.engine.model import BundleGroup, WorkloadId
 from ray_queue.engine.model import WorkloadState as S
-from ray_queue.manager.actor import start_manager
 from ray_queue.manager.handle import ManagerHandle
 from ray_queue.wire import SubmitRequest
 from tests.manager.configs import teams_config
-from tests.ray.harness import live_pgs, start_cluster, wait_for
+from tests.ray.harness import live_pgs, token_manager_session, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -84,24 +82,7 @@ print("SEEN " + json.dumps(seen))
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    folder = tmp_path_factory.mktemp("actor-access")
-    tokens = folder / "tokens.yaml"
-    tokens.write_text(TOKENS)
-    tokens.chmod(0o600)
-    os.environ.pop("RAY_ADDRESS", None)
-    cluster = start_cluster(gpu_workers=1)
-    try:
-        ray.init(address=cluster.address)
-        start_manager(
-            teams_config(cpu=2, gpu=2),
-            state_path=str(folder / "state"),
-            env={"RAY_QUEUE_TOKENS_FILE": str(tokens), "RAY_QUEUE_GRPC_PORT": "off"},
-        )
-        yield cluster
-    finally:
-        ray_queue.shutdown()
-        ray.shutdown()
-        cluster.shutdown()
+    yield from token_manager_session(tmp_path_factory.mktemp("actor-access"), TOKENS)
 
 
 def _as(token: str | None) -> Any:

@@ -8,7 +8,6 @@ and team-b, each team with a Queue of its own (``teams_config``).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,10 @@ from ray.cluster_utils import Cluster
 import ray_queue
 from ray_queue.engine.model import BundleGroup, WorkloadId
 from ray_queue.engine.model import WorkloadState as S
-from ray_queue.manager.actor import find_manager, start_manager
+from ray_queue.manager.actor import find_manager
 from ray_queue.manager.handle import ManagerHandle
 from ray_queue.wire import SubmitRequest
-from tests.manager.configs import teams_config
-from tests.ray.harness import start_cluster, wait_for
+from tests.ray.harness import token_manager_session, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -41,24 +39,7 @@ tokens:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    folder = tmp_path_factory.mktemp("job-children-access")
-    tokens = folder / "tokens.yaml"
-    tokens.write_text(TOKENS)
-    tokens.chmod(0o600)
-    os.environ.pop("RAY_ADDRESS", None)
-    cluster = start_cluster(gpu_workers=1)
-    try:
-        ray.init(address=cluster.address)
-        start_manager(
-            teams_config(cpu=2, gpu=2),
-            state_path=str(folder / "state"),
-            env={"RAY_QUEUE_TOKENS_FILE": str(tokens), "RAY_QUEUE_GRPC_PORT": "off"},
-        )
-        yield cluster
-    finally:
-        ray_queue.shutdown()
-        ray.shutdown()
-        cluster.shutdown()
+    yield from token_manager_session(tmp_path_factory.mktemp("job-children-access"), TOKENS)
 
 
 def _as(token: str) -> Any:
