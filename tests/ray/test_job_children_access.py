@@ -18,6 +18,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import ray_queue
+from ray_queue.capture import __main__ as capture_cli
 from ray_queue.engine.model import BundleGroup, WorkloadId
 from ray_queue.engine.model import WorkloadState as S
 from ray_queue.manager.actor import find_manager
@@ -104,6 +105,7 @@ def test_a_queued_jobs_workers_queue_their_groups_as_its_children(
 ) -> None:
     """With tokens on, the job's workers reach the manager with the job's own credential
     (its runtime_env carries it to them) and what they make is the job's."""
+    capture_cli.install()  # the start-up line that captures the job's driver, as a user installs it
     ray_queue.init(queue="team-a", token=TEAM_A)
     script = tmp_path / "in_a_worker.py"
     script.write_text(IN_A_WORKER)
