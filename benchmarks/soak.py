@@ -123,6 +123,7 @@ class Soak(Faults):
             "RAY_QUEUE_GRPC_HOST": "127.0.0.1",
             "RAY_QUEUE_METRICS_PORT": str(self.metrics_port),
             "RAY_QUEUE_METRICS_HOST": "127.0.0.1",
+            "RAY_QUEUE_RETENTION_S": str(args.retention_s),
         }
         self.cluster: Cluster | None = None
         self.workers: list[Any] = []
@@ -643,6 +644,13 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-timeout-s", type=float, default=15.0, help="the autoscaler removes idle nodes"
     )
     parser.add_argument("--workdir", type=Path, help="keep the run's files here")
+    parser.add_argument(
+        "--retention-s",
+        type=float,
+        default=300.0,
+        help="the manager forgets finished workloads after this (RAY_QUEUE_RETENTION_S; "
+        "its default, an hour, is longer than most runs: memory would only grow)",
+    )
     args = parser.parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s soak %(message)s")
@@ -663,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         soak.shutdown()
     report["workdir"] = str(workdir)
+    report["manager_retention_s"] = args.retention_s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report["manager_rss_growth_last_20_min"] = soak_plot.rss_growth(report)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")

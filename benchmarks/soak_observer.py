@@ -22,10 +22,12 @@ Every second it checks:
 * the autoscaled worker group: never more live nodes than its maximum (a restarted
   autoscaler that forgot its nodes would start more), and none left once the queue is
   idle at the end (one forgotten would run for good);
-* no accepted submission vanishes (every id the load recorded is known to the manager);
+* no accepted submission vanishes (every id the load recorded is known to the manager,
+  or was seen ended before the manager forgot it: ``RAY_QUEUE_RETENTION_S``);
 * a task with ``max_retries=0`` never runs twice (a marker file with two lines);
 * every unauthorised request was refused (the attacker's log) and left no trace;
-* the metrics agree with the gRPC status, within a window of recent values.
+* the metrics agree with the gRPC status read just before and just after the scrape
+  (when the two reads agree and the gauges were computed between them).
 
 A condition that depends on timing (a group created just after its workload was read)
 is a violation only when it lasts ``--grace-s`` with the manager answering throughout.
@@ -110,6 +112,7 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
 
 
 MetricMap = dict[tuple[str, frozenset[tuple[str, str]]], float]
+GAUGES_COMPUTED_AT = "ray_queue_gauges_computed_timestamp_seconds"
 
 
 def metric_pairs(cqs: list[Any], metrics: MetricMap) -> list[tuple[str, tuple[float, float]]]:
@@ -156,6 +159,9 @@ class Observer:
         #: Every workload id the manager has shown, with its kind.
         self.known: dict[str, WorkloadKind] = {}
         self.unknown_once: set[str] = set()
+        #: Workloads seen ended, kept here because the manager forgets them after its
+        #: retention: the end checks and the report still count them.
+        self.ended: dict[str, WorkloadStatus] = {}
         self.marker_sizes: dict[str, int] = {}
         self.attack_offset = 0
         self.counts = collections.Counter[str]()
@@ -425,14 +431,22 @@ class Observer:
         before: list[Any],
         metrics: MetricMap | None,
         after: list[Any],
+        before_read_at: float,
         now: float,
         seen: set[tuple[str, str]],
     ) -> None:
         """Compare the scrape with the gRPC status read just before and just after it.
         Where those two differ the queue moved during the scrape and nothing can be
-        concluded; a difference lasting ``grace`` over rounds where they agree is a
-        violation (the gauges come from a snapshot taken once a second)."""
+        concluded, nor where the gauges were computed before the first read began (the
+        manager's loop did not answer the scrape in time and it served older ones: their
+        timestamp gauge says so); a difference lasting ``grace`` over rounds where it can
+        be concluded is a violation."""
         if metrics is None:
+            return
+        computed_at = metrics.get((GAUGES_COMPUTED_AT, frozenset()), 0.0)
+        if computed_at < before_read_at:
+            self.counts["metric_scrapes_older_than_status"] += 1
+            seen.update(k for k in self.suspects if k[0] == "metrics_disagree")
             return
         stable = dict(metric_pairs(before, metrics))
         moved = {
@@ -520,12 +534,16 @@ class Observer:
         try:
             before = self.client.config_yaml()
             live = self.client.workloads(states=LIVE, include_history=True)
+            cqs_read_at = time.time()
             cqs = self.client.cluster_queues()
             metrics = self.metrics()
             cqs_after = self.client.cluster_queues()
             after = self.client.config_yaml()
             if accepted is not None:
-                self.known = {s.spec.id: s.spec.kind for s in self.client.workloads()}
+                everything = self.client.workloads(include_history=True)
+                self.ended.update((s.spec.id, s) for s in everything if s.state.is_terminal)
+                self.known = {w: s.spec.kind for w, s in self.ended.items()}
+                self.known.update((s.spec.id, s.spec.kind) for s in everything)
         except RayQueueError as e:
             # The manager is away (a kill -9) or refusing: grace periods start again.
             self.counts["rounds_manager_unavailable"] += 1
@@ -585,7 +603,7 @@ class Observer:
             self.check_markers()
             self.counts["task_markers_seen"] = len(self.marker_sizes)
         self.check_attacks()
-        self.check_metrics(cqs, metrics, cqs_after, now, seen)
+        self.check_metrics(cqs, metrics, cqs_after, cqs_read_at, now, seen)
         self.sample_resources(now)
         for key in list(self.suspects):
             if key not in seen:
@@ -686,9 +704,8 @@ class Observer:
             if not groups and not [s for s in live if s.state.holds_quota]:
                 break
             time.sleep(1)
-        everything: dict[str, WorkloadStatus] = {
-            s.spec.id: s for s in self.client.workloads(include_history=True)
-        }
+        everything: dict[str, WorkloadStatus] = dict(self.ended)
+        everything.update((s.spec.id, s) for s in self.client.workloads(include_history=True))
         accepted = self.accepted()
         lost = sorted(accepted - everything.keys())
         for workload in lost:

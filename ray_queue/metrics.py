@@ -58,6 +58,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "inadmissible (set aside until quota is released).",
     ),
     MetricSpec(
+        "ray_queue_gauges_computed_timestamp_seconds",
+        "gauge",
+        (),
+        "When the gauges of this scrape were computed (Unix seconds). The manager recomputes "
+        "them each second on its loop; one far behind time() means the loop is stuck, and "
+        "a value compared with another source must be compared as of this time.",
+    ),
+    MetricSpec(
         "ray_queue_local_queue_pending_workloads",
         "gauge",
         ("queue", "cluster_queue"),
@@ -261,9 +269,11 @@ class MetricsSnapshot:
     unmanaged: Sequence[UnmanagedUsage] = ()
     #: Live jobs with children or a cap (``Engine.job_families``).
     jobs: Sequence[JobFamily] = ()
+    #: When it was built (Unix seconds; 0 before the first).
+    computed_at: float = 0.0
 
 
-def snapshot_of(engine: Engine) -> MetricsSnapshot:
+def snapshot_of(engine: Engine, computed_at: float) -> MetricsSnapshot:
     """What the gauges need, read from the engine (call it where the engine is safe to
     read: the manager's loop). Costs O(live workloads), not O(every remembered one): it
     runs on the manager's loop every second, between admissions."""
@@ -275,7 +285,11 @@ def snapshot_of(engine: Engine) -> MetricsSnapshot:
         if set_aside:
             inadmissible[cq_name] = set_aside
     return MetricsSnapshot(
-        engine.cluster_queue_status(), engine.cohort_status(), by_queue, inadmissible
+        engine.cluster_queue_status(),
+        engine.cohort_status(),
+        by_queue,
+        inadmissible,
+        computed_at=computed_at,
     )
 
 
@@ -294,6 +308,8 @@ class _SnapshotCollector(Collector):
             for spec in METRICS
             if spec.kind == "gauge"
         }
+        if snap.computed_at:
+            families["ray_queue_gauges_computed_timestamp_seconds"].add_metric([], snap.computed_at)
         for (queue, cq_name), count in sorted(snap.pending_by_queue.items()):
             families["ray_queue_local_queue_pending_workloads"].add_metric([queue, cq_name], count)
         _add_unmanaged_series(families, snap)

@@ -65,7 +65,7 @@ def test_metrics_follow_engine_decisions_and_state() -> None:
     engine = Engine(config, clock)
 
     def snapshot() -> MetricsSnapshot:
-        return snapshot_of(engine)
+        return snapshot_of(engine, clock.now())
 
     registry = CollectorRegistry()
     metrics = QueueMetrics(registry, snapshot)
@@ -114,6 +114,7 @@ def test_metrics_follow_engine_decisions_and_state() -> None:
     assert value("ray_queue_admission_wait_time_seconds_count", cluster_queue="a") == 3
     assert value("ray_queue_admission_wait_time_seconds_sum", cluster_queue="a") == 15
     assert value("ray_queue_admission_attempts_total", result="success") == 2
+    assert value("ray_queue_gauges_computed_timestamp_seconds") == clock.now()
     labels = {"cluster_queue": "a", "flavor": "default", "resource": "CPU"}
     assert value("ray_queue_cluster_queue_resource_usage", **labels) == 4
     assert value("ray_queue_cluster_queue_nominal_quota", **labels) == 4

@@ -39,6 +39,7 @@ from ray_queue.manager.actor import (
     METRICS_PORT_ENV,
     NAMESPACE,
     STATE_DIR_ENV,
+    retention_s,
     start_manager,
 )
 from ray_queue.manager.handle import ManagerHandle, credential
@@ -145,6 +146,11 @@ def _own_admin_token() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     install(args.log_level)
+    try:
+        retention_s(os.environ)
+    except ValueError as e:
+        print(f"ray-queue manager: {e}", file=sys.stderr)
+        return 2
     # The manager is never captured, however its container asks drivers to be (the Helm
     # chart's `capture`): its ray.init would queue it behind itself. Capture reads these at
     # ray.init, and without them the actor's runtime_env does not carry them either.

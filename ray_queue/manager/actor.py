@@ -16,10 +16,12 @@ and leaving, dead drivers, and jobs ending.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import sys
 import time
@@ -91,7 +93,30 @@ GIL_SWITCH_S = 0.0005
 #: answer as it comes would cost an event batch per group.
 PLACEMENT_BATCH_S = 0.01
 #: Finished workloads are remembered this long for status queries, then forgotten.
-RETENTION_S = 3600.0
+RETENTION_ENV = "RAY_QUEUE_RETENTION_S"
+DEFAULT_RETENTION_S = 3600.0
+#: How long a scrape waits for the loop to compute fresh gauges before it serves the last
+#: second's (the loop is busy with a long call, or recovering).
+SCRAPE_WAIT_S = 2.0
+
+
+def retention_s(environ: Mapping[str, str] = os.environ) -> float:
+    """``RAY_QUEUE_RETENTION_S``: seconds a finished workload is remembered (default an
+    hour); refused unless a positive finite number: a typo must neither forget everything
+    at once nor keep everything for ever."""
+    raw = environ.get(RETENTION_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_RETENTION_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(
+            f"{RETENTION_ENV}={raw!r}: give how long finished workloads are remembered, "
+            f"in seconds (> 0; default {DEFAULT_RETENTION_S:.0f})"
+        )
+    return seconds
 
 
 def state_dir() -> Path:
@@ -158,7 +183,12 @@ class QueueManager:
         self._desk = PlacementDesk(self._adapter, wake=self._placements_answered)
         registry = CollectorRegistry()
         self._metrics_snapshot = MetricsSnapshot()
-        self._metrics = QueueMetrics(registry, lambda: self._metrics_snapshot)
+        self._metrics = QueueMetrics(registry, self._gauges_at_scrape)
+        try:
+            self._retention_s = retention_s()
+        except ValueError as e:  # the CLI refuses it; an actor must still come up
+            logger.error("ignoring the retention setting", extra={"error": str(e)})
+            self._retention_s = DEFAULT_RETENTION_S
         # on_cycle is first called after recover() returns (recovery itself only
         # reconciles Ray), so self._core is always set when it runs.
         self._core = ManagerCore.recover(
@@ -229,6 +259,27 @@ class QueueManager:
             self._grpc_tried = True
             self._grpc = self._start_grpc()
 
+    def _gauges_at_scrape(self) -> MetricsSnapshot:
+        """From the metrics server's thread: gauges computed on the loop now, so that a
+        scrape agrees with a status read just before it; the last second's if the loop
+        does not answer in ``SCRAPE_WAIT_S`` (their timestamp gauge says how old)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return self._metrics_snapshot
+
+        async def compute() -> MetricsSnapshot:
+            self._metrics_snapshot = self._core.metrics_snapshot()
+            return self._metrics_snapshot
+
+        future = asyncio.run_coroutine_threadsafe(compute(), loop)
+        try:
+            return future.result(SCRAPE_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+        except Exception:
+            logger.exception("computing the gauges failed; serving the last ones")
+        return self._metrics_snapshot
+
     def _observe_cycle(self, duration_s: float, decisions: list[Decision]) -> None:
         if self._core.cut_short:
             self._metrics.observe_cut_short()
@@ -266,7 +317,7 @@ class QueueManager:
                         self._ray_reads = loop.create_task(self._slow_tick())
                     self._core.audit_placement_groups(limit=PG_AUDIT_PER_TICK)
                 if n % (slow_every * 60) == 0:
-                    self._core.forget_finished(older_than_s=RETENTION_S)
+                    self._core.forget_finished(older_than_s=self._retention_s)
             except Exception:
                 logger.exception("manager background tick failed; continuing")
             n += 1

@@ -637,7 +637,7 @@ class ManagerCore:
             if why is not None and status.admission is not None:
                 key = (status.admission.cluster_queue, why.reason.value)
                 unplaced[key] = unplaced.get(key, 0) + 1
-        snapshot = snapshot_of(self._engine)
+        snapshot = snapshot_of(self._engine, self._clock.now())
         return dataclasses.replace(
             snapshot,
             unplaced=unplaced,

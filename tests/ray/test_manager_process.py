@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -57,19 +58,22 @@ print([repr(a) for a in list_actors(detail=True)])
 """
 
 
-def _nominal_cpus(port: int) -> float | None:
+def _sample(port: int, prefix: str, label: str = "") -> float | None:
+    """The value of the first series of /metrics that starts with ``prefix`` and has
+    ``label``."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return None
     for line in text.splitlines():
-        if (
-            line.startswith("ray_queue_cluster_queue_nominal_quota{")
-            and 'cluster_queue="main"' in line
-        ):
+        if line.startswith(prefix) and label in line:
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def _nominal_cpus(port: int) -> float | None:
+    return _sample(port, "ray_queue_cluster_queue_nominal_quota{", 'cluster_queue="main"')
 
 
 def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -> None:
@@ -107,6 +111,12 @@ def test_manager_process_serves_applies_and_follows_its_config(tmp_path: Path) -
             env={**os.environ, "RAY_QUEUE_TOKENS": f"tokens: [{{token: {TOKEN}, role: admin}}]"},
         )
         assert wait_for(lambda: _nominal_cpus(metrics_port) == 2, timeout_s=120)
+        # Gauges are computed when scraped, not up to a second before: a scrape agrees
+        # with a status read just before it.
+        for _ in range(3):
+            asked = time.time()
+            computed = _sample(metrics_port, "ray_queue_gauges_computed_timestamp_seconds ")
+            assert computed is not None and computed >= asked
 
         # The gRPC API comes up and is published (a moment after the metrics may answer):
         # the CLI finds it through Ray.
