@@ -316,6 +316,8 @@ class ManagerCore:
         for workload in held:
             self._teardown(before[workload])
         self._commit(live, [])
+        # After the commit: its events about these cancellations would start a new log.
+        self._owner_events.forget(owner)
         if live:
             logger.info(
                 "owner gone: its workloads cancelled",
@@ -656,8 +658,10 @@ class ManagerCore:
         return self._capacity.nodes
 
     def owners(self) -> set[str]:
-        """Owners with live workloads (the ones owner-death tracking must watch)."""
-        return {owner for owner, owned in self._owned.items() if owned}
+        """Owners with live workloads or an event log: the ones owner-death tracking must
+        watch (``cancel_owner`` forgets both once the owner is dead)."""
+        live = {owner for owner, owned in self._owned.items() if owned}
+        return live | self._owner_events.owners()
 
     def unplaced_placement_groups(self) -> dict[WorkloadId, str]:
         """Admitted placement groups not yet known to be ready, by workload."""

@@ -105,6 +105,16 @@ class OwnerEvents:
         )
         self._events.setdefault(owner, deque(maxlen=_EVENTS_PER_OWNER)).append(event)
 
+    def owners(self) -> set[str]:
+        """Owners with an event log: each may still poll, until it is known dead."""
+        return set(self._events)
+
+    def forget(self, owner: str) -> None:
+        """Drop a dead owner's log: nobody polls it again, and a manager serving drivers
+        for weeks would otherwise keep every one it ever served (up to
+        ``_EVENTS_PER_OWNER`` events each)."""
+        self._events.pop(owner, None)
+
     def publish_leases(self, states: dict[LeaseKey, bool]) -> bool:
         """Tell owners whose tasks may now hand over, or no longer may; whether any did.
         ``states``: the engine's ``lease_states()``."""

@@ -162,6 +162,19 @@ def test_owner_death_frees_quota_and_admits_the_next() -> None:
     assert state(core, "next") is WorkloadState.ADMITTED
     assert W("d1") not in actions.pgs and W("d2") not in actions.pgs
     assert core.owners() == {"alive"}
+    assert core.events("dead", after_seq=0, epoch=core.epoch).events == ()
+
+
+def test_a_dead_owner_is_forgotten_even_when_all_its_work_had_ended() -> None:
+    core, _ = new_core()
+    core.submit_many([req("t1", kind=WorkloadKind.TASK, owner="gone")])
+    core.report(finished=[(W("t1"), False, "")])
+    assert core.events("gone", after_seq=0, epoch=core.epoch).events
+    # Nothing of it is live, but its event log is kept for it: it is still watched.
+    assert core.owners() == {"gone"}
+    assert core.cancel_owner("gone") == 0
+    assert core.owners() == set()
+    assert core.events("gone", after_seq=0, epoch=core.epoch).events == ()
 
 
 def test_tasks_need_no_placement_group_and_finish_by_report() -> None:
