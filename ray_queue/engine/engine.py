@@ -738,9 +738,13 @@ class Engine(EngineState):
         for record in restored:
             engine._adopt(record)
         engine._rebuild_queue_usage(statuses)
+        strict = {
+            name: cq.queueing_strategy is QueueingStrategy.STRICT_FIFO
+            for name, cq in config.cluster_queues.items()
+        }
         for status in statuses:
             if status.set_aside and status.state is S.PENDING:
-                cq = engine._config.cluster_queues[status.cluster_queue]
-                strict = cq.queueing_strategy is QueueingStrategy.STRICT_FIFO
-                engine._pending[cq.name].block(status.spec.id, status.message, whole_queue=strict)
+                engine._pending[status.cluster_queue].block(
+                    status.spec.id, status.message, whole_queue=strict[status.cluster_queue]
+                )
         return engine

@@ -109,7 +109,7 @@ class BundleGroup:
 
 def shape_of(bundle_groups: Sequence[BundleGroup], min_count: int | None) -> Hashable:
     """What makes two workloads ask for exactly the same quota."""
-    groups = tuple((tuple(sorted(g.resources.items())), g.count) for g in bundle_groups)
+    groups = tuple([(tuple(sorted(g.resources.items())), g.count) for g in bundle_groups])
     return (groups, min_count)
 
 

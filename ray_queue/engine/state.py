@@ -234,7 +234,7 @@ class EngineState:
 
     def _enqueue(self, record: Record) -> None:
         spec = record.spec
-        bucket = bucket_key(spec, record.priority)
+        bucket = bucket_key(spec, record.priority, record.lease_key)
         key = order_key(record.priority, spec.created_at, spec.id)
         self._pending[record.cluster_queue].push(spec.id, bucket, key, spec.owner)
         self._dirty.add(record.cluster_queue)
