@@ -22,7 +22,7 @@ from ray_queue.store.codec import (
     dumps_config,
     dumps_status,
     loads_config,
-    loads_status,
+    loads_statuses,
 )
 
 _SCHEMA = """
@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS workloads (
     payload TEXT
 );
 """
+
+
+#: Rows decoded at once on load: ~1 MB of JSON text.
+_CHUNK_ROWS = 1000
 
 
 def _first(row: tuple[int, WorkloadStatus]) -> int:
@@ -71,11 +75,12 @@ class SQLiteStore:
         # Submission order (seq of first write) keeps restore deterministic. Sorted here:
         # SQLite's ORDER BY on the unindexed seq sorts whole rows in a temporary b-tree,
         # 0.8 s of a restart at 100,000 workloads, and an index would cost every write.
-        # Decoded row by row, so the JSON text of every row is never held at once.
-        decoded = [
-            (seq, loads_status(status))
-            for seq, status in self._db.execute("SELECT seq, status FROM workloads")
-        ]
+        # Decoded in chunks, so the JSON text of every row is never held at once.
+        decoded: list[tuple[int, WorkloadStatus]] = []
+        rows = self._db.execute("SELECT seq, status FROM workloads")
+        while chunk := rows.fetchmany(_CHUNK_ROWS):
+            statuses = loads_statuses([status for _, status in chunk])
+            decoded.extend(zip([seq for seq, _ in chunk], statuses, strict=True))
         decoded.sort(key=_first)
         payloads: dict[WorkloadId, Payload] = {
             WorkloadId(workload): json.loads(payload)

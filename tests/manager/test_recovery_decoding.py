@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ray_queue.engine.model import WorkloadId, WorkloadKind, WorkloadState, WorkloadStatus
-from ray_queue.store.codec import CodecError, dumps_status, loads_status
+from ray_queue.store import sqlite
+from ray_queue.store.codec import CodecError, dumps_status, loads_status, loads_statuses
 from ray_queue.store.sqlite import SQLiteStore
 from tests.manager.test_core import new_core, req
 
@@ -49,8 +52,11 @@ def _varied(tmp_path: Path) -> dict[WorkloadId, WorkloadStatus]:
     return written
 
 
-def test_recovering_from_the_store_gives_back_what_was_written(tmp_path: Path) -> None:
+def test_recovering_from_the_store_gives_back_what_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     written = _varied(tmp_path)
+    monkeypatch.setattr(sqlite, "_CHUNK_ROWS", 3)  # several chunks, the last one short
     loaded = SQLiteStore(tmp_path).load().workloads
     assert {s.spec.id: s for s in loaded} == written
     first, _ = new_core(SQLiteStore(tmp_path))
@@ -91,6 +97,16 @@ def test_a_wrongly_typed_field_is_still_a_codec_error_not_a_wrong_value() -> Non
         except CodecError:
             continue
         raise AssertionError(f"{bad} decoded without a CodecError")
+
+
+def test_rows_parsed_together_fail_as_rows_parsed_alone() -> None:
+    text = dumps_status(_one())
+    assert loads_statuses([text, text]) == [loads_status(text)] * 2
+    # A truncated row, a row of two objects, and two broken rows that complete each
+    # other (no status: the decoder refuses them) all fail as one row alone would.
+    for rows in ([text, text[:-1]], ["{}, {}", text], ['{"spec":[{}', "{}]},{}"]):
+        with pytest.raises(ValueError):
+            loads_statuses(rows)
 
 
 def _one() -> WorkloadStatus:
