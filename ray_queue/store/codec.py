@@ -209,19 +209,45 @@ def _compiled(tp: type, fields: list[tuple[str, Any]], general: Decoder) -> Deco
     then builds what ``general`` builds; anything else (a missing field, a wrong type)
     goes to ``general``, which gives the defaults or the ``CodecError`` as before.
     """
-    namespace: dict[str, Any] = {"build": tp, "general": general}
-    args = ", ".join(_inline(hint, f"data[{name!r}]", namespace) for name, hint in fields)
+    namespace: dict[str, Any] = {"build": tp, "general": general, "new": object.__new__}
+    exprs = [_inline(hint, f"data[{name!r}]", namespace) for name, hint in fields]
+    if _plain_slots(tp):
+        # Its __init__ would only set each slot, through object.__setattr__ (frozen): its
+        # slots' own setters do the same in half the time.
+        for name, _ in fields:
+            namespace[f"set_{name}"] = tp.__dict__[name].__set__
+        body = "".join(
+            f"            set_{name}(made, {expr})\n"
+            for (name, _), expr in zip(fields, exprs, strict=True)
+        )
+        build = f"            made = new(build)\n{body}            return made\n"
+    else:
+        build = f"            return build({', '.join(exprs)})\n"
     source = (
         "def fast(data):\n"
         "    if type(data) is dict:\n"
         "        try:\n"
-        f"            return build({args})\n"
+        f"{build}"
         "        except Exception:\n"
         "            pass\n"
         "    return general(data)\n"
     )
     exec(compile(source, f"<decoder of {tp.__qualname__}>", "exec"), namespace)
     return typing.cast(Decoder, namespace["fast"])
+
+
+def _plain_slots(tp: type) -> bool:
+    """Whether ``tp``'s constructor does nothing but set each field's slot (no
+    ``__post_init__``, no field left out of ``__init__``, its own generated ``__init__``)."""
+    fields = dataclasses.fields(tp)
+    # dataclasses compiles the __init__ it writes from text: a hand-written one has a file.
+    init = getattr(tp.__dict__.get("__init__"), "__code__", None)
+    return (
+        not hasattr(tp, "__post_init__")
+        and getattr(init, "co_filename", "") == "<string>"
+        and all(f.init for f in fields)
+        and all(isinstance(tp.__dict__.get(f.name), types.MemberDescriptorType) for f in fields)
+    )
 
 
 def _inline(tp: Any, expr: str, namespace: dict[str, Any]) -> str:
