@@ -125,6 +125,7 @@ class ManagerCore:
             statuses_of=lambda owner: self.workloads(owner=owner),
             placement_group_of=lambda workload: self._pgs.get(workload),
             admitted_shape=self._admitted_shape,
+            clock=clock.now,
         )
         self._owned: dict[str, set[WorkloadId]] = {}
         self._pgs: dict[WorkloadId, str] = {}

@@ -3,9 +3,10 @@
 Owners (drivers, jobs) long-poll the manager for what they must react to: launch what was
 admitted, stop what was preempted, give up what failed, hand a finished task's quota to
 the next one while its lease is open. Every event gets the next sequence number of the
-manager's life (its epoch); each owner's log keeps the latest ``_EVENTS_PER_OWNER``. An
-owner that asks with another epoch (the manager restarted), or from a seq the log no
-longer holds, gets a snapshot of where its workloads stand instead of a delta. Kept apart
+manager's life (its epoch); each owner's log keeps the latest ``_EVENTS_PER_OWNER``, and
+drops events a poll has gone past once they are ``_KEEP_POLLED_S`` old. An owner that asks
+with another epoch (the manager restarted), or from a seq the log no longer holds, gets a
+snapshot of where its workloads stand instead of a delta. Kept apart
 from ``ManagerCore`` so the pipeline reads as schedule → persist → act → tell; the
 manager state an event carries (placement group ids, bundles) is looked up through the
 callables it is built with.
@@ -13,9 +14,11 @@ callables it is built with.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from ray_queue.engine.model import (
     Decision,
@@ -30,6 +33,33 @@ from ray_queue.wire import ClientEvent, EventBatch, EventKind
 
 #: Events kept per owner; a client that falls further behind gets a resync snapshot.
 _EVENTS_PER_OWNER = 50_000
+#: How long an event is kept after a poll went past it. Every process of an owner (a
+#: driver, its captured workers) long-polls without pause, so one still behind after this
+#: is lost anyway; without it a driver that runs for days keeps its whole log (~0.7 KB an
+#: event, up to the cap: 35 MB).
+_KEEP_POLLED_S = 60.0
+
+
+@dataclass
+class _Log:
+    """One owner's events, oldest first, each with when it was emitted."""
+
+    events: deque[tuple[float, ClientEvent]] = field(
+        default_factory=lambda: deque(maxlen=_EVENTS_PER_OWNER)
+    )
+    #: The highest seq dropped from it: a poll from before it missed something.
+    floor: int = 0
+
+    def append(self, at: float, event: ClientEvent) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.floor = self.events[0][1].seq
+        self.events.append((at, event))
+
+    def drop_polled(self, after_seq: int, before: float) -> None:
+        """Drop the events up to ``after_seq`` emitted before ``before``."""
+        events = self.events
+        while events and events[0][1].seq <= after_seq and events[0][0] < before:
+            self.floor = events.popleft()[1].seq
 
 #: What an admitted workload's owner is told of where it runs: the admitted flavors'
 #: node labels, and the admitted bundles in Ray units.
@@ -45,17 +75,20 @@ class OwnerEvents:
         statuses_of: Callable[[str], Iterable[WorkloadStatus]],
         placement_group_of: Callable[[WorkloadId], str | None],
         admitted_shape: Callable[[WorkloadStatus], AdmittedShape],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``statuses_of(owner)``: the owner's workloads, for a snapshot.
         ``placement_group_of(workload)``: the hex id of the group the manager holds for it.
-        ``admitted_shape(status)``: labels and bundles of an admitted status."""
+        ``admitted_shape(status)``: labels and bundles of an admitted status.
+        ``clock``: seconds, for how long polled events are kept."""
         self._statuses_of = statuses_of
         self._placement_group_of = placement_group_of
         self._admitted_shape = admitted_shape
+        self._clock = clock
         #: Changes whenever the manager restarts; a client seeing a new epoch resyncs.
         self.epoch = uuid.uuid4().hex[:12]
         self._seq = 0
-        self._events: dict[str, deque[ClientEvent]] = {}
+        self._logs: dict[str, _Log] = {}
         #: Lease states last told to owners (``publish_leases``).
         self._leases: dict[LeaseKey, bool] = {}
 
@@ -103,17 +136,17 @@ class OwnerEvents:
             placement_group_id=self._placement_group_of(status.spec.id),
             bundles=bundles,
         )
-        self._events.setdefault(owner, deque(maxlen=_EVENTS_PER_OWNER)).append(event)
+        self._logs.setdefault(owner, _Log()).append(self._clock(), event)
 
     def owners(self) -> set[str]:
         """Owners with an event log: each may still poll, until it is known dead."""
-        return set(self._events)
+        return set(self._logs)
 
     def forget(self, owner: str) -> None:
         """Drop a dead owner's log: nobody polls it again, and a manager serving drivers
         for weeks would otherwise keep every one it ever served (up to
         ``_EVENTS_PER_OWNER`` events each)."""
-        self._events.pop(owner, None)
+        self._logs.pop(owner, None)
 
     def publish_leases(self, states: dict[LeaseKey, bool]) -> bool:
         """Tell owners whose tasks may now hand over, or no longer may; whether any did.
@@ -128,17 +161,20 @@ class OwnerEvents:
 
     def _emit_lease(self, key: LeaseKey, open_: bool) -> None:
         self._seq += 1
-        self._events.setdefault(key[0], deque(maxlen=_EVENTS_PER_OWNER)).append(
-            _lease_event(self._seq, key, open_)
+        self._logs.setdefault(key[0], _Log()).append(
+            self._clock(), _lease_event(self._seq, key, open_)
         )
 
     def batch(self, owner: str, *, after_seq: int, epoch: str | None) -> EventBatch:
         """Events for ``owner`` after ``after_seq``; a snapshot if the client is lost."""
-        queue = self._events.get(owner, deque())
-        dropped = bool(queue) and queue[0].seq > after_seq + 1 and after_seq > 0
-        if epoch != self.epoch or dropped or after_seq > self._seq:
+        log = self._logs.get(owner)
+        missed = log is not None and 0 < after_seq < log.floor
+        if epoch != self.epoch or missed or after_seq > self._seq:
             return EventBatch(self.epoch, self._seq, self._snapshot(owner), resync=True)
-        events = tuple(e for e in queue if e.seq > after_seq)
+        if log is None:
+            return EventBatch(self.epoch, self._seq, ())
+        events = tuple(e for _, e in log.events if e.seq > after_seq)
+        log.drop_polled(after_seq, self._clock() - _KEEP_POLLED_S)
         return EventBatch(self.epoch, self._seq, events)
 
     def _snapshot(self, owner: str) -> tuple[ClientEvent, ...]:

@@ -177,6 +177,32 @@ def test_a_dead_owner_is_forgotten_even_when_all_its_work_had_ended() -> None:
     assert core.events("gone", after_seq=0, epoch=core.epoch).events == ()
 
 
+def test_events_a_poll_went_past_are_dropped_after_a_minute_and_a_laggard_resyncs() -> None:
+    clock = ManualClock(100.0)
+    core = ManagerCore.recover(
+        MemoryStore(), RecordingActions(), clock, default_config=lambda: teams_config()
+    )
+    core.submit_many([req("w1", owner="d")])
+    first = core.events("d", after_seq=0, epoch=core.epoch)
+    assert [e.workload for e in first.events] == ["w1"] and not first.resync
+    # A second process of the same owner, one poll behind the first, within the minute:
+    # still a delta.
+    core.submit_many([req("w2", owner="d")])
+    fast = core.events("d", after_seq=first.seq, epoch=core.epoch)
+    assert [e.workload for e in fast.events] == ["w2"] and not fast.resync
+    slow = core.events("d", after_seq=first.seq - 1, epoch=core.epoch)
+    assert not slow.resync
+    # A minute on, the next poll drops what polls went past; a process left behind that
+    # far gets where its workloads stand instead of a delta with a hole in it.
+    clock.advance(61)
+    core.submit_many([req("w3", owner="d")])
+    assert [e.workload for e in core.events("d", after_seq=fast.seq, epoch=core.epoch).events] == [
+        "w3"
+    ]
+    behind = core.events("d", after_seq=first.seq, epoch=core.epoch)
+    assert behind.resync and {e.workload for e in behind.events} == {"w1", "w2", "w3"}
+
+
 def test_tasks_need_no_placement_group_and_finish_by_report() -> None:
     core, actions = new_core()
     core.submit_many([req("t1", gpu=2, kind=WorkloadKind.TASK)])
