@@ -279,6 +279,12 @@ def _inline(tp: Any, expr: str, namespace: dict[str, Any]) -> str:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         namespace[f"item{n}"] = decoder(args[0])
         return f"tuple(map(item{n}, {expr}))"
+    if origin in (dict, Mapping) and all(a in (int, str, bool, float) for a in args):
+        # Resources and checks: a comprehension of [key, value] pairs, as decoder() builds.
+        namespace[f"k{n}"] = namespace[f"x{n}"] = None  # reserves the names
+        key = _inline(args[0], f"k{n}", namespace)
+        value = _inline(args[1], f"x{n}", namespace)
+        return f"{{{key}: {value} for k{n}, x{n} in {expr}}}"
     namespace[f"dec{n}"] = decoder(tp)
     return f"dec{n}({expr})"
 

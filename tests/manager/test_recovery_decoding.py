@@ -90,6 +90,7 @@ def test_a_wrongly_typed_field_is_still_a_codec_error_not_a_wrong_value() -> Non
         ('"placed":false', '"placed":0'),
         ('"state":"ADMITTED"', '"state":"admitted"'),
         ('"count":2', '"count":2.5'),
+        ('[["GPU",1000]]', '[["GPU","1000"]]'),
     ]:
         assert good in text, good
         try:
