@@ -306,6 +306,8 @@ class EngineState:
         fair_shared = {
             name for name, cq in self._config.cluster_queues.items() if cq.usage_based_fair_sharing
         }
+        if not fair_shared:
+            return  # nothing to replay: not worth a pass over every history
         for at, queue, admission in recorded_charges(statuses, fair_shared):
             self._charge_queue(queue, admission, at)
 
