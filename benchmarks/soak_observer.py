@@ -169,6 +169,8 @@ class Observer:
         self.seconds: dict[str, float] = collections.defaultdict(float)
         self.manager_pid: int | None = None
         self.jobs = JobSubmissionClient(args.dashboard) if args.dashboard else None
+        #: The node each Ray job run's driver is on (``ray_jobs``).
+        self.run_nodes: dict[str, str | None] = {}
         self.last_rss_at = 0.0
         self.rounds = 0
 
@@ -226,13 +228,20 @@ class Observer:
         return out
 
     def ray_jobs(self) -> dict[str, JobStatus]:
-        """The manager's Ray job runs: submission id -> status."""
+        """The manager's Ray job runs: submission id -> status (and, in ``run_nodes``,
+        the node each run's driver is on)."""
         assert self.jobs is not None
-        return {
-            j.submission_id: j.status
+        runs = {
+            j.submission_id: j
             for j in self.jobs.list_jobs()
             if j.submission_id and j.submission_id.startswith(JOB_PREFIX)
         }
+        self.run_nodes.update((i, j.driver_node_id) for i, j in runs.items())
+        return {i: j.status for i, j in runs.items()}
+
+    def dead_nodes(self) -> set[str]:
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]  # unannotated in Ray
+        return {n["NodeID"] for n in nodes if not n["Alive"]}
 
     def autoscaled_nodes(self) -> list[str]:
         """Live Ray nodes of the autoscaled group (by its label)."""
@@ -358,15 +367,23 @@ class Observer:
         self,
         live: list[WorkloadStatus],
         runs: dict[str, JobStatus],
+        dead: set[str],
         now: float,
         seen: set[tuple[str, str]],
     ) -> None:
+        """Job runs against workloads; ``dead``: the nodes Ray says are dead."""
         admitted = {s.spec.id for s in live if s.state.holds_quota}
         going: dict[str, list[str]] = collections.defaultdict(list)
         for submission_id, status in runs.items():
             workload = job_workload(submission_id)
-            if workload is not None and status in JOB_GOING:
-                going[workload].append(submission_id)
+            if workload is None or status not in JOB_GOING:
+                continue
+            if self.run_nodes.get(submission_id) in dead:
+                # Its node died (a raylet kill) and the run with it; Ray's job API lists it
+                # going until its job manager hears of the death, seconds later.
+                self.counts["job_runs_listed_going_on_dead_nodes"] += 1
+                continue
+            going[workload].append(submission_id)
         for workload, ids in going.items():
             if len(ids) > 1:
                 self.suspect("job_running_twice", workload, {"runs": sorted(ids)}, now, seen)
@@ -583,7 +600,7 @@ class Observer:
             started = time.monotonic()
             try:
                 runs = self.ray_jobs()
-                self.check_jobs(live, runs, now, seen)
+                self.check_jobs(live, runs, self.dead_nodes(), now, seen)
                 self.check_nodes(now, seen)
                 self.counts["job_checks"] += 1
             except Exception as e:  # the job server busy: next time

@@ -1,5 +1,6 @@
-"""The soak observer's metrics check: a scrape is compared with the gRPC status only as of
-when its gauges were computed, and a real disagreement is still reported."""
+"""The soak observer's checks that depend on timing: a scrape is compared with the gRPC
+status only as of when its gauges were computed, a Ray job run on a dead node is not
+going, and a real disagreement or a run that goes on is still reported."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from ray.job_submission import JobStatus
 
 from benchmarks.soak_observer import GAUGES_COMPUTED_AT, MetricMap, Observer
 from ray_queue.engine.model import ClusterQueueStatus
@@ -61,3 +63,20 @@ def test_a_queue_that_moved_during_the_scrape_is_inconclusive(tmp_path: Path) ->
         observer.check_metrics([_cq(0)], _scrape(1, now), [_cq(1)], now - 0.5, now, set())
     assert not observer.reported
     assert observer.counts["metric_comparisons_inconclusive"] == 2
+
+
+def test_a_job_run_listed_going_on_a_dead_node_has_not_outlived_its_workload(
+    tmp_path: Path,
+) -> None:
+    # The workload was cancelled (no live status); Ray still lists its run RUNNING.
+    observer = _observer(tmp_path)
+    observer.run_nodes["rq-team-a~j-1"] = "node-killed"
+    runs = {"rq-team-a~j-1": JobStatus.RUNNING}
+    for now in (100.0, 130.0):
+        observer.check_jobs([], runs, {"node-killed"}, now, set())
+    assert not observer.reported
+    assert observer.counts["job_runs_listed_going_on_dead_nodes"] == 2
+    # The same run on a node that lives goes on using it: past the grace, a violation.
+    for now in (200.0, 230.0):
+        observer.check_jobs([], runs, set(), now, set())
+    assert observer.reported == {("job_outlives_workload", "team-a/j")}
