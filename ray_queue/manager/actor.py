@@ -119,6 +119,16 @@ def retention_s(environ: Mapping[str, str] = os.environ) -> float:
     return seconds
 
 
+def _retention_or_default() -> float:
+    """The actor's retention: a bad setting is logged and the default kept (the manager
+    process refuses it before starting; an actor must still come up)."""
+    try:
+        return retention_s()
+    except ValueError as e:
+        logger.error("ignoring the retention setting", extra={"error": str(e)})
+        return DEFAULT_RETENTION_S
+
+
 def state_dir() -> Path:
     configured = os.environ.get(STATE_DIR_ENV)
     if configured:
@@ -184,11 +194,7 @@ class QueueManager:
         registry = CollectorRegistry()
         self._metrics_snapshot = MetricsSnapshot()
         self._metrics = QueueMetrics(registry, self._gauges_at_scrape)
-        try:
-            self._retention_s = retention_s()
-        except ValueError as e:  # the CLI refuses it; an actor must still come up
-            logger.error("ignoring the retention setting", extra={"error": str(e)})
-            self._retention_s = DEFAULT_RETENTION_S
+        self._retention_s = _retention_or_default()
         # on_cycle is first called after recover() returns (recovery itself only
         # reconciles Ray), so self._core is always set when it runs.
         self._core = ManagerCore.recover(

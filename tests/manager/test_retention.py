@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from ray_queue.manager.__main__ import main
-from ray_queue.manager.actor import DEFAULT_RETENTION_S, retention_s
+from ray_queue.manager.actor import DEFAULT_RETENTION_S, _retention_or_default, retention_s
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,3 +32,12 @@ def test_the_manager_process_refuses_a_bad_retention_before_starting(
     monkeypatch.setenv("RAY_QUEUE_RETENTION_S", "ten minutes")
     assert main(["--address", "127.0.0.1:1"]) == 2
     assert "RAY_QUEUE_RETENTION_S='ten minutes'" in capsys.readouterr().err
+
+
+def test_the_actor_keeps_the_default_and_says_why_when_the_setting_is_bad(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("RAY_QUEUE_RETENTION_S", "-1")
+    with caplog.at_level(logging.ERROR, logger="ray_queue.manager.actor"):
+        assert _retention_or_default() == DEFAULT_RETENTION_S
+    assert "RAY_QUEUE_RETENTION_S='-1'" in caplog.records[0].error  # type: ignore[attr-defined]
