@@ -8,6 +8,7 @@ place from the same records, and so the engine module stays about decisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 
 from ray_queue.engine.config import ProvisioningMode, QueueConfig
 from ray_queue.engine.fair_share import dominant_resource_share
@@ -69,14 +70,10 @@ def restored_records(statuses: Sequence[WorkloadStatus]) -> tuple[list[Record], 
         records.append(record)
         if status.state.holds_quota:
             holding.append((admitted_at(status), status.spec.id, record))
-    holding.sort(key=_first_two)
+    holding.sort(key=itemgetter(0, 1))
     for seq, (_, _, record) in enumerate(holding, start=1):
         record.admitted_seq = seq
     return records, len(holding)
-
-
-def _first_two(item: tuple[float, str, Record]) -> tuple[float, str]:
-    return item[0], item[1]
 
 
 def record_from_status(status: WorkloadStatus, admitted_seq: int) -> Record:
