@@ -560,14 +560,11 @@ class ManagerCore:
         return self._owner_events.epoch
 
     def status(self) -> ManagerStatus:
-        states: dict[str, int] = {}
-        for status in self._engine.workloads():
-            states[status.state.value] = states.get(status.state.value, 0) + 1
         cluster_queues = tuple(self._engine.cluster_queue_status())
         return ManagerStatus(
             cluster_queues=cluster_queues,
             cohorts=tuple(self._engine.cohort_status()),
-            states=states,
+            states=self._engine.state_counts(),
             preemptions=self.preemptions,
             admissions=self.admissions,
             epoch=self.epoch,

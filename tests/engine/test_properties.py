@@ -11,6 +11,7 @@ file runs in well under a minute on two slow cores.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -352,7 +353,10 @@ class TreeModel:
 
 def check_invariants(run: Run, model: TreeModel) -> None:
     engine, config = run.engine, run.config
-    holders = [s for s in engine.workloads() if s.state.holds_quota]
+    statuses = engine.workloads()
+    # status()'s counts come from the records alone: they must agree with the statuses.
+    assert engine.state_counts() == Counter(s.state.value for s in statuses)
+    holders = [s for s in statuses if s.state.holds_quota]
     cq_usage: dict[str, dict[FR, int]] = {}
     for status in holders:
         admission = status.admission
