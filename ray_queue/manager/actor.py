@@ -162,6 +162,21 @@ def serve_metrics(
     return server
 
 
+def _call_self_soon() -> None:
+    """Queue a ping to this actor, to run as soon as ``__init__`` returns. The loop, the
+    background tick and the gRPC server start with the first call; after a restart that
+    was whenever a driver next called (the head's sidecar pings every 2 s), and until
+    then gRPC clients found nothing serving."""
+    # Outside an actor (a test's own instance) the first call starts it; and asking Ray
+    # for the runtime context when not connected would start a Ray of its own.
+    if not ray.is_initialized():
+        return
+    try:
+        ray.get_runtime_context().current_actor.ping.remote()
+    except RuntimeError:  # connected, but as a driver
+        logger.debug("not in an actor; the loop starts with the first call")
+
+
 class QueueManager:
     """The actor class (wrapped with ``ray.remote`` by ``start_manager``)."""
 
@@ -222,6 +237,7 @@ class QueueManager:
         self._holdings_read_at = float("-inf")
         self._placement_timer: asyncio.TimerHandle | None = None
         logger.info("queue manager up", extra={"pid": os.getpid(), "store": str(self._store.path)})
+        _call_self_soon()
 
     # -- plumbing ---------------------------------------------------------------------------
 

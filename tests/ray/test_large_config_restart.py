@@ -1,9 +1,13 @@
-"""A manager started with a large config comes back after kill -9.
+"""The manager comes back after kill -9: with a large config, and serving gRPC by itself.
 
 ``start_manager`` hands the config to the actor's constructor. Pickled, a config of 1,000
 ClusterQueues is ~213 KB, over the 100 KiB Ray carries inline in the creation task, so
 Ray put it in the object store, freed it once the actor was created, and could not
 restart the actor after a kill -9 (ray#53727): the manager stayed dead.
+
+The loop, and the gRPC server with it, start with the actor's first call. After a restart
+that waited for some driver to call; gRPC clients (the CLI, the autoscaler) found nothing
+serving until then.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from ray.cluster_utils import Cluster
 
 from benchmarks.manager_scale import config_yaml
 from ray_queue.engine.config_loader import load_config
+from ray_queue.engine.errors import RayQueueError
+from ray_queue.grpc.client import QueueClient
 from ray_queue.manager.actor import start_manager
-from tests.ray.harness import connected_cluster, wait_for
+from tests.ray.harness import connected_cluster, free_port, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -55,5 +61,43 @@ def test_manager_with_1000_cluster_queues_restarts_after_kill_9(
         wait_for(lambda: _new_epoch(actor, old_epoch), 180, 0.5)
         restored = ray.get(actor.get_config.remote(), timeout=60)
         assert len(restored.cluster_queues) == CLUSTER_QUEUES
+    finally:
+        ray.kill(actor, no_restart=True)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts: its sockets are closed)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _serving(client: QueueClient) -> bool:
+    try:
+        return client.health() == "SERVING"
+    except RayQueueError:
+        return False
+
+
+def test_grpc_serves_again_after_kill_9_with_no_call_to_the_actor(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    port = free_port()
+    actor = start_manager(
+        state_path=str(tmp_path / "state"),
+        env={"RAY_QUEUE_GRPC_PORT": str(port), "RAY_QUEUE_METRICS_PORT": "off"},
+    )
+    try:
+        pid = ray.get(actor.pid.remote(), timeout=120)
+        with QueueClient(f"127.0.0.1:{port}", timeout_s=5) as client:
+            wait_for(lambda: _serving(client), 60, 0.2)
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: _gone(pid), 30, 0.1)
+            # From here on nothing calls the actor: whatever serves is the new process,
+            # started by itself.
+            wait_for(lambda: _serving(client), 120, 0.2)
+            assert client.cluster_queues()  # the restored manager behind it, not a stub
     finally:
         ray.kill(actor, no_restart=True)
