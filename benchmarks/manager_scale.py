@@ -16,8 +16,10 @@ payload asks for one), so the figures are the manager's own. Measured:
 - the manager's RSS and CPU seconds (``/proc``), and the store's size;
 - ``--kills`` times: kill -9 of the manager's process → Ray restarts it → answering the
   actor API, serving gRPC, and reporting every pending workload restored. The restarted
-  actor also reports how long its own ``__init__`` took (store load and reconcile)
-  against how long Ray took to start its process.
+  actor also reports how long Ray took to start its process and reach ``__init__``, how
+  long ``__init__`` took and the recovery within it (store load, engine restore,
+  reconcile), how long Ray took to bring it the first call once ``__init__`` returned,
+  and how long that first call (which starts the loop and gRPC) took.
 
 The benchmark's actor subclass adds only those observation methods; everything it
 measures runs the production code.
@@ -153,6 +155,7 @@ class Bench:
 
         from ray_queue.engine.config_loader import load_config
         from ray_queue.manager.actor import MANAGER_NAME, NAMESPACE, QueueManager
+        from ray_queue.manager.core import ManagerCore
         from ray_queue.ray_adapter.cluster import on_the_head
         from ray_queue.store.codec import pack_config
 
@@ -162,7 +165,24 @@ class Bench:
 
             def __init__(self, *args: Any) -> None:
                 began, cpu = time.time(), time.thread_time()
-                super().__init__(*args)
+                self._recover_s = 0.0
+                self._first_call: tuple[float, float] | None = None
+                recover = ManagerCore.recover
+
+                def timed_recover(*a: Any, **k: Any) -> ManagerCore:
+                    t0 = time.perf_counter()
+                    try:
+                        return recover(*a, **k)
+                    finally:
+                        self._recover_s = time.perf_counter() - t0
+
+                # Observation only, and only in this process: the store load, engine
+                # restore and reconcile, apart from the rest of __init__.
+                ManagerCore.recover = timed_recover  # type: ignore[method-assign]
+                try:
+                    super().__init__(*args)
+                finally:
+                    ManagerCore.recover = recover  # type: ignore[method-assign]
                 self._init_s = time.time() - began
                 self._init_cpu_s = time.thread_time() - cpu
                 self._began = began
@@ -177,6 +197,13 @@ class Bench:
                     self._cycles.append((time.perf_counter() - t0, time.thread_time() - c0))
 
                 self._core._commit = timed  # type: ignore[method-assign]  # observation only
+
+            async def ping(self) -> str:
+                arrived = time.time()
+                epoch = await super().ping()
+                if self._first_call is None:  # the first call starts the loop and gRPC
+                    self._first_call = (arrived, time.time())
+                return epoch
 
             async def take_cycles(self) -> list[tuple[float, float]]:
                 taken, self._cycles = self._cycles, []
@@ -194,6 +221,9 @@ class Bench:
                     "init_began": self._began,
                     "init_s": self._init_s,
                     "init_cpu_s": self._init_cpu_s,
+                    "recover_s": self._recover_s,
+                    "first_call_arrived": (self._first_call or (0.0, 0.0))[0],
+                    "first_call_answered": (self._first_call or (0.0, 0.0))[1],
                 }
 
         env = {
@@ -388,6 +418,15 @@ class Bench:
             "process_to_init_s": round(startup["init_began"] - startup["process_started"], 2),
             "init_s": round(startup["init_s"], 2),
             "init_cpu_s": round(startup["init_cpu_s"], 2),
+            "recover_s": round(startup["recover_s"], 2),
+            # Ray: from __init__ returning to the first call reaching the actor.
+            "init_to_first_call_s": round(
+                startup["first_call_arrived"] - startup["init_began"] - startup["init_s"], 2
+            ),
+            "first_call_s": round(
+                startup["first_call_answered"] - startup["first_call_arrived"], 2
+            ),
+            "answering_to_all_restored_s": round(restored_s - answering, 2),
         }
 
     def run(self) -> dict[str, Any]:
