@@ -45,7 +45,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,10 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from ray.util.state import list_actors, list_placement_groups
 
 from benchmarks.soak_shape import AUTOSCALED
-from ray_queue.engine.errors import RayQueueError
+from ray_queue.engine.errors import RayQueueError, UnknownWorkloadError
 from ray_queue.engine.model import WorkloadKind, WorkloadState, WorkloadStatus
 from ray_queue.grpc.client import QueueClient
+from ray_queue.wire import job_runs, job_submission_id
 
 S = WorkloadState
 PG_PREFIX = "ray-queue:"
@@ -90,6 +91,14 @@ def job_workload(submission_id: str) -> str | None:
     if not submission_id.startswith(JOB_PREFIX):
         return None
     return submission_id[len(JOB_PREFIX) :].rpartition("-")[0].replace("~", "/")
+
+
+def current_run(status: WorkloadStatus | None) -> str | None:
+    """The Ray job run of the workload's current admission (``rq-<workload>-<n>`` for
+    its n-th); None if it holds no quota now."""
+    if status is None or not status.state.holds_quota:
+        return None
+    return job_submission_id(status.spec.id, job_runs(status))
 
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -239,6 +248,12 @@ class Observer:
         self.run_nodes.update((i, j.driver_node_id) for i, j in runs.items())
         return {i: j.status for i, j in runs.items()}
 
+    def reread(self, workload: str) -> WorkloadStatus | None:
+        try:
+            return self.client.workload(workload)
+        except UnknownWorkloadError:  # ended and forgotten
+            return None
+
     def dead_nodes(self) -> set[str]:
         nodes = ray.nodes()  # type: ignore[no-untyped-call]  # unannotated in Ray
         return {n["NodeID"] for n in nodes if not n["Alive"]}
@@ -370,9 +385,10 @@ class Observer:
         dead: set[str],
         now: float,
         seen: set[tuple[str, str]],
+        reread: Callable[[str], WorkloadStatus | None],
     ) -> None:
-        """Job runs against workloads; ``dead``: the nodes Ray says are dead."""
-        admitted = {s.spec.id for s in live if s.state.holds_quota}
+        """Job runs against workloads. ``dead``: the nodes Ray says are dead. ``reread``:
+        a workload's status read now, after ``runs`` (None if the manager has none)."""
         going: dict[str, list[str]] = collections.defaultdict(list)
         for submission_id, status in runs.items():
             workload = job_workload(submission_id)
@@ -384,14 +400,23 @@ class Observer:
                 self.counts["job_runs_listed_going_on_dead_nodes"] += 1
                 continue
             going[workload].append(submission_id)
+        statuses: dict[str, WorkloadStatus] = {s.spec.id: s for s in live}
         for workload, ids in going.items():
             if len(ids) > 1:
                 self.suspect("job_running_twice", workload, {"runs": sorted(ids)}, now, seen)
-            if workload not in admitted:
+            strays = set(ids) - {current_run(statuses.get(workload))}
+            if strays:
+                # ``live`` was read seconds before the runs: a workload admitted since then
+                # has a run that ``live`` does not explain yet. Read it again.
+                self.counts["job_workloads_reread"] += 1
+                strays -= {current_run(reread(workload))}
+            # Keyed by run: a workload preempted and admitted again and again has a new
+            # run each time, and each old one must stop within the grace period.
+            for run in sorted(strays):
                 self.suspect(
                     "job_outlives_workload",
-                    workload,
-                    {"runs": sorted(ids), "known": workload in self.known},
+                    run,
+                    {"workload": workload, "known": workload in self.known},
                     now,
                     seen,
                     grace_s=max(self.args.grace_s, JOB_STOP_GRACE_S),
@@ -600,7 +625,7 @@ class Observer:
             started = time.monotonic()
             try:
                 runs = self.ray_jobs()
-                self.check_jobs(live, runs, self.dead_nodes(), now, seen)
+                self.check_jobs(live, runs, self.dead_nodes(), now, seen, self.reread)
                 self.check_nodes(now, seen)
                 self.counts["job_checks"] += 1
             except Exception as e:  # the job server busy: next time
