@@ -53,6 +53,10 @@ class DemandSnapshot:
     gangs: tuple[GangDemand, ...]
 
 
+#: The longest wait between attempts to reach a manager that is away (a restart).
+RECONNECT_BACKOFF_MS = 1000
+
+
 class QueueClient:
     """One channel to one manager. Thread-safe (gRPC channels are)."""
 
@@ -69,6 +73,11 @@ class QueueClient:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # gRPC waits 1 s, then 1.6 times longer each time, up to 120 s, between
+            # attempts to reconnect: a client that outlived a manager restart of a few
+            # seconds found it back up to ~4 s late (more, the longer it was away).
+            ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS // 4),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
         ]
         if tls or tls_ca_path:
             root = Path(tls_ca_path).read_bytes() if tls_ca_path else None
