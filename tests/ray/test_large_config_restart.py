@@ -22,9 +22,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from benchmarks.manager_scale import config_yaml
+from benchmarks.manager_scale import config_yaml, process_gone, serving
 from ray_queue.engine.config_loader import load_config
-from ray_queue.engine.errors import RayQueueError
 from ray_queue.grpc.client import QueueClient
 from ray_queue.manager.actor import start_manager
 from tests.ray.harness import connected_cluster, free_port, wait_for
@@ -65,22 +64,6 @@ def test_manager_with_1000_cluster_queues_restarts_after_kill_9(
         ray.kill(actor, no_restart=True)
 
 
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie not yet reaped counts: its sockets are closed)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
-
-
-def _serving(client: QueueClient) -> bool:
-    try:
-        return client.health() == "SERVING"
-    except RayQueueError:
-        return False
-
-
 def test_grpc_serves_again_after_kill_9_with_no_call_to_the_actor(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -92,12 +75,12 @@ def test_grpc_serves_again_after_kill_9_with_no_call_to_the_actor(
     try:
         pid = ray.get(actor.pid.remote(), timeout=120)
         with QueueClient(f"127.0.0.1:{port}", timeout_s=5) as client:
-            wait_for(lambda: _serving(client), 60, 0.2)
+            wait_for(lambda: serving(client), 60, 0.2)
             os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: _gone(pid), 30, 0.1)
+            wait_for(lambda: process_gone(pid), 30, 0.1)
             # From here on nothing calls the actor: whatever serves is the new process,
             # started by itself.
-            wait_for(lambda: _serving(client), 120, 0.2)
+            wait_for(lambda: serving(client), 120, 0.2)
             assert client.cluster_queues()  # the restored manager behind it, not a stub
     finally:
         ray.kill(actor, no_restart=True)
