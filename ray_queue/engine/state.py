@@ -427,8 +427,8 @@ class EngineState:
         holders = (self._records[w] for w in self._holders.workloads())
         return views.demand(self._config, holders)
 
-    def forget_finished(self, *, older_than: float) -> int:
-        """Drop terminal workloads that ended before ``older_than``; returns how many."""
+    def forget_finished(self, *, older_than: float) -> list[WorkloadId]:
+        """Drop terminal workloads that ended before ``older_than``; returns them."""
         old = [
             w
             for w, r in self._records.items()
@@ -436,4 +436,4 @@ class EngineState:
         ]
         for workload in old:
             del self._records[workload]
-        return len(old)
+        return old

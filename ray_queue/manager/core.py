@@ -536,17 +536,17 @@ class ManagerCore:
             self._on_events()
 
     def forget_finished(self, *, older_than_s: float) -> int:
-        """Drop workloads that ended more than ``older_than_s`` ago (memory and store)."""
-        before = {s.spec.id for s in self._engine.workloads()}
-        dropped = self._engine.forget_finished(older_than=self._clock.now() - older_than_s)
-        if dropped:
-            gone = before - {s.spec.id for s in self._engine.workloads()}
+        """Drop workloads that ended more than ``older_than_s`` ago (memory and store);
+        returns how many. (It once compared every workload's status before and after:
+        0.7 s at 100,000 pending, right after each restart and once a minute.)"""
+        gone = set(self._engine.forget_finished(older_than=self._clock.now() - older_than_s))
+        if gone:
             for workload in gone:
                 self._payloads.pop(workload, None)
             for owned in self._owned.values():
                 owned -= gone
             self._store.write(forget=gone)
-        return dropped
+        return len(gone)
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -507,7 +507,7 @@ def test_forget_finished_drops_only_old_terminal_workloads() -> None:
     clock.advance(100)
     engine.submit(wl("recent", CPU=1, created=2))
     engine.cancel(WorkloadId("recent"))
-    assert engine.forget_finished(older_than=50) == 1
+    assert engine.forget_finished(older_than=50) == [WorkloadId("old")]
     assert sorted(s.spec.id for s in engine.workloads()) == ["recent", "running"]
     with pytest.raises(UnknownWorkloadError):
         engine.workload(WorkloadId("old"))
