@@ -195,11 +195,11 @@ class TransitionJournal:
             self._changes += 1
             self._cond.notify_all()
 
-    def forget(self, keep: set[WorkloadId]) -> None:
+    def drop(self, workloads: Iterable[WorkloadId]) -> None:
         """Drop bookkeeping for workloads the backend no longer remembers."""
         with self._cond:
-            for workload in [w for w in self._seen if w not in keep]:
-                del self._seen[workload]
+            for workload in workloads:
+                self._seen.pop(workload, None)
 
     def read(self, *, after: int, timeout_s: float) -> EventPage:
         with self._cond:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import QueueConfig
-from ray_queue.engine.model import Decision, PlacementStrategy, WorkloadId
+from ray_queue.engine.model import PlacementStrategy, WorkloadId
 from ray_queue.grpc.backend import JobsUnsupportedError
 from ray_queue.grpc.manager_backend import ManagerBackend, locked
 from ray_queue.manager.core import ManagerCore
@@ -89,7 +89,6 @@ class LocalManager(ManagerBackend):
             NoRayActions(),
             clock,
             default_config=lambda: config,
-            on_cycle=self._cycled,
         )
         super().__init__(core, run, poll_s=poll_s, supports_jobs=False)
 
@@ -97,12 +96,6 @@ class LocalManager(ManagerBackend):
     def core(self) -> ManagerCore:
         """The wrapped core (call it only through this backend's methods from threads)."""
         return self._core
-
-    def _cycled(self, _schedule_s: float, decisions: list[Decision]) -> None:
-        # Runs inside a core call (under the lock), so the statuses are the cycle's own.
-        # Until someone watches, the journal records nothing: skip building the statuses.
-        if decisions and self._primed:
-            self._after(self._core.workloads(ids=dict.fromkeys(d.workload for d in decisions)))
 
     def mark_placed(self, workload: WorkloadId) -> None:
         """Ray placed the workload's group (what the actor's ready-watch would report)."""
@@ -112,11 +105,7 @@ class LocalManager(ManagerBackend):
     def finish(self, workload: WorkloadId, *, failed: bool = False, message: str = "") -> None:
         """The admitted workload ended (what its owner or Ray would report)."""
 
-        def finish() -> None:
-            self._core.report(finished=[(workload, failed, message)])
-            self._after(self._core.workloads(ids=[workload]))
-
-        self._call(finish)
+        self._call(lambda: self._core.report(finished=[(workload, failed, message)]))
 
     def tick(self) -> None:
         """Let time-driven events happen: back-offs end, placement timeouts evict."""

@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from ray_queue.engine.clock import Clock
 from ray_queue.engine.config import QueueConfig
@@ -85,6 +85,10 @@ _SLOW_CYCLE_S = 0.1
 #: a job's child, cancelled with its job).
 _ENDS = (DecisionKind.PREEMPT, DecisionKind.EVICT, DecisionKind.REJECT, DecisionKind.CANCEL)
 
+#: Told the statuses of the workloads whose change the manager just persisted, and the
+#: ids of those it just forgot (``ManagerCore.watch_statuses``).
+StatusWatcher = Callable[[Sequence[WorkloadStatus], Collection[WorkloadId]], None]
+
 
 class ManagerCore:
     """The queue manager without Ray. Not thread-safe: call it from one thread/loop."""
@@ -143,6 +147,7 @@ class ManagerCore:
         self._ray_holdings: tuple[RayJobHolding, ...] = ()
         self._last_created = 0.0
         self._action_failures: list[tuple[WorkloadId, str]] = []
+        self._status_watchers: list[StatusWatcher] = []
         self.admissions = 0
         self.preemptions = 0
         for status in engine.workloads() if statuses is None else statuses:
@@ -546,6 +551,7 @@ class ManagerCore:
             for owned in self._owned.values():
                 owned -= gone
             self._store.write(forget=gone)
+            self._tell_watchers((), gone)
         return len(gone)
 
     # -- queries ----------------------------------------------------------------------------
@@ -697,6 +703,7 @@ class ManagerCore:
         statuses = [self._engine.workload(w) for w in ids if self._known(w)]
         if statuses or config is not None:
             self._store.write(config=config, workloads=statuses, payloads=payloads)
+            self._tell_watchers(statuses, ())
         t2 = time.perf_counter()
         notified: set[WorkloadId] = set()
         for decision in decisions:
@@ -727,6 +734,18 @@ class ManagerCore:
         if self._on_events is not None and (notified or statuses or leases_changed):
             self._on_events()
 
+    def watch_statuses(self, watcher: StatusWatcher) -> None:
+        """Tell ``watcher`` of every change as it is persisted: the changed workloads'
+        statuses, then (separately) the ids of finished workloads forgotten. Called on the
+        core's thread, inside the call that made the change."""
+        self._status_watchers.append(watcher)
+
+    def _tell_watchers(
+        self, statuses: Sequence[WorkloadStatus], forgotten: Collection[WorkloadId]
+    ) -> None:
+        for watcher in self._status_watchers:
+            watcher(statuses, forgotten)
+
     def _carry_out(self, decision: Decision) -> None:
         try:
             self._act(decision)
@@ -749,6 +768,7 @@ class ManagerCore:
                 self._finish(workload, failed=True, message=f"Ray refused it: {message}")
                 failed = self._engine.workload(workload)
                 self._store.write(workloads=[failed])
+                self._tell_watchers([failed], ())
                 self._owner_events.state(failed)
 
     def _act(self, decision: Decision) -> None:
