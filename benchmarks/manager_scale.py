@@ -34,7 +34,6 @@ import logging
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ports import free_port
 from ray_queue.engine.errors import RayQueueError
 from ray_queue.engine.model import BundleGroup, WorkloadId, WorkloadKind
 from ray_queue.grpc.client import QueueClient
@@ -88,12 +88,6 @@ spec: {{clusterQueue: cq-{i}}}
 """
         )
     return "---\n".join(docs)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_rss_mb(pid: int) -> float:
@@ -143,7 +137,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.grpc_port = _free_port()
+        self.grpc_port = free_port()
         self.address = f"127.0.0.1:{self.grpc_port}"
         self.cluster: Any = None
         self.actor: Any = None

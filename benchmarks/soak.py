@@ -42,7 +42,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from benchmarks import provenance, soak_plot
+from benchmarks.ports import free_port
 from benchmarks.soak_faults import CANARY, Faults, serving, wait_for
 from benchmarks.soak_observer import percentile
 from benchmarks.soak_shape import TENANTS, VARIANTS, WORKER_ARGS, config_yaml
@@ -72,12 +72,6 @@ from ray_queue.wire import SubmitRequest
 logger = logging.getLogger("soak")
 
 S = WorkloadState
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Soak(Faults):
@@ -115,7 +109,7 @@ class Soak(Faults):
             path = workdir / f"{name}.token"
             path.write_text(token)
             path.chmod(0o600)
-        self.grpc_port, self.metrics_port = _free_port(), _free_port()
+        self.grpc_port, self.metrics_port = free_port(), free_port()
         self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         self.manager_env = {
             "RAY_QUEUE_TOKENS_FILE": str(tokens_file),
@@ -130,7 +124,7 @@ class Soak(Faults):
         self.observer: subprocess.Popen[bytes] | None = None
         self.autoscaler: subprocess.Popen[bytes] | None = None
         self.autoscaler_runs = 0
-        self.dashboard_port = _free_port()
+        self.dashboard_port = free_port()
         self.actor: Any = None
 
     def count(self, key: str, n: int = 1) -> None:
@@ -178,7 +172,7 @@ class Soak(Faults):
                 "num_cpus": 1,
                 "include_dashboard": True,
                 "dashboard_port": self.dashboard_port,
-                "dashboard_agent_listen_port": _free_port(),
+                "dashboard_agent_listen_port": free_port(),
             },
         )
         for worker in WORKER_ARGS:

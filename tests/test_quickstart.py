@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.ports import free_port
 from tests.k8s.ray_nodes import _refresh_ray_auth_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -201,12 +201,6 @@ for b in blocks:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _with_venv_path(env: dict[str, str]) -> dict[str, str]:
     """As in an activated venv: ``python`` and ``ray-queue`` are this interpreter's."""
     out = dict(env)
@@ -240,8 +234,8 @@ def cluster() -> Iterator[Any]:
                 "num_cpus": 2,
                 "include_dashboard": True,
                 # Another cluster on this machine may hold the default ports.
-                "dashboard_port": _free_port(),
-                "dashboard_agent_listen_port": _free_port(),
+                "dashboard_port": free_port(),
+                "dashboard_agent_listen_port": free_port(),
             },
         )
         try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.ports import free_port
 from tests.cli.test_cli import RAY_QUEUE
 from tests.grpc.conftest import wait_for
 
@@ -43,14 +44,6 @@ def _manager_class() -> Any:
     return TestedManager
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     import ray
@@ -63,8 +56,8 @@ def manager_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         head_node_args={
             "num_cpus": 2,
             "include_dashboard": True,
-            "dashboard_port": _free_port(),
-            "dashboard_agent_listen_port": _free_port(),
+            "dashboard_port": free_port(),
+            "dashboard_agent_listen_port": free_port(),
         },
     )
     try:

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.ports import free_port
 from ray_queue.engine.clock import SystemClock
 from ray_queue.engine.config_loader import load_config
 from ray_queue.grpc.local_manager import LocalManager
 from ray_queue.grpc.server import QueueServer, ServerOptions
 from tests.cli.test_cli import RAY_QUEUE
 from tests.grpc.conftest import CONFIG_YAML
-from tests.ray.harness import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.ports import free_port
 from ray_queue.engine.model import WorkloadKind
 from ray_queue.grpc.client import QueueClient
 from tests.helm.conftest import Helm
@@ -70,12 +70,6 @@ remove_placement_group(group)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _head_env(objects: list[dict[str, Any]], files: Path) -> tuple[dict[str, str], str]:
     """The ``ray-head`` container's RAY_QUEUE_* environment with its Secret files written
     under ``files`` (paths changed to match), and the admin token."""
@@ -103,7 +97,7 @@ def _head_env(objects: list[dict[str, Any]], files: Path) -> tuple[dict[str, str
     # Loopback and a free port here; a state dir of the test's.
     env.update(
         RAY_QUEUE_GRPC_HOST="127.0.0.1",
-        RAY_QUEUE_GRPC_PORT=str(_free_port()),
+        RAY_QUEUE_GRPC_PORT=str(free_port()),
         RAY_QUEUE_METRICS_HOST="127.0.0.1",
         RAY_QUEUE_STATE_DIR=str(files / "state"),
     )
@@ -129,7 +123,7 @@ def captured_cluster(helm: Helm) -> Iterator[dict[str, Any]]:
         manager_env |= env | head.driver_env()
         argv = ["env", "-u", "RAY_QUEUE_TOKEN_FILE", sys.executable, "-m", "ray_queue.manager"]
         argv += ["--address", head.address, "--config-file", str(files / "queues.yaml")]
-        argv += ["--metrics-port", str(_free_port()), "--state-dir", str(files / "state")]
+        argv += ["--metrics-port", str(free_port()), "--state-dir", str(files / "state")]
         log = (base / "manager.log").open("wb")
         manager = subprocess.Popen(argv, env=manager_env, stdout=log, stderr=subprocess.STDOUT)
         client = QueueClient(f"127.0.0.1:{env['RAY_QUEUE_GRPC_PORT']}", token=admin, timeout_s=10)

@@ -30,7 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.k8s.process import ManagedProcess, free_port, wait_for
+from benchmarks.ports import free_port
+from tests.k8s.process import ManagedProcess, wait_for
 from tests.k8s.toolchain import Tools
 
 START_TIMEOUT_S = 90.0

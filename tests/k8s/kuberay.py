@@ -13,7 +13,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from tests.k8s.process import ManagedProcess, free_port, wait_for
+from benchmarks.ports import free_port
+from tests.k8s.process import ManagedProcess, wait_for
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,14 +53,6 @@ def wait_for(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise WaitTimeout(f"timed out after {timeout_s:.0f} s waiting for {what}{detail}")
         time.sleep(interval_s)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 _PR_SET_PDEATHSIG = 1

@@ -26,7 +26,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.k8s.process import ManagedProcess, free_port
+from benchmarks.ports import free_port
+from tests.k8s.process import ManagedProcess
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 """Small object stores: a few nodes must fit beside other test suites on a 24 GB box."""

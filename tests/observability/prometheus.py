@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.k8s.process import free_port, wait_for
+from benchmarks.ports import free_port
+from tests.k8s.process import wait_for
 
 SCRAPE_INTERVAL_S = 1
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ports import free_port
 from tests.autoscaler.k8s_fixtures import PR, RAY, raycluster, set_condition, worker_group
-from tests.k8s.process import ManagedProcess, free_port, wait_for
+from tests.k8s.process import ManagedProcess, wait_for
 from tests.observability.load import (
     CPU_GROUP,
     CPU_PER_WORKER,

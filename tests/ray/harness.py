@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from ray.cluster_utils import Cluster
 from ray.util.placement_group import placement_group_table
 
 import ray_queue
+from benchmarks.ports import free_port
 from ray_queue.client import runtime as client_runtime
 from ray_queue.engine.model import HANDED_OVER, WorkloadState
 from ray_queue.manager.actor import find_manager, start_manager
@@ -40,12 +40,6 @@ def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: fl
             return last
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_cluster(gpu_workers: int = 2, *, gpus: int = 2, cpus: int = 2) -> Cluster:

@@ -34,6 +34,7 @@ from ray.cluster_utils import Cluster
 from ray.experimental import internal_kv
 
 import ray_queue
+from benchmarks.ports import free_port
 from ray_queue.engine.model import (
     BundleGroup,
     WorkloadId,
@@ -53,19 +54,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 S = WorkloadState
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis server of our own on loopback, for the GCS to store its state in."""
     binary = shutil.which(os.environ.get("REDIS_SERVER_BIN") or "redis-server")
     if binary is None:
         unavailable("there is no redis-server: run scripts/install-test-servers.sh")
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     # No snapshots, no append-only file: the GCS's state lives as long as this server.
     options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
@@ -124,7 +119,7 @@ def ft_cluster(
         env.setenv("RAY_REDIS_ADDRESS", redis_address)
         env.setenv("RAY_external_storage_namespace", f"rq-{uuid.uuid4().hex[:8]}")
         env.delenv("RAY_ADDRESS", raising=False)
-        gcs_port = _free_port()
+        gcs_port = free_port()
         cluster = Cluster()
         try:
             cluster.add_node(gcs_server_port=gcs_port, **_HEAD_ARGS)

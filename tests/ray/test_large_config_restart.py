@@ -23,10 +23,11 @@ import ray
 from ray.cluster_utils import Cluster
 
 from benchmarks.manager_scale import config_yaml, process_gone, serving
+from benchmarks.ports import free_port
 from ray_queue.engine.config_loader import load_config
 from ray_queue.grpc.client import QueueClient
 from ray_queue.manager.actor import start_manager
-from tests.ray.harness import connected_cluster, free_port, wait_for
+from tests.ray.harness import connected_cluster, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 

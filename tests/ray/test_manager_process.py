@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from ray.cluster_utils import Cluster
 
-from tests.ray.harness import free_port, wait_for
+from benchmarks.ports import free_port
+from tests.ray.harness import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
