@@ -96,6 +96,17 @@ class QueueClient:
     def close(self) -> None:
         self._channel.close()
 
+    def wait_until_connected(self, timeout_s: float) -> bool:
+        """Block until the channel is connected to the manager, trying to (re)connect
+        meanwhile; False if it is not within ``timeout_s`` (a manager away, restarting)."""
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            return False
+        return True
+
     def __enter__(self) -> QueueClient:
         return self
 
