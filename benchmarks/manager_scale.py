@@ -211,14 +211,15 @@ class Bench:
                 )
                 boot = float(Path("/proc/uptime").read_text().split()[0])
                 process_started = time.time() - boot + start_ticks / ticks
+                arrived, answered = self._first_call or (0.0, 0.0)
                 return {
                     "process_started": process_started,
                     "init_began": self._began,
                     "init_s": self._init_s,
                     "init_cpu_s": self._init_cpu_s,
                     "recover_s": self._recover_s,
-                    "first_call_arrived": (self._first_call or (0.0, 0.0))[0],
-                    "first_call_answered": (self._first_call or (0.0, 0.0))[1],
+                    "first_call_arrived": arrived,
+                    "first_call_answered": answered,
                 }
 
         env = {
