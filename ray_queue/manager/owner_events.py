@@ -55,11 +55,23 @@ class _Log:
             self.floor = self.events[0][1].seq
         self.events.append((at, event))
 
+    def after(self, seq: int) -> tuple[ClientEvent, ...]:
+        """The events after ``seq``, oldest first. Read from the newest end: a poll asks
+        for the few events since its last, and the log keeps a minute of polled ones."""
+        newer: list[ClientEvent] = []
+        for _, event in reversed(self.events):
+            if event.seq <= seq:
+                break
+            newer.append(event)
+        newer.reverse()
+        return tuple(newer)
+
     def drop_polled(self, after_seq: int, before: float) -> None:
         """Drop the events up to ``after_seq`` emitted before ``before``."""
         events = self.events
         while events and events[0][1].seq <= after_seq and events[0][0] < before:
             self.floor = events.popleft()[1].seq
+
 
 #: What an admitted workload's owner is told of where it runs: the admitted flavors'
 #: node labels, and the admitted bundles in Ray units.
@@ -173,7 +185,7 @@ class OwnerEvents:
             return EventBatch(self.epoch, self._seq, self._snapshot(owner), resync=True)
         if log is None:
             return EventBatch(self.epoch, self._seq, ())
-        events = tuple(e for _, e in log.events if e.seq > after_seq)
+        events = log.after(after_seq)
         log.drop_polled(after_seq, self._clock() - _KEEP_POLLED_S)
         return EventBatch(self.epoch, self._seq, events)
 

@@ -11,9 +11,10 @@ one of three places in ``ManagerCore``, never two:
 * created (``ManagerCore._pgs``: its id known, its owner told, its ``ready()`` watched).
 
 A workload that leaves its admission while its group is in flight has the group removed
-after it is created (the desk runs calls in the order asked) and its ``Flight`` dropped,
-so Ray's late answer, whose ticket no longer matches, is ignored. The owner of an
-admission is told once Ray has the group, since it needs the group's id to use it.
+after it is created (or its creation dropped, if Ray was not asked yet) and its
+``Flight`` dropped, so Ray's late answer, whose ticket no longer matches, is ignored.
+The owner of an admission is told once Ray has the group, since it needs the group's id
+to use it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ray_queue.engine.model import Decision, PlacementStrategy, WorkloadId
 
 class DeferredPlacements(Protocol):
     """Placement group calls that return at once; outcomes come back through
-    ``ManagerCore.placements_settled``. Calls take effect in the order they are made."""
+    ``ManagerCore.placements_settled``. A workload's calls take effect in the order they
+    are made; removals may go ahead of other workloads' creations."""
 
     def create(
         self,
@@ -43,7 +45,8 @@ class DeferredPlacements(Protocol):
         ...
 
     def remove(self, workload: WorkloadId) -> None:
-        """Remove the workload's group, after any creation asked before (idempotent)."""
+        """Remove the workload's group, after any creation of it asked before, or instead
+        of one not made yet (idempotent)."""
         ...
 
     def watch(self, workload: WorkloadId, pg_id: str) -> None:

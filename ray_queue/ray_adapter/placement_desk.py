@@ -5,10 +5,14 @@ the manager's loop.
 synchronous round trip to the GCS, ~0.5 ms on a quiet machine and ~5 ms against a GCS
 busy placing groups. Made on the manager's loop they were 53 % of its samples in
 ``benchmarks.ray_e2e`` (py-spy, benchmarks/README.md, issue 24), and every request and
-admission queued behind them. Here they run one at a time, in the order asked, on one
-worker thread (Ray releases the GIL for the round trip): a removal asked after a creation
-runs after it, so a group whose workload left while its creation was in flight is
-removed, never leaked; a creation and its removal still both waiting are dropped together.
+admission queued behind them. Here they run one at a time on one worker thread (Ray
+releases the GIL for the round trip), removals before creations: when the cluster is
+full and the calls queue, a removal that waits behind creations keeps its group alive in
+Ray for nothing, every group alive makes each of Ray's calls dearer, and the creations
+it would make room for cannot be placed until it is done (benchmarks/README.md, "Removals
+first"). A removal asked while the workload's creation is still queued drops both; one
+asked after the creation started runs after it, so a group whose workload left while its
+creation was in flight is removed, never leaked.
 
 What happened comes back as ``Answers`` for the manager to apply on its loop in batches
 (``take``); ``wake`` is called from the thread when there is something to take.
@@ -20,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -77,14 +81,21 @@ _Op = _Create | _Remove | _Watch
 
 class PlacementDesk:
     """The manager's ``DeferredPlacements`` on Ray (``manager/placement_flight.py``):
-    creations and removals in order on one thread, outcomes collected. Thread-safe."""
+    removals, then watches, then creations in the order asked, on one thread; outcomes
+    collected. Thread-safe."""
 
     def __init__(self, adapter: RayAdapter, *, wake: Callable[[], None]) -> None:
         """``wake``: called from the desk's thread (or Ray's) when outcomes are waiting;
         at most once until the next ``take``."""
         self._adapter = adapter
         self._wake = wake
-        self._work: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        #: Guards the three queues of calls not made yet; notified when one grows.
+        self._queued = threading.Condition()
+        self._removals: deque[WorkloadId] = deque()
+        self._watches: deque[_Watch] = deque()
+        #: By workload: a second creation asked for a workload replaces the first
+        #: (creating is idempotent, and only the latest ticket is waited for).
+        self._creations: OrderedDict[WorkloadId, _Create] = OrderedDict()
         self._lock = threading.Lock()
         self._answers = Answers()
         self._woken = False
@@ -105,24 +116,32 @@ class PlacementDesk:
         watch: bool,
     ) -> None:
         """Create the workload's group in the background; ``watch``: report it placed."""
-        self._work.put(
-            _Create(
-                workload,
-                ticket,
-                tuple(dict(b) for b in bundles),
-                strategy,
-                tuple(dict(s) for s in label_selectors),
-                watch,
-            )
+        op = _Create(
+            workload,
+            ticket,
+            tuple(dict(b) for b in bundles),
+            strategy,
+            tuple(dict(s) for s in label_selectors),
+            watch,
         )
+        with self._queued:
+            self._creations[workload] = op
+            self._queued.notify()
 
     def remove(self, workload: WorkloadId) -> None:
-        """Remove the workload's group, after any creation asked before."""
-        self._work.put(_Remove(workload))
+        """Remove the workload's group, after its creation if that has started; a
+        creation still queued is dropped (the removal then finds no group, or the one
+        the workload held before, and costs Ray nothing more)."""
+        with self._queued:
+            self._creations.pop(workload, None)
+            self._removals.append(workload)
+            self._queued.notify()
 
     def watch(self, workload: WorkloadId, pg_id: str) -> None:
         """Report an existing group (re-adopted after a restart) placed once it is."""
-        self._work.put(_Watch(workload, pg_id))
+        with self._queued:
+            self._watches.append(_Watch(workload, pg_id))
+            self._queued.notify()
 
     def take(self) -> Answers:
         """What Ray answered since the last call."""
@@ -135,19 +154,23 @@ class PlacementDesk:
 
     def _serve(self) -> None:
         while True:
-            batch = [self._work.get()]
-            while True:
-                try:
-                    batch.append(self._work.get_nowait())
-                except queue.Empty:
-                    break
-            for op in _without_cancelled(batch):
-                try:
-                    self._run(op)
-                except Exception:
-                    logger.exception(
-                        "a placement group call to Ray failed", extra={"call": repr(op)}
-                    )
+            op = self._next()
+            try:
+                self._run(op)
+            except Exception:
+                logger.exception("a placement group call to Ray failed", extra={"call": repr(op)})
+
+    def _next(self) -> _Op:
+        """The next call to make, waiting for one: removals first, then watches, then
+        creations in the order asked."""
+        with self._queued:
+            while not (self._removals or self._watches or self._creations):
+                self._queued.wait()
+            if self._removals:
+                return _Remove(self._removals.popleft())
+            if self._watches:
+                return self._watches.popleft()
+            return self._creations.popitem(last=False)[1]
 
     def _run(self, op: _Op) -> None:
         if isinstance(op, _Remove):
@@ -194,16 +217,3 @@ class PlacementDesk:
                 self._wake()
             except Exception:  # the loop is closing; the next take() collects it
                 logger.debug("waking the manager failed", exc_info=True)
-
-
-def _without_cancelled(batch: list[_Op]) -> list[_Op]:
-    """``batch`` without each creation whose removal follows it in the batch, and that
-    removal: the workload left before Ray was asked, so neither call is needed."""
-    skip: set[int] = set()
-    creating: dict[WorkloadId, int] = {}
-    for i, op in enumerate(batch):
-        if isinstance(op, _Create):
-            creating[op.workload] = i
-        elif isinstance(op, _Remove) and op.workload in creating:
-            skip |= {creating.pop(op.workload), i}
-    return [op for i, op in enumerate(batch) if i not in skip]

@@ -11,13 +11,15 @@ has done by then.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 from ray.cluster_utils import Cluster
 
 from ray_queue.engine.clock import SystemClock
-from ray_queue.engine.model import WorkloadId, WorkloadState
+from ray_queue.engine.model import PlacementStrategy, WorkloadId, WorkloadState
 from ray_queue.manager.core import ManagerCore
 from ray_queue.ray_adapter.actions import RayAdapter
 from ray_queue.ray_adapter.placement_desk import PlacementDesk
@@ -145,3 +147,71 @@ def test_a_restarted_manager_adopts_the_groups_its_predecessor_had_in_flight(
     wait_for(placed)
     restarted.cancel([W("adopted-1"), W("adopted-2")])
     wait_for(lambda: not any(w.startswith("adopted-") for w in live_groups()))
+
+
+class GatedAdapter(RayAdapter):
+    """A real adapter that records the order of the desk's calls, and whose first
+    creation waits for ``gate``: the calls asked meanwhile queue up in the desk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.calls: list[tuple[str, WorkloadId]] = []
+
+    def create(
+        self,
+        workload: WorkloadId,
+        bundles: Sequence[Mapping[str, float]],
+        strategy: PlacementStrategy,
+        label_selectors: Sequence[Mapping[str, str]],
+    ) -> Any:
+        self.calls.append(("create", workload))
+        if len(self.calls) == 1:
+            assert self.gate.wait(30)
+        return super().create(workload, bundles, strategy, label_selectors)
+
+    def remove_placement_group(self, workload: WorkloadId) -> None:
+        self.calls.append(("remove", workload))
+        super().remove_placement_group(workload)
+
+
+def test_the_desk_removes_before_it_creates_and_drops_creations_removed_while_queued(
+    cluster: Cluster,
+) -> None:
+    """A full cluster's removals make the room its queued creations wait for: they go
+    first. A creation removed before Ray was asked is never made; one removed while Ray
+    makes it is removed right after."""
+    adapter = GatedAdapter()
+    desk = PlacementDesk(adapter, wake=lambda: None)
+
+    def create(name: str, ticket: int) -> None:
+        desk.create(W(name), ticket, [{"CPU": 0.1}], PlacementStrategy.PACK, [{}], watch=False)
+
+    create("in-progress", 1)
+    wait_for(lambda: adapter.calls == [("create", W("in-progress"))])
+    create("dropped", 2)
+    create("first", 3)
+    create("second", 4)
+    desk.remove(W("dropped"))
+    desk.remove(W("in-progress"))
+    adapter.gate.set()
+
+    created: set[WorkloadId] = set()
+
+    def all_created() -> bool:
+        created.update(workload for workload, _, _ in desk.take().created)
+        return created == {W("in-progress"), W("first"), W("second")}
+
+    wait_for(all_created)
+    assert adapter.calls == [
+        ("create", W("in-progress")),
+        ("remove", W("dropped")),  # its creation dropped: no group, no call to Ray
+        ("remove", W("in-progress")),
+        ("create", W("first")),
+        ("create", W("second")),
+    ]
+    assert {W("first"), W("second")} <= live_groups().keys()
+    assert not {W("in-progress"), W("dropped")} & live_groups().keys()
+    desk.remove(W("first"))
+    desk.remove(W("second"))
+    wait_for(lambda: not {W("first"), W("second")} & live_groups().keys())
