@@ -163,6 +163,16 @@ def test_targets_of_a_skipped_system_are_not_judged() -> None:
     assert targets["ray_queue_ray_wall_vs_plain_ray"]["met"] is True
 
 
+def test_a_run_cut_short_by_its_budget_has_no_wall_time_to_compare() -> None:
+    systems = _systems(ray_wall_s=105.0, ray_large_tta_s=0.2)
+    systems["plain_ray"].update(finished=31_000, workloads=50_000)
+    ratios = side_by_side.ratios(systems)
+    assert ratios["ray_queue_ray_wall_vs_plain_ray"] is None
+    assert ratios["ray_queue_ray_wall_vs_kueue"] == pytest.approx(105.0 / 376.0)
+    targets = side_by_side.targets(KUEUE_BASELINE, systems)
+    assert targets["ray_queue_ray_wall_vs_plain_ray"]["met"] is None
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(150)
 def test_tiny_run_reports_every_system(tmp_path: Path) -> None:
