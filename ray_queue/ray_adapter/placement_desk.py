@@ -1,21 +1,21 @@
-"""Ray's placement-group calls, made from a thread of their own so that they never block
+"""Ray's placement-group calls, made from threads of their own so that they never block
 the manager's loop.
 
 ``placement_group()`` and ``remove_placement_group()`` return no future: each is a
 synchronous round trip to the GCS, ~0.5 ms on a quiet machine and ~5 ms against a GCS
 busy placing groups. Made on the manager's loop they were 53 % of its samples in
 ``benchmarks.ray_e2e`` (py-spy, benchmarks/README.md, issue 24), and every request and
-admission queued behind them. Here they run one at a time on one worker thread (Ray
-releases the GIL for the round trip), removals before creations: when the cluster is
-full and the calls queue, a removal that waits behind creations keeps its group alive in
-Ray for nothing, every group alive makes each of Ray's calls dearer, and the creations
-it would make room for cannot be placed until it is done (benchmarks/README.md, "Removals
-first"). A removal asked while the workload's creation is still queued drops both; one
-asked after the creation started runs after it, so a group whose workload left while its
-creation was in flight is removed, never leaked.
+admission queued behind them. Here two worker threads make them (Ray releases the GIL
+for the round trip), never two calls of one workload at once, removals before creations:
+when the cluster is full and the calls queue, a removal that waits behind creations
+keeps its group alive in Ray for nothing, every group alive makes each of Ray's calls
+dearer, and the creations it would make room for cannot be placed until it is done
+(benchmarks/README.md, "Removals first"). A removal asked while the workload's creation
+is still queued drops it; one asked after the creation started runs after it, so a group
+whose workload left while its creation was in flight is removed, never leaked.
 
 What happened comes back as ``Answers`` for the manager to apply on its loop in batches
-(``take``); ``wake`` is called from the thread when there is something to take.
+(``take``); ``wake`` is called from a desk thread when there is something to take.
 "Placed" is learnt from each created group's ``ready()`` reference resolving, through a
 callback: nothing waits on it.
 """
@@ -37,6 +37,11 @@ from ray_queue.engine.model import PlacementStrategy, WorkloadId
 from ray_queue.ray_adapter.actions import RayAdapter, pg_from_hex
 
 logger = logging.getLogger(__name__)
+
+#: Threads making calls at once. Each call is a round trip that mostly waits (for the
+#: GCS, then for the GIL back from the manager's loop): two overlap those waits
+#: (benchmarks/README.md, "Removals first").
+CALLERS = 2
 
 
 @dataclass(slots=True)
@@ -81,12 +86,14 @@ _Op = _Create | _Remove | _Watch
 
 class PlacementDesk:
     """The manager's ``DeferredPlacements`` on Ray (``manager/placement_flight.py``):
-    removals, then watches, then creations in the order asked, on one thread; outcomes
-    collected. Thread-safe."""
+    removals, then watches, then creations in the order asked, on ``callers`` threads,
+    one call per workload at a time; outcomes collected. Thread-safe."""
 
-    def __init__(self, adapter: RayAdapter, *, wake: Callable[[], None]) -> None:
-        """``wake``: called from the desk's thread (or Ray's) when outcomes are waiting;
-        at most once until the next ``take``."""
+    def __init__(
+        self, adapter: RayAdapter, *, wake: Callable[[], None], callers: int = CALLERS
+    ) -> None:
+        """``wake``: called from the desk's threads (or Ray's) when outcomes are waiting;
+        at most once until the next ``take``. ``callers``: threads making calls."""
         self._adapter = adapter
         self._wake = wake
         #: Guards the three queues of calls not made yet; notified when one grows.
@@ -101,7 +108,11 @@ class PlacementDesk:
         self._woken = False
         #: ``ready()`` references being watched, kept alive until they resolve.
         self._watching: dict[str, ray.ObjectRef[Any]] = {}
-        threading.Thread(target=self._serve, name="ray-queue-placement-groups", daemon=True).start()
+        #: Workloads with a call being made: a workload's calls are made one at a time.
+        self._busy: set[WorkloadId] = set()
+        for i in range(callers):
+            name = f"ray-queue-placement-groups-{i}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     # -- the manager's side -------------------------------------------------------------
 
@@ -159,18 +170,34 @@ class PlacementDesk:
                 self._run(op)
             except Exception:
                 logger.exception("a placement group call to Ray failed", extra={"call": repr(op)})
+            finally:
+                with self._queued:
+                    self._busy.discard(op.workload)
+                    self._queued.notify_all()  # a call of the same workload may be next
 
     def _next(self) -> _Op:
         """The next call to make, waiting for one: removals first, then watches, then
-        creations in the order asked."""
+        creations in the order asked; never one of a workload with a call being made."""
         with self._queued:
-            while not (self._removals or self._watches or self._creations):
+            while (op := self._first_free()) is None:
                 self._queued.wait()
-            if self._removals:
-                return _Remove(self._removals.popleft())
-            if self._watches:
-                return self._watches.popleft()
-            return self._creations.popitem(last=False)[1]
+            self._busy.add(op.workload)
+            return op
+
+    def _first_free(self) -> _Op | None:
+        # Only the few busy workloads' calls are passed over: one per caller at most.
+        for i, workload in enumerate(self._removals):
+            if workload not in self._busy:
+                del self._removals[i]
+                return _Remove(workload)
+        for i, watch in enumerate(self._watches):
+            if watch.workload not in self._busy:
+                del self._watches[i]
+                return watch
+        for workload in self._creations:
+            if workload not in self._busy:
+                return self._creations.pop(workload)
+        return None
 
     def _run(self, op: _Op) -> None:
         if isinstance(op, _Remove):

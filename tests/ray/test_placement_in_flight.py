@@ -12,7 +12,7 @@ has done by then.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -175,6 +175,23 @@ class GatedAdapter(RayAdapter):
         super().remove_placement_group(workload)
 
 
+def creator(desk: PlacementDesk) -> Callable[[str, int], None]:
+    def create(name: str, ticket: int) -> None:
+        desk.create(W(name), ticket, [{"CPU": 0.1}], PlacementStrategy.PACK, [{}], watch=False)
+
+    return create
+
+
+def created_all(desk: PlacementDesk, expected: set[WorkloadId]) -> Callable[[], bool]:
+    created: set[WorkloadId] = set()
+
+    def check() -> bool:
+        created.update(workload for workload, _, _ in desk.take().created)
+        return created == expected
+
+    return check
+
+
 def test_the_desk_removes_before_it_creates_and_drops_creations_removed_while_queued(
     cluster: Cluster,
 ) -> None:
@@ -182,10 +199,8 @@ def test_the_desk_removes_before_it_creates_and_drops_creations_removed_while_qu
     first. A creation removed before Ray was asked is never made; one removed while Ray
     makes it is removed right after."""
     adapter = GatedAdapter()
-    desk = PlacementDesk(adapter, wake=lambda: None)
-
-    def create(name: str, ticket: int) -> None:
-        desk.create(W(name), ticket, [{"CPU": 0.1}], PlacementStrategy.PACK, [{}], watch=False)
+    desk = PlacementDesk(adapter, wake=lambda: None, callers=1)
+    create = creator(desk)
 
     create("in-progress", 1)
     wait_for(lambda: adapter.calls == [("create", W("in-progress"))])
@@ -196,13 +211,7 @@ def test_the_desk_removes_before_it_creates_and_drops_creations_removed_while_qu
     desk.remove(W("in-progress"))
     adapter.gate.set()
 
-    created: set[WorkloadId] = set()
-
-    def all_created() -> bool:
-        created.update(workload for workload, _, _ in desk.take().created)
-        return created == {W("in-progress"), W("first"), W("second")}
-
-    wait_for(all_created)
+    wait_for(created_all(desk, {W("in-progress"), W("first"), W("second")}))
     assert adapter.calls == [
         ("create", W("in-progress")),
         ("remove", W("dropped")),  # its creation dropped: no group, no call to Ray
@@ -215,3 +224,28 @@ def test_the_desk_removes_before_it_creates_and_drops_creations_removed_while_qu
     desk.remove(W("first"))
     desk.remove(W("second"))
     wait_for(lambda: not {W("first"), W("second")} & live_groups().keys())
+
+
+def test_a_second_caller_makes_other_workloads_calls_while_one_waits_on_ray(
+    cluster: Cluster,
+) -> None:
+    """Two threads make the desk's calls, but never two of one workload at once: a
+    removal waits for its workload's creation, whatever the other thread does meanwhile."""
+    adapter = GatedAdapter()
+    desk = PlacementDesk(adapter, wake=lambda: None, callers=2)
+    create = creator(desk)
+
+    create("slow", 1)
+    wait_for(lambda: adapter.calls == [("create", W("slow"))])
+    desk.remove(W("slow"))
+    create("other", 2)
+    wait_for(created_all(desk, {W("other")}))
+    assert adapter.calls == [("create", W("slow")), ("create", W("other"))]
+
+    adapter.gate.set()
+    wait_for(lambda: ("remove", W("slow")) in adapter.calls)
+    assert adapter.calls[-1] == ("remove", W("slow"))
+    wait_for(lambda: W("slow") not in live_groups())
+    assert W("other") in live_groups()
+    desk.remove(W("other"))
+    wait_for(lambda: W("other") not in live_groups())
