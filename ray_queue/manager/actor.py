@@ -199,8 +199,8 @@ class QueueManager:
         self._changed = asyncio.Event()
         #: The actor's event loop, once its first call runs on it (``_ensure_loop``).
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Placement groups are created and removed by the desk's thread: Ray's calls for
-        # them are synchronous GCS round trips (``placement_desk``). The thread drops the
+        # Placement groups are created and removed by the desk's threads: Ray's calls for
+        # them are synchronous GCS round trips (``placement_desk``). Each thread drops the
         # GIL for each round trip and needs it back to make the next call; at Python's
         # default 5 ms switch interval a busy loop held it that long each time, capping
         # the desk at ~200 calls a second under load, below what a full queue asks.
@@ -367,7 +367,7 @@ class QueueManager:
             logger.exception("manager slow tick failed; continuing")
 
     def _placements_answered(self) -> None:
-        """From the desk's thread: Ray answered; apply it on the loop (the tick does,
+        """From a desk thread: Ray answered; apply it on the loop (the tick does,
         until the loop is known)."""
         loop = self._loop
         if loop is not None:

@@ -58,7 +58,7 @@ def pg_from_hex(pg_id: str) -> PlacementGroup:
 class RayAdapter:
     """``RayActions`` over the Ray API. Must run inside a connected Ray worker.
 
-    Its group handles are shared with ``PlacementDesk``'s thread, which makes the
+    Its group handles are shared with ``PlacementDesk``'s threads, which make the
     creations and removals for the manager's loop: they are kept under a lock."""
 
     def __init__(self, *, dashboard_url: str | None = None) -> None:
