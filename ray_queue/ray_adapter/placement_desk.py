@@ -161,7 +161,7 @@ class PlacementDesk:
             self._woken = False
         return taken
 
-    # -- the worker thread --------------------------------------------------------------
+    # -- the worker threads -------------------------------------------------------------
 
     def _serve(self) -> None:
         while True:
@@ -185,7 +185,7 @@ class PlacementDesk:
             return op
 
     def _first_free(self) -> _Op | None:
-        # Only the few busy workloads' calls are passed over: one per caller at most.
+        # Only calls of the few busy workloads (one per caller) are passed over.
         for i, workload in enumerate(self._removals):
             if workload not in self._busy:
                 del self._removals[i]
