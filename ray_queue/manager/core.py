@@ -699,7 +699,11 @@ class ManagerCore:
         t1 = time.perf_counter()
         if self._engine.cut_short is not None:
             _log_cut_short(self._engine.cut_short)
-        ids = touched | {d.workload for d in decisions} | {d.workload for d in scheduled}
+        # Causal order, never a set's: the store and every watch stream follow it, so a
+        # watcher sees a finish before the admission it made room for.
+        ids = dict.fromkeys(
+            [*sorted(touched), *(d.workload for d in decisions), *(d.workload for d in scheduled)]
+        )
         statuses = [self._engine.workload(w) for w in ids if self._known(w)]
         if statuses or config is not None:
             self._store.write(config=config, workloads=statuses, payloads=payloads)
